@@ -1,0 +1,375 @@
+//! Certificate creation for `tiox cert` and for tests: a cluster CA, server
+//! certificates (serverAuth + clientAuth, SANs from the hosts), client
+//! certificates (clientAuth only), in the shape the how-to's cfssl profiles
+//! produce.
+//!
+//! Generated keys are ECDSA P-256 by default (P-384 and Ed25519 on request):
+//! the ring crypto backend cannot generate RSA keys. Existing RSA CA keys
+//! (PKCS#1 or PKCS#8) can still sign, and RSA certificates made by openssl or
+//! cfssl are accepted everywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, Result};
+
+/// PEM text of a private key. `Debug` prints nothing of it.
+pub struct SecretPem(String);
+
+impl SecretPem {
+    /// The PEM text, to write to a 0600 file.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretPem(<redacted>)")
+    }
+}
+
+/// A new certificate and its key.
+#[derive(Debug)]
+pub struct Issued {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (PKCS#8).
+    pub key_pem: SecretPem,
+}
+
+/// Key algorithm for new keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256 (default).
+    #[default]
+    EcdsaP256,
+    /// ECDSA on P-384 with SHA-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+}
+
+impl FromStr for KeyType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ecdsa-p256" | "p256" | "ec" => Ok(KeyType::EcdsaP256),
+            "ecdsa-p384" | "p384" => Ok(KeyType::EcdsaP384),
+            "ed25519" => Ok(KeyType::Ed25519),
+            "rsa" => Err(
+                "RSA key generation is not available (tiox uses the ring crypto \
+                          backend, which cannot generate RSA keys); use ecdsa-p256, or make \
+                          RSA keys with openssl: tiox accepts them"
+                    .to_string(),
+            ),
+            other => Err(format!(
+                "unknown key type \"{other}\": use ecdsa-p256, ecdsa-p384 or ed25519"
+            )),
+        }
+    }
+}
+
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// A component: serverAuth and clientAuth, SANs required.
+    Server,
+    /// A client (ctl tools, applications): clientAuth only.
+    Client,
+    /// A MySQL-facing server certificate: serverAuth only.
+    MysqlServer,
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "server" => Ok(Profile::Server),
+            "client" => Ok(Profile::Client),
+            "mysql-server" => Ok(Profile::MysqlServer),
+            other => Err(format!(
+                "unknown profile \"{other}\": use server, client or mysql-server"
+            )),
+        }
+    }
+}
+
+/// When a certificate is valid.
+#[derive(Clone, Copy, Debug)]
+pub enum Validity {
+    /// From a minute ago (clock skew) for this many days.
+    Days(u32),
+    /// An explicit window (tests make expired and future certificates).
+    Window {
+        /// Start.
+        not_before: OffsetDateTime,
+        /// End.
+        not_after: OffsetDateTime,
+    },
+}
+
+impl Validity {
+    fn window(self) -> (OffsetDateTime, OffsetDateTime) {
+        match self {
+            Validity::Days(d) => {
+                let now = OffsetDateTime::now_utc();
+                (
+                    now - Duration::minutes(1),
+                    now + Duration::days(i64::from(d)),
+                )
+            }
+            Validity::Window {
+                not_before,
+                not_after,
+            } => (not_before, not_after),
+        }
+    }
+}
+
+/// What to put in a new certificate.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Common name.
+    pub cn: String,
+    /// SANs: IP literals become IP SANs, `scheme://...` URIs, the rest DNS.
+    pub hosts: Vec<String>,
+    /// Usage profile.
+    pub profile: Profile,
+    /// Validity.
+    pub validity: Validity,
+    /// Key algorithm.
+    pub key_type: KeyType,
+}
+
+impl Spec {
+    /// A spec with the defaults: 10 years (the how-to's 43800h is 5), P-256.
+    pub fn new(cn: &str, hosts: &[&str], profile: Profile) -> Spec {
+        Spec {
+            cn: cn.to_string(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            profile,
+            validity: Validity::Days(3650),
+            key_type: KeyType::EcdsaP256,
+        }
+    }
+}
+
+/// A CA able to sign certificates.
+pub struct CertAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate, PEM.
+    pub cert_pem: String,
+}
+
+impl fmt::Debug for CertAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertAuthority").finish_non_exhaustive()
+    }
+}
+
+fn gen_err(what: &str) -> impl Fn(rcgen::Error) -> Error + '_ {
+    move |e| Error::CertGen(format!("{what}: {e}"))
+}
+
+fn new_key(key_type: KeyType) -> Result<KeyPair> {
+    let alg = match key_type {
+        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+    };
+    KeyPair::generate_for(alg).map_err(gen_err("generating a key"))
+}
+
+fn random_serial() -> Result<SerialNumber> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::CertGen("the system random generator failed".to_string()))?;
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte
+    Ok(SerialNumber::from(bytes.to_vec()))
+}
+
+fn base_params(cn: &str, validity: Validity) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "tiox");
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    let (nb, na) = validity.window();
+    params.not_before = nb;
+    params.not_after = na;
+    params.serial_number = Some(random_serial()?);
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+fn san(host: &str) -> Result<SanType> {
+    let host = host.trim();
+    if let Ok(ip) = host.parse() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    let ia5 = |s: &str| {
+        s.to_string()
+            .try_into()
+            .map_err(|_| Error::CertGen(format!("\"{s}\" is not an ASCII host name or URI")))
+    };
+    if host.contains("://") {
+        Ok(SanType::URI(ia5(host)?))
+    } else {
+        Ok(SanType::DnsName(ia5(host)?))
+    }
+}
+
+impl CertAuthority {
+    /// A new self-signed CA.
+    pub fn generate(cn: &str, validity: Validity, key_type: KeyType) -> Result<CertAuthority> {
+        let key = new_key(key_type)?;
+        let mut params = base_params(cn, validity)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params
+            .self_signed(&key)
+            .map_err(gen_err("signing the CA"))?;
+        Ok(CertAuthority {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA's private key, PEM (PKCS#8), to store next to `ca.pem`.
+    pub fn key_pem(&self) -> SecretPem {
+        SecretPem(self.issuer.key().serialize_pem())
+    }
+
+    /// Loads an existing CA (e.g. made by openssl or cfssl). The key may be
+    /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<CertAuthority> {
+        let der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| Error::CertGen(format!("the CA key has no usable PEM key ({e})")))?;
+        let pkcs8 = to_pkcs8(&der)?;
+        let key = KeyPair::try_from(&PrivateKeyDer::Pkcs8(pkcs8))
+            .map_err(gen_err("loading the CA key"))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(gen_err("loading the CA"))?;
+        Ok(CertAuthority {
+            issuer,
+            cert_pem: cert_pem.to_string(),
+        })
+    }
+
+    /// Issues a certificate signed by this CA.
+    pub fn issue(&self, spec: &Spec) -> Result<Issued> {
+        if spec.cn.trim().is_empty() {
+            return Err(Error::CertGen("the common name is empty".to_string()));
+        }
+        let key = new_key(spec.key_type)?;
+        let mut params = base_params(&spec.cn, spec.validity)?;
+        params.subject_alt_names = spec
+            .hosts
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| san(h))
+            .collect::<Result<_>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = match spec.profile {
+            Profile::Server => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            Profile::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Profile::MysqlServer => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        };
+        if matches!(spec.profile, Profile::Server | Profile::MysqlServer)
+            && params.subject_alt_names.is_empty()
+        {
+            return Err(Error::CertGen(
+                "a server certificate needs at least one host (--hosts): clients check that \
+                 the address they dial is in its SANs"
+                    .to_string(),
+            ));
+        }
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(gen_err("signing the certificate"))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: SecretPem(key.serialize_pem()),
+        })
+    }
+}
+
+/// Wraps a PKCS#1 (RSA) or SEC1 (EC) key as PKCS#8, which the signer needs.
+fn to_pkcs8(der: &PrivateKeyDer<'_>) -> Result<PrivatePkcs8KeyDer<'static>> {
+    // AlgorithmIdentifier bodies (OID [+ params]) and DER helpers.
+    const RSA_ALG: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .iter()
+                .copied()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    let wrap = |alg: Vec<u8>, inner: &[u8]| {
+        let mut body = vec![0x02, 0x01, 0x00];
+        body.extend(tlv(0x30, &alg));
+        body.extend(tlv(0x04, inner));
+        PrivatePkcs8KeyDer::from(tlv(0x30, &body))
+    };
+    match der {
+        PrivateKeyDer::Pkcs8(k) => Ok(PrivatePkcs8KeyDer::from(k.secret_pkcs8_der().to_vec())),
+        PrivateKeyDer::Pkcs1(k) => Ok(wrap(RSA_ALG.to_vec(), k.secret_pkcs1_der())),
+        PrivateKeyDer::Sec1(k) => {
+            let inner = k.secret_sec1_der();
+            let contains = |n: &[u8]| inner.windows(n.len()).any(|w| w == n);
+            let curve = if contains(P256) {
+                P256
+            } else if contains(P384) {
+                P384
+            } else {
+                return Err(Error::CertGen(
+                    "the SEC1 EC key names no curve tiox knows (P-256, P-384); convert it \
+                     with `openssl pkcs8 -topk8 -nocrypt`"
+                        .to_string(),
+                ));
+            };
+            let mut alg = EC_PUBLIC_KEY.to_vec();
+            alg.extend_from_slice(curve);
+            Ok(wrap(alg, inner))
+        }
+        _ => Err(Error::CertGen("unsupported private key format".to_string())),
+    }
+}

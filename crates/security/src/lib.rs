@@ -1,0 +1,34 @@
+//! The security core of tiox: every listener and every outgoing connection
+//! of every component goes through this crate.
+//!
+//! ```text
+//!  [security] table ──► config::SecurityConfig::validate(component)
+//!                              │  (all three paths or none; files checked)
+//!                              ▼
+//!                     config::TlsSettings ── material::MaterialSource (hot reload)
+//!                        │                         │
+//!            server::ServerTls (accept)   client::ClientTls (connect)
+//!             client cert required,        server chain + SAN checked,
+//!             CN/SAN allow-lists           our certificate presented
+//! ```
+//!
+//! Invariants: a component with TLS configured never accepts or speaks
+//! plaintext; a bad file at startup is an error naming the component, key,
+//! file and fix; a bad file at reload keeps the previous material in service;
+//! private keys are never printed.
+
+pub mod certgen;
+pub mod client;
+pub mod config;
+pub mod diagnose;
+pub mod error;
+pub mod inspect;
+pub mod material;
+pub mod server;
+pub mod verify;
+
+pub use client::ClientTls;
+pub use config::{Component, SecurityConfig, TlsSettings, TlsVersion};
+pub use error::{ConfigError, Error, Result};
+pub use inspect::CertInfo;
+pub use server::{ClientAuth, PeerIdentity, ServerTls};

@@ -1,0 +1,166 @@
+//! The server side: a TLS acceptor for every listener of every component.
+//!
+//! Each accept takes the current (possibly just reloaded) material, requires
+//! and verifies a client certificate against the cluster CA, applies the CN
+//! and SAN allow-lists, and offers ALPN `h2` and `http/1.1` so gRPC and HTTP
+//! can share one port. Nothing here ever accepts plaintext.
+
+use std::sync::Arc;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{TlsSettings, TlsVersion};
+use crate::diagnose::{explain, Side};
+use crate::error::{Error, Result};
+use crate::inspect::CertInfo;
+use crate::material::{provider, Derived, TlsMaterial};
+use crate::verify::AllowListVerifier;
+
+/// Whether a client certificate is required.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every cluster port: no certificate, no connection.
+    Required,
+    /// The MySQL-facing port only: a certificate is verified if presented;
+    /// per-user `REQUIRE` rules decide the rest.
+    VerifyIfPresented,
+}
+
+/// Who is on the other end of an accepted connection.
+#[derive(Clone, Debug)]
+pub struct PeerIdentity {
+    /// The peer's socket address, as given to `accept`.
+    pub addr: String,
+    /// The verified client certificate, if one was presented.
+    pub cert: Option<CertInfo>,
+    /// The negotiated ALPN protocol, if any.
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl PeerIdentity {
+    /// The peer certificate's common name, if any.
+    pub fn common_name(&self) -> Option<&str> {
+        self.cert.as_ref().and_then(|c| c.common_name.as_deref())
+    }
+}
+
+/// The protocol versions for a minimum.
+pub(crate) fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    match min {
+        TlsVersion::V1_2 => &BOTH,
+        TlsVersion::V1_3 => &ONLY_13,
+    }
+}
+
+/// A reloading TLS acceptor.
+#[derive(Debug)]
+pub struct ServerTls {
+    settings: TlsSettings,
+    client_auth: ClientAuth,
+    alpn: Vec<Vec<u8>>,
+    config: Derived<ServerConfig>,
+}
+
+impl ServerTls {
+    /// An acceptor for a cluster port: client certificate required, ALPN
+    /// `h2` and `http/1.1`.
+    pub fn new(settings: TlsSettings) -> Result<ServerTls> {
+        Self::with_options(
+            settings,
+            ClientAuth::Required,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        )
+    }
+
+    /// An acceptor with explicit client-auth mode and ALPN list (empty: no
+    /// ALPN, as for the MySQL protocol).
+    pub fn with_options(
+        settings: TlsSettings,
+        client_auth: ClientAuth,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<ServerTls> {
+        let tls = ServerTls {
+            settings,
+            client_auth,
+            alpn,
+            config: Derived::default(),
+        };
+        tls.config()?;
+        Ok(tls)
+    }
+
+    /// The settings this acceptor was made from.
+    pub fn settings(&self) -> &TlsSettings {
+        &self.settings
+    }
+
+    /// The rustls config for the next handshake (reloaded if files changed).
+    pub fn config(&self) -> Result<Arc<ServerConfig>> {
+        let material = self.settings.source.current();
+        self.config.get(&material, |m| self.build(m))
+    }
+
+    fn build(&self, m: &TlsMaterial) -> Result<ServerConfig> {
+        let component = self.settings.component;
+        let keys = component.keys();
+        let fail = |problem: String| {
+            Error::from(component.error(
+                keys.cert,
+                Some(self.settings.source.files().cert.clone()),
+                problem,
+                "check the certificate, key and CA files",
+            ))
+        };
+        let builder = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider());
+        let builder = match self.client_auth {
+            ClientAuth::Required => builder,
+            ClientAuth::VerifyIfPresented => builder.allow_unauthenticated(),
+        };
+        let inner = builder
+            .build()
+            .map_err(|e| fail(format!("cannot build the client verifier: {e}")))?;
+        let verifier = Arc::new(AllowListVerifier::new(inner, self.settings.allow.clone()));
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions(self.settings.min_version))
+            .map_err(|e| fail(format!("bad protocol versions: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(m.chain.clone(), m.key.clone_der())
+            .map_err(|e| fail(format!("rustls refused the certificate or key: {e}")))?;
+        config.alpn_protocols = self.alpn.clone();
+        Ok(config)
+    }
+
+    /// Runs the server handshake on an accepted stream. `peer` is the remote
+    /// address, used in the error (callers log it; the connection is dropped).
+    pub async fn accept<IO>(&self, io: IO, peer: &str) -> Result<(TlsStream<IO>, PeerIdentity)>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = self.config()?;
+        let stream = TlsAcceptor::from(config)
+            .accept(io)
+            .await
+            .map_err(|e| Error::Handshake {
+                peer: peer.to_string(),
+                reason: explain(&e, Side::Server),
+            })?;
+        let (_, conn) = stream.get_ref();
+        let cert = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|der| CertInfo::from_der(der).ok());
+        let identity = PeerIdentity {
+            addr: peer.to_string(),
+            cert,
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        };
+        Ok((stream, identity))
+    }
+}
