@@ -373,3 +373,195 @@ fn to_pkcs8(der: &PrivateKeyDer<'_>) -> Result<PrivatePkcs8KeyDer<'static>> {
         _ => Err(Error::CertGen("unsupported private key format".to_string())),
     }
 }
+
+/// One file written by [`init_dir`] or [`write_pair`].
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// Where.
+    pub path: std::path::PathBuf,
+    /// What it is, for the listing the tool prints.
+    pub what: String,
+}
+
+/// The files `tiox cert init` creates, relative to its directory: the
+/// cluster CA, one server certificate per component, the shared client
+/// certificate, and under `mysql/` a separate set for MySQL clients.
+pub const CLUSTER_COMPONENTS: [&str; 3] = ["pd-server", "tikv-server", "tidb-server"];
+
+/// Options for [`init_dir`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// SANs for every server certificate.
+    pub hosts: Vec<String>,
+    /// Validity of every certificate.
+    pub days: u32,
+    /// Key algorithm.
+    pub key_type: KeyType,
+    /// Overwrite existing files.
+    pub force: bool,
+}
+
+fn planned_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut files = vec![
+        (dir.join("ca.pem"), "cluster CA certificate".to_string()),
+        (
+            dir.join("ca-key.pem"),
+            "cluster CA key (keep offline)".to_string(),
+        ),
+    ];
+    for c in CLUSTER_COMPONENTS {
+        files.push((
+            dir.join(format!("{c}.pem")),
+            format!("{c} certificate (server+client auth)"),
+        ));
+        files.push((dir.join(format!("{c}-key.pem")), format!("{c} key")));
+    }
+    files.push((
+        dir.join("client.pem"),
+        "cluster client certificate (pd-ctl, tikv-ctl)".to_string(),
+    ));
+    files.push((dir.join("client-key.pem"), "cluster client key".to_string()));
+    let m = dir.join("mysql");
+    files.push((
+        m.join("ca.pem"),
+        "MySQL-facing CA certificate (give to MySQL clients)".to_string(),
+    ));
+    files.push((
+        m.join("ca-key.pem"),
+        "MySQL-facing CA key (keep offline)".to_string(),
+    ));
+    files.push((
+        m.join("server.pem"),
+        "tidb-server MySQL-facing certificate (ssl-cert)".to_string(),
+    ));
+    files.push((
+        m.join("server-key.pem"),
+        "tidb-server MySQL-facing key (ssl-key)".to_string(),
+    ));
+    files.push((
+        m.join("client.pem"),
+        "MySQL client certificate (--ssl-cert)".to_string(),
+    ));
+    files.push((
+        m.join("client-key.pem"),
+        "MySQL client key (--ssl-key)".to_string(),
+    ));
+    files
+}
+
+/// Writes a complete certificate set for a cluster into `dir` (see
+/// [`CLUSTER_COMPONENTS`]). Existing files are an error listing them unless
+/// `force`; in that case nothing is written.
+pub fn init_dir(dir: &std::path::Path, opts: &InitOptions) -> Result<Vec<Written>> {
+    let planned = planned_files(dir);
+    if !opts.force {
+        let existing: Vec<_> = planned
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| p.clone())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::WouldOverwrite(existing));
+        }
+    }
+    let hosts: Vec<&str> = opts.hosts.iter().map(String::as_str).collect();
+    let validity = Validity::Days(opts.days);
+    let spec = |cn: &str, hosts: &[&str], profile| Spec {
+        validity,
+        key_type: opts.key_type,
+        ..Spec::new(cn, hosts, profile)
+    };
+    let ca = CertAuthority::generate("tiox cluster CA", validity, opts.key_type)?;
+    let mysql_ca = CertAuthority::generate("tiox MySQL CA", validity, opts.key_type)?;
+    let mut contents: Vec<(String, bool)> = vec![
+        (ca.cert_pem.clone(), false),
+        (ca.key_pem().expose().to_string(), true),
+    ];
+    for c in CLUSTER_COMPONENTS {
+        let issued = ca.issue(&spec(c, &hosts, Profile::Server))?;
+        contents.push((issued.cert_pem, false));
+        contents.push((issued.key_pem.0, true));
+    }
+    let client = ca.issue(&spec("client", &[], Profile::Client))?;
+    contents.push((client.cert_pem, false));
+    contents.push((client.key_pem.0, true));
+    contents.push((mysql_ca.cert_pem.clone(), false));
+    contents.push((mysql_ca.key_pem().0, true));
+    let server = mysql_ca.issue(&spec("tidb-server", &hosts, Profile::MysqlServer))?;
+    contents.push((server.cert_pem, false));
+    contents.push((server.key_pem.0, true));
+    let mysql_client = mysql_ca.issue(&spec("mysql-client", &[], Profile::Client))?;
+    contents.push((mysql_client.cert_pem, false));
+    contents.push((mysql_client.key_pem.0, true));
+
+    let mut written = Vec::new();
+    for ((path, what), (text, secret)) in planned.into_iter().zip(contents) {
+        write_file(&path, text.as_bytes(), secret, opts.force)?;
+        written.push(Written { path, what });
+    }
+    Ok(written)
+}
+
+/// Writes `PREFIX.pem` and `PREFIX-key.pem` (key 0600); refuses to overwrite
+/// unless `force`.
+pub fn write_pair(prefix: &std::path::Path, issued: &Issued, force: bool) -> Result<Vec<Written>> {
+    let cert = prefix.with_file_name(format!(
+        "{}.pem",
+        prefix
+            .file_name()
+            .map_or("cert".into(), |n| n.to_string_lossy())
+    ));
+    let key = prefix.with_file_name(format!(
+        "{}-key.pem",
+        prefix
+            .file_name()
+            .map_or("cert".into(), |n| n.to_string_lossy())
+    ));
+    if !force {
+        let existing: Vec<_> = [&cert, &key]
+            .into_iter()
+            .filter(|p| p.exists())
+            .cloned()
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::WouldOverwrite(existing));
+        }
+    }
+    write_file(&cert, issued.cert_pem.as_bytes(), false, force)?;
+    write_file(&key, issued.key_pem.expose().as_bytes(), true, force)?;
+    Ok(vec![
+        Written {
+            path: cert,
+            what: "certificate".into(),
+        },
+        Written {
+            path: key,
+            what: "private key (0600)".into(),
+        },
+    ])
+}
+
+/// Creates a file (0600 for secrets, 0644 otherwise), parents included.
+fn write_file(path: &std::path::Path, bytes: &[u8], secret: bool, force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| Error::Io {
+        context: format!("writing {}", path.display()),
+        source: e,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    if force && path.exists() {
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(())
+}

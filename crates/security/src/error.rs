@@ -27,6 +27,8 @@ pub enum Error {
     },
     /// Creating a certificate failed (the `tiox cert` tool).
     CertGen(String),
+    /// Files exist where new ones would be written; pass `--force` to replace.
+    WouldOverwrite(Vec<PathBuf>),
     /// An I/O error outside of configuration loading (sockets).
     Io {
         /// What was being done.
@@ -68,6 +70,15 @@ impl fmt::Display for Error {
             Error::Config(e) => e.fmt(f),
             Error::Handshake { peer, reason } => write!(f, "TLS with {peer}: {reason}"),
             Error::CertGen(msg) => write!(f, "certificate generation failed: {msg}"),
+            Error::WouldOverwrite(paths) => write!(
+                f,
+                "refusing to overwrite existing files ({}); pass --force to replace them",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

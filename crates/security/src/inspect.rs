@@ -330,3 +330,17 @@ pub fn describe_io_error(e: &std::io::Error) -> String {
         _ => format!("the file cannot be read ({e})"),
     }
 }
+
+/// The SubjectPublicKeyInfo (DER) of the first private key in PEM bytes, to
+/// pair keys with certificates. `Ok(None)` when the bytes hold no key.
+pub fn private_key_spki(pem: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    use rustls_pki_types::PrivateKeyDer;
+    let Ok(key) = PrivateKeyDer::from_pem_slice(pem) else {
+        return Ok(None);
+    };
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("unsupported private key ({e})"))?;
+    Ok(signing.public_key().map(|s| s.as_ref().to_vec()))
+}
