@@ -1,6 +1,24 @@
 //! The placement driver (PD): cluster id, members, stores, regions, the
-//! timestamp oracle and the id allocator, replicated across PD peers with Raft.
+//! timestamp oracle and the id allocator.
 //!
 //! Data path: clients and stores call PD's gRPC `pdpb.PD` service and its HTTP
-//! API on one client port (mutual TLS via `tiox-security`); PD peers talk on the
-//! peer port. Not yet implemented (issue 3).
+//! API on one client port (mutual TLS via `tiox-security`, see [`server`]);
+//! both land in the deterministic core ([`cluster::Cluster`]), which keeps
+//! its state in an fsynced log ([`storage`]).
+//!
+//! ```text
+//!   client port (TLS) ──► server::serve ─┬─ gRPC  grpc::PdService ─┐
+//!                                         └─ HTTP  http::router  ───┤
+//!                                                                   ▼
+//!                          cluster::Cluster { meta, tso, id, storage }
+//! ```
+
+pub mod cluster;
+pub mod error;
+pub mod id;
+pub mod meta;
+pub mod schedule;
+pub mod storage;
+pub mod tso;
+
+pub use error::{Error, Result};

@@ -1,0 +1,376 @@
+//! The PD core: one state machine that owns the durable storage, the
+//! metadata, the TSO and the id allocator, and answers every request the
+//! gRPC and HTTP layers receive.
+//!
+//! ```text
+//!  gRPC (pdpb.PD) ─┐                  ┌─► Meta (stores, regions, GC)
+//!                  ├─► Cluster::xxx ──┼─► TsoAllocator
+//!  HTTP (/pd/api) ─┘    (now passed)  ├─► IdAllocator
+//!                                     └─► Storage (fsynced log)
+//! ```
+//!
+//! Deterministic: no sockets, no clocks; every method that depends on time
+//! takes `now_ms`. The server wraps it in a mutex and passes the wall clock.
+
+use std::path::Path;
+
+use tiox_proto::{eraftpb, metapb, pdpb};
+
+use crate::error::Result;
+use crate::id::{IdAllocator, DEFAULT_STEP};
+use crate::meta::{Meta, RegionInfo};
+use crate::schedule::{self, Operator};
+use crate::storage::Storage;
+use crate::tso::{Timestamp, TsoAllocator, DEFAULT_WINDOW_MS};
+
+/// The PD state machine.
+#[derive(Debug)]
+pub struct Cluster {
+    storage: Storage,
+    /// Cluster metadata.
+    pub meta: Meta,
+    tso: TsoAllocator,
+    ids: IdAllocator,
+}
+
+impl Cluster {
+    /// Opens PD's state in `data_dir` (created if absent). `new_cluster_id`
+    /// is used only on the very first start.
+    pub fn open(data_dir: &Path, now_ms: u64, new_cluster_id: u64) -> Result<Cluster> {
+        Self::with_storage(Storage::open(data_dir)?, now_ms, new_cluster_id)
+    }
+
+    /// A PD state machine over the given storage (in-memory for tests).
+    pub fn with_storage(mut storage: Storage, now_ms: u64, new_cluster_id: u64) -> Result<Cluster> {
+        let meta = Meta::load(&mut storage, new_cluster_id)?;
+        let tso = TsoAllocator::load(&mut storage, now_ms, DEFAULT_WINDOW_MS)?;
+        let ids = IdAllocator::load(&storage, DEFAULT_STEP)?;
+        Ok(Cluster {
+            storage,
+            meta,
+            tso,
+            ids,
+        })
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> u64 {
+        self.meta.cluster_id
+    }
+
+    /// Allocates `count` timestamps; returns the last.
+    pub fn tso(&mut self, now_ms: u64, count: u32) -> Result<Timestamp> {
+        self.tso.allocate(&mut self.storage, now_ms, count)
+    }
+
+    /// The end of the persisted TSO window.
+    pub fn tso_saved_until(&self) -> u64 {
+        self.tso.saved_until()
+    }
+
+    /// One new id.
+    pub fn alloc_id(&mut self) -> Result<u64> {
+        self.ids.alloc(&mut self.storage)
+    }
+
+    /// Bootstraps the cluster.
+    pub fn bootstrap(&mut self, store: metapb::Store, region: metapb::Region) -> Result<()> {
+        self.meta.bootstrap(&mut self.storage, store, region)
+    }
+
+    /// Replaces the cluster settings.
+    pub fn put_cluster_config(&mut self, cluster: metapb::Cluster) -> Result<()> {
+        self.meta.put_cluster_config(&mut self.storage, cluster)
+    }
+
+    /// Registers or updates a store.
+    pub fn put_store(&mut self, store: metapb::Store) -> Result<()> {
+        self.meta.put_store(&mut self.storage, store)
+    }
+
+    /// Records a store heartbeat.
+    pub fn store_heartbeat(&mut self, stats: pdpb::StoreStats, now_ms: u64) -> Result<()> {
+        self.meta.store_heartbeat(stats, now_ms)
+    }
+
+    /// Applies a region heartbeat and returns the operator for the region,
+    /// if scheduling wants one.
+    pub fn region_heartbeat(
+        &mut self,
+        req: &pdpb::RegionHeartbeatRequest,
+        now_ms: u64,
+    ) -> Result<Option<pdpb::RegionHeartbeatResponse>> {
+        let region = req.region.clone().ok_or_else(|| {
+            crate::Error::InvalidValue("RegionHeartbeatRequest.region is missing".into())
+        })?;
+        let info = RegionInfo {
+            region,
+            leader: req.leader,
+            down_peers: req.down_peers.clone(),
+            pending_peers: req.pending_peers.clone(),
+            approximate_size: req.approximate_size,
+            approximate_keys: req.approximate_keys,
+        };
+        let id = info.region.id;
+        self.meta.put_region(&mut self.storage, info)?;
+        let Some(info) = self.meta.region(id).cloned() else {
+            return Ok(None);
+        };
+        let Some(op) = schedule::check(&self.meta, &info, now_ms) else {
+            return Ok(None);
+        };
+        let mut resp = pdpb::RegionHeartbeatResponse {
+            region_id: id,
+            region_epoch: info.region.region_epoch,
+            target_peer: info.leader,
+            ..Default::default()
+        };
+        match op {
+            Operator::AddPeer { store_id } => {
+                let peer = metapb::Peer {
+                    id: self.alloc_id()?,
+                    store_id,
+                    role: metapb::PeerRole::Voter as i32,
+                };
+                resp.change_peer = Some(pdpb::ChangePeer {
+                    peer: Some(peer),
+                    change_type: eraftpb::ConfChangeType::AddNode as i32,
+                });
+            }
+            Operator::RemovePeer(peer) => {
+                resp.change_peer = Some(pdpb::ChangePeer {
+                    peer: Some(peer),
+                    change_type: eraftpb::ConfChangeType::RemoveNode as i32,
+                });
+            }
+            Operator::TransferLeader(peer) => {
+                resp.transfer_leader = Some(pdpb::TransferLeader {
+                    peer: Some(peer),
+                    peers: Vec::new(),
+                });
+            }
+        }
+        Ok(Some(resp))
+    }
+
+    /// Ids for `count` new regions split off `region`: one region id and one
+    /// peer id per existing peer each.
+    pub fn ask_batch_split(
+        &mut self,
+        region: &metapb::Region,
+        count: u32,
+    ) -> Result<Vec<pdpb::SplitId>> {
+        if count == 0 || count > 1024 {
+            return Err(crate::Error::InvalidValue(format!(
+                "split_count must be between 1 and 1024, got {count}"
+            )));
+        }
+        if self.meta.region(region.id).is_none() {
+            return Err(crate::Error::RegionNotFound(format!("id {}", region.id)));
+        }
+        let per = 1 + region.peers.len();
+        let ids = self
+            .ids
+            .alloc_many(&mut self.storage, per * count as usize)?;
+        Ok(ids
+            .chunks(per)
+            .map(|c| pdpb::SplitId {
+                new_region_id: c[0],
+                new_peer_ids: c[1..].to_vec(),
+            })
+            .collect())
+    }
+
+    /// Records the regions resulting from a split.
+    pub fn report_batch_split(&mut self, regions: Vec<metapb::Region>) -> Result<()> {
+        for region in regions {
+            let leader = self.meta.region(region.id).and_then(|r| r.leader);
+            self.meta.put_region(
+                &mut self.storage,
+                RegionInfo {
+                    region,
+                    leader,
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Moves the GC safe point forward; returns the resulting one.
+    pub fn update_gc_safe_point(&mut self, sp: u64) -> Result<u64> {
+        self.meta.update_gc_safe_point(&mut self.storage, sp)
+    }
+
+    /// Sets or removes a service safe point; returns the minimum.
+    pub fn update_service_safe_point(
+        &mut self,
+        service: &[u8],
+        ttl: i64,
+        sp: u64,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let now_secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        self.meta
+            .update_service_safe_point(&mut self.storage, service, ttl, sp, now_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(id: u64) -> metapb::Store {
+        metapb::Store {
+            id,
+            address: format!("127.0.0.1:{}", 20160 + id),
+            ..Default::default()
+        }
+    }
+
+    fn peer(id: u64, store_id: u64) -> metapb::Peer {
+        metapb::Peer {
+            id,
+            store_id,
+            ..Default::default()
+        }
+    }
+
+    fn heartbeat(region: &metapb::Region, leader: metapb::Peer) -> pdpb::RegionHeartbeatRequest {
+        pdpb::RegionHeartbeatRequest {
+            region: Some(region.clone()),
+            leader: Some(leader),
+            ..Default::default()
+        }
+    }
+
+    fn cluster_with_stores(n: u64, now: u64) -> (Cluster, metapb::Region) {
+        let mut c = Cluster::with_storage(Storage::in_memory(), now, 1).unwrap();
+        let region = metapb::Region {
+            id: 100,
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            }),
+            peers: vec![peer(101, 1)],
+            ..Default::default()
+        };
+        c.bootstrap(store(1), region.clone()).unwrap();
+        for id in 2..=n {
+            c.put_store(store(id)).unwrap();
+        }
+        for id in 1..=n {
+            c.store_heartbeat(
+                pdpb::StoreStats {
+                    store_id: id,
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+        }
+        (c, region)
+    }
+
+    #[test]
+    fn heartbeat_of_an_under_replicated_region_gets_an_add_peer() {
+        let (mut c, region) = cluster_with_stores(3, 1000);
+        let resp = c
+            .region_heartbeat(&heartbeat(&region, peer(101, 1)), 1000)
+            .unwrap()
+            .unwrap();
+        let change = resp.change_peer.unwrap();
+        assert_eq!(change.change_type, eraftpb::ConfChangeType::AddNode as i32);
+        let new = change.peer.unwrap();
+        assert_ne!(new.store_id, 1);
+        assert!(new.id > 0);
+    }
+
+    #[test]
+    fn no_add_peer_when_other_stores_are_dead() {
+        let (mut c, region) = cluster_with_stores(3, 1000);
+        c.store_heartbeat(
+            pdpb::StoreStats {
+                store_id: 1,
+                ..Default::default()
+            },
+            200_000,
+        )
+        .unwrap();
+        let resp = c
+            .region_heartbeat(&heartbeat(&region, peer(101, 1)), 200_000)
+            .unwrap();
+        assert!(resp.is_none(), "{resp:?}");
+    }
+
+    #[test]
+    fn over_replicated_region_gets_a_follower_removed() {
+        let (mut c, mut region) = cluster_with_stores(4, 1000);
+        c.put_cluster_config(metapb::Cluster {
+            id: 0,
+            max_peer_count: 1,
+        })
+        .unwrap();
+        region.peers = vec![peer(101, 1), peer(102, 2)];
+        region.region_epoch = Some(metapb::RegionEpoch {
+            conf_ver: 2,
+            version: 1,
+        });
+        let resp = c
+            .region_heartbeat(&heartbeat(&region, peer(101, 1)), 1000)
+            .unwrap()
+            .unwrap();
+        let change = resp.change_peer.unwrap();
+        assert_eq!(
+            change.change_type,
+            eraftpb::ConfChangeType::RemoveNode as i32
+        );
+        assert_eq!(change.peer.unwrap().store_id, 2);
+    }
+
+    #[test]
+    fn batch_split_ids_are_fresh_and_split_report_updates_lookup() {
+        let (mut c, region) = cluster_with_stores(1, 1000);
+        let ids = c.ask_batch_split(&region, 2).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0].new_peer_ids.len(), 1);
+        let left = metapb::Region {
+            id: ids[0].new_region_id,
+            end_key: b"m".to_vec(),
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 1,
+                version: 2,
+            }),
+            peers: vec![peer(ids[0].new_peer_ids[0], 1)],
+            ..Default::default()
+        };
+        let right = metapb::Region {
+            start_key: b"m".to_vec(),
+            end_key: Vec::new(),
+            ..region.clone()
+        };
+        let right = metapb::Region {
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 1,
+                version: 2,
+            }),
+            ..right
+        };
+        c.report_batch_split(vec![left.clone(), right]).unwrap();
+        assert_eq!(c.meta.region_by_key(b"a").unwrap().region.id, left.id);
+        assert_eq!(c.meta.region_by_key(b"z").unwrap().region.id, region.id);
+    }
+
+    #[test]
+    fn tso_and_ids_continue_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ts, id) = {
+            let mut c = Cluster::open(dir.path(), 5000, 9).unwrap();
+            (c.tso(5000, 10).unwrap(), c.alloc_id().unwrap())
+        };
+        let mut c = Cluster::open(dir.path(), 5000, 10).unwrap();
+        assert_eq!(c.cluster_id(), 9);
+        assert!(c.tso(5000, 1).unwrap() > ts);
+        assert!(c.alloc_id().unwrap() > id);
+    }
+}

@@ -1,0 +1,93 @@
+//! Scheduling basics: the operator PD answers a region heartbeat with.
+//!
+//! Rules, checked in order for the reporting region:
+//! 1. fewer peers than `max-replicas` and an alive store without a peer of
+//!    the region: add a peer there (the store holding the fewest peers);
+//! 2. more peers than `max-replicas`: remove a follower (one on a dead store
+//!    first);
+//! 3. leader balance: if the leader's store leads at least two regions more
+//!    than an alive follower's store, transfer the leadership there.
+//!
+//! Pure: reads the metadata and a time, returns a decision; the caller
+//! allocates ids and builds the `RegionHeartbeatResponse`.
+
+use std::collections::HashMap;
+
+use tiox_proto::metapb;
+
+use crate::meta::{Meta, RegionInfo};
+
+/// A store counts as alive if it sent a heartbeat this recently.
+pub const STORE_ALIVE_MS: u64 = 60_000;
+
+/// What PD asks a region's leader to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// Add a voter on this store (the caller allocates the peer id).
+    AddPeer {
+        /// The target store.
+        store_id: u64,
+    },
+    /// Remove this peer.
+    RemovePeer(metapb::Peer),
+    /// Move the leadership to this peer.
+    TransferLeader(metapb::Peer),
+}
+
+fn alive(meta: &Meta, store_id: u64, now_ms: u64) -> bool {
+    meta.store(store_id).is_ok_and(|s| {
+        s.store.state == metapb::StoreState::Up as i32
+            && s.last_heartbeat_ms > 0
+            && now_ms.saturating_sub(s.last_heartbeat_ms) <= STORE_ALIVE_MS
+    })
+}
+
+/// The operator for `region`, if any.
+pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> {
+    let max = meta.cluster.max_peer_count.max(1) as usize;
+    let peers = &region.region.peers;
+    if peers.len() < max {
+        let mut load: HashMap<u64, usize> = HashMap::new();
+        for r in meta.regions() {
+            for p in &r.region.peers {
+                *load.entry(p.store_id).or_default() += 1;
+            }
+        }
+        let target = meta
+            .stores()
+            .map(|s| s.store.id)
+            .filter(|id| alive(meta, *id, now_ms) && !peers.iter().any(|p| p.store_id == *id))
+            .min_by_key(|id| (load.get(id).copied().unwrap_or(0), *id));
+        if let Some(store_id) = target {
+            return Some(Operator::AddPeer { store_id });
+        }
+    }
+    let leader_store = region.leader.as_ref().map(|l| l.store_id);
+    if peers.len() > max {
+        let mut followers = peers.iter().filter(|p| Some(p.store_id) != leader_store);
+        let victim = followers
+            .clone()
+            .find(|p| !alive(meta, p.store_id, now_ms))
+            .or_else(|| followers.next_back());
+        if let Some(p) = victim {
+            return Some(Operator::RemovePeer(*p));
+        }
+    }
+    let leader_store = leader_store?;
+    let mut leaders: HashMap<u64, usize> = HashMap::new();
+    for r in meta.regions() {
+        if let Some(l) = &r.leader {
+            *leaders.entry(l.store_id).or_default() += 1;
+        }
+    }
+    let mine = leaders.get(&leader_store).copied().unwrap_or(0);
+    let best = peers
+        .iter()
+        .filter(|p| p.store_id != leader_store && alive(meta, p.store_id, now_ms))
+        .filter(|p| p.role == metapb::PeerRole::Voter as i32)
+        .min_by_key(|p| (leaders.get(&p.store_id).copied().unwrap_or(0), p.store_id))?;
+    if leaders.get(&best.store_id).copied().unwrap_or(0) + 2 <= mine {
+        return Some(Operator::TransferLeader(*best));
+    }
+    None
+}
