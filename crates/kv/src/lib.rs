@@ -1,4 +1,16 @@
-//! The TiKV-compatible store: a storage engine behind a trait, regions driven
-//! by Raft, Percolator MVCC transactions, and the `tikvpb.Tikv` gRPC service.
+//! The TiKV-compatible store: a storage engine behind a trait
+//! (`tiox-engine`, implemented here on fjall), Percolator MVCC transactions,
+//! and (as the issues land) regions driven by Raft and the `tikvpb.Tikv`
+//! gRPC service.
 //!
-//! Not yet implemented (issues 4 and 5).
+//! Data path of a transactional write:
+//! `KvPrewrite` -> region (Raft propose) -> apply: [`mvcc::txn::MvccTxn`]
+//! checks locks and conflicts against an engine snapshot and returns a
+//! write batch -> the batch is written to the engine atomically.
+
+pub mod codec;
+pub mod engine_fjall;
+pub mod error;
+pub mod mvcc;
+
+pub use error::{Error, Result};
