@@ -52,6 +52,15 @@ pub enum Error {
     },
     /// Persisted state could not be decoded: the data directory is damaged.
     Corrupt(String),
+    /// A client URL cannot be bound: another process may hold the port.
+    Listen {
+        /// `host:port`.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS acceptor or connector could not be built from the material.
+    Tls(String),
 }
 
 impl Error {
@@ -87,6 +96,12 @@ impl fmt::Display for Error {
                 source,
             } => write!(f, "{action} ({}): {source}", path.display()),
             Error::Corrupt(msg) => write!(f, "PD's persisted state is damaged: {msg}"),
+            Error::Listen { addr, source } => write!(
+                f,
+                "cannot listen on {addr}: {source}; is another process using the port? Choose \
+                 another URL or stop that process"
+            ),
+            Error::Tls(msg) => write!(f, "TLS setup failed: {msg}"),
         }
     }
 }
@@ -94,7 +109,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Storage { source, .. } => Some(source),
+            Error::Storage { source, .. } | Error::Listen { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -14,10 +14,15 @@
 //! ```
 
 pub mod cluster;
+pub mod config;
 pub mod error;
+pub mod grpc;
+pub mod http;
 pub mod id;
 pub mod meta;
+pub mod metrics;
 pub mod schedule;
+pub mod server;
 pub mod storage;
 pub mod tso;
 
