@@ -1,5 +1,10 @@
-//! The cluster client used by TiDB, the ctl tools, benchmarks and tests: a PD
-//! client with TSO batching, a region cache, per-store connection pooling over
-//! mutual TLS, and raw and transactional (Percolator 2PC) KV APIs.
-//!
-//! Not yet implemented (issue 6).
+//! The cluster client used by TiKV (to reach PD), TiDB, the ctl tools,
+//! benchmarks and tests: gRPC channels over mutual TLS, and a PD client that
+//! follows the PD leader. The region cache and the raw and transactional KV
+//! APIs grow here (issue 6).
+
+pub mod channel;
+pub mod error;
+pub mod pd;
+
+pub use error::{Error, Result};

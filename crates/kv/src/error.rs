@@ -4,13 +4,47 @@
 
 use std::fmt;
 
+use tiox_proto::metapb;
+
 use crate::mvcc::LockInfo;
+
+/// Why a request cannot be served by this store's region: the client
+/// refreshes its region cache and retries elsewhere.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegionError {
+    /// This peer is not the leader; `leader` is the hint, if known.
+    NotLeader {
+        /// The region.
+        region_id: u64,
+        /// The leader, if known.
+        leader: Option<metapb::Peer>,
+    },
+    /// No such region on this store.
+    RegionNotFound(u64),
+    /// The region's epoch moved on (split, membership change).
+    EpochNotMatch(Vec<metapb::Region>),
+    /// The key is outside the region.
+    KeyNotInRegion {
+        /// The key.
+        key: Vec<u8>,
+        /// The region.
+        region_id: u64,
+        /// Its start.
+        start_key: Vec<u8>,
+        /// Its end.
+        end_key: Vec<u8>,
+    },
+    /// The proposal was dropped (leader changed before it committed).
+    StaleCommand,
+    /// The store is overloaded or shutting down.
+    ServerIsBusy(String),
+}
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, by what the caller must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// The key is locked by another transaction: resolve the lock, retry.
     KeyIsLocked(LockInfo),
@@ -75,6 +109,8 @@ pub enum Error {
         /// The key.
         key: Vec<u8>,
     },
+    /// The request reached the wrong place: the client must re-route.
+    Region(RegionError),
     /// The request is malformed (empty key, oversized value, unknown CF...).
     InvalidRequest(String),
     /// The engine failed; the store must not continue on this region.
@@ -130,6 +166,7 @@ impl fmt::Display for Error {
                 "pessimistic lock of transaction {start_ts} on key {:?} not found",
                 String::from_utf8_lossy(key)
             ),
+            Error::Region(e) => write!(f, "region error: {e:?}"),
             Error::InvalidRequest(m) => write!(f, "invalid request: {m}"),
             Error::Engine(m) => write!(f, "storage engine failure: {m}"),
             Error::Corrupted(m) => write!(f, "corrupted data: {m}"),

@@ -9,8 +9,11 @@
 //! write batch -> the batch is written to the engine atomically.
 
 pub mod codec;
+pub mod command;
 pub mod engine_fjall;
 pub mod error;
 pub mod mvcc;
+pub mod raftstore;
+pub mod raw;
 
 pub use error::{Error, Result};

@@ -24,6 +24,8 @@ pub mod diagnose;
 pub mod error;
 pub mod inspect;
 pub mod material;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod server;
 pub mod verify;
 

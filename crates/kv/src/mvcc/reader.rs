@@ -55,6 +55,11 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
         MvccReader { snap }
     }
 
+    /// The snapshot read.
+    pub fn snapshot(&self) -> &'a S {
+        self.snap
+    }
+
     /// The lock on `key`, if any.
     pub fn load_lock(&self, key: &[u8]) -> Result<Option<Lock>> {
         self.snap

@@ -127,6 +127,11 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
         }
     }
 
+    /// The snapshot this action reads.
+    pub fn reader_snapshot(&self) -> &'a S {
+        self.reader.snapshot()
+    }
+
     fn put_lock(&mut self, key: &[u8], lock: &Lock) {
         self.writes.put(Cf::Lock, lock_key(key), lock.to_bytes());
     }

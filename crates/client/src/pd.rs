@@ -1,0 +1,353 @@
+//! The PD client: finds the PD leader among the configured endpoints with
+//! GetMembers, follows leader changes, and wraps the RPCs stores and SQL
+//! nodes need. Every request carries the cluster id PD told us; every
+//! response header is checked for PD's error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tiox_proto::pdpb::pd_client::PdClient as Stub;
+use tiox_proto::{metapb, pdpb};
+use tiox_security::ClientTls;
+use tokio::sync::RwLock;
+use tonic::transport::Channel;
+
+use crate::channel::{authority, channel, rpc_error};
+use crate::error::{Error, Result};
+
+/// Timeout of one PD RPC.
+pub const PD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Leader {
+    addr: String,
+    stub: Stub<Channel>,
+}
+
+/// A client of the PD cluster.
+pub struct PdClient {
+    endpoints: Vec<String>,
+    tls: Option<Arc<ClientTls>>,
+    cluster_id: u64,
+    leader: RwLock<Leader>,
+}
+
+impl std::fmt::Debug for PdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PdClient")
+            .field("endpoints", &self.endpoints)
+            .field("cluster_id", &self.cluster_id)
+            .finish()
+    }
+}
+
+fn check_header(addr: &str, header: Option<&pdpb::ResponseHeader>) -> Result<()> {
+    match header.and_then(|h| h.error.as_ref()) {
+        Some(e) if e.r#type != pdpb::ErrorType::Ok as i32 => Err(Error::Pd(format!(
+            "{addr}: {} ({:?})",
+            e.message,
+            pdpb::ErrorType::try_from(e.r#type).unwrap_or(pdpb::ErrorType::Unknown)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl PdClient {
+    /// Connects to the PD cluster given by `endpoints` (URLs, comma list
+    /// split by the caller), finding the leader.
+    pub async fn connect(endpoints: &[String], tls: Option<Arc<ClientTls>>) -> Result<PdClient> {
+        let mut addrs = Vec::new();
+        for e in endpoints {
+            addrs.push(authority(e, tls.is_some())?);
+        }
+        if addrs.is_empty() {
+            return Err(Error::Config("no PD endpoint given (--pd)".into()));
+        }
+        let (cluster_id, leader) = Self::discover(&addrs, tls.clone()).await?;
+        Ok(PdClient {
+            endpoints: addrs,
+            tls,
+            cluster_id,
+            leader: RwLock::new(leader),
+        })
+    }
+
+    async fn discover(addrs: &[String], tls: Option<Arc<ClientTls>>) -> Result<(u64, Leader)> {
+        let mut last = None;
+        for addr in addrs {
+            let mut stub = Stub::new(channel(addr, tls.clone())?);
+            let req = pdpb::GetMembersRequest {
+                header: Some(pdpb::RequestHeader::default()),
+            };
+            match tokio::time::timeout(PD_TIMEOUT, stub.get_members(req)).await {
+                Err(_) => {
+                    last = Some(Error::Unavailable {
+                        addr: addr.clone(),
+                        reason: "GetMembers timed out".into(),
+                    })
+                }
+                Ok(Err(status)) => last = Some(rpc_error(addr, status)),
+                Ok(Ok(resp)) => {
+                    let resp = resp.into_inner();
+                    if let Err(e) = check_header(addr, resp.header.as_ref()) {
+                        last = Some(e);
+                        continue;
+                    }
+                    let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
+                    let leader_url = resp
+                        .leader
+                        .as_ref()
+                        .and_then(|m| m.client_urls.first().cloned());
+                    let leader = match leader_url {
+                        Some(url) => {
+                            let laddr = authority(&url, tls.is_some())?;
+                            if laddr == *addr {
+                                Leader { addr: laddr, stub }
+                            } else {
+                                Leader {
+                                    stub: Stub::new(channel(&laddr, tls.clone())?),
+                                    addr: laddr,
+                                }
+                            }
+                        }
+                        None => {
+                            last = Some(Error::Pd(format!("{addr}: PD has no leader yet")));
+                            continue;
+                        }
+                    };
+                    return Ok((cluster_id, leader));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no PD endpoint".into())))
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// The current leader's address.
+    pub async fn leader_addr(&self) -> String {
+        self.leader.read().await.addr.clone()
+    }
+
+    fn header(&self) -> Option<pdpb::RequestHeader> {
+        Some(pdpb::RequestHeader {
+            cluster_id: self.cluster_id,
+            sender_id: 0,
+        })
+    }
+
+    /// Re-discovers the leader after a failure.
+    pub async fn reconnect(&self) -> Result<()> {
+        let (_, leader) = Self::discover(&self.endpoints, self.tls.clone()).await?;
+        *self.leader.write().await = leader;
+        Ok(())
+    }
+
+    /// Runs `f` against the leader, with one re-discovery on failure.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Stub<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let leader = self.leader.read().await.clone();
+            let outcome = tokio::time::timeout(PD_TIMEOUT, f(leader.stub)).await;
+            let err = match outcome {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) => rpc_error(&leader.addr, status),
+                Err(_) => Error::Unavailable {
+                    addr: leader.addr.clone(),
+                    reason: "request timed out".into(),
+                },
+            };
+            attempt += 1;
+            if attempt > 2 || !matches!(err, Error::Unavailable { .. }) {
+                return Err(err);
+            }
+            if let Err(e) = self.reconnect().await {
+                tracing::debug!("PD re-discovery failed: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Whether the cluster has been bootstrapped.
+    pub async fn is_bootstrapped(&self) -> Result<bool> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let h = h.clone();
+                async move {
+                    s.is_bootstrapped(pdpb::IsBootstrappedRequest { header: h })
+                        .await
+                }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())?;
+        Ok(r.bootstrapped)
+    }
+
+    /// Bootstraps the cluster with its first store and region.
+    pub async fn bootstrap(&self, store: metapb::Store, region: metapb::Region) -> Result<()> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::BootstrapRequest {
+                    header: h.clone(),
+                    store: Some(store.clone()),
+                    region: Some(region.clone()),
+                };
+                async move { s.bootstrap(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())
+    }
+
+    /// A new unique id.
+    pub async fn alloc_id(&self) -> Result<u64> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let h = h.clone();
+                async move { s.alloc_id(pdpb::AllocIdRequest { header: h }).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())?;
+        Ok(r.id)
+    }
+
+    /// Registers or updates a store.
+    pub async fn put_store(&self, store: metapb::Store) -> Result<()> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::PutStoreRequest {
+                    header: h.clone(),
+                    store: Some(store.clone()),
+                };
+                async move { s.put_store(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())
+    }
+
+    /// A store by id.
+    pub async fn get_store(&self, id: u64) -> Result<Option<metapb::Store>> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let h = h.clone();
+                async move {
+                    s.get_store(pdpb::GetStoreRequest {
+                        header: h,
+                        store_id: id,
+                    })
+                    .await
+                }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())?;
+        Ok(r.store)
+    }
+
+    /// Reports store statistics.
+    pub async fn store_heartbeat(&self, stats: pdpb::StoreStats) -> Result<()> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::StoreHeartbeatRequest {
+                    header: h.clone(),
+                    stats: Some(stats.clone()),
+                    ..Default::default()
+                };
+                async move { s.store_heartbeat(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())
+    }
+
+    /// The region containing `key`, and its leader.
+    pub async fn get_region(
+        &self,
+        key: &[u8],
+    ) -> Result<(Option<metapb::Region>, Option<metapb::Peer>)> {
+        let h = self.header();
+        let key = key.to_vec();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::GetRegionRequest {
+                    header: h.clone(),
+                    region_key: key.clone(),
+                    ..Default::default()
+                };
+                async move { s.get_region(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())?;
+        Ok((r.region, r.leader))
+    }
+
+    /// Opens the region heartbeat stream: send reports on the returned
+    /// sender; PD's operators arrive on the returned stream.
+    pub async fn region_heartbeat_stream(
+        &self,
+    ) -> Result<(
+        tokio::sync::mpsc::Sender<pdpb::RegionHeartbeatRequest>,
+        tonic::Streaming<pdpb::RegionHeartbeatResponse>,
+    )> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let leader = self.leader.read().await.clone();
+        let mut stub = leader.stub;
+        let resp = stub
+            .region_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| rpc_error(&leader.addr, s))?;
+        Ok((tx, resp.into_inner()))
+    }
+
+    /// The request header for raw use of streams.
+    pub fn request_header(&self) -> pdpb::RequestHeader {
+        pdpb::RequestHeader {
+            cluster_id: self.cluster_id,
+            sender_id: 0,
+        }
+    }
+
+    /// One timestamp (a fresh TSO stream per call; the batching client of
+    /// issue 6 keeps one stream).
+    pub async fn get_ts(&self) -> Result<u64> {
+        let leader = self.leader.read().await.clone();
+        let mut stub = leader.stub;
+        let req = pdpb::TsoRequest {
+            header: self.header(),
+            count: 1,
+            ..Default::default()
+        };
+        let mut resp = stub
+            .tso(tokio_stream::iter(vec![req]))
+            .await
+            .map_err(|s| rpc_error(&leader.addr, s))?
+            .into_inner();
+        let r = resp
+            .message()
+            .await
+            .map_err(|s| rpc_error(&leader.addr, s))?
+            .ok_or_else(|| Error::Pd("TSO stream closed without a timestamp".into()))?;
+        check_header(&leader.addr, r.header.as_ref())?;
+        let ts = r
+            .timestamp
+            .ok_or_else(|| Error::Pd("TSO response without timestamp".into()))?;
+        Ok(((ts.physical as u64) << 18) | ts.logical as u64)
+    }
+}
