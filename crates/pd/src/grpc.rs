@@ -194,6 +194,9 @@ impl Pd for PdService {
         s.metrics.grpc("Bootstrap");
         let req = req.into_inner();
         let r = s.check(&req.header).and_then(|_| {
+            if s.cluster().meta.bootstrapped {
+                return Err(Error::AlreadyBootstrapped);
+            }
             let store = req.store.ok_or_else(|| missing("BootstrapRequest.store"))?;
             let region = req
                 .region

@@ -13,6 +13,7 @@
 //!                          cluster::Cluster { meta, tso, id, storage }
 //! ```
 
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;
