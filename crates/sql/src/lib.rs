@@ -1,4 +1,30 @@
-//! The SQL layer behind `tidb-server`: the MySQL wire protocol with client TLS,
-//! then parser, planner and executor over the cluster client.
+//! The SQL layer behind `tidb-server`: the MySQL wire protocol with client
+//! TLS, accounts and privileges, and (for now) an interim executor.
 //!
-//! Not yet implemented (issues 7 and 8).
+//! ```text
+//!  client ─TCP/TLS─► server (accept, TCP_NODELAY)
+//!                     └► protocol (packets, handshake, auth, commands)
+//!                          └► backend::Backend ◄── executor::Interim (today)
+//!                                │                  SQL engine (issue 8)
+//!                                ├► parser (sqlparser tokens + ours)
+//!                                └► users::UserStore (accounts, REQUIRE)
+//!  tls: the MySQL-facing certificate set (ssl-ca/ssl-cert/ssl-key)
+//!  config: tidb-server's TOML file
+//! ```
+
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod parser;
+pub mod protocol;
+pub mod server;
+pub mod status;
+pub mod tls;
+pub mod users;
+pub mod value;
+
+pub use backend::{Backend, Session};
+pub use error::{Error, Result, SqlError};
+pub use server::{serve, Settings, Shared};

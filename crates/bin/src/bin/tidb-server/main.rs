@@ -1,0 +1,259 @@
+//! `tidb-server`: the MySQL-protocol front end of tiox.
+//!
+//! Startup: flags over the `--config` file -> `TidbConfig::validate()` (any
+//! problem, e.g. a bad certificate, stops the server: it never starts
+//! without the TLS it was asked for) -> the user store in `--data-dir`
+//! (bootstrapped by `--initialize-secure|--initialize-insecure`) -> the
+//! MySQL port and the status port.
+//!
+//! `--store=tikv --path=PD` is validated, then refused with an explanation:
+//! the cluster connection comes with the SQL engine (issue 8).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use tiox_sql::config::TidbConfig;
+use tiox_sql::executor::Interim;
+use tiox_sql::users::{FileUserStore, UserRecord, UserStore};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tidb-server",
+    version,
+    about = "tiox tidb-server: the MySQL protocol front end, secure by default"
+)]
+struct Args {
+    /// Config file (TOML, TiDB key names); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// MySQL port.
+    #[arg(short = 'P', long = "port")]
+    port: Option<u16>,
+    /// MySQL listen address.
+    #[arg(long)]
+    host: Option<String>,
+    /// Status (HTTP) port.
+    #[arg(long = "status")]
+    status: Option<u16>,
+    /// Status listen address.
+    #[arg(long = "status-host")]
+    status_host: Option<String>,
+    /// Turn the status port off.
+    #[arg(long = "report-status", value_parser = clap::value_parser!(bool))]
+    report_status: Option<bool>,
+    /// Storage: unistore (standalone) or tikv.
+    #[arg(long)]
+    store: Option<String>,
+    /// PD endpoints for --store=tikv.
+    #[arg(long)]
+    path: Option<String>,
+    /// Directory for this server's state (interim user store).
+    #[arg(long = "data-dir")]
+    data_dir: Option<String>,
+    /// Bootstrap the data directory with root@'%' and a random password,
+    /// printed once on standard output.
+    #[arg(long = "initialize-secure", conflicts_with = "initialize_insecure")]
+    initialize_secure: bool,
+    /// Bootstrap with root@'%' and NO password (tests only).
+    #[arg(long = "initialize-insecure")]
+    initialize_insecure: bool,
+    /// CA for MySQL client certificates.
+    #[arg(long = "ssl-ca")]
+    ssl_ca: Option<String>,
+    /// Certificate offered to MySQL clients.
+    #[arg(long = "ssl-cert")]
+    ssl_cert: Option<String>,
+    /// Its private key.
+    #[arg(long = "ssl-key")]
+    ssl_key: Option<String>,
+    /// Refuse plaintext MySQL logins (error 3159).
+    #[arg(long = "require-secure-transport", value_parser = clap::value_parser!(bool), num_args = 0..=1, default_missing_value = "true")]
+    require_secure_transport: Option<bool>,
+    /// Lowest TLS version for MySQL clients: TLSv1.2 or TLSv1.3.
+    #[arg(long = "tls-version")]
+    tls_version: Option<String>,
+    /// Cluster CA.
+    #[arg(long = "cluster-ssl-ca")]
+    cluster_ssl_ca: Option<String>,
+    /// Cluster certificate.
+    #[arg(long = "cluster-ssl-cert")]
+    cluster_ssl_cert: Option<String>,
+    /// Cluster key.
+    #[arg(long = "cluster-ssl-key")]
+    cluster_ssl_key: Option<String>,
+    /// Largest packet accepted (bytes).
+    #[arg(long = "max-allowed-packet")]
+    max_allowed_packet: Option<u64>,
+}
+
+fn apply(args: &Args, c: &mut TidbConfig) {
+    macro_rules! set {
+        ($from:expr, $to:expr) => {
+            if let Some(v) = $from.clone() {
+                $to = v;
+            }
+        };
+    }
+    set!(args.port, c.port);
+    set!(args.host, c.host);
+    set!(args.status, c.status.status_port);
+    set!(args.status_host, c.status.status_host);
+    set!(args.report_status, c.status.report_status);
+    set!(args.store, c.store);
+    set!(args.path, c.path);
+    set!(args.data_dir, c.data_dir);
+    set!(args.ssl_ca, c.security.ssl_ca);
+    set!(args.ssl_cert, c.security.ssl_cert);
+    set!(args.ssl_key, c.security.ssl_key);
+    set!(
+        args.require_secure_transport,
+        c.security.require_secure_transport
+    );
+    set!(args.tls_version, c.security.tls_version);
+    set!(args.cluster_ssl_ca, c.security.cluster_ssl_ca);
+    set!(args.cluster_ssl_cert, c.security.cluster_ssl_cert);
+    set!(args.cluster_ssl_key, c.security.cluster_ssl_key);
+    set!(args.max_allowed_packet, c.max_allowed_packet);
+}
+
+fn bootstrap(store: &FileUserStore, secure: bool) -> anyhow::Result<()> {
+    if store.initialized() {
+        anyhow::bail!(
+            "tidb-server: --initialize-{}: {} already exists, so this data directory is initialized. \
+             Fix: start without --initialize-*, or use an empty --data-dir",
+            if secure { "secure" } else { "insecure" },
+            store.path().display()
+        );
+    }
+    let password = if secure {
+        tiox_sql::auth::random_password()
+    } else {
+        String::new()
+    };
+    let mut root = UserRecord::new(
+        "root",
+        "%",
+        "mysql_native_password",
+        tiox_sql::auth::native_hash(&password),
+    );
+    root.global.insert("ALL PRIVILEGES".into());
+    root.grant_option = true;
+    store
+        .update(&mut |users| {
+            users.push(root.clone());
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("tidb-server: cannot initialize the user store: {e}"))?;
+    if secure {
+        // Printed once, on stdout only; never logged.
+        println!("tidb-server: a temporary password is generated for root@'%': {password}");
+        println!("tidb-server: change it with: ALTER USER 'root'@'%' IDENTIFIED BY '...';");
+    } else {
+        tracing::warn!("--initialize-insecure: root@'%' has NO password; use this for tests only");
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => TidbConfig::from_file(p)?,
+        None => TidbConfig::default(),
+    };
+    apply(&args, &mut config);
+    let v = config.validate()?;
+    if config.store == "tikv" {
+        anyhow::bail!(
+            "tidb-server: --store=tikv (PD at {}) is not available yet: the cluster connection, tables and \
+             transactions come with the SQL engine (issue 8). The configuration, including [security] \
+             cluster-ssl-*, is valid. Fix: run with --store=unistore (standalone: accounts and TLS, no tables) \
+             until then",
+            v.pd_endpoints.join(",")
+        );
+    }
+    let store = FileUserStore::open(&v.data_dir)?;
+    if args.initialize_secure || args.initialize_insecure {
+        bootstrap(&store, args.initialize_secure)?;
+    } else if !store.initialized() {
+        anyhow::bail!(
+            "tidb-server: --data-dir {} holds no users. Fix: start once with --initialize-secure (a random \
+             root password is printed) or --initialize-insecure (tests only)",
+            v.data_dir.display()
+        );
+    }
+    tracing::warn!(
+        "accounts are kept in {} (interim, this server only); the cluster-wide user table comes with issue 8",
+        store.path().display()
+    );
+    let mysql_tls = v.mysql_tls.map(Arc::new);
+    match &mysql_tls {
+        Some(t) => tracing::info!(cert = %t.files().cert.display(), "TLS offered to MySQL clients"),
+        None => tracing::warn!(
+            "[security] ssl-cert/ssl-key are not set: MySQL clients can only connect in PLAINTEXT"
+        ),
+    }
+    let settings = tiox_sql::Settings {
+        port: config.port,
+        require_secure_transport: config.security.require_secure_transport,
+        max_allowed_packet: config.max_allowed_packet as usize,
+        ssl_ca: config.security.ssl_ca.clone(),
+        ssl_cert: config.security.ssl_cert.clone(),
+        ssl_key: config.security.ssl_key.clone(),
+        tls_version: v.tls_versions.clone(),
+        hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+    };
+    let shared = tiox_sql::Shared::new(Arc::new(store), mysql_tls, settings);
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "tidb-server: cannot listen on {addr} (-P/--host): {e}. Fix: choose a free port"
+        )
+    })?;
+    if config.status.report_status {
+        let status_addr = format!(
+            "{}:{}",
+            config.status.status_host, config.status.status_port
+        );
+        let status_listener = tokio::net::TcpListener::bind(&status_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("tidb-server: cannot listen on {status_addr} (--status): {e}. Fix: choose a free port"))?;
+        let tls = match v.cluster_tls {
+            Some(settings) => Some(Arc::new(tiox_security::ServerTls::new(settings)?)),
+            None => {
+                tracing::warn!("[security] cluster-ssl-* are not set: the status port {status_addr} serves PLAINTEXT HTTP");
+                None
+            }
+        };
+        tracing::info!(addr = %status_addr, https = tls.is_some(), "status port");
+        tokio::spawn(tiox_sql::status::serve(
+            status_listener,
+            tls,
+            shared.clone(),
+        ));
+    }
+    tracing::info!(addr = %addr, version = tiox_sql::server::VERSION, "MySQL protocol listening");
+    tiox_sql::serve(listener, shared, Arc::new(Interim)).await;
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidb-server: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}

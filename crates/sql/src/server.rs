@@ -1,0 +1,193 @@
+//! The MySQL listener: accepts TCP connections (TCP_NODELAY), numbers them,
+//! and runs each on its own task; a failing connection is logged and closed
+//! while the others carry on. [`Shared`] is the server-wide state every
+//! session sees (users, the caching_sha2 cache, TLS, settings, counters).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::auth::Sha2Cache;
+use crate::backend::Backend;
+use crate::protocol::conn::{self, Closed};
+use crate::tls::MysqlTls;
+use crate::users::UserStore;
+
+/// The server version string sent in the handshake and `VERSION()`:
+/// MySQL 8.0.11 compatibility, then TiDB's marker, then ours.
+pub const VERSION: &str = concat!("8.0.11-TiDB-tiox-", env!("CARGO_PKG_VERSION"));
+
+/// Settings a session can read (`@@variables`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The MySQL port.
+    pub port: u16,
+    /// `require-secure-transport` at startup.
+    pub require_secure_transport: bool,
+    /// `max_allowed_packet` in bytes.
+    pub max_allowed_packet: usize,
+    /// `ssl-ca` as configured (empty if unset).
+    pub ssl_ca: String,
+    /// `ssl-cert` as configured.
+    pub ssl_cert: String,
+    /// `ssl-key` as configured.
+    pub ssl_key: String,
+    /// `tls_version` as reported (`TLSv1.2,TLSv1.3`).
+    pub tls_version: String,
+    /// Host name for `@@hostname`.
+    pub hostname: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            port: 4000,
+            require_secure_transport: false,
+            max_allowed_packet: 64 << 20,
+            ssl_ca: String::new(),
+            ssl_cert: String::new(),
+            ssl_key: String::new(),
+            tls_version: "TLSv1.2,TLSv1.3".into(),
+            hostname: "localhost".into(),
+        }
+    }
+}
+
+/// Server-wide state.
+#[derive(Debug)]
+pub struct Shared {
+    /// The accounts.
+    pub users: Arc<dyn UserStore>,
+    /// caching_sha2_password fast-path cache.
+    pub sha2_cache: Sha2Cache,
+    tls: Option<Arc<MysqlTls>>,
+    /// Settings.
+    pub settings: Settings,
+    require_secure_transport: AtomicBool,
+    next_conn_id: AtomicU32,
+    live: AtomicU64,
+    total: AtomicU64,
+    aborted: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    /// Builds the shared state.
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        tls: Option<Arc<MysqlTls>>,
+        settings: Settings,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            users,
+            sha2_cache: Sha2Cache::default(),
+            tls,
+            require_secure_transport: AtomicBool::new(settings.require_secure_transport),
+            settings,
+            next_conn_id: AtomicU32::new(1),
+            live: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    /// The TLS acceptor, if TLS is configured.
+    pub fn tls(&self) -> Option<Arc<MysqlTls>> {
+        self.tls.clone()
+    }
+
+    /// The version string.
+    pub fn version(&self) -> String {
+        VERSION.to_string()
+    }
+
+    /// Whether plaintext logins are refused.
+    pub fn require_secure_transport(&self) -> bool {
+        self.require_secure_transport.load(Ordering::Relaxed)
+    }
+
+    /// `SET GLOBAL require_secure_transport` (only possible with TLS on).
+    pub fn set_require_secure_transport(&self, on: bool) {
+        self.require_secure_transport.store(on, Ordering::Relaxed);
+    }
+
+    /// `max_allowed_packet`.
+    pub fn max_allowed_packet(&self) -> usize {
+        self.settings.max_allowed_packet
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Connections ever accepted.
+    pub fn total_connections(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Connections that ended with a protocol error or refused login.
+    pub fn aborted_connections(&self) -> u64 {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since start.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Runs one connection on the current task (tests and the fuzz target
+    /// call this with in-memory streams).
+    pub async fn serve_connection<IO>(
+        self: &Arc<Self>,
+        io: IO,
+        peer: String,
+        peer_ip: String,
+        backend: Arc<dyn Backend>,
+    ) -> Closed
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let closed = conn::run(io, peer.clone(), peer_ip, conn_id, self.clone(), backend).await;
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        match &closed {
+            Closed::ClientQuit => tracing::debug!(conn_id, peer, "connection closed: {closed}"),
+            Closed::LoginRefused(_) | Closed::Broken(_) => {
+                self.aborted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conn_id, peer, "connection closed: {closed}");
+            }
+        }
+        closed
+    }
+}
+
+/// Accepts connections forever.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, backend: Arc<dyn Backend>) {
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on {addr}: {e}");
+        }
+        let shared = shared.clone();
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let ip = addr.ip().to_canonical().to_string();
+            shared
+                .serve_connection(tcp, addr.to_string(), ip, backend)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,87 @@
+//! tidb-server's HTTP status port (TiDB's 10080): `/status` (JSON) and
+//! `/metrics` (Prometheus text). It is a cluster-facing port: with
+//! `cluster-ssl-*` set it is served over HTTPS with a required client
+//! certificate from the cluster CA (and `cluster-verify-cn`), through the
+//! security crate's shared serving loop; without, plaintext (warned at
+//! startup).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use tiox_security::serve::ServeStats;
+use tiox_security::ServerTls;
+use tokio::net::TcpListener;
+
+use crate::server::Shared;
+
+async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "connections": shared.connections(),
+        "version": shared.version(),
+        "git_hash": "",
+        "status": "up",
+    }))
+}
+
+async fn metrics(State((shared, stats)): State<(Arc<Shared>, Arc<ServeStats>)>) -> String {
+    use std::sync::atomic::Ordering;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    };
+    gauge(
+        "tidb_server_connections",
+        "Open MySQL connections.",
+        shared.connections() as f64,
+    );
+    gauge(
+        "tidb_server_connections_total",
+        "MySQL connections accepted since start.",
+        shared.total_connections() as f64,
+    );
+    gauge(
+        "tidb_server_aborted_connections_total",
+        "MySQL connections refused at login or dropped on protocol errors.",
+        shared.aborted_connections() as f64,
+    );
+    gauge(
+        "tidb_server_uptime_seconds",
+        "Seconds since start.",
+        shared.uptime_secs() as f64,
+    );
+    gauge(
+        "tidb_status_handshake_failures_total",
+        "Status-port TLS handshakes refused.",
+        stats.handshake_failures.load(Ordering::Relaxed) as f64,
+    );
+    if let Some(tls) = shared.tls() {
+        gauge(
+            "tidb_server_mysql_cert_not_after_seconds",
+            "Expiry (Unix time) of the MySQL-facing certificate in service.",
+            tls.server_cert().not_after.unix_timestamp() as f64,
+        );
+    }
+    out
+}
+
+/// The status routes.
+pub fn router(shared: Arc<Shared>, stats: Arc<ServeStats>) -> Router {
+    let status_routes = Router::new()
+        .route("/status", get(status))
+        .with_state(shared.clone());
+    let metrics_routes = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state((shared, stats));
+    status_routes.merge(metrics_routes)
+}
+
+/// Serves the status port until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Option<Arc<ServerTls>>, shared: Arc<Shared>) {
+    let stats = Arc::new(ServeStats::default());
+    let router = router(shared, stats.clone());
+    tiox_security::serve::serve(listener, tls, router, "tidb-server status port", stats).await;
+}
