@@ -99,18 +99,10 @@ impl TlsRequire {
         if self.is_none() {
             return "REQUIRE NONE".into();
         }
-        if self.x509
-            && self.issuer.is_none()
-            && self.subject.is_none()
-            && self.cipher.is_none()
-            && self.san.is_none()
-        {
-            return "REQUIRE X509".into();
-        }
-        if self.ssl && !self.x509 {
-            return "REQUIRE SSL".into();
-        }
         let mut parts = Vec::new();
+        if self.x509 && self.issuer.is_none() && self.subject.is_none() {
+            parts.push("X509".to_string());
+        }
         for (k, v) in [
             ("ISSUER", &self.issuer),
             ("SUBJECT", &self.subject),
@@ -120,6 +112,9 @@ impl TlsRequire {
             if let Some(v) = v {
                 parts.push(format!("{k} '{}'", v.replace('\'', "''")));
             }
+        }
+        if parts.is_empty() {
+            return "REQUIRE SSL".into();
         }
         format!("REQUIRE {}", parts.join(" AND "))
     }

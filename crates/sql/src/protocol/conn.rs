@@ -445,31 +445,36 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     let ok = match plugin.as_str() {
         NATIVE_PASSWORD => auth::native_verify(&account.auth_string, salt, &data),
         CACHING_SHA2_PASSWORD => {
+            let cached = shared.sha2_cache.get(&account.user, &account.host);
             if data.is_empty() || account.auth_string.is_empty() {
                 data.is_empty() && account.auth_string.is_empty()
-            } else if let Some(cached) = shared.sha2_cache.get(&account.user, &account.host) {
-                let fast = auth::sha2_fast_verify(&cached, salt, &data);
-                if fast {
-                    pio.send(&[0x01, 0x03])
-                        .await
-                        .map_err(|e| Err(Closed::Broken(e.to_string())))?;
-                }
-                fast
+            } else if cached.is_some_and(|c| auth::sha2_fast_verify(&c, salt, &data)) {
+                pio.send(&[0x01, 0x03])
+                    .await
+                    .map_err(|e| Err(Closed::Broken(e.to_string())))?;
+                true
             } else if tls.is_none() {
+                // Not cached (or the cache is stale): full authentication
+                // would send the password, which tiox only accepts over TLS
+                // (no RSA key exchange).
+                let denied = er::access_denied(user, peer_ip, true);
                 return Err(Ok(refuse(
-                    crate::error::SqlError {
+                    SqlError {
                         message: format!(
                             "{} Authentication requires secure connection.",
-                            er::access_denied(user, peer_ip, true).message
+                            denied.message
                         ),
-                        ..er::access_denied(user, peer_ip, true)
+                        ..denied
                     },
                     format!(
-                        "caching_sha2_password full authentication for '{user}' needs TLS (no RSA key exchange); \
-                         the client connected without TLS and the account is not in the cache"
+                        "caching_sha2_password full authentication for '{user}' needs TLS (no RSA \
+                         key exchange); the client connected without TLS and its password is not \
+                         in the cache"
                     ),
                 )));
             } else {
+                // Full authentication: the client sends the password in
+                // clear over the TLS connection.
                 pio.send(&[0x01, 0x04])
                     .await
                     .map_err(|e| Err(Closed::Broken(e.to_string())))?;
