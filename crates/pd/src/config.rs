@@ -360,6 +360,13 @@ cert-allowed-cn = ["tidb", "tikv"]
     }
 
     #[test]
+    fn sample_config_in_etc_parses() {
+        let c = PdConfig::from_toml(include_str!("../../../etc/pd.toml")).unwrap();
+        assert_eq!(c.security.ca_path, "/path/to/ca.pem");
+        assert_eq!(c.replication.max_replicas, 3);
+    }
+
+    #[test]
     fn unknown_key_is_an_error_naming_it() {
         let e = PdConfig::from_toml("client-url = \"x\"").unwrap_err();
         assert!(e.0.contains("client-url"), "{e}");

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -31,16 +32,29 @@ pub type Op = (Vec<u8>, Option<Vec<u8>>);
 const LOG_NAME: &str = "pd.log";
 const COMPACT_MIN_BYTES: u64 = 4 << 20;
 
+/// Where writes go when PD is replicated: proposes a batch through Raft
+/// and returns once it is committed and applied on this member.
+#[derive(Clone)]
+pub struct Proposer(pub Arc<dyn Fn(Vec<Op>) -> Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Proposer")
+    }
+}
+
 /// The durable key-value store.
 #[derive(Debug)]
 pub struct Storage {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     file: Option<LogFile>,
+    proposer: Option<Proposer>,
 }
 
 #[derive(Debug)]
 struct LogFile {
     dir: PathBuf,
+    name: String,
     file: File,
     len: u64,
 }
@@ -51,14 +65,36 @@ impl Storage {
         Storage {
             map: BTreeMap::new(),
             file: None,
+            proposer: None,
         }
+    }
+
+    /// A view of replicated state: reads come from `map` (a copy of the
+    /// applied state), writes go through `proposer` (Raft) and, once it
+    /// returns, are also applied to this copy.
+    pub fn replicated(map: BTreeMap<Vec<u8>, Vec<u8>>, proposer: Proposer) -> Storage {
+        Storage {
+            map,
+            file: None,
+            proposer: Some(proposer),
+        }
+    }
+
+    /// A copy of all entries.
+    pub fn to_map(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.map.clone()
     }
 
     /// Opens (or creates) the log in `dir` and replays it.
     pub fn open(dir: &Path) -> Result<Storage> {
+        Self::open_named(dir, LOG_NAME)
+    }
+
+    /// Opens (or creates) the log file `name` in `dir` and replays it.
+    pub fn open_named(dir: &Path, name: &str) -> Result<Storage> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::storage(dir, "creating the data directory", e))?;
-        let path = dir.join(LOG_NAME);
+        let path = dir.join(name);
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -85,9 +121,11 @@ impl Storage {
             map,
             file: Some(LogFile {
                 dir: dir.to_path_buf(),
+                name: name.to_string(),
                 file,
                 len: good as u64,
             }),
+            proposer: None,
         };
         storage.maybe_compact()?;
         Ok(storage)
@@ -114,9 +152,11 @@ impl Storage {
         if batch.is_empty() {
             return Ok(());
         }
-        if let Some(log) = &mut self.file {
+        if let Some(p) = &self.proposer {
+            (p.0)(batch.clone())?;
+        } else if let Some(log) = &mut self.file {
             let record = encode_record(&batch);
-            let path = log.dir.join(LOG_NAME);
+            let path = log.dir.join(&log.name);
             log.file
                 .write_all(&record)
                 .and_then(|_| log.file.sync_data())
@@ -162,8 +202,8 @@ impl Storage {
             .map(|(k, v)| (k.clone(), Some(v.clone())))
             .collect();
         let record = encode_record(&batch);
-        let tmp = log.dir.join(format!("{LOG_NAME}.tmp"));
-        let path = log.dir.join(LOG_NAME);
+        let tmp = log.dir.join(format!("{}.tmp", log.name));
+        let path = log.dir.join(&log.name);
         let write_tmp = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&record)?;
@@ -182,6 +222,16 @@ impl Storage {
 }
 
 fn encode_record(batch: &[Op]) -> Vec<u8> {
+    let payload = encode_ops(batch);
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Encodes a write batch (the payload of a log record, and of a Raft entry).
+pub fn encode_ops(batch: &[Op]) -> Vec<u8> {
     let mut payload = Vec::new();
     for (k, v) in batch {
         payload.push(if v.is_some() { 1 } else { 2 });
@@ -192,11 +242,7 @@ fn encode_record(batch: &[Op]) -> Vec<u8> {
             payload.extend_from_slice(v);
         }
     }
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    out
+    payload
 }
 
 /// Replays records into `map`; returns the length of the valid prefix.
@@ -211,7 +257,7 @@ fn replay(bytes: &[u8], map: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
         if crc32(payload) != crc {
             break;
         }
-        let Some(ops) = decode_payload(payload) else {
+        let Some(ops) = decode_ops(payload) else {
             break;
         };
         for (k, v) in ops {
@@ -229,7 +275,8 @@ fn replay(bytes: &[u8], map: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
     pos
 }
 
-fn decode_payload(mut p: &[u8]) -> Option<Vec<Op>> {
+/// Decodes a write batch; `None` if the bytes are not one.
+pub fn decode_ops(mut p: &[u8]) -> Option<Vec<Op>> {
     fn take<'a>(p: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         let (head, rest) = (p.get(..n)?, p.get(n..)?);
         *p = rest;
