@@ -19,6 +19,13 @@ pub enum Error {
     },
     /// PD answered with an error. Retryable when PD is electing a leader.
     Pd(String),
+    /// PD refused a request with a typed error (`pdpb.ErrorType`).
+    PdRefused {
+        /// The error type's name (`AlreadyBootstrapped`, `NotBootstrapped`, ...).
+        kind: String,
+        /// PD's message.
+        message: String,
+    },
     /// A gRPC status from a server.
     Rpc {
         /// The address.
@@ -34,6 +41,9 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "{m}"),
             Error::Unavailable { addr, reason } => write!(f, "{addr} is unavailable: {reason}"),
             Error::Pd(m) => write!(f, "PD: {m}"),
+            Error::PdRefused { kind, message } => {
+                write!(f, "PD refused the request: {message} ({kind})")
+            }
             Error::Rpc { addr, status } => write!(f, "{addr}: {status}"),
         }
     }

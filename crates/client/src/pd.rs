@@ -43,11 +43,13 @@ impl std::fmt::Debug for PdClient {
 
 fn check_header(addr: &str, header: Option<&pdpb::ResponseHeader>) -> Result<()> {
     match header.and_then(|h| h.error.as_ref()) {
-        Some(e) if e.r#type != pdpb::ErrorType::Ok as i32 => Err(Error::Pd(format!(
-            "{addr}: {} ({:?})",
-            e.message,
-            pdpb::ErrorType::try_from(e.r#type).unwrap_or(pdpb::ErrorType::Unknown)
-        ))),
+        Some(e) if e.r#type != pdpb::ErrorType::Ok as i32 => Err(Error::PdRefused {
+            kind: format!(
+                "{:?}",
+                pdpb::ErrorType::try_from(e.r#type).unwrap_or(pdpb::ErrorType::Unknown)
+            ),
+            message: format!("{addr}: {}", e.message),
+        }),
         _ => Ok(()),
     }
 }
@@ -179,12 +181,9 @@ impl PdClient {
     pub async fn is_bootstrapped(&self) -> Result<bool> {
         let h = self.header();
         let r = self
-            .call(|mut s| {
-                let h = h.clone();
-                async move {
-                    s.is_bootstrapped(pdpb::IsBootstrappedRequest { header: h })
-                        .await
-                }
+            .call(|mut s| async move {
+                s.is_bootstrapped(pdpb::IsBootstrappedRequest { header: h })
+                    .await
             })
             .await?
             .into_inner();
@@ -198,7 +197,7 @@ impl PdClient {
         let r = self
             .call(|mut s| {
                 let req = pdpb::BootstrapRequest {
-                    header: h.clone(),
+                    header: h,
                     store: Some(store.clone()),
                     region: Some(region.clone()),
                 };
@@ -213,10 +212,7 @@ impl PdClient {
     pub async fn alloc_id(&self) -> Result<u64> {
         let h = self.header();
         let r = self
-            .call(|mut s| {
-                let h = h.clone();
-                async move { s.alloc_id(pdpb::AllocIdRequest { header: h }).await }
-            })
+            .call(|mut s| async move { s.alloc_id(pdpb::AllocIdRequest { header: h }).await })
             .await?
             .into_inner();
         check_header(&self.leader_addr().await, r.header.as_ref())?;
@@ -229,7 +225,7 @@ impl PdClient {
         let r = self
             .call(|mut s| {
                 let req = pdpb::PutStoreRequest {
-                    header: h.clone(),
+                    header: h,
                     store: Some(store.clone()),
                 };
                 async move { s.put_store(req).await }
@@ -243,15 +239,12 @@ impl PdClient {
     pub async fn get_store(&self, id: u64) -> Result<Option<metapb::Store>> {
         let h = self.header();
         let r = self
-            .call(|mut s| {
-                let h = h.clone();
-                async move {
-                    s.get_store(pdpb::GetStoreRequest {
-                        header: h,
-                        store_id: id,
-                    })
-                    .await
-                }
+            .call(|mut s| async move {
+                s.get_store(pdpb::GetStoreRequest {
+                    header: h,
+                    store_id: id,
+                })
+                .await
             })
             .await?
             .into_inner();
@@ -265,9 +258,8 @@ impl PdClient {
         let r = self
             .call(|mut s| {
                 let req = pdpb::StoreHeartbeatRequest {
-                    header: h.clone(),
-                    stats: Some(stats.clone()),
-                    ..Default::default()
+                    header: h,
+                    stats: Some(stats),
                 };
                 async move { s.store_heartbeat(req).await }
             })
@@ -286,7 +278,7 @@ impl PdClient {
         let r = self
             .call(|mut s| {
                 let req = pdpb::GetRegionRequest {
-                    header: h.clone(),
+                    header: h,
                     region_key: key.clone(),
                     ..Default::default()
                 };

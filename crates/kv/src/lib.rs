@@ -10,10 +10,13 @@
 
 pub mod codec;
 pub mod command;
+pub mod config;
 pub mod engine_fjall;
 pub mod error;
 pub mod mvcc;
 pub mod raftstore;
 pub mod raw;
+pub mod server;
+pub mod storage;
 
 pub use error::{Error, Result};

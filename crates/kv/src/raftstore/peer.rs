@@ -101,7 +101,7 @@ impl Peer {
             return;
         }
         if let Some(e) = epoch {
-            let cur = self.region.region_epoch.clone().unwrap_or_default();
+            let cur = self.region.region_epoch.unwrap_or_default();
             if e.version != cur.version || e.conf_ver != cur.conf_ver {
                 let _ = cb.send(Err(Error::Region(RegionError::EpochNotMatch(vec![self
                     .region

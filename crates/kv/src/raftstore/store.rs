@@ -59,6 +59,9 @@ pub struct RegionStatus {
     pub leader: Option<metapb::Peer>,
     /// Applied index.
     pub applied: u64,
+    /// Leader that has applied its own term's first entry: reads see
+    /// every acknowledged write.
+    pub readable: bool,
 }
 
 /// Regions on this store, by id; kept current by the Raft loop.
@@ -112,6 +115,28 @@ pub fn write_new_region<E: Engine>(engine: &E, region: &metapb::Region) -> Resul
         region.encode_to_vec(),
     );
     Ok(engine.write(wb, true)?)
+}
+
+/// Region descriptors stored on this node.
+pub fn local_regions<E: Engine>(engine: &E) -> Result<Vec<metapb::Region>> {
+    let snap = engine.snapshot();
+    let (lo, hi) = keys::region_meta_range();
+    let mut out = Vec::new();
+    for kv in snap.iter(
+        Cf::Raft,
+        std::ops::Bound::Included(&lo),
+        std::ops::Bound::Excluded(&hi),
+        false,
+    ) {
+        let (k, v) = kv?;
+        if keys::region_id_of_meta_key(&k).is_some() {
+            out.push(
+                metapb::Region::decode(&v[..])
+                    .map_err(|e| Error::Corrupted(format!("region descriptor: {e}")))?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Removes a region prepared for a bootstrap that lost the race.
@@ -378,6 +403,12 @@ impl<E: Engine> RaftLoop<E> {
                         is_leader: p.is_leader(),
                         leader: p.leader(),
                         applied: p.node.store().apply_state.applied,
+                        readable: p.is_leader()
+                            && raft::Storage::term(
+                                p.node.store(),
+                                p.node.store().apply_state.applied,
+                            )
+                            .is_ok_and(|t| t == p.node.raft.term),
                     },
                 )
             })

@@ -1,0 +1,324 @@
+//! A real cluster for end-to-end tests: certificates made by `tiox cert`
+//! logic in a temp dir, `pd-server` and `tikv-server` binaries started as
+//! child processes on ports chosen free at run time, logs captured to files
+//! (printed when a wait fails), every process killed when the cluster drops.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tiox_security::certgen::{init_dir, InitOptions};
+use tiox_security::{ClientTls, Component, SecurityConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process, killed on drop.
+pub struct Proc {
+    /// Its name in messages.
+    pub name: String,
+    /// The child.
+    pub child: Option<Child>,
+    /// Its log file.
+    pub log: PathBuf,
+    args: Vec<String>,
+    bin: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin` with `args`, stderr and stdout to `log`.
+    pub fn spawn(name: &str, bin: &Path, args: &[String], log: PathBuf) -> Proc {
+        let mut p = Proc {
+            name: name.into(),
+            child: None,
+            log,
+            args: args.to_vec(),
+            bin: bin.to_path_buf(),
+        };
+        p.start();
+        p
+    }
+
+    /// (Re)starts the process with the same arguments, appending to the log.
+    pub fn start(&mut self) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The cluster's certificate files.
+pub struct Certs {
+    /// Directory.
+    pub dir: PathBuf,
+}
+
+impl Certs {
+    /// Makes a full set in `dir`.
+    pub fn make(dir: &Path) -> Certs {
+        init_dir(
+            dir,
+            &InitOptions {
+                hosts: vec!["127.0.0.1".into(), "localhost".into()],
+                days: 30,
+                key_type: Default::default(),
+                force: false,
+            },
+        )
+        .unwrap();
+        Certs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A file's path as a string.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// A client connector with the shared client certificate.
+    pub fn client_tls(&self) -> Arc<ClientTls> {
+        let settings = SecurityConfig::from_paths(
+            &self.path("ca.pem"),
+            &self.path("client.pem"),
+            &self.path("client-key.pem"),
+        )
+        .validate(Component::Tiox)
+        .unwrap()
+        .unwrap();
+        Arc::new(ClientTls::new(settings).unwrap())
+    }
+}
+
+/// PD and TiKV processes.
+pub struct Cluster {
+    /// Scratch directory (data, logs, certificates).
+    pub dir: tempfile::TempDir,
+    /// Certificates (None for a plaintext cluster).
+    pub certs: Option<Certs>,
+    /// PD process.
+    pub pd: Proc,
+    /// PD client address (host:port).
+    pub pd_addr: String,
+    /// TiKV processes.
+    pub kv: Vec<Proc>,
+    /// TiKV gRPC addresses.
+    pub kv_addrs: Vec<String>,
+    /// TiKV status addresses.
+    pub kv_status: Vec<String>,
+}
+
+fn bin(name: &str) -> PathBuf {
+    // Integration tests of this crate have its binaries built next to them.
+    let mut p = std::env::current_exe().unwrap();
+    p.pop();
+    if p.ends_with("deps") {
+        p.pop();
+    }
+    p.join(name)
+}
+
+impl Cluster {
+    /// One PD and `n_kv` stores, mutual TLS everywhere if `tls`.
+    pub async fn start(tls: bool, n_kv: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = tls.then(|| Certs::make(&dir.path().join("certs")));
+        let scheme = if tls { "https" } else { "http" };
+        let pd_port = free_port();
+        let pd_addr = format!("127.0.0.1:{pd_port}");
+        let mut args = vec![
+            "--name".into(),
+            "pd1".into(),
+            "--data-dir".into(),
+            dir.path().join("pd1").display().to_string(),
+            "--client-urls".into(),
+            format!("{scheme}://{pd_addr}"),
+            "--peer-urls".into(),
+            format!("{scheme}://127.0.0.1:{}", free_port()),
+        ];
+        if let Some(c) = &certs {
+            args.extend([
+                "--cacert".into(),
+                c.path("ca.pem"),
+                "--cert".into(),
+                c.path("pd-server.pem"),
+                "--key".into(),
+                c.path("pd-server-key.pem"),
+            ]);
+        }
+        let pd = Proc::spawn("pd1", &bin("pd-server"), &args, dir.path().join("pd1.log"));
+        let mut cluster = Cluster {
+            dir,
+            certs,
+            pd,
+            pd_addr,
+            kv: Vec::new(),
+            kv_addrs: Vec::new(),
+            kv_status: Vec::new(),
+        };
+        for i in 0..n_kv {
+            cluster.add_store(i);
+        }
+        cluster.wait_for_stores(n_kv).await;
+        cluster
+    }
+
+    fn add_store(&mut self, i: usize) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let status = format!("127.0.0.1:{}", free_port());
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut args = vec![
+            "--addr".into(),
+            addr.clone(),
+            "--status-addr".into(),
+            status.clone(),
+            "--pd".into(),
+            format!("{scheme}://{}", self.pd_addr),
+            "--data-dir".into(),
+            self.dir.path().join(format!("kv{i}")).display().to_string(),
+        ];
+        if let Some(c) = &self.certs {
+            args.extend([
+                "--ca-path".into(),
+                c.path("ca.pem"),
+                "--cert-path".into(),
+                c.path("tikv-server.pem"),
+                "--key-path".into(),
+                c.path("tikv-server-key.pem"),
+            ]);
+        }
+        let name = format!("kv{i}");
+        let log = self.dir.path().join(format!("{name}.log"));
+        self.kv
+            .push(Proc::spawn(&name, &bin("tikv-server"), &args, log));
+        self.kv_addrs.push(addr);
+        self.kv_status.push(status);
+    }
+
+    /// All logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = format!("--- {} ---\n{}", self.pd.name, tail(&self.pd.log_text()));
+        for k in &self.kv {
+            s.push_str(&format!("\n--- {} ---\n{}", k.name, tail(&k.log_text())));
+        }
+        s
+    }
+
+    /// GET over HTTPS (or HTTP) from PD.
+    pub async fn pd_get(&self, path: &str) -> Result<(u16, String), String> {
+        http_get(
+            &self.pd_addr,
+            path,
+            self.certs.as_ref().map(|c| c.client_tls()),
+        )
+        .await
+    }
+
+    /// Waits until PD lists `n` stores as Up and every region has a leader.
+    pub async fn wait_for_stores(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, body)) = self.pd_get("/pd/api/v1/stores").await {
+                let up = body.matches("\"state_name\":\"Up\"").count();
+                if up >= n {
+                    if let Ok((200, regions)) = self.pd_get("/pd/api/v1/regions").await {
+                        if regions.contains("\"leader\":{") {
+                            return;
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("cluster did not come up within 60s\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close) over our TLS connector.
+pub async fn http_get(
+    addr: &str,
+    path: &str,
+    tls: Option<Arc<ClientTls>>,
+) -> Result<(u16, String), String> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut buf = Vec::new();
+    match tls {
+        Some(tls) => {
+            let mut s = tls.connect_tcp(addr).await.map_err(|e| e.to_string())?;
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = s.read_to_end(&mut buf).await;
+        }
+        None => {
+            let mut s = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = s.read_to_end(&mut buf).await;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

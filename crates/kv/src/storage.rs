@@ -1,0 +1,788 @@
+//! The request layer between gRPC and the regions: checks that a request
+//! reached the right region (leader, epoch, key range) and is well formed,
+//! serves reads from an engine snapshot, and proposes writes through Raft.
+//! Unary RPCs and BatchCommands both call it.
+
+use std::sync::Arc;
+
+use tiox_engine::Engine;
+use tiox_proto::{errorpb, kvrpcpb};
+
+use crate::codec::encode_bytes;
+use crate::command::{key_error, lock_info_pb, Cmd, Command, Response};
+use crate::engine_fjall::FjallEngine;
+use crate::error::{Error, RegionError};
+use crate::mvcc::reader::{MvccReader, ScanParams};
+use crate::raftstore::store::{RegionStatus, StoreHandle};
+use crate::raw;
+
+/// Longest key accepted (bytes).
+pub const MAX_KEY_SIZE: usize = 8 * 1024;
+/// Largest value accepted (bytes): a value travels in one Raft entry.
+pub const MAX_VALUE_SIZE: usize = 8 * 1024 * 1024;
+
+/// A request-level refusal that is not a region error: becomes a gRPC
+/// status (InvalidArgument, Internal).
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request is malformed; the message says which limit or field.
+    Invalid(String),
+    /// The store failed.
+    Internal(String),
+}
+
+/// The region error in kvproto form.
+pub fn region_error_pb(e: &RegionError) -> errorpb::Error {
+    let mut pb = errorpb::Error {
+        message: format!("{e:?}"),
+        ..Default::default()
+    };
+    match e {
+        RegionError::NotLeader { region_id, leader } => {
+            pb.not_leader = Some(errorpb::NotLeader {
+                region_id: *region_id,
+                leader: *leader,
+            });
+        }
+        RegionError::RegionNotFound(id) => {
+            pb.region_not_found = Some(errorpb::RegionNotFound { region_id: *id })
+        }
+        RegionError::EpochNotMatch(regions) => {
+            pb.epoch_not_match = Some(errorpb::EpochNotMatch {
+                current_regions: regions.clone(),
+            });
+        }
+        RegionError::KeyNotInRegion {
+            key,
+            region_id,
+            start_key,
+            end_key,
+        } => {
+            pb.key_not_in_region = Some(errorpb::KeyNotInRegion {
+                key: key.clone(),
+                region_id: *region_id,
+                start_key: start_key.clone(),
+                end_key: end_key.clone(),
+            });
+        }
+        RegionError::StaleCommand => pb.stale_command = Some(errorpb::StaleCommand {}),
+        RegionError::ServerIsBusy(reason) => {
+            pb.server_is_busy = Some(errorpb::ServerIsBusy {
+                reason: reason.clone(),
+                backoff_ms: 50,
+                ..Default::default()
+            });
+        }
+    }
+    pb
+}
+
+/// Outcome of a request: a response (possibly carrying a region error) or a
+/// refusal.
+pub type Outcome<T> = Result<T, Refusal>;
+
+/// The store's request handler.
+#[derive(Clone)]
+pub struct Storage {
+    engine: FjallEngine,
+    store: StoreHandle,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn check_key(key: &[u8], what: &str) -> Outcome<()> {
+    if key.is_empty() {
+        return Err(Refusal::Invalid(format!(
+            "{what}: the key is empty (keys must be 1 to {MAX_KEY_SIZE} bytes)"
+        )));
+    }
+    if key.len() > MAX_KEY_SIZE {
+        return Err(Refusal::Invalid(format!(
+            "{what}: the key is {} bytes; the limit is {MAX_KEY_SIZE}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8], what: &str) -> Outcome<()> {
+    if value.len() > MAX_VALUE_SIZE {
+        return Err(Refusal::Invalid(format!(
+            "{what}: the value is {} bytes; the limit is {MAX_VALUE_SIZE}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_cf(cf: &str, what: &str) -> Outcome<()> {
+    match cf {
+        "" | "default" => Ok(()),
+        other => Err(Refusal::Invalid(format!(
+            "{what}: unknown column family \"{other}\"; raw KV uses the default column family"
+        ))),
+    }
+}
+
+/// Whether `key` (already in the region's key space) is in the region.
+fn in_region(status: &RegionStatus, key: &[u8]) -> bool {
+    key >= status.region.start_key.as_slice()
+        && (status.region.end_key.is_empty() || key < status.region.end_key.as_slice())
+}
+
+/// Which key space a request's keys live in.
+#[derive(Clone, Copy)]
+enum Space {
+    /// Transactional: region boundaries are memcomparable-encoded keys.
+    Txn,
+    /// Raw: region boundaries are raw keys.
+    Raw,
+}
+
+macro_rules! region_err {
+    ($resp:ty, $e:expr) => {{
+        let mut r = <$resp>::default();
+        r.region_error = Some(region_error_pb(&$e));
+        return Ok(r);
+    }};
+}
+
+impl Storage {
+    /// A handler over the engine and the running store.
+    pub fn new(engine: FjallEngine, store: StoreHandle) -> Storage {
+        Storage { engine, store }
+    }
+
+    /// The store handle.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &FjallEngine {
+        &self.engine
+    }
+
+    /// Checks the request context: region present, led here, ready to read,
+    /// epoch current; then that every key is in it.
+    fn route(
+        &self,
+        ctx: Option<&kvrpcpb::Context>,
+        keys: &[&[u8]],
+        space: Space,
+    ) -> Result<RegionStatus, RegionError> {
+        let ctx = ctx.cloned().unwrap_or_default();
+        let status = self
+            .store
+            .region(ctx.region_id)
+            .ok_or(RegionError::RegionNotFound(ctx.region_id))?;
+        if !status.is_leader {
+            return Err(RegionError::NotLeader {
+                region_id: ctx.region_id,
+                leader: status.leader,
+            });
+        }
+        if let Some(epoch) = &ctx.region_epoch {
+            let cur = status.region.region_epoch.unwrap_or_default();
+            if epoch.version != cur.version || epoch.conf_ver != cur.conf_ver {
+                return Err(RegionError::EpochNotMatch(vec![status.region.clone()]));
+            }
+        }
+        for key in keys {
+            let k = match space {
+                Space::Txn => encode_bytes(key),
+                Space::Raw => key.to_vec(),
+            };
+            if !in_region(&status, &k) {
+                return Err(RegionError::KeyNotInRegion {
+                    key: key.to_vec(),
+                    region_id: status.region.id,
+                    start_key: status.region.start_key.clone(),
+                    end_key: status.region.end_key.clone(),
+                });
+            }
+        }
+        Ok(status)
+    }
+
+    /// Like `route`, and also requires the leader to have applied its
+    /// current term's first entry (so reads see every acknowledged write).
+    fn route_read(
+        &self,
+        ctx: Option<&kvrpcpb::Context>,
+        keys: &[&[u8]],
+        space: Space,
+    ) -> Result<RegionStatus, RegionError> {
+        let status = self.route(ctx, keys, space)?;
+        if !status.readable {
+            return Err(RegionError::ServerIsBusy(
+                "the leader is catching up with its log; retry".into(),
+            ));
+        }
+        Ok(status)
+    }
+
+    async fn propose(
+        &self,
+        ctx: Option<&kvrpcpb::Context>,
+        cmd: Cmd,
+    ) -> Result<Response, Result<RegionError, Refusal>> {
+        let ctx = ctx.cloned().unwrap_or_default();
+        let command = Command {
+            now_ms: now_ms(),
+            cmd: Some(cmd),
+        };
+        match self
+            .store
+            .propose(ctx.region_id, ctx.region_epoch, command)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(Error::Region(e)) => Err(Ok(e)),
+            Err(e) => Err(Err(Refusal::Internal(e.to_string()))),
+        }
+    }
+}
+
+/// Generates a write handler: route (with the keys), validate, propose,
+/// unwrap the matching response variant.
+macro_rules! write_handler {
+    ($name:ident, $req:ty, $resp:ty, $variant:ident, $space:expr, |$r:ident| $keys:expr, |$v:ident| $validate:expr) => {
+        /// Proposes the request through Raft and returns its response.
+        pub async fn $name(&self, $r: $req) -> Outcome<$resp> {
+            let keys: Vec<Vec<u8>> = $keys;
+            {
+                let $v = &$r;
+                $validate?;
+            }
+            let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            if let Err(e) = self.route($r.context.as_ref(), &key_refs, $space) {
+                region_err!($resp, e);
+            }
+            let ctx = $r.context.clone();
+            match self.propose(ctx.as_ref(), Cmd::$variant($r)).await {
+                Ok(Response::$variant(resp)) => Ok(resp),
+                Ok(_) => Err(Refusal::Internal("mismatched response".into())),
+                Err(Ok(e)) => region_err!($resp, e),
+                Err(Err(refusal)) => Err(refusal),
+            }
+        }
+    };
+}
+
+fn all_keys(keys: &[Vec<u8>], what: &str) -> Outcome<()> {
+    keys.iter().try_for_each(|k| check_key(k, what))
+}
+
+impl Storage {
+    write_handler!(
+        prewrite,
+        kvrpcpb::PrewriteRequest,
+        kvrpcpb::PrewriteResponse,
+        Prewrite,
+        Space::Txn,
+        |r| r.mutations.iter().map(|m| m.key.clone()).collect(),
+        |r| r
+            .mutations
+            .iter()
+            .try_for_each(|m| check_key(&m.key, "KvPrewrite")
+                .and_then(|_| check_value(&m.value, "KvPrewrite")))
+    );
+    write_handler!(
+        commit,
+        kvrpcpb::CommitRequest,
+        kvrpcpb::CommitResponse,
+        Commit,
+        Space::Txn,
+        |r| r.keys.clone(),
+        |r| all_keys(&r.keys, "KvCommit")
+    );
+    write_handler!(
+        batch_rollback,
+        kvrpcpb::BatchRollbackRequest,
+        kvrpcpb::BatchRollbackResponse,
+        BatchRollback,
+        Space::Txn,
+        |r| r.keys.clone(),
+        |r| all_keys(&r.keys, "KvBatchRollback")
+    );
+    write_handler!(
+        cleanup,
+        kvrpcpb::CleanupRequest,
+        kvrpcpb::CleanupResponse,
+        Cleanup,
+        Space::Txn,
+        |r| vec![r.key.clone()],
+        |r| check_key(&r.key, "KvCleanup")
+    );
+    write_handler!(
+        check_txn_status,
+        kvrpcpb::CheckTxnStatusRequest,
+        kvrpcpb::CheckTxnStatusResponse,
+        CheckTxnStatus,
+        Space::Txn,
+        |r| vec![r.primary_key.clone()],
+        |r| check_key(&r.primary_key, "KvCheckTxnStatus")
+    );
+    write_handler!(
+        check_secondary_locks,
+        kvrpcpb::CheckSecondaryLocksRequest,
+        kvrpcpb::CheckSecondaryLocksResponse,
+        CheckSecondaryLocks,
+        Space::Txn,
+        |r| r.keys.clone(),
+        |r| all_keys(&r.keys, "KvCheckSecondaryLocks")
+    );
+    write_handler!(
+        resolve_lock,
+        kvrpcpb::ResolveLockRequest,
+        kvrpcpb::ResolveLockResponse,
+        ResolveLock,
+        Space::Txn,
+        |r| r.keys.clone(),
+        |r| all_keys(&r.keys, "KvResolveLock")
+    );
+    write_handler!(
+        txn_heart_beat,
+        kvrpcpb::TxnHeartBeatRequest,
+        kvrpcpb::TxnHeartBeatResponse,
+        TxnHeartBeat,
+        Space::Txn,
+        |r| vec![r.primary_lock.clone()],
+        |r| check_key(&r.primary_lock, "KvTxnHeartBeat")
+    );
+    write_handler!(
+        pessimistic_lock,
+        kvrpcpb::PessimisticLockRequest,
+        kvrpcpb::PessimisticLockResponse,
+        PessimisticLock,
+        Space::Txn,
+        |r| r.mutations.iter().map(|m| m.key.clone()).collect(),
+        |r| r
+            .mutations
+            .iter()
+            .try_for_each(|m| check_key(&m.key, "KvPessimisticLock"))
+    );
+    write_handler!(
+        pessimistic_rollback,
+        kvrpcpb::PessimisticRollbackRequest,
+        kvrpcpb::PessimisticRollbackResponse,
+        PessimisticRollback,
+        Space::Txn,
+        |r| r.keys.clone(),
+        |r| all_keys(&r.keys, "KvPessimisticRollback")
+    );
+    write_handler!(
+        gc,
+        kvrpcpb::GcRequest,
+        kvrpcpb::GcResponse,
+        Gc,
+        Space::Txn,
+        |_r| Vec::new(),
+        |_r| Ok::<(), Refusal>(())
+    );
+    write_handler!(
+        delete_range,
+        kvrpcpb::DeleteRangeRequest,
+        kvrpcpb::DeleteRangeResponse,
+        DeleteRange,
+        Space::Txn,
+        |r| vec![r.start_key.clone()],
+        |_r| Ok::<(), Refusal>(())
+    );
+    write_handler!(
+        raw_put,
+        kvrpcpb::RawPutRequest,
+        kvrpcpb::RawPutResponse,
+        RawPut,
+        Space::Raw,
+        |r| vec![r.key.clone()],
+        |r| check_cf(&r.cf, "RawPut")
+            .and_then(|_| check_key(&r.key, "RawPut"))
+            .and_then(|_| check_value(&r.value, "RawPut"))
+    );
+    write_handler!(
+        raw_batch_put,
+        kvrpcpb::RawBatchPutRequest,
+        kvrpcpb::RawBatchPutResponse,
+        RawBatchPut,
+        Space::Raw,
+        |r| r.pairs.iter().map(|p| p.key.clone()).collect(),
+        |r| check_cf(&r.cf, "RawBatchPut").and_then(|_| r
+            .pairs
+            .iter()
+            .try_for_each(|p| check_key(&p.key, "RawBatchPut")
+                .and_then(|_| check_value(&p.value, "RawBatchPut"))))
+    );
+    write_handler!(
+        raw_delete,
+        kvrpcpb::RawDeleteRequest,
+        kvrpcpb::RawDeleteResponse,
+        RawDelete,
+        Space::Raw,
+        |r| vec![r.key.clone()],
+        |r| check_cf(&r.cf, "RawDelete").and_then(|_| check_key(&r.key, "RawDelete"))
+    );
+    write_handler!(
+        raw_batch_delete,
+        kvrpcpb::RawBatchDeleteRequest,
+        kvrpcpb::RawBatchDeleteResponse,
+        RawBatchDelete,
+        Space::Raw,
+        |r| r.keys.clone(),
+        |r| check_cf(&r.cf, "RawBatchDelete").and_then(|_| all_keys(&r.keys, "RawBatchDelete"))
+    );
+    write_handler!(
+        raw_delete_range,
+        kvrpcpb::RawDeleteRangeRequest,
+        kvrpcpb::RawDeleteRangeResponse,
+        RawDeleteRange,
+        Space::Raw,
+        |r| vec![r.start_key.clone()],
+        |r| check_cf(&r.cf, "RawDeleteRange")
+    );
+    write_handler!(
+        raw_cas,
+        kvrpcpb::RawCasRequest,
+        kvrpcpb::RawCasResponse,
+        RawCas,
+        Space::Raw,
+        |r| vec![r.key.clone()],
+        |r| check_cf(&r.cf, "RawCompareAndSwap")
+            .and_then(|_| check_key(&r.key, "RawCompareAndSwap"))
+            .and_then(|_| check_value(&r.value, "RawCompareAndSwap"))
+    );
+
+    /// KvGet.
+    pub fn get(&self, r: kvrpcpb::GetRequest) -> Outcome<kvrpcpb::GetResponse> {
+        check_key(&r.key, "KvGet")?;
+        if let Err(e) = self.route_read(r.context.as_ref(), &[&r.key], Space::Txn) {
+            region_err!(kvrpcpb::GetResponse, e);
+        }
+        let snap = self.engine.snapshot();
+        let bypass = r
+            .context
+            .as_ref()
+            .map(|c| c.resolved_locks.clone())
+            .unwrap_or_default();
+        let mut resp = kvrpcpb::GetResponse::default();
+        match MvccReader::new(&snap).get(&r.key, r.version, &bypass) {
+            Ok(Some(v)) => resp.value = v,
+            Ok(None) => resp.not_found = true,
+            Err(e @ Error::KeyIsLocked(_)) => resp.error = Some(key_error(&e)),
+            Err(e) => return Err(Refusal::Internal(e.to_string())),
+        }
+        Ok(resp)
+    }
+
+    /// KvBatchGet.
+    pub fn batch_get(&self, r: kvrpcpb::BatchGetRequest) -> Outcome<kvrpcpb::BatchGetResponse> {
+        all_keys(&r.keys, "KvBatchGet")?;
+        let keys: Vec<&[u8]> = r.keys.iter().map(Vec::as_slice).collect();
+        if let Err(e) = self.route_read(r.context.as_ref(), &keys, Space::Txn) {
+            region_err!(kvrpcpb::BatchGetResponse, e);
+        }
+        let snap = self.engine.snapshot();
+        let reader = MvccReader::new(&snap);
+        let bypass = r
+            .context
+            .as_ref()
+            .map(|c| c.resolved_locks.clone())
+            .unwrap_or_default();
+        let mut resp = kvrpcpb::BatchGetResponse::default();
+        for k in &r.keys {
+            match reader.get(k, r.version, &bypass) {
+                Ok(Some(v)) => resp.pairs.push(kvrpcpb::KvPair {
+                    key: k.clone(),
+                    value: v,
+                    error: None,
+                }),
+                Ok(None) => {}
+                Err(e @ Error::KeyIsLocked(_)) => {
+                    resp.pairs.push(kvrpcpb::KvPair {
+                        key: k.clone(),
+                        value: Vec::new(),
+                        error: Some(key_error(&e)),
+                    });
+                }
+                Err(e) => return Err(Refusal::Internal(e.to_string())),
+            }
+        }
+        Ok(resp)
+    }
+
+    /// KvScan.
+    pub fn scan(&self, r: kvrpcpb::ScanRequest) -> Outcome<kvrpcpb::ScanResponse> {
+        let status = match self.route_read(r.context.as_ref(), &[], Space::Txn) {
+            Ok(s) => s,
+            Err(e) => region_err!(kvrpcpb::ScanResponse, e),
+        };
+        // Clamp to the region: [start, end) in user-key terms.
+        let region_start =
+            crate::command::region_user_bound(&status.region.start_key).unwrap_or_default();
+        let region_end = crate::command::region_user_bound(&status.region.end_key);
+        let (mut lo, mut hi) = if r.reverse {
+            (
+                r.end_key.clone(),
+                (!r.start_key.is_empty()).then(|| r.start_key.clone()),
+            )
+        } else {
+            (
+                r.start_key.clone(),
+                (!r.end_key.is_empty()).then(|| r.end_key.clone()),
+            )
+        };
+        if lo < region_start {
+            lo = region_start;
+        }
+        if let Some(re) = region_end {
+            if hi.as_ref().is_none_or(|h| *h > re) {
+                hi = Some(re);
+            }
+        }
+        let snap = self.engine.snapshot();
+        let bypass = r
+            .context
+            .as_ref()
+            .map(|c| c.resolved_locks.clone())
+            .unwrap_or_default();
+        let items = MvccReader::new(&snap)
+            .scan(&ScanParams {
+                start: &lo,
+                end: hi.as_deref(),
+                limit: r.limit as usize,
+                ts: r.version,
+                key_only: r.key_only,
+                reverse: r.reverse,
+                bypass: &bypass,
+            })
+            .map_err(|e| Refusal::Internal(e.to_string()))?;
+        let mut resp = kvrpcpb::ScanResponse::default();
+        for item in items {
+            resp.pairs.push(match item {
+                Ok((key, value)) => kvrpcpb::KvPair {
+                    key,
+                    value,
+                    error: None,
+                },
+                Err(e) => {
+                    let key = match &e {
+                        Error::KeyIsLocked(l) => l.key.clone(),
+                        _ => Vec::new(),
+                    };
+                    kvrpcpb::KvPair {
+                        key,
+                        value: Vec::new(),
+                        error: Some(key_error(&e)),
+                    }
+                }
+            });
+        }
+        Ok(resp)
+    }
+
+    /// KvScanLock.
+    pub fn scan_lock(&self, r: kvrpcpb::ScanLockRequest) -> Outcome<kvrpcpb::ScanLockResponse> {
+        if let Err(e) = self.route_read(r.context.as_ref(), &[], Space::Txn) {
+            region_err!(kvrpcpb::ScanLockResponse, e);
+        }
+        let snap = self.engine.snapshot();
+        let end = (!r.end_key.is_empty()).then_some(r.end_key.as_slice());
+        let locks = MvccReader::new(&snap)
+            .scan_locks(&r.start_key, end, r.max_version, r.limit as usize)
+            .map_err(|e| Refusal::Internal(e.to_string()))?;
+        Ok(kvrpcpb::ScanLockResponse {
+            locks: locks
+                .iter()
+                .map(|(k, l)| lock_info_pb(&l.info(k)))
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    /// RawGet.
+    pub fn raw_get(&self, r: kvrpcpb::RawGetRequest) -> Outcome<kvrpcpb::RawGetResponse> {
+        check_cf(&r.cf, "RawGet")?;
+        check_key(&r.key, "RawGet")?;
+        if let Err(e) = self.route_read(r.context.as_ref(), &[&r.key], Space::Raw) {
+            region_err!(kvrpcpb::RawGetResponse, e);
+        }
+        let mut resp = kvrpcpb::RawGetResponse::default();
+        match raw::get(&self.engine.snapshot(), &r.key, now_ms()) {
+            Ok(Some(v)) => resp.value = v.value,
+            Ok(None) => resp.not_found = true,
+            Err(e) => resp.error = e.to_string(),
+        }
+        Ok(resp)
+    }
+
+    /// RawGetKeyTTL.
+    pub fn raw_get_key_ttl(
+        &self,
+        r: kvrpcpb::RawGetKeyTtlRequest,
+    ) -> Outcome<kvrpcpb::RawGetKeyTtlResponse> {
+        check_cf(&r.cf, "RawGetKeyTTL")?;
+        check_key(&r.key, "RawGetKeyTTL")?;
+        if let Err(e) = self.route_read(r.context.as_ref(), &[&r.key], Space::Raw) {
+            region_err!(kvrpcpb::RawGetKeyTtlResponse, e);
+        }
+        let now = now_ms();
+        let mut resp = kvrpcpb::RawGetKeyTtlResponse::default();
+        match raw::get(&self.engine.snapshot(), &r.key, now) {
+            Ok(Some(v)) if v.expire_ms > 0 => resp.ttl = (v.expire_ms - now).div_ceil(1000),
+            Ok(Some(_)) => resp.ttl = 0,
+            Ok(None) => resp.not_found = true,
+            Err(e) => resp.error = e.to_string(),
+        }
+        Ok(resp)
+    }
+
+    /// RawBatchGet.
+    pub fn raw_batch_get(
+        &self,
+        r: kvrpcpb::RawBatchGetRequest,
+    ) -> Outcome<kvrpcpb::RawBatchGetResponse> {
+        check_cf(&r.cf, "RawBatchGet")?;
+        all_keys(&r.keys, "RawBatchGet")?;
+        let keys: Vec<&[u8]> = r.keys.iter().map(Vec::as_slice).collect();
+        if let Err(e) = self.route_read(r.context.as_ref(), &keys, Space::Raw) {
+            region_err!(kvrpcpb::RawBatchGetResponse, e);
+        }
+        let snap = self.engine.snapshot();
+        let now = now_ms();
+        let mut resp = kvrpcpb::RawBatchGetResponse::default();
+        for k in &r.keys {
+            if let Some(v) =
+                raw::get(&snap, k, now).map_err(|e| Refusal::Internal(e.to_string()))?
+            {
+                resp.pairs.push(kvrpcpb::KvPair {
+                    key: k.clone(),
+                    value: v.value,
+                    error: None,
+                });
+            }
+        }
+        Ok(resp)
+    }
+
+    fn raw_scan_range(
+        &self,
+        status: &RegionStatus,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        key_only: bool,
+        reverse: bool,
+    ) -> Outcome<Vec<kvrpcpb::KvPair>> {
+        // In reverse, kvproto's start_key is the upper bound and end_key the lower.
+        let (mut lo, mut hi) = if reverse {
+            (end.to_vec(), start.to_vec())
+        } else {
+            (start.to_vec(), end.to_vec())
+        };
+        if lo < status.region.start_key {
+            lo = status.region.start_key.clone();
+        }
+        if !status.region.end_key.is_empty() && (hi.is_empty() || hi > status.region.end_key) {
+            hi = status.region.end_key.clone();
+        }
+        let hi = (!hi.is_empty()).then_some(hi);
+        let pairs = raw::scan(
+            &self.engine.snapshot(),
+            &lo,
+            hi.as_deref(),
+            limit as usize,
+            reverse,
+            now_ms(),
+        )
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(key, v)| kvrpcpb::KvPair {
+                key,
+                value: if key_only { Vec::new() } else { v.value },
+                error: None,
+            })
+            .collect())
+    }
+
+    /// RawScan.
+    pub fn raw_scan(&self, r: kvrpcpb::RawScanRequest) -> Outcome<kvrpcpb::RawScanResponse> {
+        check_cf(&r.cf, "RawScan")?;
+        let status = match self.route_read(r.context.as_ref(), &[], Space::Raw) {
+            Ok(s) => s,
+            Err(e) => region_err!(kvrpcpb::RawScanResponse, e),
+        };
+        Ok(kvrpcpb::RawScanResponse {
+            kvs: self.raw_scan_range(
+                &status,
+                &r.start_key,
+                &r.end_key,
+                r.limit,
+                r.key_only,
+                r.reverse,
+            )?,
+            ..Default::default()
+        })
+    }
+
+    /// RawBatchScan.
+    pub fn raw_batch_scan(
+        &self,
+        r: kvrpcpb::RawBatchScanRequest,
+    ) -> Outcome<kvrpcpb::RawBatchScanResponse> {
+        check_cf(&r.cf, "RawBatchScan")?;
+        let status = match self.route_read(r.context.as_ref(), &[], Space::Raw) {
+            Ok(s) => s,
+            Err(e) => region_err!(kvrpcpb::RawBatchScanResponse, e),
+        };
+        let mut resp = kvrpcpb::RawBatchScanResponse::default();
+        for range in &r.ranges {
+            resp.kvs.extend(self.raw_scan_range(
+                &status,
+                &range.start_key,
+                &range.end_key,
+                r.each_limit,
+                r.key_only,
+                r.reverse,
+            )?);
+        }
+        Ok(resp)
+    }
+
+    /// UnsafeDestroyRange: deletes every version of every key in the range
+    /// on this store, bypassing Raft (as TiKV does; callers send it to every
+    /// store after GC has made the range unreachable).
+    pub fn unsafe_destroy_range(
+        &self,
+        r: kvrpcpb::UnsafeDestroyRangeRequest,
+    ) -> Outcome<kvrpcpb::UnsafeDestroyRangeResponse> {
+        use std::ops::Bound;
+        use tiox_engine::{Cf, Snapshot as _, WriteBatch};
+        let lower = crate::codec::lock_key(&r.start_key);
+        let upper = if r.end_key.is_empty() {
+            vec![crate::codec::TXN_PREFIX + 1]
+        } else {
+            crate::codec::lock_key(&r.end_key)
+        };
+        let snap = self.engine.snapshot();
+        let mut wb = WriteBatch::default();
+        for cf in [Cf::Default, Cf::Lock, Cf::Write] {
+            for kv in snap.iter(cf, Bound::Included(&lower), Bound::Excluded(&upper), false) {
+                let (k, _) = kv.map_err(|e| Refusal::Internal(e.to_string()))?;
+                wb.delete(cf, k);
+            }
+        }
+        self.engine
+            .write(wb, true)
+            .map_err(|e| Refusal::Internal(e.to_string()))?;
+        Ok(kvrpcpb::UnsafeDestroyRangeResponse::default())
+    }
+}
+
+/// Shared handle type for the gRPC service.
+pub type SharedStorage = Arc<Storage>;
