@@ -38,6 +38,11 @@ pub struct Settings {
     pub tls_version: String,
     /// Host name for `@@hostname`.
     pub hostname: String,
+    /// How long a session may stay idle between commands (`wait_timeout`
+    /// default; a session can change its own).
+    pub wait_timeout: std::time::Duration,
+    /// How long the rest of a started packet may take (`net_read_timeout`).
+    pub net_read_timeout: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -51,6 +56,8 @@ impl Default for Settings {
             ssl_key: String::new(),
             tls_version: "TLSv1.2,TLSv1.3".into(),
             hostname: "localhost".into(),
+            wait_timeout: std::time::Duration::from_secs(28800),
+            net_read_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -529,6 +529,36 @@ impl UserStore for FileUserStore {
     }
 }
 
+/// Accounts in memory only, for tests and the fuzz target. Nothing is
+/// persisted; never used by tidb-server.
+#[derive(Debug, Default)]
+pub struct MemoryUserStore {
+    users: Mutex<Vec<UserRecord>>,
+}
+
+impl MemoryUserStore {
+    /// A store holding `users`.
+    pub fn new(users: Vec<UserRecord>) -> Self {
+        MemoryUserStore {
+            users: Mutex::new(users),
+        }
+    }
+}
+
+impl UserStore for MemoryUserStore {
+    fn load(&self) -> Result<Vec<UserRecord>> {
+        Ok(self.users.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    fn update(&self, change: &mut dyn FnMut(&mut Vec<UserRecord>) -> Result<()>) -> Result<()> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut copy = users.clone();
+        change(&mut copy)?;
+        *users = copy;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

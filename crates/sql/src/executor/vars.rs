@@ -64,7 +64,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("max_execution_time", Scope::Both, Value::Int(0)),
         ("max_prepared_stmt_count", Scope::ReadOnly, Value::Int(crate::protocol::conn::MAX_STATEMENTS as i64)),
         ("net_buffer_length", Scope::Both, Value::Int(16384)),
-        ("net_read_timeout", Scope::Both, Value::Int(30)),
+        ("net_read_timeout", Scope::ReadOnly, Value::Int(st.net_read_timeout.as_secs() as i64)),
         ("net_write_timeout", Scope::Both, Value::Int(60)),
         ("performance_schema", Scope::ReadOnly, Value::Int(0)),
         ("port", Scope::ReadOnly, Value::Int(i64::from(st.port))),
@@ -92,7 +92,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("version_comment", Scope::ReadOnly, s(concat!("tiox ", env!("CARGO_PKG_VERSION"), ", a TiDB-compatible database (interim executor: no tables yet)"))),
         ("version_compile_machine", Scope::ReadOnly, s(std::env::consts::ARCH)),
         ("version_compile_os", Scope::ReadOnly, s(std::env::consts::OS)),
-        ("wait_timeout", Scope::Both, Value::Int(28800)),
+        ("wait_timeout", Scope::Both, Value::Int(st.wait_timeout.as_secs() as i64)),
     ]
 }
 

@@ -576,6 +576,14 @@ impl Connection {
     ) -> Closed {
         let limit = self.session.server.max_allowed_packet();
         loop {
+            let settings = &self.session.server.settings;
+            let idle = match self.session.vars.get("wait_timeout") {
+                Some(crate::value::Value::Int(s)) if *s > 0 => {
+                    std::time::Duration::from_secs(*s as u64)
+                }
+                _ => settings.wait_timeout,
+            };
+            pio.set_timeouts(Some(idle), Some(settings.net_read_timeout));
             pio.reset_seq();
             let packet = match pio.read_packet(limit).await {
                 Ok(p) => p,

@@ -10,6 +10,8 @@
 //! most the bytes actually received: the payload buffer grows as data
 //! arrives, bounded by the limit given to [`PacketIo::read_packet`].
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::consts::MAX_PAYLOAD;
@@ -43,6 +45,14 @@ pub enum ReadError {
     /// The first bytes are a TLS record, not a MySQL packet: the client
     /// started TLS without sending an SSLRequest first.
     TlsInsteadOfMysql,
+    /// No packet started within the idle timeout (`wait_timeout`), or a
+    /// started packet did not complete within `net_read_timeout`.
+    TimedOut {
+        /// Which timeout.
+        what: &'static str,
+        /// Its length.
+        after: Duration,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -60,6 +70,9 @@ impl std::fmt::Display for ReadError {
             ReadError::TooLarge { limit } => {
                 write!(f, "packet larger than the limit of {limit} bytes")
             }
+            ReadError::TimedOut { what, after } => {
+                write!(f, "{what}: nothing received for {}s", after.as_secs())
+            }
             ReadError::TlsInsteadOfMysql => f.write_str(
                 "the client sent a TLS ClientHello instead of a MySQL packet \
                  (TLS must be requested with an SSLRequest packet first)",
@@ -76,6 +89,10 @@ pub struct PacketIo<S> {
     out: Vec<u8>,
     /// Whether any packet was read yet (to spot a TLS ClientHello).
     first_read: bool,
+    /// How long to wait for a packet to start (`wait_timeout`).
+    idle_timeout: Option<Duration>,
+    /// How long a started packet may take to complete (`net_read_timeout`).
+    packet_timeout: Option<Duration>,
 }
 
 impl<S> PacketIo<S> {
@@ -86,6 +103,8 @@ impl<S> PacketIo<S> {
             seq: 0,
             out: Vec::new(),
             first_read: true,
+            idle_timeout: None,
+            packet_timeout: None,
         }
     }
 
@@ -96,7 +115,16 @@ impl<S> PacketIo<S> {
             seq,
             out: Vec::new(),
             first_read: false,
+            idle_timeout: None,
+            packet_timeout: None,
         }
+    }
+
+    /// Sets the idle timeout (between packets) and the timeout for the rest
+    /// of a packet once its first byte arrived.
+    pub fn set_timeouts(&mut self, idle: Option<Duration>, packet: Option<Duration>) {
+        self.idle_timeout = idle;
+        self.packet_timeout = packet;
     }
 
     /// Starts a new command: sequence ids restart at 0.
@@ -158,10 +186,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
     /// Reads one logical payload (reassembling split packets), checking
     /// sequence ids and that the whole payload is at most `limit` bytes.
     pub async fn read_packet(&mut self, limit: usize) -> Result<Vec<u8>, ReadError> {
+        // Wait for the first byte with the idle timeout, then give the rest
+        // of the packet the packet timeout.
+        let mut first = [0u8; 1];
+        let n = match self.idle_timeout {
+            Some(t) => tokio::time::timeout(t, self.stream.read(&mut first))
+                .await
+                .map_err(|_| ReadError::TimedOut {
+                    what: "idle connection (wait_timeout)",
+                    after: t,
+                })?,
+            None => self.stream.read(&mut first).await,
+        }
+        .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        match self.packet_timeout {
+            Some(t) => tokio::time::timeout(t, self.read_rest(first[0], limit))
+                .await
+                .map_err(|_| ReadError::TimedOut {
+                    what: "incomplete packet (net_read_timeout)",
+                    after: t,
+                })?,
+            None => self.read_rest(first[0], limit).await,
+        }
+    }
+
+    async fn read_rest(&mut self, first: u8, limit: usize) -> Result<Vec<u8>, ReadError> {
         let mut payload = Vec::new();
+        let mut have_first = true;
         loop {
             let mut header = [0u8; 4];
             let mut filled = 0;
+            if have_first {
+                header[0] = first;
+                filled = 1;
+                have_first = false;
+            }
             while filled < 4 {
                 let n = self
                     .stream
@@ -169,13 +231,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
                     .await
                     .map_err(ReadError::Io)?;
                 if n == 0 {
-                    return Err(if filled == 0 && payload.is_empty() {
-                        ReadError::Closed
-                    } else {
-                        ReadError::Truncated {
-                            expected: 4,
-                            got: filled,
-                        }
+                    return Err(ReadError::Truncated {
+                        expected: 4,
+                        got: filled,
                     });
                 }
                 filled += n;
