@@ -535,3 +535,93 @@ async fn binary_protocol_binds_every_mysql_parameter_type() {
     assert_eq!(err_code(&command(&mut io, &p).await), Some(1243));
     assert_eq!(command(&mut io, &[com::PING]).await[0], 0);
 }
+
+/// A valid client transcript: login, then a few commands (seq ids right).
+fn valid_transcript() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut packet = |seq: u8, body: &[u8]| {
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+        out.push(seq);
+        out.extend_from_slice(body);
+    };
+    packet(1, &response(CAPS | cap::MULTI_STATEMENTS, "root"));
+    packet(0, b"\x03SELECT 1 + 1, @@version, 'x'");
+    packet(0, b"\x03SET @a = 5; SHOW VARIABLES LIKE 'ssl%'");
+    packet(0, b"\x16SELECT ?, CONCAT(?, 'y')");
+    let mut exec = vec![
+        com::STMT_EXECUTE,
+        1,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        1,
+        ty::LONGLONG,
+        0,
+        ty::VAR_STRING,
+        0,
+    ];
+    exec.extend_from_slice(&7i64.to_le_bytes());
+    exec.extend_from_slice(b"\x02ab");
+    packet(0, &exec);
+    packet(0, &[com::PING]);
+    packet(0, b"\x02test");
+    packet(0, &[com::QUIT]);
+    out
+}
+
+#[tokio::test]
+async fn fuzz_entry_points_survive_a_corpus_and_random_mutations() {
+    use tiox_sql::protocol::fuzz;
+    let shared = fuzz::test_server();
+    let base = valid_transcript();
+    let closed = fuzz::session_async(shared.clone(), &base).await;
+    assert!(
+        matches!(closed, Closed::ClientQuit),
+        "the valid transcript: {closed}"
+    );
+    // Deterministic pseudo-random mutations: flips, truncations, splices
+    // and length-field lies.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..400 {
+        let mut input = base.clone();
+        match i % 4 {
+            0 => {
+                for _ in 0..1 + next() % 8 {
+                    let at = (next() as usize) % input.len();
+                    input[at] ^= 1 << (next() % 8);
+                }
+            }
+            1 => input.truncate((next() as usize) % input.len()),
+            2 => {
+                let at = (next() as usize) % input.len();
+                let junk: Vec<u8> = (0..next() % 64).map(|_| next() as u8).collect();
+                input.splice(at..at, junk);
+            }
+            _ => {
+                let at = (next() as usize) % input.len().saturating_sub(3).max(1);
+                input[at] = 0xff;
+                input[at + 1] = 0xff;
+                input[at + 2] = (next() % 0x20) as u8;
+            }
+        }
+        let _ = fuzz::session_async(shared.clone(), &input).await;
+        let _ = fuzz::packets_async(&input).await;
+    }
+    assert_eq!(
+        shared.connections(),
+        0,
+        "every fuzzed connection was closed"
+    );
+}

@@ -17,6 +17,7 @@
 pub mod codec;
 pub mod conn;
 pub mod consts;
+pub mod fuzz;
 pub mod packet;
 pub mod resultset;
 pub mod stmt;

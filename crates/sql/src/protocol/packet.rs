@@ -182,7 +182,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         self.queue(payload);
         self.flush().await
     }
+}
 
+impl<S: AsyncRead + Unpin> PacketIo<S> {
     /// Reads one logical payload (reassembling split packets), checking
     /// sequence ids and that the whole payload is at most `limit` bytes.
     pub async fn read_packet(&mut self, limit: usize) -> Result<Vec<u8>, ReadError> {
