@@ -201,6 +201,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ssl_key: config.security.ssl_key.clone(),
         tls_version: v.tls_versions.clone(),
         hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        ..tiox_sql::Settings::default()
     };
     let shared = tiox_sql::Shared::new(Arc::new(store), mysql_tls, settings);
     let addr = format!("{}:{}", config.host, config.port);
