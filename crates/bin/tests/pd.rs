@@ -86,14 +86,28 @@ struct Pd {
 
 impl Pd {
     fn start(data_dir: &Path, port: u16, tls: Option<&Pki>) -> Pd {
+        Self::start_member(data_dir, "pd1", port, free_port(), None, tls)
+    }
+
+    /// Starts one member; `initial` is the `--initial-cluster` value.
+    fn start_member(
+        data_dir: &Path,
+        name: &str,
+        port: u16,
+        peer: u16,
+        initial: Option<&str>,
+        tls: Option<&Pki>,
+    ) -> Pd {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let peer = free_port();
         let log = data_dir.with_extension(format!("{port}.log"));
         let mut cmd = Command::new(PD_SERVER);
-        cmd.arg("--name=pd1")
+        cmd.arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--client-urls={scheme}://127.0.0.1:{port}"))
             .arg(format!("--peer-urls={scheme}://127.0.0.1:{peer}"));
+        if let Some(initial) = initial {
+            cmd.arg(format!("--initial-cluster={initial}"));
+        }
         if let Some(pki) = tls {
             cmd.args(["--cacert", &pki.s("ca.pem")])
                 .args(["--cert", &pki.s("pd.pem")])
@@ -101,7 +115,13 @@ impl Pd {
         }
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let pd = Pd { child, port, log };
@@ -673,4 +693,251 @@ fn url_scheme_that_does_not_match_tls_is_a_startup_error() {
         "{}",
         text(&out.stderr)
     );
+}
+
+type PdClient = tiox_proto::pdpb::pd_client::PdClient<tonic::transport::Channel>;
+
+/// Asks each running member for the leader until one serves: returns its
+/// index in `pds`.
+async fn wait_for_serving_leader(pds: &[&Pd], tls: &Arc<ClientTls>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for pd in pds {
+            let Ok(mut c) = tiox_pd::client::connect(&pd.addr(), Some(tls.clone())).await else {
+                continue;
+            };
+            let Ok(m) = c.get_members(pdpb::GetMembersRequest::default()).await else {
+                continue;
+            };
+            let m = m.into_inner();
+            let Some(leader) = m.leader else { continue };
+            let Some(url) = leader.client_urls.first() else {
+                continue;
+            };
+            if let Some(i) = pds.iter().position(|p| &p.url("https") == url) {
+                // Serving means answering data requests, not just elected.
+                let Ok(mut lc) = tiox_pd::client::connect(&pds[i].addr(), Some(tls.clone())).await
+                else {
+                    continue;
+                };
+                if let Ok(r) = lc.alloc_id(pdpb::AllocIdRequest::default()).await {
+                    if r.into_inner().header.is_some_and(|h| h.error.is_none()) {
+                        return i;
+                    }
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no PD leader within 30s; logs:\n{}",
+            pds.iter()
+                .map(|p| p.log_text())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn bootstrap(c: &mut PdClient) -> u64 {
+    let id = |c: &mut PdClient| {
+        let mut c = c.clone();
+        async move {
+            c.alloc_id(pdpb::AllocIdRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .id
+        }
+    };
+    let (store_id, region_id, peer_id) = (id(c).await, id(c).await, id(c).await);
+    let store = tiox_proto::metapb::Store {
+        id: store_id,
+        address: "127.0.0.1:20160".into(),
+        ..Default::default()
+    };
+    let region = tiox_proto::metapb::Region {
+        id: region_id,
+        region_epoch: Some(tiox_proto::metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
+        peers: vec![tiox_proto::metapb::Peer {
+            id: peer_id,
+            store_id,
+            role: 0,
+        }],
+        ..Default::default()
+    };
+    let r = c
+        .bootstrap(pdpb::BootstrapRequest {
+            header: None,
+            store: Some(store),
+            region: Some(region),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.header.unwrap().error.is_none());
+    region_id
+}
+
+#[test]
+fn three_pds_replicate_metadata_and_keep_tso_monotonic_across_leader_sigkill() {
+    let pki = Pki::new();
+    pki.make("foreign-", "some other CA");
+    let data = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("pd{}=https://127.0.0.1:{peer}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut pds: Vec<Pd> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (client, peer))| {
+            let name = format!("pd{}", i + 1);
+            Pd::start_member(
+                &data.path().join(&name),
+                &name,
+                *client,
+                *peer,
+                Some(&initial),
+                Some(&pki),
+            )
+        })
+        .collect();
+    let tls = pki.client_tls(b"h2");
+    let rt = runtime();
+    let (leader, region_id, last) = rt.block_on(async {
+        let refs: Vec<&Pd> = pds.iter().collect();
+        let leader = wait_for_serving_leader(&refs, &tls).await;
+        let mut c = tiox_pd::client::connect(&pds[leader].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let members = c
+            .get_members(pdpb::GetMembersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(members.members.len(), 3);
+        let region_id = bootstrap(&mut c).await;
+        let first = tso(&mut c, 200).await;
+        assert!(first.windows(2).all(|w| w[0] < w[1]));
+        // A follower does not serve data: it names the leader.
+        let follower = (leader + 1) % 3;
+        let mut f = tiox_pd::client::connect(&pds[follower].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let r = f
+            .get_region(pdpb::GetRegionRequest {
+                header: None,
+                region_key: b"k".to_vec(),
+                need_buckets: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let msg = r.header.unwrap().error.unwrap().message;
+        assert!(
+            msg.contains("not the leader") && msg.contains(&pds[leader].url("https")),
+            "{msg}"
+        );
+        (leader, region_id, *first.last().unwrap())
+    });
+    // pd-ctl against a follower is redirected to the leader.
+    let follower = (leader + 1) % 3;
+    let out = pd_ctl(
+        &[
+            "-u",
+            &pds[follower].url("https"),
+            "--cacert",
+            &pki.s("ca.pem"),
+            "--cert",
+            &pki.s("client.pem"),
+            "--key",
+            &pki.s("client-key.pem"),
+            "-d",
+            "region",
+            &region_id.to_string(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("\"id\": {region_id}")),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The peer port refuses a plaintext peer and one from another CA, and
+    // logs the address.
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let peer_addr = format!("127.0.0.1:{}", ports[follower].1);
+        let mut tcp = tokio::net::TcpStream::connect(&peer_addr).await.unwrap();
+        let _ = tcp.write_all(b"\x01\x00\x00\x00\x04junk").await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        let foreign = tiox_pd_test_client(&pki, "foreign-client.pem", "foreign-client-key.pem");
+        let tcp = tokio::net::TcpStream::connect(&peer_addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        if let Ok(mut s) = tokio_rustls::TlsConnector::from(foreign)
+            .connect(name, tcp)
+            .await
+        {
+            let _ = s.write_all(b"\x01\x00\x00\x00\x04junk").await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let log = pds[follower].log_text();
+    assert!(
+        log.matches("peer port: refused connection").count() >= 2,
+        "peer refusals not logged:\n{log}"
+    );
+
+    // SIGKILL the leader during service; the survivors elect a new one that
+    // serves timestamps above everything handed out and has the metadata.
+    pds[leader].kill();
+    rt.block_on(async {
+        let refs: Vec<&Pd> = pds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leader)
+            .map(|(_, p)| p)
+            .collect();
+        let new = wait_for_serving_leader(&refs, &tls).await;
+        let mut c = tiox_pd::client::connect(&refs[new].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let after = tso(&mut c, 50).await;
+        assert!(
+            after[0] > last,
+            "new leader's {} is not above {last}",
+            after[0]
+        );
+        let r = c
+            .get_region(pdpb::GetRegionRequest {
+                header: None,
+                region_key: b"any".to_vec(),
+                need_buckets: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.region.map(|r| r.id),
+            Some(region_id),
+            "metadata not replicated"
+        );
+        let boot = c
+            .is_bootstrapped(pdpb::IsBootstrappedRequest { header: None })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(boot.bootstrapped);
+    });
 }

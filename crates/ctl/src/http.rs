@@ -90,12 +90,25 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// An HTTP answer: status, body and the `Location` header, if any.
+pub type Answer = (u16, Vec<u8>, Option<String>);
+
 /// Sends `GET path` to `ep`; returns the status and body.
 pub async fn get(
     ep: &Endpoint,
     tls: Option<&Arc<ClientTls>>,
     path: &str,
 ) -> Result<(u16, Vec<u8>), CtlError> {
+    let (status, body, _) = get_full(ep, tls, path).await?;
+    Ok((status, body))
+}
+
+/// Sends `GET path` to `ep`; returns the status, body and `Location`.
+pub async fn get_full(
+    ep: &Endpoint,
+    tls: Option<&Arc<ClientTls>>,
+    path: &str,
+) -> Result<Answer, CtlError> {
     let fail = |reason: String| CtlError::Connect {
         endpoint: ep.to_string(),
         reason,
@@ -124,7 +137,7 @@ pub async fn get(
         .map_err(|_| fail(format!("no answer within {}s", TIMEOUT.as_secs())))?
 }
 
-async fn request<IO>(io: IO, ep: &Endpoint, path: &str) -> Result<(u16, Vec<u8>), CtlError>
+async fn request<IO>(io: IO, ep: &Endpoint, path: &str) -> Result<Answer, CtlError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -148,6 +161,11 @@ where
         .await
         .map_err(|e| fail("sending the request", &e))?;
     let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = resp
         .into_body()
         .collect()
@@ -155,5 +173,5 @@ where
         .map_err(|e| fail("reading the answer", &e))?
         .to_bytes()
         .to_vec();
-    Ok((status, body))
+    Ok((status, body, location))
 }

@@ -217,12 +217,18 @@ impl PdCtl {
         })
     }
 
-    /// `GET path` on the first endpoint that answers.
+    /// `GET path` on the first endpoint that answers. A follower PD
+    /// redirects to the leader; the redirect is followed once, with the same
+    /// TLS settings (the scheme must stay the same).
     pub async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), CtlError> {
         let mut errors = Vec::new();
         for ep in &self.endpoints {
-            match http::get(ep, self.tls.as_ref(), path).await {
-                Ok(r) => return Ok(r),
+            match http::get_full(ep, self.tls.as_ref(), path).await {
+                Ok((307 | 308, _, Some(location))) => match self.follow(ep, &location).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => errors.push(e.to_string()),
+                },
+                Ok((status, body, _)) => return Ok((status, body)),
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -235,6 +241,24 @@ impl PdCtl {
                 .join(", "),
             reason: errors.join("; "),
         })
+    }
+
+    async fn follow(&self, from: &Endpoint, location: &str) -> Result<(u16, Vec<u8>), CtlError> {
+        let (base, path) = match location.find("://").map(|i| i + 3) {
+            Some(start) => match location[start..].find('/') {
+                Some(slash) => location.split_at(start + slash),
+                None => (location, "/"),
+            },
+            None => (location, "/"),
+        };
+        let to = Endpoint::parse(base)?;
+        if to.scheme != from.scheme {
+            return Err(CtlError::Connect {
+                endpoint: from.to_string(),
+                reason: format!("redirected to {location}, which changes the scheme; refused"),
+            });
+        }
+        http::get(&to, self.tls.as_ref(), path).await
     }
 
     /// Runs one command and returns what to print.

@@ -189,6 +189,8 @@ pub struct Validated {
     pub advertise_peer_urls: Vec<Url>,
     /// TLS material, or `None` for a (loudly logged) plaintext cluster.
     pub tls: Option<TlsSettings>,
+    /// The initial members (name, peer URL); this member alone by default.
+    pub initial_cluster: Vec<(String, Url)>,
 }
 
 impl PdConfig {
@@ -284,26 +286,28 @@ impl PdConfig {
                 return Err(ConfigError(mismatch("initial-cluster", url, want)));
             }
         }
-        // Only a single-member PD is implemented: refuse configurations that
-        // ask for more rather than silently running alone.
-        let others: Vec<&str> = initial
-            .iter()
-            .filter(|(n, _)| *n != self.name)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if !others.is_empty() {
+        if initial.is_empty() {
+            initial.push((self.name.clone(), advertise_peer_urls[0].clone()));
+        }
+        if !initial.iter().any(|(n, _)| *n == self.name) {
             return Err(ConfigError(format!(
-                "initial-cluster names other members ({}), but this pd-server build runs a \
-                 single PD member (Raft replication between PDs is not implemented yet); list \
-                 only \"{}=<peer-url>\"",
-                others.join(", "),
-                self.name
+                "initial-cluster (--initial-cluster) does not list this member \"{}\"; add \
+                 \"{}={}\"",
+                self.name, self.name, advertise_peer_urls[0]
             )));
+        }
+        let mut names: Vec<&str> = initial.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError(
+                "initial-cluster (--initial-cluster) lists a member name twice".into(),
+            ));
         }
         if !join.is_empty() {
             return Err(ConfigError(
-                "join (--join): joining an existing PD cluster is not implemented yet in this \
-                 build (single PD member only); remove --join"
+                "join (--join): adding a member to a running PD cluster is not implemented yet \
+                 (Raft membership changes); start every member with the same \
+                 --initial-cluster instead"
                     .into(),
             ));
         }
@@ -315,6 +319,7 @@ impl PdConfig {
             advertise_client_urls,
             advertise_peer_urls,
             tls,
+            initial_cluster: initial,
         })
     }
 }
@@ -398,11 +403,16 @@ cert-allowed-cn = ["tidb", "tikv"]
     }
 
     #[test]
-    fn other_initial_members_are_refused_until_replication_exists() {
+    fn initial_cluster_must_list_this_member() {
+        let c = PdConfig {
+            initial_cluster: "pd2=http://127.0.0.1:2382,pd3=http://127.0.0.1:2384".into(),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("does not list"));
         let c = PdConfig {
             initial_cluster: "pd=http://127.0.0.1:2380,pd2=http://127.0.0.1:2382".into(),
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().0.contains("pd2"));
+        assert_eq!(c.validate().unwrap().initial_cluster.len(), 2);
     }
 }

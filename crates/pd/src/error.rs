@@ -61,6 +61,11 @@ pub enum Error {
     },
     /// The TLS acceptor or connector could not be built from the material.
     Tls(String),
+    /// This PD member is not the (serving) leader: retry against the leader.
+    NotLeader {
+        /// The leader's client URL, if known.
+        leader: Option<String>,
+    },
 }
 
 impl Error {
@@ -102,6 +107,14 @@ impl fmt::Display for Error {
                  another URL or stop that process"
             ),
             Error::Tls(msg) => write!(f, "TLS setup failed: {msg}"),
+            Error::NotLeader { leader: Some(url) } => write!(
+                f,
+                "this PD member is not the leader; the leader serves at {url}"
+            ),
+            Error::NotLeader { leader: None } => f.write_str(
+                "this PD member is not the leader and no leader is known yet (election in \
+                 progress); retry shortly",
+            ),
         }
     }
 }

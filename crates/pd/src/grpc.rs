@@ -82,7 +82,8 @@ pub fn error_type(e: &Error) -> pdpb::ErrorType {
         | Error::Storage { .. }
         | Error::Corrupt(_)
         | Error::Listen { .. }
-        | Error::Tls(_) => T::Unknown,
+        | Error::Tls(_)
+        | Error::NotLeader { .. } => T::Unknown,
     }
 }
 
@@ -129,7 +130,7 @@ impl State {
     pub fn tso_once(&self, req: &pdpb::TsoRequest) -> pdpb::TsoResponse {
         self.metrics.tso_requests.fetch_add(1, Ordering::Relaxed);
         let r = self.check(&req.header).and_then(|_| {
-            let ts = self.cluster().tso(now_ms(), req.count)?;
+            let ts = self.cluster()?.tso(now_ms(), req.count)?;
             self.metrics
                 .tso_timestamps
                 .fetch_add(u64::from(req.count), Ordering::Relaxed);
@@ -161,14 +162,16 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetMembersResponse>, Status> {
         let s = &self.state;
         s.metrics.grpc("GetMembers");
-        let r = s
-            .check(&req.get_ref().header)
-            .map(|_| pdpb::GetMembersResponse {
+        let r = s.check(&req.get_ref().header).and_then(|_| {
+            let (members, leader) = s.members_view();
+            let leader = leader.ok_or(Error::NotLeader { leader: None })?;
+            Ok(pdpb::GetMembersResponse {
                 header: None,
-                members: vec![s.member.clone()],
-                leader: Some(s.member.clone()),
-                etcd_leader: Some(s.member.clone()),
-            });
+                members,
+                leader: Some(leader.clone()),
+                etcd_leader: Some(leader),
+            })
+        });
         Ok(Response::new(s.reply(r)))
     }
 
@@ -194,14 +197,14 @@ impl Pd for PdService {
         s.metrics.grpc("Bootstrap");
         let req = req.into_inner();
         let r = s.check(&req.header).and_then(|_| {
-            if s.cluster().meta.bootstrapped {
+            if s.cluster()?.meta.bootstrapped {
                 return Err(Error::AlreadyBootstrapped);
             }
             let store = req.store.ok_or_else(|| missing("BootstrapRequest.store"))?;
             let region = req
                 .region
                 .ok_or_else(|| missing("BootstrapRequest.region"))?;
-            s.cluster().bootstrap(store, region)?;
+            s.cluster()?.bootstrap(store, region)?;
             tracing::info!(cluster_id = s.cluster_id, "cluster bootstrapped");
             Ok(pdpb::BootstrapResponse::default())
         });
@@ -214,12 +217,12 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::IsBootstrappedResponse>, Status> {
         let s = &self.state;
         s.metrics.grpc("IsBootstrapped");
-        let r = s
-            .check(&req.get_ref().header)
-            .map(|_| pdpb::IsBootstrappedResponse {
+        let r = s.check(&req.get_ref().header).and_then(|_| {
+            Ok(pdpb::IsBootstrappedResponse {
                 header: None,
-                bootstrapped: s.cluster().meta.bootstrapped,
-            });
+                bootstrapped: s.cluster()?.meta.bootstrapped,
+            })
+        });
         Ok(Response::new(s.reply(r)))
     }
 
@@ -232,7 +235,7 @@ impl Pd for PdService {
         let r = s.check(&req.get_ref().header).and_then(|_| {
             Ok(pdpb::AllocIdResponse {
                 header: None,
-                id: s.cluster().alloc_id()?,
+                id: s.cluster()?.alloc_id()?,
             })
         });
         Ok(Response::new(s.reply(r)))
@@ -246,7 +249,7 @@ impl Pd for PdService {
         s.metrics.grpc("GetStore");
         let req = req.into_inner();
         let r = s.check(&req.header).and_then(|_| {
-            let c = s.cluster();
+            let c = s.cluster()?;
             let info = c.meta.store(req.store_id)?;
             Ok(pdpb::GetStoreResponse {
                 header: None,
@@ -266,7 +269,7 @@ impl Pd for PdService {
         let req = req.into_inner();
         let r = s.check(&req.header).and_then(|_| {
             let store = req.store.ok_or_else(|| missing("PutStoreRequest.store"))?;
-            s.cluster().put_store(store)?;
+            s.cluster()?.put_store(store)?;
             Ok(pdpb::PutStoreResponse::default())
         });
         Ok(Response::new(s.reply(r)))
@@ -279,8 +282,8 @@ impl Pd for PdService {
         let s = &self.state;
         s.metrics.grpc("GetAllStores");
         let req = req.into_inner();
-        let r = s.check(&req.header).map(|_| {
-            let c = s.cluster();
+        let r = s.check(&req.header).and_then(|_| {
+            let c = s.cluster()?;
             let stores = c
                 .meta
                 .stores()
@@ -290,10 +293,10 @@ impl Pd for PdService {
                 })
                 .map(|i| i.store.clone())
                 .collect();
-            pdpb::GetAllStoresResponse {
+            Ok(pdpb::GetAllStoresResponse {
                 header: None,
                 stores,
-            }
+            })
         });
         Ok(Response::new(s.reply(r)))
     }
@@ -309,7 +312,7 @@ impl Pd for PdService {
             let stats = req
                 .stats
                 .ok_or_else(|| missing("StoreHeartbeatRequest.stats"))?;
-            s.cluster().store_heartbeat(stats, now_ms())?;
+            s.cluster()?.store_heartbeat(stats, now_ms())?;
             Ok(pdpb::StoreHeartbeatResponse {
                 header: None,
                 cluster_version: crate::server::VERSION.to_string(),
@@ -333,7 +336,7 @@ impl Pd for PdService {
                     let region_id = req.region.as_ref().map_or(0, |r| r.id);
                     match state
                         .check(&req.header)
-                        .and_then(|_| state.cluster().region_heartbeat(&req, now_ms()))
+                        .and_then(|_| state.cluster()?.region_heartbeat(&req, now_ms()))
                     {
                         Ok(None) => None,
                         Ok(Some(resp)) => Some(Ok(state.reply(Ok(resp)))),
@@ -358,9 +361,11 @@ impl Pd for PdService {
         let s = &self.state;
         s.metrics.grpc("GetRegion");
         let req = req.into_inner();
-        let r = s
-            .check(&req.header)
-            .map(|_| region_response(s.cluster().meta.region_by_key(&req.region_key)));
+        let r = s.check(&req.header).and_then(|_| {
+            Ok(region_response(
+                s.cluster()?.meta.region_by_key(&req.region_key),
+            ))
+        });
         Ok(Response::new(s.reply(r)))
     }
 
@@ -371,9 +376,11 @@ impl Pd for PdService {
         let s = &self.state;
         s.metrics.grpc("GetPrevRegion");
         let req = req.into_inner();
-        let r = s
-            .check(&req.header)
-            .map(|_| region_response(s.cluster().meta.prev_region(&req.region_key)));
+        let r = s.check(&req.header).and_then(|_| {
+            Ok(region_response(
+                s.cluster()?.meta.prev_region(&req.region_key),
+            ))
+        });
         Ok(Response::new(s.reply(r)))
     }
 
@@ -386,7 +393,7 @@ impl Pd for PdService {
         let req = req.into_inner();
         let r = s
             .check(&req.header)
-            .map(|_| region_response(s.cluster().meta.region(req.region_id)));
+            .and_then(|_| Ok(region_response(s.cluster()?.meta.region(req.region_id))));
         Ok(Response::new(s.reply(r)))
     }
 
@@ -397,8 +404,8 @@ impl Pd for PdService {
         let s = &self.state;
         s.metrics.grpc("ScanRegions");
         let req = req.into_inner();
-        let r = s.check(&req.header).map(|_| {
-            let c = s.cluster();
+        let r = s.check(&req.header).and_then(|_| {
+            let c = s.cluster()?;
             let limit = usize::try_from(req.limit.max(0)).unwrap_or(0);
             let found = c.meta.scan_regions(&req.start_key, &req.end_key, limit);
             let mut resp = pdpb::ScanRegionsResponse::default();
@@ -412,7 +419,7 @@ impl Pd for PdService {
                     pending_peers: r.pending_peers.clone(),
                 });
             }
-            resp
+            Ok(resp)
         });
         Ok(Response::new(s.reply(r)))
     }
@@ -428,7 +435,7 @@ impl Pd for PdService {
             let region = req
                 .region
                 .ok_or_else(|| missing("AskBatchSplitRequest.region"))?;
-            let ids = s.cluster().ask_batch_split(&region, req.split_count)?;
+            let ids = s.cluster()?.ask_batch_split(&region, req.split_count)?;
             Ok(pdpb::AskBatchSplitResponse { header: None, ids })
         });
         Ok(Response::new(s.reply(r)))
@@ -442,7 +449,7 @@ impl Pd for PdService {
         s.metrics.grpc("ReportBatchSplit");
         let req = req.into_inner();
         let r = s.check(&req.header).and_then(|_| {
-            s.cluster().report_batch_split(req.regions)?;
+            s.cluster()?.report_batch_split(req.regions)?;
             Ok(pdpb::ReportBatchSplitResponse::default())
         });
         Ok(Response::new(s.reply(r)))
@@ -454,12 +461,12 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetClusterConfigResponse>, Status> {
         let s = &self.state;
         s.metrics.grpc("GetClusterConfig");
-        let r = s
-            .check(&req.get_ref().header)
-            .map(|_| pdpb::GetClusterConfigResponse {
+        let r = s.check(&req.get_ref().header).and_then(|_| {
+            Ok(pdpb::GetClusterConfigResponse {
                 header: None,
-                cluster: Some(s.cluster().meta.cluster),
-            });
+                cluster: Some(s.cluster()?.meta.cluster),
+            })
+        });
         Ok(Response::new(s.reply(r)))
     }
 
@@ -474,7 +481,7 @@ impl Pd for PdService {
             let cluster = req
                 .cluster
                 .ok_or_else(|| missing("PutClusterConfigRequest.cluster"))?;
-            s.cluster().put_cluster_config(cluster)?;
+            s.cluster()?.put_cluster_config(cluster)?;
             Ok(pdpb::PutClusterConfigResponse::default())
         });
         Ok(Response::new(s.reply(r)))
@@ -486,12 +493,12 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetGcSafePointResponse>, Status> {
         let s = &self.state;
         s.metrics.grpc("GetGCSafePoint");
-        let r = s
-            .check(&req.get_ref().header)
-            .map(|_| pdpb::GetGcSafePointResponse {
+        let r = s.check(&req.get_ref().header).and_then(|_| {
+            Ok(pdpb::GetGcSafePointResponse {
                 header: None,
-                safe_point: s.cluster().meta.gc_safe_point(),
-            });
+                safe_point: s.cluster()?.meta.gc_safe_point(),
+            })
+        });
         Ok(Response::new(s.reply(r)))
     }
 
@@ -505,7 +512,7 @@ impl Pd for PdService {
         let r = s.check(&req.header).and_then(|_| {
             Ok(pdpb::UpdateGcSafePointResponse {
                 header: None,
-                new_safe_point: s.cluster().update_gc_safe_point(req.safe_point)?,
+                new_safe_point: s.cluster()?.update_gc_safe_point(req.safe_point)?,
             })
         });
         Ok(Response::new(s.reply(r)))
@@ -519,7 +526,7 @@ impl Pd for PdService {
         s.metrics.grpc("UpdateServiceGCSafePoint");
         let req = req.into_inner();
         let r = s.check(&req.header).and_then(|_| {
-            let min = s.cluster().update_service_safe_point(
+            let min = s.cluster()?.update_service_safe_point(
                 &req.service_id,
                 req.ttl,
                 req.safe_point,

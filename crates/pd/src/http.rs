@@ -221,27 +221,60 @@ fn region_json(r: &RegionInfo) -> Value {
     v
 }
 
-async fn cluster(AxState(s): St) -> Response {
+async fn cluster(AxState(s): St, uri: Uri) -> Response {
     count(&s);
-    let c = s.cluster().meta.cluster;
+    let c = match s.cluster() {
+        Ok(c) => c.meta.cluster,
+        Err(e) => return not_leader(&e, &uri),
+    };
     Json(json!({"id": s.cluster_id, "max_peer_count": c.max_peer_count})).into_response()
 }
 
 async fn members(AxState(s): St) -> Response {
     count(&s);
-    let m = member_json(&s.member);
+    let (members, leader) = s.members_view();
+    let leader = leader.map(|l| member_json(&l));
     Json(json!({
         "header": {"cluster_id": s.cluster_id},
-        "members": [m.clone()],
-        "leader": m.clone(),
-        "etcd_leader": m,
+        "members": members.iter().map(member_json).collect::<Vec<_>>(),
+        "leader": leader.clone(),
+        "etcd_leader": leader,
     }))
     .into_response()
 }
 
 async fn leader(AxState(s): St) -> Response {
     count(&s);
-    Json(member_json(&s.member)).into_response()
+    match s.members_view().1 {
+        Some(l) => Json(member_json(&l)).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no PD leader is elected yet; retry shortly",
+        ),
+    }
+}
+
+/// The answer of a member that cannot serve a request itself: a redirect
+/// to the leader (same path) when it is known, 503 otherwise.
+fn not_leader(e: &crate::Error, uri: &Uri) -> Response {
+    match e {
+        crate::Error::NotLeader { leader: Some(url) } => {
+            let location = format!(
+                "{}{}",
+                url.trim_end_matches('/'),
+                uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            let mut resp = error(
+                StatusCode::TEMPORARY_REDIRECT,
+                format!("this PD member is not the leader; the leader is {url}"),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        other => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
 }
 
 fn store_counts(meta: &crate::meta::Meta, store_id: u64) -> (usize, usize) {
@@ -258,10 +291,13 @@ fn store_counts(meta: &crate::meta::Meta, store_id: u64) -> (usize, usize) {
     (leaders, regions)
 }
 
-async fn stores(AxState(s): St) -> Response {
+async fn stores(AxState(s): St, uri: Uri) -> Response {
     count(&s);
     let now = now_ms();
-    let c = s.cluster();
+    let c = match s.cluster() {
+        Ok(c) => c,
+        Err(e) => return not_leader(&e, &uri),
+    };
     let list: Vec<Value> = c
         .meta
         .stores()
@@ -273,13 +309,16 @@ async fn stores(AxState(s): St) -> Response {
     Json(json!({"count": list.len(), "stores": list})).into_response()
 }
 
-async fn store(AxState(s): St, params: RawPathParams) -> Response {
+async fn store(AxState(s): St, params: RawPathParams, uri: Uri) -> Response {
     count(&s);
     let id = match parse_id(&params) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let c = s.cluster();
+    let c = match s.cluster() {
+        Ok(c) => c,
+        Err(e) => return not_leader(&e, &uri),
+    };
     match c.meta.store(id) {
         Ok(info) => {
             let (l, r) = store_counts(&c.meta, id);
@@ -289,20 +328,27 @@ async fn store(AxState(s): St, params: RawPathParams) -> Response {
     }
 }
 
-async fn regions(AxState(s): St) -> Response {
+async fn regions(AxState(s): St, uri: Uri) -> Response {
     count(&s);
-    let c = s.cluster();
+    let c = match s.cluster() {
+        Ok(c) => c,
+        Err(e) => return not_leader(&e, &uri),
+    };
     let list: Vec<Value> = c.meta.regions().map(region_json).collect();
     Json(json!({"count": list.len(), "regions": list})).into_response()
 }
 
-async fn region_by_id(AxState(s): St, params: RawPathParams) -> Response {
+async fn region_by_id(AxState(s): St, params: RawPathParams, uri: Uri) -> Response {
     count(&s);
     let id = match parse_id(&params) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match s.cluster().meta.region(id) {
+    let c = match s.cluster() {
+        Ok(c) => c,
+        Err(e) => return not_leader(&e, &uri),
+    };
+    match c.meta.region(id) {
         Some(r) => Json(region_json(r)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("region {id} not found")),
     }
@@ -340,7 +386,11 @@ async fn region_by_key(AxState(s): St, uri: Uri) -> Response {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match s.cluster().meta.region_by_key(&key) {
+    let c = match s.cluster() {
+        Ok(c) => c,
+        Err(e) => return not_leader(&e, &uri),
+    };
+    match c.meta.region_by_key(&key) {
         Some(r) => Json(region_json(r)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
@@ -351,19 +401,28 @@ async fn region_by_key(AxState(s): St, uri: Uri) -> Response {
 
 async fn health(AxState(s): St) -> Response {
     count(&s);
-    Json(json!([{
-        "name": s.member.name,
-        "member_id": s.member.member_id,
-        "client_urls": s.member.client_urls,
-        "health": true,
-    }]))
-    .into_response()
+    let (members, _) = s.members_view();
+    let reachable = s.reachable_member_ids();
+    let list: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "member_id": m.member_id,
+                "client_urls": m.client_urls,
+                "health": reachable.contains(&m.member_id),
+            })
+        })
+        .collect();
+    Json(Value::Array(list)).into_response()
 }
 
 async fn config(AxState(s): St) -> Response {
     count(&s);
     let c = &s.config.config;
-    let max = s.cluster().meta.cluster.max_peer_count;
+    let max = s.cluster().map_or(c.replication.max_replicas, |c| {
+        c.meta.cluster.max_peer_count
+    });
     Json(json!({
         "name": c.name,
         "data-dir": s.config.data_dir.display().to_string(),
@@ -391,8 +450,7 @@ async fn version(AxState(s): St) -> Response {
 async fn metrics(AxState(s): St) -> Response {
     count(&s);
     let mut gauges: Vec<(&str, &str, String, f64)> = Vec::new();
-    {
-        let c = s.cluster();
+    if let Ok(c) = s.cluster() {
         gauges.push((
             "pd_cluster_regions",
             "Regions known to PD.",

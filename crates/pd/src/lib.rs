@@ -22,6 +22,7 @@ pub mod http;
 pub mod id;
 pub mod meta;
 pub mod metrics;
+pub mod replication;
 pub mod schedule;
 pub mod server;
 pub mod storage;

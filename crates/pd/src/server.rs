@@ -15,7 +15,9 @@
 //! server logs a loud warning at startup. The wall clock enters the core
 //! only through [`now_ms`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ use crate::cluster::Cluster;
 use crate::config::Validated;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::replication::{member_id, MemberInfo, PeerAddr, Replica};
+use crate::storage::Storage;
 
 /// The version PD reports (`/pd/api/v1/version`, StoreHeartbeat).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -46,7 +50,8 @@ pub fn now_ms() -> u64 {
 /// Everything the request handlers share.
 #[derive(Debug)]
 pub struct State {
-    cluster: Mutex<Cluster>,
+    /// The core; `None` while this member is not the serving leader.
+    cluster: Mutex<Option<Cluster>>,
     /// The cluster id (fixed).
     pub cluster_id: u64,
     /// This member, as GetMembers and `/members` report it.
@@ -57,13 +62,118 @@ pub struct State {
     pub metrics: Metrics,
     /// Unix ms at startup.
     pub started_ms: u64,
+    /// Raft replication, when the PD cluster has several members.
+    replica: Option<Replica>,
+}
+
+/// The locked core of a serving leader.
+#[derive(Debug)]
+pub struct ClusterGuard<'a>(MutexGuard<'a, Option<Cluster>>);
+
+impl Deref for ClusterGuard<'_> {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        match self.0.as_ref() {
+            Some(c) => c,
+            None => unreachable!("a ClusterGuard is only made over Some"),
+        }
+    }
+}
+
+impl DerefMut for ClusterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        match self.0.as_mut() {
+            Some(c) => c,
+            None => unreachable!("a ClusterGuard is only made over Some"),
+        }
+    }
 }
 
 impl State {
-    /// The core, locked. A poisoned lock (a panic elsewhere) is recovered:
-    /// the core's methods leave it consistent between calls.
-    pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    /// The core, locked, if this member serves (single member, or the
+    /// Raft leader that has caught up); otherwise `NotLeader` naming the
+    /// leader's client URL when known. A poisoned lock (a panic elsewhere)
+    /// is recovered: the core's methods leave it consistent between calls.
+    pub fn cluster(&self) -> Result<ClusterGuard<'_>> {
+        let serving = self
+            .replica
+            .as_ref()
+            .is_none_or(|r| r.status().ready_leader);
+        let guard = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        if serving && guard.is_some() {
+            return Ok(ClusterGuard(guard));
+        }
+        drop(guard);
+        let leader = self
+            .members_view()
+            .1
+            .filter(|m| m.member_id != self.member.member_id)
+            .and_then(|m| m.client_urls.first().cloned());
+        Err(Error::NotLeader { leader })
+    }
+
+    /// All members (from `--initial-cluster`, with what each told us about
+    /// itself) and the leader, if known and reachable.
+    pub fn members_view(&self) -> (Vec<pdpb::Member>, Option<pdpb::Member>) {
+        let Some(r) = &self.replica else {
+            return (vec![self.member.clone()], Some(self.member.clone()));
+        };
+        let known: BTreeMap<u64, MemberInfo> = r.members().into_iter().map(|m| (m.id, m)).collect();
+        let list: Vec<pdpb::Member> = self
+            .config
+            .initial_cluster
+            .iter()
+            .map(|(name, url)| {
+                let id = member_id(name);
+                if id == self.member.member_id {
+                    return self.member.clone();
+                }
+                match known.get(&id) {
+                    Some(info) => pdpb::Member {
+                        name: info.name.clone(),
+                        member_id: id,
+                        peer_urls: info.peer_urls.clone(),
+                        client_urls: info.client_urls.clone(),
+                        binary_version: VERSION.to_string(),
+                        ..Default::default()
+                    },
+                    None => pdpb::Member {
+                        name: name.clone(),
+                        member_id: id,
+                        peer_urls: vec![url.to_string()],
+                        ..Default::default()
+                    },
+                }
+            })
+            .collect();
+        let leader_id = r.status().leader_id;
+        let leader = list
+            .iter()
+            .find(|m| m.member_id == leader_id && !m.client_urls.is_empty())
+            .cloned();
+        (list, leader)
+    }
+
+    /// Members that are up as far as this one can tell: itself and every
+    /// peer that has connected to it.
+    pub fn reachable_member_ids(&self) -> Vec<u64> {
+        match &self.replica {
+            None => vec![self.member.member_id],
+            Some(r) => r.members().iter().map(|m| m.id).collect(),
+        }
+    }
+
+    /// Builds the core from the replicated state when this member has
+    /// become the serving leader. Blocks on Raft (the TSO window and any
+    /// first-start keys are written through it).
+    fn take_over(&self) -> Result<Cluster> {
+        let Some(r) = &self.replica else {
+            return Err(Error::NotLeader { leader: None });
+        };
+        let storage = Storage::replicated(r.applied_map(), r.proposer());
+        let mut cluster = Cluster::with_storage(storage, now_ms(), self.cluster_id)?;
+        apply_max_replicas(&mut cluster, self.config.config.replication.max_replicas)?;
+        Ok(cluster)
     }
 
     /// The TLS settings in use, if any.
@@ -80,14 +190,64 @@ pub struct Server {
     acceptor: Option<Arc<ServerTls>>,
 }
 
-fn member_id(name: &str, peer_urls: &[String]) -> u64 {
-    // FNV-1a over the name and peer URLs: stable across restarts.
+/// A cluster id all initial members compute alike (FNV-1a over the sorted
+/// `--initial-cluster` entries; unix seconds are not shared, so unlike the
+/// single-member case no time goes in).
+fn initial_cluster_id(initial: &[(String, crate::config::Url)]) -> u64 {
+    let mut entries: Vec<String> = initial.iter().map(|(n, u)| format!("{n}={u}")).collect();
+    entries.sort();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain(peer_urls.join(",").bytes()) {
+    for b in entries.join(",").bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    h.max(1)
+}
+
+fn apply_max_replicas(cluster: &mut Cluster, max: u32) -> Result<()> {
+    if cluster.meta.cluster.max_peer_count != max {
+        let c = tiox_proto::metapb::Cluster {
+            id: cluster.cluster_id(),
+            max_peer_count: max,
+        };
+        cluster.put_cluster_config(c)?;
+    }
+    Ok(())
+}
+
+/// Builds the core when this member becomes the serving Raft leader and
+/// drops it when it stops being one.
+async fn follow_leadership(state: Arc<State>) {
+    let Some(replica) = &state.replica else {
+        return;
+    };
+    let mut rx = replica.watch();
+    loop {
+        let serving = rx.borrow_and_update().ready_leader;
+        let has = state
+            .cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if serving && !has {
+            let st = state.clone();
+            match tokio::task::spawn_blocking(move || st.take_over()).await {
+                Ok(Ok(c)) => {
+                    *state.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                    tracing::info!(name = %state.member.name, "this member is now the serving PD leader");
+                }
+                Ok(Err(e)) => tracing::warn!("cannot take over as PD leader yet: {e}"),
+                Err(e) => tracing::warn!("take-over task failed: {e}"),
+            }
+        } else if !serving && has {
+            *state.cluster.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            tracing::info!(name = %state.member.name, "this member stopped serving as PD leader");
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
 }
 
 fn new_cluster_id(now_ms: u64) -> u64 {
@@ -108,15 +268,52 @@ impl Server {
     /// Opens the data directory and binds the client URLs.
     pub async fn bind(config: Validated) -> Result<Server> {
         let now = now_ms();
-        let mut cluster = Cluster::open(&config.data_dir, now, new_cluster_id(now))?;
-        let max = config.config.replication.max_replicas;
-        if cluster.meta.cluster.max_peer_count != max {
-            let c = tiox_proto::metapb::Cluster {
-                id: cluster.cluster_id(),
-                max_peer_count: max,
+        let replicated = config.initial_cluster.len() > 1;
+        let advertise_peer: Vec<String> = config
+            .advertise_peer_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let (cluster, cluster_id, replica) = if replicated {
+            let me = MemberInfo {
+                id: member_id(&config.config.name),
+                name: config.config.name.clone(),
+                client_urls: config
+                    .advertise_client_urls
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                peer_urls: advertise_peer.clone(),
             };
-            cluster.put_cluster_config(c)?;
-        }
+            let peers = config
+                .initial_cluster
+                .iter()
+                .map(|(name, url)| PeerAddr {
+                    id: member_id(name),
+                    name: name.clone(),
+                    url: url.clone(),
+                })
+                .collect();
+            let replica = Replica::start(
+                &config.data_dir,
+                me,
+                peers,
+                &config.peer_urls,
+                config.tls.clone(),
+            )?;
+            let stored = replica
+                .applied_map()
+                .get(b"cluster/id".as_slice())
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map(u64::from_be_bytes);
+            let id = stored.unwrap_or_else(|| initial_cluster_id(&config.initial_cluster));
+            (None, id, Some(replica))
+        } else {
+            let mut cluster = Cluster::open(&config.data_dir, now, new_cluster_id(now))?;
+            apply_max_replicas(&mut cluster, config.config.replication.max_replicas)?;
+            let id = cluster.cluster_id();
+            (Some(cluster), id, None)
+        };
         let acceptor = match &config.tls {
             Some(settings) => Some(Arc::new(
                 ServerTls::new(settings.clone()).map_err(|e| Error::Tls(e.to_string()))?,
@@ -142,14 +339,10 @@ impl Server {
                 })?;
             listeners.push(l);
         }
-        let peer_urls: Vec<String> = config
-            .advertise_peer_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let peer_urls = advertise_peer;
         let member = pdpb::Member {
             name: config.config.name.clone(),
-            member_id: member_id(&config.config.name, &peer_urls),
+            member_id: member_id(&config.config.name),
             client_urls: config
                 .advertise_client_urls
                 .iter()
@@ -164,12 +357,13 @@ impl Server {
             ..Default::default()
         };
         let state = Arc::new(State {
-            cluster_id: cluster.cluster_id(),
+            cluster_id,
             cluster: Mutex::new(cluster),
             member,
             config,
             metrics: Metrics::default(),
             started_ms: now,
+            replica,
         });
         Ok(Server {
             state,
@@ -193,6 +387,9 @@ impl Server {
 
     /// Serves until the process ends.
     pub async fn run(self) {
+        if self.state.replica.is_some() {
+            tokio::spawn(follow_leadership(self.state.clone()));
+        }
         let app = crate::http::router(self.state.clone());
         let mut tasks = Vec::new();
         for listener in self.listeners {

@@ -87,3 +87,60 @@ async fn tikv_client_without_tls_is_refused_by_a_tls_pd() {
         TransactionClient::new_with_config(vec![format!("127.0.0.1:{port}")], config).await;
     assert!(result.is_err(), "a plaintext tikv-client reached a TLS PD");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tikv_client_finds_the_leader_of_a_three_pd_raft_cluster_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pki(dir.path());
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("pd{}=https://127.0.0.1:{peer}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let config = PdConfig {
+            name: format!("pd{}", i + 1),
+            data_dir: p(&format!("data{i}")),
+            client_urls: format!("https://127.0.0.1:{client}"),
+            peer_urls: format!("https://127.0.0.1:{peer}"),
+            initial_cluster: initial.clone(),
+            security: SecurityConfig::from_paths(&p("ca.pem"), &p("pd.pem"), &p("pd-key.pem")),
+            ..Default::default()
+        };
+        let server = Server::bind(config.validate().unwrap()).await.unwrap();
+        tokio::spawn(server.run());
+    }
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|(c, _)| format!("127.0.0.1:{c}"))
+        .collect();
+    let pp = |n: &str| dir.path().join(n);
+    // The cluster needs a moment to elect a leader; the client retries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let client = loop {
+        let config = Config::default()
+            .with_security(pp("ca.pem"), pp("client.pem"), pp("client-key.pem"))
+            .with_timeout(std::time::Duration::from_secs(3));
+        match TransactionClient::new_with_config(endpoints.clone(), config).await {
+            Ok(c) => match c.current_timestamp().await {
+                Ok(_) => break c,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("not yet: {e}");
+                }
+                Err(e) => panic!("no timestamp from the 3-PD cluster: {e}"),
+            },
+            Err(e) if std::time::Instant::now() < deadline => eprintln!("not yet: {e}"),
+            Err(e) => panic!("tikv-client cannot connect to the 3-PD cluster: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let mut last = 0;
+    for _ in 0..50 {
+        let ts = client.current_timestamp().await.unwrap().version();
+        assert!(ts > last);
+        last = ts;
+    }
+}

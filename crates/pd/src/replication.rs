@@ -1,0 +1,732 @@
+//! PD peers replicated with Raft (the `raft` crate, TiKV's implementation):
+//! every write batch of PD's storage is a Raft entry, applied in log order
+//! to each member's local [`Storage`].
+//!
+//! ```text
+//!  leader: Cluster ─ Storage::write ─► Proposer ─► Raft driver thread ─► peers
+//!                      (blocks until applied here)     │  tick / step / Ready
+//!                                                      ▼
+//!                    raft.log (entries + hard state, fsynced per Ready)
+//!                    pd.log   (applied state: the same keys as single-node PD)
+//!
+//!  peer URL: frames [type u8][len u32][payload] over mutual TLS
+//!            type 0 = hello (the sender's name and URLs), 1 = Raft message
+//! ```
+//!
+//! Invariants:
+//! - a member serves as leader only once it has applied an entry of its own
+//!   term (so every earlier committed write, including the last TSO window,
+//!   is in its state) — see [`RaftStatus::ready_leader`];
+//! - the TSO window is extended through Raft: a timestamp is handed out
+//!   only below a window that a majority has persisted, so a new leader,
+//!   starting above the replicated window, is above anything the old one
+//!   handed out;
+//! - the Raft driver runs on its own thread and runtime, so request handlers
+//!   blocking on a proposal cannot starve it;
+//! - peer connections are mutually authenticated when TLS is configured;
+//!   refusals are logged with the peer's address.
+//!
+//! Not done: membership changes (`--join`), log compaction and snapshots
+//! (PD writes rarely; the log is kept whole), request forwarding (followers
+//! redirect HTTP and answer gRPC with a not-leader error naming the leader).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Message as RaftMessage};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use serde::{Deserialize, Serialize};
+use tiox_security::{ClientAuth, ClientTls, ServerTls, TlsSettings};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Url;
+use crate::error::{Error, Result};
+use crate::storage::{decode_ops, encode_ops, Op, Proposer, Storage};
+use crate::tso::read_u64;
+
+/// Milliseconds per Raft tick; elections take 10-20 ticks.
+pub const TICK_MS: u64 = 100;
+const APPLIED_KEY: &[u8] = b"raft/applied";
+const HARD_STATE_KEY: &[u8] = b"hs";
+const ENTRY_PREFIX: &[u8] = b"e/";
+const MAX_FRAME: usize = 16 << 20;
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The ALPN protocol of the peer port (only PD peers speak it).
+const PEER_ALPN: &[u8] = b"tiox-pd-raft";
+
+/// A member's stable Raft id, derived from its name (FNV-1a, never 0).
+pub fn member_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// What a member tells its peers about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Raft id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Advertised client URLs.
+    pub client_urls: Vec<String>,
+    /// Advertised peer URLs.
+    pub peer_urls: Vec<String>,
+}
+
+/// The Raft role as the server needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// The leader's id (0: unknown).
+    pub leader_id: u64,
+    /// The current term.
+    pub term: u64,
+    /// This member leads and has applied an entry of its term: it may serve.
+    pub ready_leader: bool,
+}
+
+struct Proposal {
+    batch: Vec<Op>,
+    done: std::sync::mpsc::SyncSender<Result<()>>,
+}
+
+/// The handle the server keeps.
+pub struct Replica {
+    /// This member's Raft id.
+    pub self_id: u64,
+    proposals: mpsc::UnboundedSender<Proposal>,
+    status: watch::Receiver<RaftStatus>,
+    state: Arc<Mutex<Storage>>,
+    members: Arc<Mutex<BTreeMap<u64, MemberInfo>>>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("self_id", &self.self_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The durable Raft log: entries and hard state in an fsynced log, mirrored
+/// in the `MemStorage` the Raft node reads.
+struct RaftLog {
+    store: Storage,
+    mem: MemStorage,
+    last: u64,
+}
+
+fn entry_key(index: u64) -> Vec<u8> {
+    format!("e/{index:020}").into_bytes()
+}
+
+impl RaftLog {
+    fn open(dir: &std::path::Path, voters: Vec<u64>) -> Result<RaftLog> {
+        let store = Storage::open_named(dir, "raft.log")?;
+        let mem = MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())));
+        let mut entries = Vec::new();
+        for (_, v) in store.scan_prefix(ENTRY_PREFIX) {
+            entries.push(
+                Entry::parse_from_bytes(v)
+                    .map_err(|e| Error::Corrupt(format!("a Raft entry does not decode: {e}")))?,
+            );
+        }
+        let last = entries.last().map_or(0, |e| e.index);
+        mem.wl()
+            .append(&entries)
+            .map_err(|e| Error::Corrupt(format!("the Raft log is not continuous: {e}")))?;
+        if let Some(hs) = store.get(HARD_STATE_KEY) {
+            let hs = HardState::parse_from_bytes(hs)
+                .map_err(|e| Error::Corrupt(format!("the Raft hard state does not decode: {e}")))?;
+            mem.wl().set_hardstate(hs);
+        }
+        Ok(RaftLog { store, mem, last })
+    }
+
+    /// Persists new entries (replacing any conflicting tail) and the hard
+    /// state in one fsynced batch, then mirrors them in memory.
+    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<()> {
+        if entries.is_empty() && hs.is_none() {
+            return Ok(());
+        }
+        let mut batch: Vec<Op> = Vec::new();
+        let mut new_last = self.last;
+        for e in entries {
+            let bytes = e
+                .write_to_bytes()
+                .map_err(|err| Error::Corrupt(format!("cannot encode a Raft entry: {err}")))?;
+            batch.push((entry_key(e.index), Some(bytes)));
+            new_last = e.index;
+        }
+        if !entries.is_empty() {
+            for stale in new_last + 1..=self.last {
+                batch.push((entry_key(stale), None));
+            }
+        }
+        if let Some(hs) = hs {
+            let bytes = hs
+                .write_to_bytes()
+                .map_err(|err| Error::Corrupt(format!("cannot encode the hard state: {err}")))?;
+            batch.push((HARD_STATE_KEY.to_vec(), Some(bytes)));
+        }
+        self.store.write(batch)?;
+        if !entries.is_empty() {
+            self.mem
+                .wl()
+                .append(entries)
+                .map_err(|e| Error::Corrupt(format!("appending Raft entries: {e}")))?;
+            self.last = new_last;
+        }
+        if let Some(hs) = hs {
+            self.mem.wl().set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> Result<()> {
+        let mut hs = self.mem.rl().hard_state().clone();
+        hs.commit = commit;
+        self.persist(&[], Some(&hs))
+    }
+}
+
+/// The peers to talk to: id, name and peer URL.
+#[derive(Clone, Debug)]
+pub struct PeerAddr {
+    /// Raft id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Peer URL.
+    pub url: Url,
+}
+
+impl Replica {
+    /// Opens the Raft log and applied state in `dir`, binds the peer URLs
+    /// and starts the driver thread.
+    pub fn start(
+        dir: &std::path::Path,
+        me: MemberInfo,
+        peers: Vec<PeerAddr>,
+        listen: &[Url],
+        tls: Option<TlsSettings>,
+    ) -> Result<Replica> {
+        let mut voters: Vec<u64> = peers.iter().map(|p| p.id).collect();
+        voters.push(me.id);
+        voters.sort_unstable();
+        voters.dedup();
+        let log = RaftLog::open(dir, voters)?;
+        let state = Storage::open(dir)?;
+        let applied = read_u64(&state, APPLIED_KEY)?.unwrap_or(0);
+        let cfg = raft::Config {
+            id: me.id,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        cfg.validate()
+            .map_err(|e| Error::InvalidValue(format!("raft config: {e}")))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&cfg, log.mem.clone(), &logger)
+            .map_err(|e| Error::Corrupt(format!("cannot start the Raft node: {e}")))?;
+
+        let mut std_listeners = Vec::new();
+        for url in listen {
+            let addr = url.authority();
+            let l = std::net::TcpListener::bind(&addr).map_err(|source| Error::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| Error::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+            std_listeners.push(l);
+        }
+        let server_tls = match &tls {
+            Some(s) => Some(Arc::new(
+                ServerTls::with_options(s.clone(), ClientAuth::Required, vec![PEER_ALPN.to_vec()])
+                    .map_err(|e| Error::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let client_tls = match &tls {
+            Some(s) => Some(Arc::new(
+                ClientTls::with_alpn(s.clone(), vec![PEER_ALPN.to_vec()])
+                    .map_err(|e| Error::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
+
+        let state = Arc::new(Mutex::new(state));
+        let members = Arc::new(Mutex::new(BTreeMap::from([(me.id, me.clone())])));
+        let (prop_tx, prop_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(RaftStatus::default());
+        let hello = frame(0, &serde_json::to_vec(&me).unwrap_or_default());
+        let driver = Driver {
+            node,
+            log,
+            state: state.clone(),
+            pending: HashMap::new(),
+            next_proposal: seed(),
+            applied_term: 0,
+            status: status_tx,
+        };
+        let members2 = members.clone();
+        let self_id = me.id;
+        std::thread::Builder::new()
+            .name("pd-raft".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("cannot start the Raft runtime: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                rt.block_on(async move {
+                    let (in_tx, in_rx) = mpsc::channel::<RaftMessage>(4096);
+                    for l in std_listeners {
+                        match TcpListener::from_std(l) {
+                            Ok(l) => {
+                                tokio::spawn(accept_peers(
+                                    l,
+                                    server_tls.clone(),
+                                    in_tx.clone(),
+                                    members2.clone(),
+                                    self_id,
+                                ));
+                            }
+                            Err(e) => tracing::error!("peer listener: {e}"),
+                        }
+                    }
+                    let mut senders = HashMap::new();
+                    for p in peers.into_iter().filter(|p| p.id != self_id) {
+                        let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+                        tokio::spawn(send_to_peer(
+                            p.clone(),
+                            client_tls.clone(),
+                            hello.clone(),
+                            rx,
+                        ));
+                        senders.insert(p.id, tx);
+                    }
+                    driver.run(in_rx, prop_rx, senders).await;
+                });
+            })
+            .map_err(|e| Error::InvalidValue(format!("cannot start the Raft thread: {e}")))?;
+        Ok(Replica {
+            self_id,
+            proposals: prop_tx,
+            status: status_rx,
+            state,
+            members,
+        })
+    }
+
+    /// A proposer for [`Storage::replicated`]: proposes and waits until the
+    /// batch is applied on this member.
+    pub fn proposer(&self) -> Proposer {
+        let tx = self.proposals.clone();
+        Proposer(Arc::new(move |batch: Vec<Op>| {
+            let (done, wait) = std::sync::mpsc::sync_channel(1);
+            tx.send(Proposal { batch, done })
+                .map_err(|_| Error::NotLeader { leader: None })?;
+            match wait.recv_timeout(PROPOSE_TIMEOUT) {
+                Ok(r) => r,
+                Err(_) => Err(Error::NotLeader { leader: None }),
+            }
+        }))
+    }
+
+    /// A copy of the applied state.
+    pub fn applied_map(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_map()
+    }
+
+    /// The members heard of (always including this one).
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The current status.
+    pub fn status(&self) -> RaftStatus {
+        *self.status.borrow()
+    }
+
+    /// A receiver of status changes.
+    pub fn watch(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
+    }
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
+struct Driver {
+    node: RawNode<MemStorage>,
+    log: RaftLog,
+    state: Arc<Mutex<Storage>>,
+    pending: HashMap<u64, Proposal>,
+    next_proposal: u64,
+    applied_term: u64,
+    status: watch::Sender<RaftStatus>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<RaftMessage>,
+        mut proposals: mpsc::UnboundedReceiver<Proposal>,
+        senders: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    ) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(TICK_MS));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.node.tick();
+                }
+                Some(m) = inbound.recv() => {
+                    let _ = self.node.step(m);
+                    while let Ok(m) = inbound.try_recv() {
+                        let _ = self.node.step(m);
+                    }
+                }
+                Some(p) = proposals.recv() => self.propose(p),
+            }
+            if let Err(e) = self.on_ready(&senders) {
+                // The log or the state cannot be written: going on could
+                // acknowledge writes that are not durable.
+                tracing::error!("PD Raft storage failed, stopping: {e}");
+                std::process::exit(1);
+            }
+            let st = RaftStatus {
+                leader_id: self.node.raft.leader_id,
+                term: self.node.raft.term,
+                ready_leader: self.node.raft.state == StateRole::Leader
+                    && self.applied_term == self.node.raft.term,
+            };
+            if self.node.raft.state != StateRole::Leader && !self.pending.is_empty() {
+                for (_, p) in self.pending.drain() {
+                    let _ = p.done.send(Err(Error::NotLeader { leader: None }));
+                }
+            }
+            self.status.send_if_modified(|cur| {
+                if *cur != st {
+                    if cur.leader_id != st.leader_id || cur.ready_leader != st.ready_leader {
+                        tracing::info!(
+                            leader_id = st.leader_id,
+                            term = st.term,
+                            serving = st.ready_leader,
+                            "PD Raft status changed"
+                        );
+                    }
+                    *cur = st;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    fn propose(&mut self, p: Proposal) {
+        if self.node.raft.state != StateRole::Leader {
+            let _ = p.done.send(Err(Error::NotLeader { leader: None }));
+            return;
+        }
+        self.next_proposal = self.next_proposal.wrapping_add(1);
+        let id = self.next_proposal;
+        match self
+            .node
+            .propose(id.to_be_bytes().to_vec(), encode_ops(&p.batch))
+        {
+            Ok(()) => {
+                self.pending.insert(id, p);
+            }
+            Err(e) => {
+                let _ = p.done.send(Err(Error::InvalidValue(format!(
+                    "Raft refused the proposal: {e}"
+                ))));
+            }
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<RaftMessage>, senders: &HashMap<u64, mpsc::Sender<Vec<u8>>>) {
+        for m in msgs {
+            let to = m.to;
+            let Some(tx) = senders.get(&to) else {
+                continue;
+            };
+            match m.write_to_bytes() {
+                Ok(bytes) => {
+                    if tx.try_send(frame(1, &bytes)).is_err() {
+                        self.node.report_unreachable(to);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot encode a Raft message: {e}"),
+            }
+        }
+    }
+
+    fn on_ready(&mut self, senders: &HashMap<u64, mpsc::Sender<Vec<u8>>>) -> Result<()> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.node.ready();
+        self.send(rd.take_messages(), senders);
+        if !rd.snapshot().is_empty() {
+            tracing::warn!("received a Raft snapshot; PD never compacts its log, ignoring it");
+        }
+        let committed = rd.take_committed_entries();
+        self.apply(committed)?;
+        self.log.persist(rd.entries(), rd.hs())?;
+        self.send(rd.take_persisted_messages(), senders);
+        let mut light = self.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.log.set_commit(commit)?;
+        }
+        self.send(light.take_messages(), senders);
+        self.apply(light.take_committed_entries())?;
+        self.node.advance_apply();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        for e in entries {
+            self.applied_term = e.term;
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue;
+            }
+            let mut ops = decode_ops(&e.data).ok_or_else(|| {
+                Error::Corrupt(format!("Raft entry {} is not a write batch", e.index))
+            })?;
+            ops.push((APPLIED_KEY.to_vec(), Some(e.index.to_be_bytes().to_vec())));
+            self.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write(ops)?;
+            if let Ok(ctx) = <[u8; 8]>::try_from(e.context.as_ref()) {
+                if let Some(p) = self.pending.remove(&u64::from_be_bytes(ctx)) {
+                    let _ = p.done.send(Ok(()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok((head[0], buf))
+}
+
+async fn accept_peers(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    inbound: mpsc::Sender<RaftMessage>,
+    members: Arc<Mutex<BTreeMap<u64, MemberInfo>>>,
+    self_id: u64,
+) {
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("peer port: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, inbound, members) = (tls.clone(), inbound.clone(), members.clone());
+        tokio::spawn(async move {
+            let peer = addr.to_string();
+            let result = match tls {
+                Some(tls) => {
+                    match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp, &peer))
+                        .await
+                    {
+                        Ok(Ok((stream, _id))) => {
+                            serve_peer(stream, &peer, inbound, members, self_id).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(peer = %peer, "peer port: refused connection: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(
+                                peer = %peer,
+                                "peer port: refused connection: no TLS handshake within 10s"
+                            );
+                            return;
+                        }
+                    }
+                }
+                None => serve_peer(tcp, &peer, inbound, members, self_id).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %peer, "peer connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_peer<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: &str,
+    inbound: mpsc::Sender<RaftMessage>,
+    members: Arc<Mutex<BTreeMap<u64, MemberInfo>>>,
+    self_id: u64,
+) -> std::io::Result<()> {
+    loop {
+        let (kind, payload) = read_frame(&mut stream).await?;
+        match kind {
+            0 => match serde_json::from_slice::<MemberInfo>(&payload) {
+                Ok(info) if info.id != self_id => {
+                    members
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(info.id, info);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "peer port: bad hello, closing: {e}");
+                    return Ok(());
+                }
+            },
+            1 => match RaftMessage::parse_from_bytes(&payload) {
+                Ok(m) if m.to == self_id => {
+                    if inbound.send(m).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(m) => {
+                    tracing::debug!(peer = %peer, to = m.to, "dropping a Raft message for another member")
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "peer port: undecodable Raft message, closing: {e}");
+                    return Ok(());
+                }
+            },
+            other => {
+                tracing::warn!(peer = %peer, "peer port: unknown frame type {other}, closing");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn connect_peer(
+    url: &Url,
+    tls: Option<&Arc<ClientTls>>,
+) -> std::result::Result<Box<dyn AsyncWrite + Unpin + Send>, String> {
+    let addr = url.authority();
+    match tls {
+        Some(tls) => {
+            let s = tls.connect_tcp(&addr).await.map_err(|e| e.to_string())?;
+            Ok(Box::new(s))
+        }
+        None => {
+            let s = TcpStream::connect(&addr)
+                .await
+                .map_err(|e| format!("connecting to {addr}: {e}"))?;
+            let _ = s.set_nodelay(true);
+            Ok(Box::new(s))
+        }
+    }
+}
+
+async fn send_to_peer(
+    peer: PeerAddr,
+    tls: Option<Arc<ClientTls>>,
+    hello: Vec<u8>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let mut conn = match connect_peer(&peer.url, tls.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                if failures.is_multiple_of(50) {
+                    tracing::warn!(
+                        peer = %peer.name,
+                        url = %peer.url,
+                        "cannot reach PD peer (will keep retrying): {e}"
+                    );
+                }
+                failures += 1;
+                let backoff = 100u64 << failures.min(5);
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                // Messages queued meanwhile are stale; Raft resends.
+                while rx.try_recv().is_ok() {}
+                continue;
+            }
+        };
+        if failures > 0 {
+            tracing::info!(peer = %peer.name, url = %peer.url, "connected to PD peer");
+        }
+        failures = 0;
+        if conn.write_all(&hello).await.is_err() {
+            continue;
+        }
+        loop {
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut buf = first;
+            while let Ok(more) = rx.try_recv() {
+                buf.extend_from_slice(&more);
+                if buf.len() > 1 << 20 {
+                    break;
+                }
+            }
+            if conn.write_all(&buf).await.is_err() || conn.flush().await.is_err() {
+                break;
+            }
+        }
+    }
+}
