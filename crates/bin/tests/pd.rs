@@ -899,9 +899,45 @@ fn three_pds_replicate_metadata_and_keep_tso_monotonic_across_leader_sigkill() {
         "peer refusals not logged:\n{log}"
     );
 
-    // SIGKILL the leader during service; the survivors elect a new one that
-    // serves timestamps above everything handed out and has the metadata.
+    // SIGKILL the leader while a TSO stream is running against it; the
+    // survivors elect a new one that serves timestamps above everything
+    // handed out and has the metadata.
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(last));
+    let streaming = {
+        let (seen, tls, addr) = (seen.clone(), tls.clone(), pds[leader].addr());
+        rt.spawn(async move {
+            let mut c = tiox_pd::client::connect(&addr, Some(tls)).await.unwrap();
+            let (tx, rx) = tokio::sync::mpsc::channel::<pdpb::TsoRequest>(1);
+            let req = pdpb::TsoRequest {
+                header: None,
+                count: 3,
+                dc_location: String::new(),
+            };
+            tx.send(req.clone()).await.unwrap();
+            let mut out = c
+                .tso(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut n = 0u64;
+            while let Ok(Some(r)) = out.message().await {
+                let Some(ts) = r.timestamp else { break };
+                let v = ((ts.physical as u64) << 18) | ts.logical as u64;
+                assert!(v > seen.load(std::sync::atomic::Ordering::SeqCst));
+                seen.store(v, std::sync::atomic::Ordering::SeqCst);
+                n += 1;
+                if tx.send(req.clone()).await.is_err() {
+                    break;
+                }
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
     pds[leader].kill();
+    let streamed = rt.block_on(streaming).unwrap();
+    assert!(streamed > 0, "the TSO stream got nothing before the kill");
+    let last = seen.load(std::sync::atomic::Ordering::SeqCst);
     rt.block_on(async {
         let refs: Vec<&Pd> = pds
             .iter()
@@ -939,5 +975,40 @@ fn three_pds_replicate_metadata_and_keep_tso_monotonic_across_leader_sigkill() {
             .unwrap()
             .into_inner();
         assert!(boot.bootstrapped);
+    });
+
+    // The killed member restarts from its data directory, rejoins as a
+    // follower and points clients at the new leader.
+    let (client, peer) = ports[leader];
+    let name = format!("pd{}", leader + 1);
+    pds[leader] = Pd::start_member(
+        &data.path().join(&name),
+        &name,
+        client,
+        peer,
+        Some(&initial),
+        Some(&pki),
+    );
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut c = tiox_pd::client::connect(&pds[leader].addr(), Some(tls.clone()))
+                .await
+                .unwrap();
+            let m = c
+                .get_members(pdpb::GetMembersRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            let leader_url = m.leader.and_then(|l| l.client_urls.first().cloned());
+            if leader_url.is_some() && leader_url != Some(pds[leader].url("https")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "restarted member never saw the new leader"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     });
 }
