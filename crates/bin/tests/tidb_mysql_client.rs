@@ -167,6 +167,21 @@ fn plaintext_is_allowed_without_require_secure_transport() {
     );
     assert!(r.ok, "{}", r.err);
     assert_eq!(r.out, "Ssl_cipher\t\n2\n");
+    // Without TLS configured at all, require_secure_transport cannot be set.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = TidbServer::start(dir.path(), &["--initialize-insecure".to_string()]);
+    let r = mysql(
+        &c,
+        &plain,
+        "root",
+        None,
+        &plain_args(),
+        "SELECT @@have_ssl; SET GLOBAL require_secure_transport = ON",
+    );
+    assert_eq!(r.out, "DISABLED\n");
+    assert!(r.err.contains("ERROR 3161"), "{}", r.err);
+    let r = mysql(&c, &plain, "root", None, &verify_args(&pki), "SELECT 1");
+    assert!(!r.ok, "TLS requested from a server without TLS");
 }
 
 #[test]
@@ -193,6 +208,29 @@ fn require_secure_transport_refuses_plaintext_with_3159() {
     );
     assert!(ok.ok, "{}", ok.err);
     assert_eq!(ok.out.trim(), "ON");
+    // SET GLOBAL turns it off and on for new connections.
+    let r = mysql(
+        &c,
+        &s,
+        "root",
+        None,
+        &verify_args(&pki),
+        "SET GLOBAL require_secure_transport = OFF",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert!(mysql(&c, &s, "root", None, &plain_args(), "SELECT 1").ok);
+    let r = mysql(
+        &c,
+        &s,
+        "root",
+        None,
+        &plain_args(),
+        "SET GLOBAL require_secure_transport = ON",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert!(mysql(&c, &s, "root", None, &plain_args(), "SELECT 1")
+        .err
+        .contains("3159"));
 }
 
 #[test]

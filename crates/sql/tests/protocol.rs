@@ -625,3 +625,116 @@ async fn fuzz_entry_points_survive_a_corpus_and_random_mutations() {
         "every fuzzed connection was closed"
     );
 }
+
+fn tls_server(dir: &std::path::Path) -> Arc<Shared> {
+    use tiox_security::certgen::{init_dir, InitOptions, KeyType};
+    init_dir(
+        dir,
+        &InitOptions {
+            hosts: vec!["127.0.0.1".into()],
+            days: 5,
+            key_type: KeyType::EcdsaP256,
+            force: false,
+        },
+    )
+    .unwrap();
+    let tls = tiox_sql::tls::MysqlTls::load(tiox_sql::tls::MysqlTlsFiles {
+        ca: Some(dir.join("mysql/ca.pem")),
+        cert: dir.join("mysql/server.pem"),
+        key: dir.join("mysql/server-key.pem"),
+        min_version: tiox_security::TlsVersion::V1_2,
+    })
+    .unwrap();
+    let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());
+    root.global.insert("ALL PRIVILEGES".into());
+    Shared::new(
+        Arc::new(MemoryUserStore::new(vec![root])),
+        Some(Arc::new(tls)),
+        Settings::default(),
+    )
+}
+
+fn ssl_request() -> Vec<u8> {
+    let mut body = (CAPS | cap::SSL).to_le_bytes().to_vec();
+    body.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    body.push(45);
+    body.extend_from_slice(&[0; 23]);
+    let mut v = vec![32, 0, 0, 1];
+    v.extend_from_slice(&body);
+    v
+}
+
+#[tokio::test]
+async fn plaintext_where_tls_is_expected_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = tls_server(dir.path());
+    let (mut c, task) = connect(&shared);
+    let mut io = PacketIo::new(&mut c);
+    let hs = io.read_packet(LIMIT).await.unwrap();
+    let caps = u16::from_le_bytes([
+        hs[hs.iter().position(|&b| b == 0).unwrap() + 14],
+        hs[hs.iter().position(|&b| b == 0).unwrap() + 15],
+    ]);
+    assert!(u32::from(caps) & cap::SSL != 0, "CLIENT_SSL offered");
+    // SSLRequest, then a plaintext handshake response instead of TLS.
+    let mut bytes = ssl_request();
+    let body = response(CAPS, "root");
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+    bytes.push(2);
+    bytes.extend_from_slice(&body);
+    c.write_all(&bytes).await.unwrap();
+    let text = closed_within("plaintext after SSLRequest", task)
+        .await
+        .to_string();
+    assert!(
+        text.contains("TLS handshake with test-peer:1 failed"),
+        "{text}"
+    );
+    assert_eq!(shared.connections(), 0);
+}
+
+#[tokio::test]
+async fn tls_upgrade_after_sslrequest_then_login_over_tls() {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = tls_server(dir.path());
+    let (mut c, task) = connect(&shared);
+    let mut io = PacketIo::new(&mut c);
+    io.read_packet(LIMIT).await.unwrap();
+    // SSLRequest and ClientHello back to back (clients pipeline them).
+    c.write_all(&ssl_request()).await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in tiox_security::inspect::read_pem_certs(&dir.path().join("mysql/ca.pem")).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(tiox_security::material::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, c)
+        .await
+        .unwrap();
+    let mut io = PacketIo::with_seq(tls, 2);
+    io.send(&response(CAPS, "root")).await.unwrap();
+    let ok = io.read_packet(LIMIT).await.unwrap();
+    assert_eq!(ok[0], 0, "{}", String::from_utf8_lossy(&ok));
+    io.reset_seq();
+    io.send(b"\x03SHOW STATUS LIKE 'Ssl_version'")
+        .await
+        .unwrap();
+    let first = io.read_packet(LIMIT).await.unwrap();
+    assert_eq!(first, vec![2]);
+    io.read_packet(LIMIT).await.unwrap();
+    io.read_packet(LIMIT).await.unwrap();
+    let row = io.read_packet(LIMIT).await.unwrap();
+    assert!(String::from_utf8_lossy(&row).contains("TLSv1.3"), "{row:?}");
+    io.reset_seq();
+    io.send(&[com::QUIT]).await.unwrap();
+    assert!(matches!(
+        closed_within("quit", task).await,
+        Closed::ClientQuit
+    ));
+}

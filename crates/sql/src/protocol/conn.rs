@@ -264,7 +264,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let login = handshake(io, &peer, &peer_ip, conn_id, &shared, backend.as_ref());
-    let (mut pio, session) = match tokio::time::timeout(CONNECT_TIMEOUT, login).await {
+    let (pio, session) = match tokio::time::timeout(CONNECT_TIMEOUT, login).await {
         Ok(Ok(v)) => v,
         Ok(Err(c)) => return c,
         Err(_) => {
@@ -274,6 +274,10 @@ where
             ))
         }
     };
+    // Login is over: from here on the stream never changes, so reads can
+    // be buffered (one syscall for many small packets).
+    let (stream, seq) = pio.into_parts();
+    let mut pio = PacketIo::with_seq(tokio::io::BufReader::new(stream), seq);
     let mut conn = Connection {
         session,
         backend,
