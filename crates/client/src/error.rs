@@ -26,6 +26,33 @@ pub enum Error {
         /// PD's message.
         message: String,
     },
+    /// The store refused the request (the message says why). Not retryable.
+    Server(String),
+    /// Another transaction committed a key this one writes: restart the
+    /// transaction (re-read, re-apply) if the application allows.
+    Conflict {
+        /// The key.
+        key: Vec<u8>,
+        /// Our start timestamp.
+        start_ts: u64,
+        /// The conflicting transaction's commit timestamp.
+        conflict_commit_ts: u64,
+    },
+    /// An insert found the key present.
+    AlreadyExist {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// A lock of a live transaction did not go away in time. Retryable.
+    Locked {
+        /// The key.
+        key: Vec<u8>,
+        /// The locking transaction.
+        lock_ts: u64,
+    },
+    /// The transaction cannot commit (it was rolled back by another client
+    /// after its lock expired, or the store refused it).
+    Aborted(String),
     /// A gRPC status from a server.
     Rpc {
         /// The address.
@@ -45,8 +72,31 @@ impl fmt::Display for Error {
                 write!(f, "PD refused the request: {message} ({kind})")
             }
             Error::Rpc { addr, status } => write!(f, "{addr}: {status}"),
+            Error::Server(m) => write!(f, "the store refused the request: {m}"),
+            Error::Conflict { key, start_ts, conflict_commit_ts } => write!(
+                f,
+                "write conflict on key {:?}: transaction {start_ts} conflicts with a commit at {conflict_commit_ts}; restart the transaction",
+                String::from_utf8_lossy(key)
+            ),
+            Error::AlreadyExist { key } => write!(f, "key {:?} already exists", String::from_utf8_lossy(key)),
+            Error::Locked { key, lock_ts } => write!(
+                f,
+                "key {:?} is still locked by live transaction {lock_ts}; retry later",
+                String::from_utf8_lossy(key)
+            ),
+            Error::Aborted(m) => write!(f, "transaction aborted: {m}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::Pd(_) | Error::Locked { .. }
+        )
+    }
+}

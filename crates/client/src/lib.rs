@@ -3,8 +3,59 @@
 //! follows the PD leader. The region cache and the raw and transactional KV
 //! APIs grow here (issue 6).
 
+pub mod backoff;
 pub mod channel;
 pub mod error;
+pub mod keys;
+pub mod kv;
 pub mod pd;
+pub mod raw;
+pub mod region_cache;
+pub mod tso;
+pub mod txn;
 
 pub use error::{Error, Result};
+
+use std::sync::Arc;
+
+use tiox_security::{ClientTls, TlsSettings};
+
+/// A connection to a cluster: PD (with the batching TSO) and the stores.
+#[derive(Clone)]
+pub struct ClusterClient {
+    /// PD.
+    pub pd: Arc<pd::PdClient>,
+    /// The stores.
+    pub kv: Arc<kv::KvClient>,
+    /// Timestamps.
+    pub tso: tso::TsoClient,
+}
+
+impl ClusterClient {
+    /// Connects to the PD `endpoints`; `tls` is the cluster's client
+    /// settings (None only for a plaintext cluster).
+    pub async fn connect(endpoints: &[String], tls: Option<TlsSettings>) -> Result<ClusterClient> {
+        let tls = match tls {
+            Some(s) => Some(Arc::new(
+                ClientTls::with_alpn(s, vec![b"h2".to_vec()])
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let pd = Arc::new(pd::PdClient::connect(endpoints, tls.clone()).await?);
+        let cache = Arc::new(region_cache::RegionCache::new(pd.clone()));
+        let kv = Arc::new(kv::KvClient::new(cache, tls));
+        let tso = tso::TsoClient::start(pd.clone());
+        Ok(ClusterClient { pd, kv, tso })
+    }
+
+    /// The raw KV API.
+    pub fn raw(&self) -> raw::RawClient {
+        raw::RawClient::new(self.kv.clone())
+    }
+
+    /// The transactional API.
+    pub fn txn(&self) -> txn::TxnClient {
+        txn::TxnClient::new(self.kv.clone(), self.tso.clone())
+    }
+}

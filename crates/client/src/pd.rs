@@ -308,6 +308,45 @@ impl PdClient {
         Ok((tx, resp.into_inner()))
     }
 
+    /// Opens a TSO stream on the leader: send requests on the sender, read
+    /// responses from the stream.
+    pub async fn tso_stream(
+        &self,
+    ) -> Result<(
+        tokio::sync::mpsc::Sender<pdpb::TsoRequest>,
+        tonic::Streaming<pdpb::TsoResponse>,
+    )> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let leader = self.leader.read().await.clone();
+        let mut stub = leader.stub;
+        let resp = stub
+            .tso(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| rpc_error(&leader.addr, s))?;
+        Ok((tx, resp.into_inner()))
+    }
+
+    /// A region by id, and its leader.
+    pub async fn get_region_by_id(
+        &self,
+        id: u64,
+    ) -> Result<(Option<metapb::Region>, Option<metapb::Peer>)> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::GetRegionByIdRequest {
+                    header: h,
+                    region_id: id,
+                    ..Default::default()
+                };
+                async move { s.get_region_by_id(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())?;
+        Ok((r.region, r.leader))
+    }
+
     /// The request header for raw use of streams.
     pub fn request_header(&self) -> pdpb::RequestHeader {
         pdpb::RequestHeader {

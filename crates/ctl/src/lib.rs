@@ -9,5 +9,6 @@
 pub mod error;
 pub mod http;
 pub mod pd;
+pub mod tikv;
 
 pub use error::CtlError;

@@ -10,61 +10,17 @@
 
 use crate::error::{Error, Result};
 
-const ENC_GROUP_SIZE: usize = 8;
-const ENC_MARKER: u8 = 0xFF;
-const ENC_PAD: u8 = 0;
-
 /// Prefix of transactional data keys.
 pub const TXN_PREFIX: u8 = b'z';
 /// Prefix of raw KV data keys.
 pub const RAW_PREFIX: u8 = b'r';
 
-/// Memcomparable encoding of `key`.
-pub fn encode_bytes(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity((key.len() / ENC_GROUP_SIZE + 1) * (ENC_GROUP_SIZE + 1));
-    let mut idx = 0;
-    loop {
-        let remain = key.len() - idx;
-        if remain >= ENC_GROUP_SIZE {
-            out.extend_from_slice(&key[idx..idx + ENC_GROUP_SIZE]);
-            out.push(ENC_MARKER);
-            idx += ENC_GROUP_SIZE;
-        } else {
-            let pad = ENC_GROUP_SIZE - remain;
-            out.extend_from_slice(&key[idx..]);
-            out.extend(std::iter::repeat_n(ENC_PAD, pad));
-            out.push(ENC_MARKER - pad as u8);
-            return out;
-        }
-    }
-}
+/// Memcomparable encoding of `key` (shared with the client).
+pub use tiox_client::keys::encode_bytes;
 
 /// Decodes a memcomparable key; returns the key and the bytes after it.
 pub fn decode_bytes(data: &[u8]) -> Result<(Vec<u8>, &[u8])> {
-    let mut key = Vec::with_capacity(data.len());
-    let mut rest = data;
-    loop {
-        if rest.len() < ENC_GROUP_SIZE + 1 {
-            return Err(Error::Corrupted("truncated memcomparable key".into()));
-        }
-        let (group, tail) = rest.split_at(ENC_GROUP_SIZE);
-        let marker = tail[0];
-        rest = &tail[1..];
-        let pad = (ENC_MARKER - marker) as usize;
-        if pad == 0 {
-            key.extend_from_slice(group);
-            continue;
-        }
-        if pad > ENC_GROUP_SIZE {
-            return Err(Error::Corrupted("bad memcomparable marker".into()));
-        }
-        let (real, padding) = group.split_at(ENC_GROUP_SIZE - pad);
-        if padding.iter().any(|b| *b != ENC_PAD) {
-            return Err(Error::Corrupted("bad memcomparable padding".into()));
-        }
-        key.extend_from_slice(real);
-        return Ok((key, rest));
-    }
+    tiox_client::keys::decode_bytes(data).map_err(|m| Error::Corrupted(m.into()))
 }
 
 /// The lock-CF key of a user key.

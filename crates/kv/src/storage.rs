@@ -226,6 +226,20 @@ impl Storage {
         Ok(status)
     }
 
+    /// Waits (up to 2 s) until the context's region, if led here, is ready
+    /// for reads: just after a restart or an election the leader applies
+    /// its log first. Routing errors are left for the read to report.
+    pub async fn wait_readable(&self, ctx: Option<&kvrpcpb::Context>) {
+        let region_id = ctx.map_or(0, |c| c.region_id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Some(s) = self.store.region(region_id) {
+            if !s.is_leader || s.readable || std::time::Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     async fn propose(
         &self,
         ctx: Option<&kvrpcpb::Context>,

@@ -33,4 +33,4 @@ pub use client::ClientTls;
 pub use config::{Component, SecurityConfig, TlsSettings, TlsVersion};
 pub use error::{ConfigError, Error, Result};
 pub use inspect::CertInfo;
-pub use server::{ClientAuth, PeerIdentity, ServerTls};
+pub use server::{AllowListAt, ClientAuth, PeerIdentity, ServerTls};

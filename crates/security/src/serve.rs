@@ -66,6 +66,43 @@ pub async fn serve(
     }
 }
 
+/// A router that refuses everything: gRPC calls get `UNAUTHENTICATED`
+/// (status 16) with the reason, as TiKV answers a CN outside
+/// `cert-allowed-cn`; HTTP requests get 403.
+fn unauthenticated(reason: String) -> axum::Router {
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let message = format!("Common name check fail: {reason}");
+    axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let message = message.clone();
+        async move {
+            let grpc = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/grpc"));
+            if grpc {
+                let mut resp = StatusCode::OK.into_response();
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+                h.insert("grpc-status", HeaderValue::from_static("16"));
+                let m: String = message
+                    .chars()
+                    .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                    .collect();
+                if let Ok(v) = HeaderValue::from_str(&m) {
+                    h.insert("grpc-message", v);
+                }
+                resp
+            } else {
+                (StatusCode::FORBIDDEN, message).into_response()
+            }
+        }
+    })
+}
+
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -81,7 +118,21 @@ async fn serve_connection(
         Some(tls) => {
             let stream =
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp, &peer_s)).await {
-                    Ok(Ok((stream, _))) => stream,
+                    Ok(Ok((stream, identity))) => {
+                        if tls.allow_list_at() == crate::AllowListAt::Request {
+                            if let Err(reason) = tls.check_allowed(&identity) {
+                                stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(
+                                    peer = %peer_s,
+                                    "{what}: refusing every request from {peer_s}: {reason}"
+                                );
+                                let svc = TowerToHyperService::new(unauthenticated(reason));
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                return;
+                            }
+                        }
+                        stream
+                    }
                     Ok(Err(e)) => {
                         stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %peer_s, "{what}: refused connection: {e}");

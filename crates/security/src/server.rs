@@ -59,12 +59,24 @@ pub(crate) fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedP
     }
 }
 
+/// Where the CN/SAN allow-lists are enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowListAt {
+    /// In the handshake: a peer outside the lists never completes it.
+    Handshake,
+    /// After the handshake, by the caller (TiKV's gRPC port answers each
+    /// RPC with `UNAUTHENTICATED`, as TiKV does, so clients see why).
+    /// The chain is still verified in the handshake.
+    Request,
+}
+
 /// A reloading TLS acceptor.
 #[derive(Debug)]
 pub struct ServerTls {
     settings: TlsSettings,
     client_auth: ClientAuth,
     alpn: Vec<Vec<u8>>,
+    allow_at: AllowListAt,
     config: Derived<ServerConfig>,
 }
 
@@ -90,10 +102,35 @@ impl ServerTls {
             settings,
             client_auth,
             alpn,
+            allow_at: AllowListAt::Handshake,
             config: Derived::default(),
         };
         tls.config()?;
         Ok(tls)
+    }
+
+    /// Moves the allow-list check out of the handshake (see
+    /// [`AllowListAt::Request`]); the caller must then call
+    /// [`ServerTls::check_allowed`] for every accepted connection.
+    pub fn with_allow_list_at(mut self, at: AllowListAt) -> ServerTls {
+        self.allow_at = at;
+        self.config = Derived::default();
+        self
+    }
+
+    /// Where the allow-lists are enforced.
+    pub fn allow_list_at(&self) -> AllowListAt {
+        self.allow_at
+    }
+
+    /// Checks an accepted peer against the CN/SAN allow-lists; the error is
+    /// the reason to report (it names the CN and the config key).
+    pub fn check_allowed(&self, peer: &PeerIdentity) -> std::result::Result<(), String> {
+        let (cn, sans) = match &peer.cert {
+            Some(c) => (c.common_name.as_deref(), c.sans.as_slice()),
+            None => (None, &[][..]),
+        };
+        self.settings.allow.check(cn, sans)
     }
 
     /// The settings this acceptor was made from.
@@ -126,7 +163,11 @@ impl ServerTls {
         let inner = builder
             .build()
             .map_err(|e| fail(format!("cannot build the client verifier: {e}")))?;
-        let verifier = Arc::new(AllowListVerifier::new(inner, self.settings.allow.clone()));
+        let allow = match self.allow_at {
+            AllowListAt::Handshake => self.settings.allow.clone(),
+            AllowListAt::Request => crate::config::AllowList::default(),
+        };
+        let verifier = Arc::new(AllowListVerifier::new(inner, allow));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(self.settings.min_version))
             .map_err(|e| fail(format!("bad protocol versions: {e}")))?

@@ -145,6 +145,8 @@ pub struct Cluster {
     pub kv_addrs: Vec<String>,
     /// TiKV status addresses.
     pub kv_status: Vec<String>,
+    /// Extra TOML for every tikv-server (`--config`).
+    pub kv_toml: Option<String>,
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -160,6 +162,11 @@ fn bin(name: &str) -> PathBuf {
 impl Cluster {
     /// One PD and `n_kv` stores, mutual TLS everywhere if `tls`.
     pub async fn start(tls: bool, n_kv: usize) -> Cluster {
+        Self::start_with(tls, n_kv, None).await
+    }
+
+    /// Like `start`, with a TOML file given to every tikv-server.
+    pub async fn start_with(tls: bool, n_kv: usize, kv_toml: Option<&str>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = tls.then(|| Certs::make(&dir.path().join("certs")));
         let scheme = if tls { "https" } else { "http" };
@@ -194,6 +201,7 @@ impl Cluster {
             kv: Vec::new(),
             kv_addrs: Vec::new(),
             kv_status: Vec::new(),
+            kv_toml: kv_toml.map(str::to_string),
         };
         for i in 0..n_kv {
             cluster.add_store(i);
@@ -220,6 +228,11 @@ impl Cluster {
             "--data-dir".into(),
             self.dir.path().join(format!("kv{i}")).display().to_string(),
         ];
+        if let Some(toml) = &self.kv_toml {
+            let path = self.dir.path().join(format!("kv{i}.toml"));
+            std::fs::write(&path, toml).unwrap();
+            args.extend(["--config".into(), path.display().to_string()]);
+        }
         if let Some(c) = &self.certs {
             args.extend([
                 "--ca-path".into(),
@@ -255,6 +268,24 @@ impl Cluster {
             self.certs.as_ref().map(|c| c.client_tls()),
         )
         .await
+    }
+
+    /// Waits until store `i` answers on its status port and leads at least
+    /// one region (after a restart, PD's view can still be the old one).
+    pub async fn wait_store_serving(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let tls = self.certs.as_ref().map(|c| c.client_tls());
+            if let Ok((200, body)) = http_get(&self.kv_status[i], "/status", tls).await {
+                if !body.contains("\"leader_count\":0") {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("store {i} did not serve within 60s\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until PD lists `n` stores as Up and every region has a leader.

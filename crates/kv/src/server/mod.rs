@@ -11,6 +11,7 @@
 //!  heartbeat task: StoreHeartbeat every 10 s, RegionHeartbeat on change / 5 s
 //! ```
 
+pub mod debug;
 pub mod service;
 pub mod status;
 
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use tiox_client::pd::PdClient;
 use tiox_proto::{metapb, pdpb};
 use tiox_security::serve::{serve, ServeStats};
-use tiox_security::{ClientTls, ServerTls};
+use tiox_security::{AllowListAt, ClientTls, ServerTls};
 use tokio::net::TcpListener;
 
 use crate::config::Validated;
@@ -195,8 +196,13 @@ async fn bootstrap(engine: &FjallEngine, pd: &PdClient, cfg: &Validated) -> Resu
 /// Starts the store; returns once it serves.
 pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
     let server_tls = match &cfg.tls {
+        // The allow-lists are checked per request, so a client outside
+        // cert-allowed-cn gets gRPC UNAUTHENTICATED (as from TiKV) rather
+        // than a bare TLS alert; the chain is verified in the handshake.
         Some(t) => Some(Arc::new(
-            ServerTls::new(t.clone()).map_err(|e| e.to_string())?,
+            ServerTls::new(t.clone())
+                .map_err(|e| e.to_string())?
+                .with_allow_list_at(AllowListAt::Request),
         )),
         None => {
             tracing::warn!(
@@ -249,13 +255,15 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         .max_encoding_message_size(64 * 1024 * 1024),
     )
     .into_axum_router();
-    let status_router = status::router(status::StatusState {
+    let status_state = status::StatusState {
         storage: storage.clone(),
         metrics: metrics.clone(),
         tls: cfg.tls.clone(),
         store_id,
         started: Instant::now(),
-    });
+    };
+    let grpc = grpc.merge(debug::router(status_state.clone()));
+    let status_router = status::router(status_state);
     let tasks = vec![
         tokio::spawn(serve(
             status_listener,

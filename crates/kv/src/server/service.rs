@@ -86,7 +86,9 @@ macro_rules! unary_sync {
         {
             Box::pin(async move {
                 let t = std::time::Instant::now();
-                let r = self.storage.$method(req.into_inner());
+                let req = req.into_inner();
+                self.storage.wait_readable(req.context.as_ref()).await;
+                let r = self.storage.$method(req);
                 self.metrics.observe(stringify!($name), t.elapsed());
                 reply(r)
             })
@@ -324,7 +326,10 @@ impl Tikv for TikvService {
 async fn dispatch(s: &Storage, cmd: Req) -> Result<Resp, Status> {
     let st = |r| status(r);
     Ok(match cmd {
-        Req::Get(r) => Resp::Get(s.get(r).map_err(st)?),
+        Req::Get(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::Get(s.get(r).map_err(st)?)
+        }
         Req::Scan(r) => Resp::Scan(s.scan(r).map_err(st)?),
         Req::Prewrite(r) => Resp::Prewrite(s.prewrite(r).await.map_err(st)?),
         Req::Commit(r) => Resp::Commit(s.commit(r).await.map_err(st)?),

@@ -61,7 +61,8 @@ async fn status(State(s): State<Arc<StatusState>>) -> Response {
     .into_response()
 }
 
-async fn metrics(State(s): State<Arc<StatusState>>) -> Response {
+/// `/metrics` in Prometheus text.
+pub async fn metrics(State(s): State<Arc<StatusState>>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP tikv_grpc_requests_total gRPC requests served, by method.\n# TYPE tikv_grpc_requests_total counter");
     let rpcs = s.metrics.rpcs();

@@ -1,0 +1,719 @@
+//! The transactional client: Percolator two-phase commit over the stores.
+//!
+//! ```text
+//!  begin ─► start_ts (TSO) ─► reads at start_ts (locks resolved on the way)
+//!        ─► writes buffered locally
+//!  commit ─► prewrite every key, grouped by region, in parallel (primary = first key)
+//!         ─► commit_ts (TSO) ─► commit the primary: the transaction is committed
+//!         ─► commit the secondaries (a failure here is repaired by readers)
+//! ```
+//!
+//! A reader that meets a lock asks the lock's primary for the transaction's
+//! status (CheckTxnStatus): committed -> commit the lock, rolled back or
+//! expired -> roll it back, alive -> back off and retry. Write conflicts
+//! surface as [`Error::Conflict`] with the key; nothing is retried silently.
+//!
+//! Point reads outside a transaction ([`TxnClient::get_latest`]) skip the
+//! TSO round trip: they read at ts = MAX, which returns the newest committed
+//! version after resolving any lock on the key. That sees every transaction
+//! committed before the read began, so a single-key autocommit read loses
+//! no guarantee; inside a transaction reads always use start_ts so that
+//! all reads come from one snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tiox_proto::kvrpcpb;
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::keys::encode_bytes;
+use crate::kv::KvClient;
+use crate::tso::{TsoClient, LOGICAL_BITS};
+
+/// Lock time-to-live, ms (TiDB's default for small transactions).
+pub const LOCK_TTL_MS: u64 = 3000;
+
+/// A buffered change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Set a value.
+    Put(Vec<u8>),
+    /// Delete.
+    Delete,
+    /// Set a value only if the key does not exist.
+    Insert(Vec<u8>),
+    /// Lock only.
+    Lock,
+}
+
+/// A user key and its change (the payload of a prewrite item).
+type KeyedMutation = (Vec<u8>, Mutation);
+
+/// The transactional client.
+#[derive(Clone)]
+pub struct TxnClient {
+    kv: Arc<KvClient>,
+    tso: TsoClient,
+}
+
+fn key_error(e: &kvrpcpb::KeyError, start_ts: u64) -> Error {
+    if let Some(c) = &e.conflict {
+        return Error::Conflict {
+            key: c.key.clone(),
+            start_ts,
+            conflict_commit_ts: c.conflict_commit_ts,
+        };
+    }
+    if let Some(a) = &e.already_exist {
+        return Error::AlreadyExist { key: a.key.clone() };
+    }
+    if let Some(l) = &e.locked {
+        return Error::Locked {
+            key: l.key.clone(),
+            lock_ts: l.lock_version,
+        };
+    }
+    let msg = [&e.abort, &e.retryable]
+        .iter()
+        .find(|m| !m.is_empty())
+        .map_or_else(|| format!("{e:?}"), |m| m.to_string());
+    Error::Server(msg)
+}
+
+impl TxnClient {
+    /// A client over the stores and PD's TSO.
+    pub fn new(kv: Arc<KvClient>, tso: TsoClient) -> TxnClient {
+        TxnClient { kv, tso }
+    }
+
+    /// A fresh timestamp.
+    pub async fn current_ts(&self) -> Result<u64> {
+        self.tso.get_ts().await
+    }
+
+    /// Starts an optimistic transaction.
+    pub async fn begin(&self) -> Result<Transaction> {
+        Ok(Transaction::new(
+            self.clone(),
+            self.tso.get_ts().await?,
+            false,
+        ))
+    }
+
+    /// Starts a pessimistic transaction (locks taken by `lock_keys` and
+    /// `get_for_update` are held until commit or rollback).
+    pub async fn begin_pessimistic(&self) -> Result<Transaction> {
+        Ok(Transaction::new(
+            self.clone(),
+            self.tso.get_ts().await?,
+            true,
+        ))
+    }
+
+    /// The newest committed value of `key`, without a TSO round trip (see
+    /// the module docs for why this is safe for a single-key read).
+    pub async fn get_latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.snapshot_get(key, u64::MAX).await
+    }
+
+    /// A snapshot read of one key at `ts`.
+    pub async fn snapshot_get(&self, key: &[u8], ts: u64) -> Result<Option<Vec<u8>>> {
+        let mut backoff = Backoff::lock();
+        loop {
+            let k = key.to_vec();
+            let (_, r) = self
+                .kv
+                .request(&encode_bytes(key), |ctx, mut s| {
+                    let req = kvrpcpb::GetRequest {
+                        context: Some(ctx),
+                        key: k.clone(),
+                        version: ts,
+                    };
+                    async move { s.kv_get(req).await }
+                })
+                .await?;
+            match r.error {
+                None => return Ok((!r.not_found).then_some(r.value)),
+                Some(e) => match &e.locked {
+                    Some(lock) => {
+                        if !self.resolve_lock(lock, ts).await? && !backoff.wait().await {
+                            return Err(Error::Locked {
+                                key: lock.key.clone(),
+                                lock_ts: lock.lock_version,
+                            });
+                        }
+                    }
+                    None => return Err(key_error(&e, ts)),
+                },
+            }
+        }
+    }
+
+    /// A snapshot scan of `[start, end)` at `ts`, at most `limit` pairs,
+    /// across regions.
+    pub async fn snapshot_scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        ts: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut cursor = start.to_vec();
+        let mut backoff = Backoff::lock();
+        'regions: while (out.len() as u32) < limit {
+            let (from, to, want) = (cursor.clone(), end.to_vec(), limit - out.len() as u32);
+            let (entry, r) = self
+                .kv
+                .request(&encode_bytes(&cursor), |ctx, mut s| {
+                    let req = kvrpcpb::ScanRequest {
+                        context: Some(ctx),
+                        start_key: from.clone(),
+                        end_key: to.clone(),
+                        limit: want,
+                        version: ts,
+                        ..Default::default()
+                    };
+                    async move { s.kv_scan(req).await }
+                })
+                .await?;
+            if let Some(e) = r.error {
+                return Err(key_error(&e, ts));
+            }
+            let mut batch = Vec::new();
+            for p in r.pairs {
+                match p.error {
+                    None => batch.push((p.key, p.value)),
+                    Some(e) => match &e.locked {
+                        Some(lock) => {
+                            if !self.resolve_lock(lock, ts).await? && !backoff.wait().await {
+                                return Err(Error::Locked {
+                                    key: lock.key.clone(),
+                                    lock_ts: lock.lock_version,
+                                });
+                            }
+                            // Re-read this region from the same cursor.
+                            continue 'regions;
+                        }
+                        None => return Err(key_error(&e, ts)),
+                    },
+                }
+            }
+            out.extend(batch);
+            // Region boundaries are memcomparable-encoded user keys.
+            let region_end = entry.region.end_key;
+            if region_end.is_empty() {
+                break;
+            }
+            let Ok((next, _)) = crate::keys::decode_bytes(&region_end) else {
+                break;
+            };
+            if !end.is_empty() && next.as_slice() >= end {
+                break;
+            }
+            cursor = next;
+        }
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    /// Resolves a lock met by a reader or writer at `caller_ts`. Returns
+    /// whether the lock is gone (committed or rolled back); false when its
+    /// transaction is alive (back off and retry).
+    pub async fn resolve_lock(&self, lock: &kvrpcpb::LockInfo, caller_ts: u64) -> Result<bool> {
+        if lock.lock_type == kvrpcpb::Op::PessimisticLock as i32 {
+            // Readers never block on pessimistic locks; writers wait for them.
+            return Ok(false);
+        }
+        let current_ts = self.tso.get_ts().await?;
+        let expired =
+            (current_ts >> LOGICAL_BITS) >= (lock.lock_version >> LOGICAL_BITS) + lock.lock_ttl;
+        let primary = lock.primary_lock.clone();
+        let caller = if caller_ts == u64::MAX {
+            current_ts
+        } else {
+            caller_ts
+        };
+        let (_, st) = self
+            .kv
+            .request(&encode_bytes(&primary), |ctx, mut s| {
+                let req = kvrpcpb::CheckTxnStatusRequest {
+                    context: Some(ctx),
+                    primary_key: primary.clone(),
+                    lock_ts: lock.lock_version,
+                    caller_start_ts: caller,
+                    current_ts,
+                    rollback_if_not_exist: expired,
+                    ..Default::default()
+                };
+                async move { s.kv_check_txn_status(req).await }
+            })
+            .await?;
+        if let Some(e) = &st.error {
+            if e.txn_not_found.is_some() {
+                // The primary is not written yet (its prewrite may be in
+                // flight): wait.
+                return Ok(false);
+            }
+            return Err(key_error(e, caller_ts));
+        }
+        let commit_ts = if st.commit_version > 0 {
+            st.commit_version
+        } else if st.lock_ttl > 0 {
+            return Ok(false);
+        } else {
+            0
+        };
+        let key = lock.key.clone();
+        let (_, r) = self
+            .kv
+            .request(&encode_bytes(&key), |ctx, mut s| {
+                let req = kvrpcpb::ResolveLockRequest {
+                    context: Some(ctx),
+                    start_version: lock.lock_version,
+                    commit_version: commit_ts,
+                    keys: vec![key.clone()],
+                    ..Default::default()
+                };
+                async move { s.kv_resolve_lock(req).await }
+            })
+            .await?;
+        match r.error {
+            Some(e) => Err(key_error(&e, caller_ts)),
+            None => Ok(true),
+        }
+    }
+}
+
+/// One transaction.
+pub struct Transaction {
+    client: TxnClient,
+    start_ts: u64,
+    pessimistic: bool,
+    for_update_ts: u64,
+    buffer: BTreeMap<Vec<u8>, Mutation>,
+    locked: BTreeSet<Vec<u8>>,
+    primary: Option<Vec<u8>>,
+}
+
+impl Transaction {
+    fn new(client: TxnClient, start_ts: u64, pessimistic: bool) -> Transaction {
+        Transaction {
+            client,
+            start_ts,
+            pessimistic,
+            for_update_ts: start_ts,
+            buffer: BTreeMap::new(),
+            locked: BTreeSet::new(),
+            primary: None,
+        }
+    }
+
+    /// The start timestamp (snapshot).
+    pub fn start_ts(&self) -> u64 {
+        self.start_ts
+    }
+
+    /// Reads `key`: this transaction's own write if any, else the snapshot.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.buffer.get(key) {
+            Some(Mutation::Put(v)) | Some(Mutation::Insert(v)) => Ok(Some(v.clone())),
+            Some(Mutation::Delete) => Ok(None),
+            Some(Mutation::Lock) | None => self.client.snapshot_get(key, self.start_ts).await,
+        }
+    }
+
+    /// Scans `[start, end)` (own writes merged over the snapshot).
+    pub async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // Over-read by the number of own deletes so the limit still holds.
+        let extra = self
+            .buffer
+            .values()
+            .filter(|m| **m == Mutation::Delete)
+            .count() as u32;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .client
+            .snapshot_scan(start, end, limit.saturating_add(extra), self.start_ts)
+            .await?
+            .into_iter()
+            .collect();
+        let upper = if end.is_empty() {
+            None
+        } else {
+            Some(end.to_vec())
+        };
+        for (k, m) in self.buffer.range(start.to_vec()..) {
+            if upper.as_ref().is_some_and(|u| k >= u) {
+                break;
+            }
+            match m {
+                Mutation::Put(v) | Mutation::Insert(v) => {
+                    merged.insert(k.clone(), v.clone());
+                }
+                Mutation::Delete => {
+                    merged.remove(k);
+                }
+                Mutation::Lock => {}
+            }
+        }
+        Ok(merged.into_iter().take(limit as usize).collect())
+    }
+
+    /// Buffers a write.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.buffer.insert(key, Mutation::Put(value));
+    }
+
+    /// Buffers an insert (fails at commit if the key exists).
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.buffer.insert(key, Mutation::Insert(value));
+    }
+
+    /// Buffers a delete.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.buffer.insert(key, Mutation::Delete);
+    }
+
+    /// Locks keys: pessimistic transactions take the locks now (SELECT ...
+    /// FOR UPDATE) and return the current values; optimistic ones lock at
+    /// commit (a conflict then aborts the commit).
+    pub async fn lock_keys(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if !self.pessimistic {
+            for k in keys {
+                self.buffer.entry(k.clone()).or_insert(Mutation::Lock);
+            }
+            let mut out = Vec::new();
+            for k in keys {
+                out.push(self.get(k).await?);
+            }
+            return Ok(out);
+        }
+        let for_update_ts = self.client.tso.get_ts().await?;
+        let primary = self
+            .primary
+            .get_or_insert_with(|| keys.first().cloned().unwrap_or_default())
+            .clone();
+        let mut backoff = Backoff::lock();
+        let mut values = BTreeMap::new();
+        loop {
+            let items: Vec<(Vec<u8>, Vec<u8>)> =
+                keys.iter().map(|k| (encode_bytes(k), k.clone())).collect();
+            let start_ts = self.start_ts;
+            let p = primary.clone();
+            let resps = self
+                .client
+                .kv
+                .request_batch(items, |ctx, mut s, group| {
+                    let req = kvrpcpb::PessimisticLockRequest {
+                        context: Some(ctx),
+                        mutations: group
+                            .iter()
+                            .map(|(_, k)| kvrpcpb::Mutation {
+                                op: kvrpcpb::Op::PessimisticLock as i32,
+                                key: k.clone(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        primary_lock: p.clone(),
+                        start_version: start_ts,
+                        lock_ttl: LOCK_TTL_MS * 7,
+                        for_update_ts,
+                        return_values: true,
+                        ..Default::default()
+                    };
+                    let keys: Vec<Vec<u8>> = group.into_iter().map(|(_, k)| k).collect();
+                    async move {
+                        s.kv_pessimistic_lock(req)
+                            .await
+                            .map(|r| r.map(|resp| (keys, resp)))
+                    }
+                })
+                .await?;
+            let mut blocked = None;
+            for (keys, r) in resps {
+                if let Some(e) = r.errors.first() {
+                    match &e.locked {
+                        Some(lock) => blocked = Some(lock.clone()),
+                        None => return Err(key_error(e, self.start_ts)),
+                    }
+                    continue;
+                }
+                for (i, k) in keys.into_iter().enumerate() {
+                    let absent = r.not_founds.get(i).copied().unwrap_or(true);
+                    values.insert(
+                        k,
+                        if absent {
+                            None
+                        } else {
+                            r.values.get(i).cloned()
+                        },
+                    );
+                }
+            }
+            match blocked {
+                None => break,
+                Some(lock) => {
+                    if !self.client.resolve_lock(&lock, self.start_ts).await?
+                        && !backoff.wait().await
+                    {
+                        return Err(Error::Locked {
+                            key: lock.key,
+                            lock_ts: lock.lock_version,
+                        });
+                    }
+                }
+            }
+        }
+        self.for_update_ts = self.for_update_ts.max(for_update_ts);
+        self.locked.extend(keys.iter().cloned());
+        Ok(keys
+            .iter()
+            .map(|k| values.get(k).cloned().flatten())
+            .collect())
+    }
+
+    /// Locks `key` and reads its newest committed value.
+    pub async fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(m) = self.buffer.get(key) {
+            if *m != Mutation::Lock {
+                return self.get(key).await;
+            }
+        }
+        Ok(self.lock_keys(&[key.to_vec()]).await?.pop().flatten())
+    }
+
+    /// Commits; returns the commit timestamp. On a conflict nothing is
+    /// written and the error names the key.
+    pub async fn commit(mut self) -> Result<u64> {
+        if self.buffer.is_empty() {
+            if !self.locked.is_empty() {
+                self.rollback_locks().await;
+            }
+            return Ok(self.start_ts);
+        }
+        let primary = match &self.primary {
+            Some(p) if self.buffer.contains_key(p) || self.locked.contains(p) => p.clone(),
+            _ => self.buffer.keys().next().cloned().unwrap_or_default(),
+        };
+        // Pessimistically locked keys that are not written are unlocked at
+        // commit by a Lock mutation (turns into a Lock record).
+        for k in self.locked.clone() {
+            self.buffer.entry(k).or_insert(Mutation::Lock);
+        }
+        self.primary = Some(primary.clone());
+        if let Err(e) = self.prewrite(&primary).await {
+            self.rollback_all().await;
+            return Err(e);
+        }
+        let mut commit_ts = self.client.tso.get_ts().await?;
+        // The primary's commit decides the transaction.
+        loop {
+            let p = primary.clone();
+            let start_ts = self.start_ts;
+            let (_, r) = self
+                .client
+                .kv
+                .request(&encode_bytes(&primary), |ctx, mut s| {
+                    let req = kvrpcpb::CommitRequest {
+                        context: Some(ctx),
+                        start_version: start_ts,
+                        keys: vec![p.clone()],
+                        commit_version: commit_ts,
+                        ..Default::default()
+                    };
+                    async move { s.kv_commit(req).await }
+                })
+                .await?;
+            match r.error {
+                None => break,
+                Some(e) if e.commit_ts_expired.is_some() => {
+                    commit_ts = self.client.tso.get_ts().await?
+                }
+                Some(e) if !e.retryable.is_empty() => {
+                    return Err(Error::Aborted(format!("the primary lock is gone (another client rolled the transaction back after its lock expired): {}", e.retryable)));
+                }
+                Some(e) => return Err(key_error(&e, self.start_ts)),
+            }
+        }
+        // Secondaries: the transaction is committed; a failure here is
+        // repaired by whoever reads those keys next.
+        let secondaries: Vec<(Vec<u8>, Vec<u8>)> = self
+            .buffer
+            .keys()
+            .filter(|k| **k != primary)
+            .map(|k| (encode_bytes(k), k.clone()))
+            .collect();
+        if !secondaries.is_empty() {
+            let start_ts = self.start_ts;
+            let result = self
+                .client
+                .kv
+                .request_batch(secondaries, |ctx, mut s, group| {
+                    let req = kvrpcpb::CommitRequest {
+                        context: Some(ctx),
+                        start_version: start_ts,
+                        keys: group.into_iter().map(|(_, k)| k).collect(),
+                        commit_version: commit_ts,
+                        ..Default::default()
+                    };
+                    async move { s.kv_commit(req).await }
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(
+                    "committing secondaries of {start_ts} failed (readers will resolve them): {e}"
+                );
+            }
+        }
+        Ok(commit_ts)
+    }
+
+    async fn prewrite(&self, primary: &[u8]) -> Result<()> {
+        let mut backoff = Backoff::lock();
+        loop {
+            let items: Vec<(Vec<u8>, KeyedMutation)> = self
+                .buffer
+                .iter()
+                .map(|(k, m)| (encode_bytes(k), (k.clone(), m.clone())))
+                .collect();
+            let (start_ts, for_update_ts, txn_size) = (
+                self.start_ts,
+                if self.pessimistic {
+                    self.for_update_ts
+                } else {
+                    0
+                },
+                self.buffer.len() as u64,
+            );
+            let locked = &self.locked;
+            let resps = self
+                .client
+                .kv
+                .request_batch(items, |ctx, mut s, group| {
+                    let mut req = kvrpcpb::PrewriteRequest {
+                        context: Some(ctx),
+                        primary_lock: primary.to_vec(),
+                        start_version: start_ts,
+                        lock_ttl: LOCK_TTL_MS,
+                        txn_size,
+                        for_update_ts,
+                        ..Default::default()
+                    };
+                    for (_, (k, m)) in group {
+                        let (op, value) = match m {
+                            Mutation::Put(v) => (kvrpcpb::Op::Put, v),
+                            Mutation::Insert(v) => (kvrpcpb::Op::Insert, v),
+                            Mutation::Delete => (kvrpcpb::Op::Del, Vec::new()),
+                            Mutation::Lock => (kvrpcpb::Op::Lock, Vec::new()),
+                        };
+                        let action = if for_update_ts > 0 && locked.contains(&k) {
+                            kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck
+                        } else {
+                            kvrpcpb::prewrite_request::PessimisticAction::SkipPessimisticCheck
+                        };
+                        req.pessimistic_actions.push(action as i32);
+                        req.mutations.push(kvrpcpb::Mutation {
+                            op: op as i32,
+                            key: k,
+                            value,
+                            ..Default::default()
+                        });
+                    }
+                    async move { s.kv_prewrite(req).await }
+                })
+                .await?;
+            let mut locks = Vec::new();
+            for r in resps {
+                for e in &r.errors {
+                    match &e.locked {
+                        Some(l) if l.lock_version != self.start_ts => locks.push(l.clone()),
+                        Some(_) => {}
+                        None => return Err(key_error(e, self.start_ts)),
+                    }
+                }
+            }
+            if locks.is_empty() {
+                return Ok(());
+            }
+            let mut all_gone = true;
+            for l in &locks {
+                all_gone &= self.client.resolve_lock(l, self.start_ts).await?;
+            }
+            if !all_gone && !backoff.wait().await {
+                let l = &locks[0];
+                return Err(Error::Locked {
+                    key: l.key.clone(),
+                    lock_ts: l.lock_version,
+                });
+            }
+        }
+    }
+
+    async fn rollback_locks(&self) {
+        if self.locked.is_empty() {
+            return;
+        }
+        let (start_ts, for_update_ts) = (self.start_ts, self.for_update_ts);
+        let items: Vec<(Vec<u8>, Vec<u8>)> = self
+            .locked
+            .iter()
+            .map(|k| (encode_bytes(k), k.clone()))
+            .collect();
+        let _ = self
+            .client
+            .kv
+            .request_batch(items, |ctx, mut s, group| {
+                let req = kvrpcpb::PessimisticRollbackRequest {
+                    context: Some(ctx),
+                    start_version: start_ts,
+                    for_update_ts,
+                    keys: group.into_iter().map(|(_, k)| k).collect(),
+                };
+                async move { s.kv_pessimistic_rollback(req).await }
+            })
+            .await;
+    }
+
+    async fn rollback_all(&self) {
+        let start_ts = self.start_ts;
+        let keys: BTreeSet<Vec<u8>> = self
+            .buffer
+            .keys()
+            .chain(self.locked.iter())
+            .cloned()
+            .collect();
+        let items: Vec<(Vec<u8>, Vec<u8>)> =
+            keys.into_iter().map(|k| (encode_bytes(&k), k)).collect();
+        if items.is_empty() {
+            return;
+        }
+        let _ = self
+            .client
+            .kv
+            .request_batch(items, |ctx, mut s, group| {
+                let req = kvrpcpb::BatchRollbackRequest {
+                    context: Some(ctx),
+                    start_version: start_ts,
+                    keys: group.into_iter().map(|(_, k)| k).collect(),
+                    ..Default::default()
+                };
+                async move { s.kv_batch_rollback(req).await }
+            })
+            .await;
+    }
+
+    /// Rolls back: releases pessimistic locks and any prewritten locks.
+    pub async fn rollback(self) -> Result<()> {
+        self.rollback_locks().await;
+        if !self.buffer.is_empty() && self.primary.is_some() {
+            self.rollback_all().await;
+        }
+        Ok(())
+    }
+}
