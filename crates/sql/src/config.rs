@@ -57,7 +57,7 @@ impl Default for TidbConfig {
 }
 
 /// `[security]`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TidbSecurity {
     /// PEM CA that MySQL clients' certificates are verified against when
@@ -81,6 +81,22 @@ pub struct TidbSecurity {
     /// If non-empty, cluster peers (and status-port clients) must have one
     /// of these common names.
     pub cluster_verify_cn: Vec<String>,
+}
+
+impl Default for TidbSecurity {
+    fn default() -> Self {
+        TidbSecurity {
+            ssl_ca: String::new(),
+            ssl_cert: String::new(),
+            ssl_key: String::new(),
+            require_secure_transport: false,
+            tls_version: "TLSv1.2".into(),
+            cluster_ssl_ca: String::new(),
+            cluster_ssl_cert: String::new(),
+            cluster_ssl_key: String::new(),
+            cluster_verify_cn: Vec::new(),
+        }
+    }
 }
 
 /// `[status]`.
@@ -345,6 +361,15 @@ mod tests {
         let mut c = base();
         c.security.tls_version = "TLSv1.1".into();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn sample_file_in_etc_parses_and_validates() {
+        let mut c: TidbConfig =
+            toml::from_str(include_str!("../../../etc/tidb-server.toml")).unwrap();
+        assert_eq!(c, TidbConfig::default(), "the sample shows the defaults");
+        c.data_dir = "/tmp/x".into();
+        assert!(c.validate().is_ok());
     }
 
     #[test]
