@@ -190,6 +190,8 @@ pub struct Session {
     pub tls: Option<TlsInfo>,
     /// Whether several statements may be sent in one COM_QUERY.
     pub multi_statements: bool,
+    /// The capabilities both sides agreed on (`protocol::consts::cap`).
+    pub capabilities: u32,
     /// Number of queries run (the `Questions` status).
     pub questions: u64,
 }

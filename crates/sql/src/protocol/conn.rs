@@ -365,12 +365,9 @@ where
                 user_vars: Default::default(),
                 tls: tls_info,
                 multi_statements: resp.caps & cap::MULTI_STATEMENTS != 0,
+                capabilities: resp.caps & server_capabilities(true),
                 questions: 0,
             };
-            session.vars.insert(
-                "client_capabilities".into(),
-                crate::value::Value::UInt(u64::from(resp.caps)),
-            );
             if let Some(db) = &resp.db {
                 if let Err(e) = backend.init_db(&mut session, db).await {
                     let err = match e {
@@ -418,12 +415,24 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| Ok(refuse(er::unknown(e.to_string()), e.to_string())))?;
     let denied =
         |using: bool, why: String| Err(Ok(refuse(er::access_denied(user, peer_ip, using), why)));
-    let Some(account) = find_account(&users, user, peer_ip).cloned() else {
-        return denied(
-            !resp.auth.is_empty(),
-            format!("no account matches '{user}'@'{peer_ip}'"),
-        );
-    };
+    // An unknown user goes through the same steps as a known one (against
+    // an unguessable password) so the exchange does not reveal which
+    // account names exist.
+    let found = find_account(&users, user, peer_ip).cloned();
+    let exists = found.is_some();
+    let account = found.unwrap_or_else(|| {
+        let plugin = match resp.plugin.as_deref() {
+            Some(CACHING_SHA2_PASSWORD) => CACHING_SHA2_PASSWORD,
+            _ => NATIVE_PASSWORD,
+        };
+        let unguessable = String::from_utf8_lossy(&auth::new_scramble()).into_owned();
+        let stored = if plugin == NATIVE_PASSWORD {
+            auth::native_hash(&unguessable)
+        } else {
+            auth::sha2_hash(&unguessable)
+        };
+        crate::users::UserRecord::new(user, "%", plugin, stored)
+    });
     let mut plugin = resp
         .plugin
         .clone()
@@ -503,6 +512,9 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             )));
         }
     };
+    if !exists {
+        return denied(using, format!("no account matches '{user}'@'{peer_ip}'"));
+    }
     if !ok {
         return denied(
             using,
@@ -564,10 +576,7 @@ impl Connection {
     }
 
     fn caps(&self) -> u32 {
-        match self.session.vars.get("client_capabilities") {
-            Some(crate::value::Value::UInt(c)) => *c as u32,
-            _ => 0,
-        }
+        self.session.capabilities
     }
 
     fn deprecate_eof(&self) -> bool {
@@ -712,11 +721,7 @@ impl Connection {
             com::RESET_CONNECTION => {
                 self.statements.clear();
                 self.session.user_vars.clear();
-                let caps = self.session.vars.get("client_capabilities").cloned();
                 self.session.vars.clear();
-                if let Some(c) = caps {
-                    self.session.vars.insert("client_capabilities".into(), c);
-                }
                 pio.queue(&resultset::ok(0, 0, self.status(), ""));
             }
             com::STMT_PREPARE => self.prepare(pio, body).await?,
