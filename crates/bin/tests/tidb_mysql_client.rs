@@ -731,3 +731,61 @@ fn store_tikv_is_validated_then_refused_with_an_explanation() {
         "{err}"
     );
 }
+
+#[test]
+fn config_file_security_section_and_tls_version_are_applied() {
+    let Some(c) = client("config_file_security_section_and_tls_version_are_applied") else {
+        return;
+    };
+    let pki = Pki::new();
+    let file = pki.dir.path().join("tidb.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[security]\nssl-ca = \"{}\"\nssl-cert = \"{}\"\nssl-key = \"{}\"\n\
+             require-secure-transport = true\ntls-version = \"TLSv1.3\"\n",
+            pki.path("mysql/ca.pem"),
+            pki.path("mysql/server.pem"),
+            pki.path("mysql/server-key.pem")
+        ),
+    )
+    .unwrap();
+    let s = TidbServer::start(
+        pki.dir.path(),
+        &[
+            format!("--config={}", file.display()),
+            "--initialize-insecure".into(),
+        ],
+    );
+    let r = mysql(&c, &s, "root", None, &plain_args(), "SELECT 1");
+    assert!(r.err.contains("ERROR 3159"), "{}", r.err);
+    let r = mysql(
+        &c,
+        &s,
+        "root",
+        None,
+        &verify_args(&pki),
+        "SELECT @@tls_version, @@ssl_ca",
+    );
+    assert!(r.ok, "{}", r.err);
+    assert_eq!(r.out, format!("TLSv1.3\t{}\n", pki.path("mysql/ca.pem")));
+    // A client limited to TLS 1.2 cannot connect.
+    let mut old = verify_args(&pki);
+    old.push("--tls-version=TLSv1.2".into());
+    let r = mysql(&c, &s, "root", None, &old, "SELECT 1");
+    assert!(!r.ok, "a TLS 1.2 client connected to a TLSv1.3-only server");
+    // A typo in the file is a startup error naming the key.
+    std::fs::write(&file, "[security]\nssl-cetr = \"x\"\n").unwrap();
+    let out = run_tidb(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--data-dir",
+        s.data_dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ssl-cetr"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
