@@ -1,9 +1,9 @@
-//! A real cluster for end-to-end tests: certificates made by `tiox cert`
-//! logic in a temp dir, `pd-server` and `tikv-server` binaries started as
-//! child processes on ports chosen free at run time, logs captured to files
-//! (printed when a wait fails), every process killed when the cluster drops.
-
-#![allow(dead_code)]
+//! Launching real clusters from the binaries next to the running program:
+//! certificates made by the `tiox cert` logic, `pd-server` and
+//! `tikv-server` started as child processes on ports chosen free at run
+//! time, logs captured to files (their tails printed when a wait fails),
+//! every process killed when the cluster drops. Used by the end-to-end
+//! tests and the benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +31,8 @@ pub struct Proc {
     pub child: Option<Child>,
     /// Its log file.
     pub log: PathBuf,
-    args: Vec<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
     bin: PathBuf,
 }
 
@@ -72,6 +73,19 @@ impl Proc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process id, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Peak resident memory (VmHWM) in bytes, if running.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// The log so far.
@@ -131,7 +145,7 @@ impl Certs {
 
 /// PD and TiKV processes.
 pub struct Cluster {
-    /// Scratch directory (data, logs, certificates).
+    /// Scratch directory (data, logs, certificates), removed on drop.
     pub dir: tempfile::TempDir,
     /// Certificates (None for a plaintext cluster).
     pub certs: Option<Certs>,
@@ -149,7 +163,8 @@ pub struct Cluster {
     pub kv_toml: Option<String>,
 }
 
-fn bin(name: &str) -> PathBuf {
+/// The path of a sibling binary (tests run from `target/*/deps`).
+pub fn bin(name: &str) -> PathBuf {
     // Integration tests of this crate have its binaries built next to them.
     let mut p = std::env::current_exe().unwrap();
     p.pop();

@@ -394,7 +394,7 @@ impl Transaction {
             }
             return Ok(out);
         }
-        let for_update_ts = self.client.tso.get_ts().await?;
+        let mut for_update_ts = self.client.tso.get_ts().await?;
         let primary = self
             .primary
             .get_or_insert_with(|| keys.first().cloned().unwrap_or_default())
@@ -436,11 +436,16 @@ impl Transaction {
                 })
                 .await?;
             let mut blocked = None;
+            let mut newer_commit = false;
             for (keys, r) in resps {
                 if let Some(e) = r.errors.first() {
-                    match &e.locked {
-                        Some(lock) => blocked = Some(lock.clone()),
-                        None => return Err(key_error(e, self.start_ts)),
+                    match (&e.locked, &e.conflict) {
+                        (Some(lock), _) => blocked = Some(lock.clone()),
+                        // Someone committed the key after our for_update_ts:
+                        // pessimistic locks are taken on the newest version,
+                        // so lock again at a fresh for_update_ts (as TiDB does).
+                        (None, Some(_)) => newer_commit = true,
+                        (None, None) => return Err(key_error(e, self.start_ts)),
                     }
                     continue;
                 }
@@ -455,6 +460,16 @@ impl Transaction {
                         },
                     );
                 }
+            }
+            if newer_commit && blocked.is_none() {
+                if !backoff.wait().await {
+                    return Err(Error::Locked {
+                        key: keys.first().cloned().unwrap_or_default(),
+                        lock_ts: 0,
+                    });
+                }
+                for_update_ts = self.client.tso.get_ts().await?;
+                continue;
             }
             match blocked {
                 None => break,
