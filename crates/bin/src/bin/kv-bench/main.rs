@@ -156,7 +156,7 @@ async fn fill(args: &Args) {
             .collect();
         raw.batch_put(pairs).await.expect("fill");
         written += chunk.len() as u64;
-        if written % 1024 == 0 {
+        if written.is_multiple_of(1024) {
             eprintln!(
                 "  filled {} MiB ({:.0}s)",
                 written / 16,
