@@ -106,7 +106,12 @@ impl Pd {
             .arg(format!("--client-urls={scheme}://127.0.0.1:{port}"))
             .arg(format!("--peer-urls={scheme}://127.0.0.1:{peer}"));
         if let Some(initial) = initial {
-            cmd.arg(format!("--initial-cluster={initial}"));
+            // Either "--join=..." or an --initial-cluster value.
+            if initial.starts_with("--join=") {
+                cmd.arg(initial);
+            } else {
+                cmd.arg(format!("--initial-cluster={initial}"));
+            }
         }
         if let Some(pki) = tls {
             cmd.args(["--cacert", &pki.s("ca.pem")])
@@ -1010,5 +1015,97 @@ fn three_pds_replicate_metadata_and_keep_tso_monotonic_across_leader_sigkill() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    });
+}
+
+#[test]
+fn join_grows_a_cluster_that_survives_losing_its_first_member() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let tls = pki.client_tls(b"h2");
+    let rt = runtime();
+    let first = format!("pd1=https://127.0.0.1:{}", ports[0].1);
+    let mut pds = vec![Pd::start_member(
+        &data.path().join("pd1"),
+        "pd1",
+        ports[0].0,
+        ports[0].1,
+        Some(&first),
+        Some(&pki),
+    )];
+    let (region_id, last) = rt.block_on(async {
+        wait_for_serving_leader(&[&pds[0]], &tls).await;
+        let mut c = tiox_pd::client::connect(&pds[0].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let region_id = bootstrap(&mut c).await;
+        let got = tso(&mut c, 20).await;
+        (region_id, *got.last().unwrap())
+    });
+    // Two new members join through the first one's client URL.
+    let join = format!("--join=https://127.0.0.1:{}", ports[0].0);
+    for (i, (client, peer)) in ports.iter().enumerate().skip(1) {
+        let name = format!("pd{}", i + 1);
+        pds.push(Pd::start_member(
+            &data.path().join(&name),
+            &name,
+            *client,
+            *peer,
+            Some(&join),
+            Some(&pki),
+        ));
+    }
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut c = tiox_pd::client::connect(&pds[0].addr(), Some(tls.clone()))
+                .await
+                .unwrap();
+            let m = c
+                .get_members(pdpb::GetMembersRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            if m.members.len() == 3 && m.members.iter().all(|m| !m.client_urls.is_empty()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members never reached 3: {:?}\n{}",
+                m.members,
+                pds.iter()
+                    .map(|p| p.log_text())
+                    .collect::<Vec<_>>()
+                    .join("\n----\n")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // Give the joiners a moment to catch up with the log, then lose pd1.
+    std::thread::sleep(Duration::from_millis(1500));
+    pds[0].kill();
+    rt.block_on(async {
+        let refs: Vec<&Pd> = pds[1..].iter().collect();
+        let new = wait_for_serving_leader(&refs, &tls).await;
+        let mut c = tiox_pd::client::connect(&refs[new].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let after = tso(&mut c, 20).await;
+        assert!(after[0] > last, "{} is not above {last}", after[0]);
+        let r = c
+            .get_region(pdpb::GetRegionRequest {
+                header: None,
+                region_key: b"x".to_vec(),
+                need_buckets: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.region.map(|r| r.id),
+            Some(region_id),
+            "joined members lack the metadata"
+        );
     });
 }

@@ -191,6 +191,12 @@ pub struct Validated {
     pub tls: Option<TlsSettings>,
     /// The initial members (name, peer URL); this member alone by default.
     pub initial_cluster: Vec<(String, Url)>,
+    /// Client URLs of a running cluster to join (`--join`).
+    pub join: Vec<Url>,
+    /// Whether PD state is replicated with Raft: `initial-cluster` or
+    /// `join` was given. Without either, PD runs as a single member with no
+    /// Raft at all (and cannot be joined later).
+    pub replicated: bool,
 }
 
 impl PdConfig {
@@ -303,11 +309,12 @@ impl PdConfig {
                 "initial-cluster (--initial-cluster) lists a member name twice".into(),
             ));
         }
-        if !join.is_empty() {
+        let replicated = !self.initial_cluster.trim().is_empty() || !join.is_empty();
+        if !join.is_empty() && initial.len() > 1 {
             return Err(ConfigError(
-                "join (--join): adding a member to a running PD cluster is not implemented yet \
-                 (Raft membership changes); start every member with the same \
-                 --initial-cluster instead"
+                "join (--join) and an initial-cluster with other members are both given: a new \
+                 member joins a running cluster with --join alone; the members that start the \
+                 cluster use --initial-cluster"
                     .into(),
             ));
         }
@@ -320,6 +327,8 @@ impl PdConfig {
             advertise_peer_urls,
             tls,
             initial_cluster: initial,
+            join,
+            replicated,
         })
     }
 }

@@ -18,9 +18,11 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tiox_proto::{metapb, pdpb};
 
+use crate::config::{Scheme, Url};
 use crate::grpc::PdService;
 use crate::meta::{RegionInfo, StoreInfo};
 use crate::metrics::label;
+use crate::replication::{member_id, MemberInfo};
 use crate::server::{now_ms, State, VERSION};
 
 type St = AxState<Arc<State>>;
@@ -33,7 +35,7 @@ pub fn router(state: Arc<State>) -> Router {
     .into_axum_router();
     let api = Router::new()
         .route("/pd/api/v1/cluster", get(cluster))
-        .route("/pd/api/v1/members", get(members))
+        .route("/pd/api/v1/members", get(members).post(add_member))
         .route("/pd/api/v1/leader", get(leader))
         .route("/pd/api/v1/stores", get(stores))
         .route("/pd/api/v1/store/{id}", get(store))
@@ -241,6 +243,62 @@ async fn members(AxState(s): St) -> Response {
         "etcd_leader": leader,
     }))
     .into_response()
+}
+
+/// `POST /pd/api/v1/members`: a new member (`pd-server --join`) asks to be
+/// added as a voter. Answered by the leader; followers redirect.
+async fn add_member(AxState(s): St, uri: Uri, body: axum::body::Bytes) -> Response {
+    count(&s);
+    let info: MemberInfo = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be a JSON member {{id, name, client_urls, peer_urls}}: {e}"),
+            )
+        }
+    };
+    if info.name.trim().is_empty() || info.id != member_id(&info.name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the member's name is empty or its id does not match its name",
+        );
+    }
+    let want = if s.tls().is_some() {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    for (key, urls) in [
+        ("peer_urls", &info.peer_urls),
+        ("client_urls", &info.client_urls),
+    ] {
+        if urls.is_empty() {
+            return error(StatusCode::BAD_REQUEST, format!("{key} is empty"));
+        }
+        for u in urls {
+            match Url::parse(u, key) {
+                Ok(url) if url.scheme == want => {}
+                Ok(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                        "{key} has \"{u}\", whose scheme does not match this cluster's TLS setting"
+                    ),
+                    )
+                }
+                Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+    }
+    let st = s.clone();
+    match tokio::task::spawn_blocking(move || st.add_member(info)).await {
+        Ok(Ok(members)) => Json(json!({ "members": members })).into_response(),
+        Ok(Err(e @ crate::Error::NotLeader { .. })) => not_leader(&e, &uri),
+        Ok(Err(e @ crate::Error::InvalidValue(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn leader(AxState(s): St) -> Response {

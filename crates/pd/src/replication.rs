@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, EntryType, HardState, Message as RaftMessage};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message as RaftMessage,
+};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,8 @@ use crate::tso::read_u64;
 pub const TICK_MS: u64 = 100;
 const APPLIED_KEY: &[u8] = b"raft/applied";
 const HARD_STATE_KEY: &[u8] = b"hs";
+const CONF_STATE_KEY: &[u8] = b"cs";
+const PEER_PREFIX: &[u8] = b"peers/";
 const ENTRY_PREFIX: &[u8] = b"e/";
 const MAX_FRAME: usize = 16 << 20;
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,8 +97,16 @@ pub struct RaftStatus {
     pub ready_leader: bool,
 }
 
+/// What a proposal carries.
+enum Payload {
+    /// A storage write batch.
+    Batch(Vec<Op>),
+    /// Add a voter (a `--join`ing member).
+    AddMember(MemberInfo),
+}
+
 struct Proposal {
-    batch: Vec<Op>,
+    payload: Payload,
     done: std::sync::mpsc::SyncSender<Result<()>>,
 }
 
@@ -131,7 +143,12 @@ fn entry_key(index: u64) -> Vec<u8> {
 impl RaftLog {
     fn open(dir: &std::path::Path, voters: Vec<u64>) -> Result<RaftLog> {
         let store = Storage::open_named(dir, "raft.log")?;
-        let mem = MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())));
+        let cs = match store.get(CONF_STATE_KEY) {
+            Some(b) => ConfState::parse_from_bytes(b)
+                .map_err(|e| Error::Corrupt(format!("the Raft conf state does not decode: {e}")))?,
+            None => ConfState::from((voters, Vec::<u64>::new())),
+        };
+        let mem = MemStorage::new_with_conf_state(cs);
         let mut entries = Vec::new();
         for (_, v) in store.scan_prefix(ENTRY_PREFIX) {
             entries.push(
@@ -191,6 +208,33 @@ impl RaftLog {
         Ok(())
     }
 
+    fn set_conf_state(&mut self, cs: ConfState) -> Result<()> {
+        let bytes = cs
+            .write_to_bytes()
+            .map_err(|e| Error::Corrupt(format!("cannot encode the conf state: {e}")))?;
+        self.store.put(CONF_STATE_KEY, bytes)?;
+        self.mem.wl().set_conf_state(cs);
+        Ok(())
+    }
+
+    fn save_peer(&mut self, info: &MemberInfo) -> Result<()> {
+        let mut key = PEER_PREFIX.to_vec();
+        key.extend_from_slice(info.id.to_string().as_bytes());
+        self.store
+            .put(&key, serde_json::to_vec(info).unwrap_or_default())
+    }
+
+    fn saved_peers(&self) -> Vec<MemberInfo> {
+        self.store
+            .scan_prefix(PEER_PREFIX)
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect()
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.last == 0 && self.store.get(HARD_STATE_KEY).is_none()
+    }
+
     fn set_commit(&mut self, commit: u64) -> Result<()> {
         let mut hs = self.mem.rl().hard_state().clone();
         hs.commit = commit;
@@ -212,10 +256,16 @@ pub struct PeerAddr {
 impl Replica {
     /// Opens the Raft log and applied state in `dir`, binds the peer URLs
     /// and starts the driver thread.
+    ///
+    /// `peers` are the `--initial-cluster` members; `joined` is the member
+    /// list a running cluster answered a fresh `--join` with (this member
+    /// included as a voter). Members added later are remembered in the
+    /// Raft log's directory.
     pub fn start(
         dir: &std::path::Path,
         me: MemberInfo,
-        peers: Vec<PeerAddr>,
+        mut peers: Vec<PeerAddr>,
+        joined: Option<Vec<MemberInfo>>,
         listen: &[Url],
         tls: Option<TlsSettings>,
     ) -> Result<Replica> {
@@ -223,7 +273,34 @@ impl Replica {
         voters.push(me.id);
         voters.sort_unstable();
         voters.dedup();
-        let log = RaftLog::open(dir, voters)?;
+        let mut log = RaftLog::open(dir, voters)?;
+        if let Some(members) = &joined {
+            let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+            ids.push(me.id);
+            ids.sort_unstable();
+            ids.dedup();
+            for m in members.iter().filter(|m| m.id != me.id) {
+                log.save_peer(m)?;
+            }
+            log.set_conf_state(ConfState::from((ids, Vec::<u64>::new())))?;
+        }
+        let saved = log.saved_peers();
+        for info in &saved {
+            if info.id == me.id || peers.iter().any(|p| p.id == info.id) {
+                continue;
+            }
+            if let Some(url) = info
+                .peer_urls
+                .first()
+                .and_then(|u| Url::parse(u, "peer URL").ok())
+            {
+                peers.push(PeerAddr {
+                    id: info.id,
+                    name: info.name.clone(),
+                    url,
+                });
+            }
+        }
         let state = Storage::open(dir)?;
         let applied = read_u64(&state, APPLIED_KEY)?.unwrap_or(0);
         let cfg = raft::Config {
@@ -272,11 +349,15 @@ impl Replica {
         };
 
         let state = Arc::new(Mutex::new(state));
-        let members = Arc::new(Mutex::new(BTreeMap::from([(me.id, me.clone())])));
+        let mut known = BTreeMap::from([(me.id, me.clone())]);
+        for info in saved {
+            known.entry(info.id).or_insert(info);
+        }
+        let members = Arc::new(Mutex::new(known));
         let (prop_tx, prop_rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(RaftStatus::default());
         let hello = frame(0, &serde_json::to_vec(&me).unwrap_or_default());
-        let driver = Driver {
+        let mut driver = Driver {
             node,
             log,
             state: state.clone(),
@@ -284,6 +365,11 @@ impl Replica {
             next_proposal: seed(),
             applied_term: 0,
             status: status_tx,
+            senders: HashMap::new(),
+            client_tls: client_tls.clone(),
+            hello: hello.clone(),
+            members: members.clone(),
+            self_id: me.id,
         };
         let members2 = members.clone();
         let self_id = me.id;
@@ -316,18 +402,10 @@ impl Replica {
                             Err(e) => tracing::error!("peer listener: {e}"),
                         }
                     }
-                    let mut senders = HashMap::new();
                     for p in peers.into_iter().filter(|p| p.id != self_id) {
-                        let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
-                        tokio::spawn(send_to_peer(
-                            p.clone(),
-                            client_tls.clone(),
-                            hello.clone(),
-                            rx,
-                        ));
-                        senders.insert(p.id, tx);
+                        driver.add_sender(p);
                     }
-                    driver.run(in_rx, prop_rx, senders).await;
+                    driver.run(in_rx, prop_rx).await;
                 });
             })
             .map_err(|e| Error::InvalidValue(format!("cannot start the Raft thread: {e}")))?;
@@ -346,13 +424,39 @@ impl Replica {
         let tx = self.proposals.clone();
         Proposer(Arc::new(move |batch: Vec<Op>| {
             let (done, wait) = std::sync::mpsc::sync_channel(1);
-            tx.send(Proposal { batch, done })
-                .map_err(|_| Error::NotLeader { leader: None })?;
+            tx.send(Proposal {
+                payload: Payload::Batch(batch),
+                done,
+            })
+            .map_err(|_| Error::NotLeader { leader: None })?;
             match wait.recv_timeout(PROPOSE_TIMEOUT) {
                 Ok(r) => r,
                 Err(_) => Err(Error::NotLeader { leader: None }),
             }
         }))
+    }
+
+    /// Adds `info` as a voter (a member joining with `--join`); blocks until
+    /// the change is applied here. Returns the members then known.
+    pub fn add_member(&self, info: MemberInfo) -> Result<Vec<MemberInfo>> {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.proposals
+            .send(Proposal {
+                payload: Payload::AddMember(info),
+                done,
+            })
+            .map_err(|_| Error::NotLeader { leader: None })?;
+        match wait.recv_timeout(PROPOSE_TIMEOUT) {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::InvalidValue(
+                    "the membership change did not commit in time (another change may be in \
+                     progress); retry"
+                        .into(),
+                ))
+            }
+        }
+        Ok(self.members())
     }
 
     /// A copy of the applied state.
@@ -398,14 +502,32 @@ struct Driver {
     next_proposal: u64,
     applied_term: u64,
     status: watch::Sender<RaftStatus>,
+    senders: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    client_tls: Option<Arc<ClientTls>>,
+    hello: Vec<u8>,
+    members: Arc<Mutex<BTreeMap<u64, MemberInfo>>>,
+    self_id: u64,
 }
 
 impl Driver {
+    fn add_sender(&mut self, peer: PeerAddr) {
+        if peer.id == self.self_id || self.senders.contains_key(&peer.id) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+        tokio::spawn(send_to_peer(
+            peer.clone(),
+            self.client_tls.clone(),
+            self.hello.clone(),
+            rx,
+        ));
+        self.senders.insert(peer.id, tx);
+    }
+
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<RaftMessage>,
         mut proposals: mpsc::UnboundedReceiver<Proposal>,
-        senders: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     ) {
         let mut ticker = tokio::time::interval(Duration::from_millis(TICK_MS));
         loop {
@@ -421,7 +543,7 @@ impl Driver {
                 }
                 Some(p) = proposals.recv() => self.propose(p),
             }
-            if let Err(e) = self.on_ready(&senders) {
+            if let Err(e) = self.on_ready() {
                 // The log or the state cannot be written: going on could
                 // acknowledge writes that are not durable.
                 tracing::error!("PD Raft storage failed, stopping: {e}");
@@ -464,10 +586,18 @@ impl Driver {
         }
         self.next_proposal = self.next_proposal.wrapping_add(1);
         let id = self.next_proposal;
-        match self
-            .node
-            .propose(id.to_be_bytes().to_vec(), encode_ops(&p.batch))
-        {
+        let ctx = id.to_be_bytes().to_vec();
+        let result = match &p.payload {
+            Payload::Batch(batch) => self.node.propose(ctx, encode_ops(batch)),
+            Payload::AddMember(info) => {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.node_id = info.id;
+                cc.context = serde_json::to_vec(info).unwrap_or_default().into();
+                self.node.propose_conf_change(ctx, cc)
+            }
+        };
+        match result {
             Ok(()) => {
                 self.pending.insert(id, p);
             }
@@ -479,10 +609,10 @@ impl Driver {
         }
     }
 
-    fn send(&mut self, msgs: Vec<RaftMessage>, senders: &HashMap<u64, mpsc::Sender<Vec<u8>>>) {
+    fn send(&mut self, msgs: Vec<RaftMessage>) {
         for m in msgs {
             let to = m.to;
-            let Some(tx) = senders.get(&to) else {
+            let Some(tx) = self.senders.get(&to) else {
                 continue;
             };
             match m.write_to_bytes() {
@@ -496,24 +626,24 @@ impl Driver {
         }
     }
 
-    fn on_ready(&mut self, senders: &HashMap<u64, mpsc::Sender<Vec<u8>>>) -> Result<()> {
+    fn on_ready(&mut self) -> Result<()> {
         if !self.node.has_ready() {
             return Ok(());
         }
         let mut rd = self.node.ready();
-        self.send(rd.take_messages(), senders);
+        self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
             tracing::warn!("received a Raft snapshot; PD never compacts its log, ignoring it");
         }
         let committed = rd.take_committed_entries();
         self.apply(committed)?;
         self.log.persist(rd.entries(), rd.hs())?;
-        self.send(rd.take_persisted_messages(), senders);
+        self.send(rd.take_persisted_messages());
         let mut light = self.node.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.log.set_commit(commit)?;
         }
-        self.send(light.take_messages(), senders);
+        self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
         Ok(())
@@ -522,6 +652,10 @@ impl Driver {
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
         for e in entries {
             self.applied_term = e.term;
+            if e.get_entry_type() == EntryType::EntryConfChange {
+                self.apply_conf_change(&e)?;
+                continue;
+            }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
                 continue;
             }
@@ -541,6 +675,60 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+impl Driver {
+    /// Applies a membership change: the new conf state is persisted, the new
+    /// member is remembered (for restarts) and dialled.
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<()> {
+        let cc = ConfChange::parse_from_bytes(&e.data).map_err(|err| {
+            Error::Corrupt(format!(
+                "Raft entry {} is not a conf change: {err}",
+                e.index
+            ))
+        })?;
+        let cs = self
+            .node
+            .apply_conf_change(&cc)
+            .map_err(|err| Error::InvalidValue(format!("conf change at {}: {err}", e.index)))?;
+        self.log.set_conf_state(cs)?;
+        if cc.get_change_type() == ConfChangeType::AddNode {
+            if let Ok(info) = serde_json::from_slice::<MemberInfo>(&cc.context) {
+                tracing::info!(name = %info.name, id = info.id, "PD member added");
+                self.log.save_peer(&info)?;
+                if let Some(url) = info
+                    .peer_urls
+                    .first()
+                    .and_then(|u| Url::parse(u, "peer URL").ok())
+                {
+                    self.add_sender(PeerAddr {
+                        id: info.id,
+                        name: info.name.clone(),
+                        url,
+                    });
+                }
+                self.members
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(info.id, info);
+            }
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(APPLIED_KEY, e.index.to_be_bytes().to_vec())?;
+        if let Ok(ctx) = <[u8; 8]>::try_from(e.context.as_ref()) {
+            if let Some(p) = self.pending.remove(&u64::from_be_bytes(ctx)) {
+                let _ = p.done.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `dir` holds no Raft state yet (a member that must `--join`).
+pub fn is_fresh(dir: &std::path::Path) -> Result<bool> {
+    Ok(RaftLog::open(dir, Vec::new())?.is_fresh())
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {

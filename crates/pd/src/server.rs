@@ -119,9 +119,21 @@ impl State {
             return (vec![self.member.clone()], Some(self.member.clone()));
         };
         let known: BTreeMap<u64, MemberInfo> = r.members().into_iter().map(|m| (m.id, m)).collect();
-        let list: Vec<pdpb::Member> = self
+        let mut entries: Vec<(String, String)> = self
             .config
             .initial_cluster
+            .iter()
+            .map(|(n, u)| (n.clone(), u.to_string()))
+            .collect();
+        for info in known.values() {
+            if !entries.iter().any(|(n, _)| *n == info.name) {
+                entries.push((
+                    info.name.clone(),
+                    info.peer_urls.first().cloned().unwrap_or_default(),
+                ));
+            }
+        }
+        let list: Vec<pdpb::Member> = entries
             .iter()
             .map(|(name, url)| {
                 let id = member_id(name);
@@ -140,7 +152,7 @@ impl State {
                     None => pdpb::Member {
                         name: name.clone(),
                         member_id: id,
-                        peer_urls: vec![url.to_string()],
+                        peer_urls: vec![url.clone()],
                         ..Default::default()
                     },
                 }
@@ -152,6 +164,21 @@ impl State {
             .find(|m| m.member_id == leader_id && !m.client_urls.is_empty())
             .cloned();
         (list, leader)
+    }
+
+    /// Adds a member (the leader's side of `--join`); blocks on Raft.
+    pub fn add_member(&self, info: MemberInfo) -> Result<Vec<MemberInfo>> {
+        let Some(r) = &self.replica else {
+            return Err(Error::InvalidValue(
+                "this PD runs as a single member without Raft (started without \
+                 --initial-cluster), so it cannot be joined; start it with \
+                 --initial-cluster name=peer-url to allow members to join"
+                    .into(),
+            ));
+        };
+        // Only the serving leader changes membership.
+        drop(self.cluster()?);
+        r.add_member(info)
     }
 
     /// Members that are up as far as this one can tell: itself and every
@@ -215,6 +242,137 @@ fn apply_max_replicas(cluster: &mut Cluster, max: u32) -> Result<()> {
     Ok(())
 }
 
+/// Asks a running cluster (the `--join` URLs) to add this member; retries
+/// for a while (the cluster may be electing a leader). Returns the members
+/// the leader knows, this one included.
+async fn request_join(config: &Validated, me: &MemberInfo) -> Result<Vec<MemberInfo>> {
+    let tls = match &config.tls {
+        Some(s) => Some(Arc::new(
+            tiox_security::ClientTls::with_alpn(s.clone(), vec![b"http/1.1".to_vec()])
+                .map_err(|e| Error::Tls(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let body = serde_json::to_vec(me).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last_error = String::new();
+    while std::time::Instant::now() < deadline {
+        for url in &config.join {
+            let mut target = url.clone();
+            for _hop in 0..2 {
+                match post_json(&target, tls.as_ref(), "/pd/api/v1/members", &body).await {
+                    Ok((200, resp, _)) => {
+                        #[derive(serde::Deserialize)]
+                        struct Answer {
+                            members: Vec<MemberInfo>,
+                        }
+                        let a: Answer = serde_json::from_slice(&resp).map_err(|e| {
+                            Error::InvalidValue(format!(
+                                "{target} answered the join with bad JSON: {e}"
+                            ))
+                        })?;
+                        tracing::info!(via = %target, members = a.members.len(), "joined the PD cluster");
+                        return Ok(a.members);
+                    }
+                    Ok((307 | 308, _, Some(location))) => {
+                        let base = location.split("/pd/").next().unwrap_or_default();
+                        match crate::config::Url::parse(base, "join redirect") {
+                            Ok(u) if u.scheme == target.scheme => target = u,
+                            _ => {
+                                last_error = format!("{target} redirected to {location}");
+                                break;
+                            }
+                        }
+                    }
+                    Ok((status, resp, _)) => {
+                        last_error = format!(
+                            "{target} answered {status}: {}",
+                            String::from_utf8_lossy(&resp)
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        last_error = format!("{target}: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::InvalidValue(format!(
+        "join (--join): could not join the PD cluster within 30s: {last_error}"
+    )))
+}
+
+type HttpAnswer = (u16, Vec<u8>, Option<String>);
+
+async fn exchange<IO>(
+    io: IO,
+    url: &crate::config::Url,
+    path: &str,
+    body: &[u8],
+) -> std::result::Result<HttpAnswer, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt, Full};
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::post(path)
+        .header(hyper::header::HOST, url.authority())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::copy_from_slice(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body, location))
+}
+
+async fn post_json(
+    url: &crate::config::Url,
+    tls: Option<&Arc<tiox_security::ClientTls>>,
+    path: &str,
+    body: &[u8],
+) -> std::result::Result<HttpAnswer, String> {
+    let work = async {
+        match tls {
+            Some(tls) => {
+                let s = tls
+                    .connect_tcp(&url.authority())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                exchange(s, url, path, body).await
+            }
+            None => {
+                let s = TcpStream::connect(url.authority())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                exchange(s, url, path, body).await
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| "no answer within 10s".to_string())?
+}
+
 /// Builds the core when this member becomes the serving Raft leader and
 /// drops it when it stops being one.
 async fn follow_leadership(state: Arc<State>) {
@@ -268,7 +426,7 @@ impl Server {
     /// Opens the data directory and binds the client URLs.
     pub async fn bind(config: Validated) -> Result<Server> {
         let now = now_ms();
-        let replicated = config.initial_cluster.len() > 1;
+        let replicated = config.replicated;
         let advertise_peer: Vec<String> = config
             .advertise_peer_urls
             .iter()
@@ -294,10 +452,17 @@ impl Server {
                     url: url.clone(),
                 })
                 .collect();
+            let joined =
+                if !config.join.is_empty() && crate::replication::is_fresh(&config.data_dir)? {
+                    Some(request_join(&config, &me).await?)
+                } else {
+                    None
+                };
             let replica = Replica::start(
                 &config.data_dir,
                 me,
                 peers,
+                joined,
                 &config.peer_urls,
                 config.tls.clone(),
             )?;
