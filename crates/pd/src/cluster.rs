@@ -329,6 +329,40 @@ mod tests {
     }
 
     #[test]
+    fn leaders_piled_on_one_store_are_moved_to_a_follower_store() {
+        let (mut c, _) = cluster_with_stores(3, 1000);
+        let full = |id: u64, start: &[u8], end: &[u8]| metapb::Region {
+            id,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 3,
+                version: 2,
+            }),
+            peers: vec![
+                peer(id * 10 + 1, 1),
+                peer(id * 10 + 2, 2),
+                peer(id * 10 + 3, 3),
+            ],
+        };
+        let regions = [
+            full(100, b"", b"g"),
+            full(200, b"g", b"p"),
+            full(300, b"p", b""),
+        ];
+        let mut last = None;
+        for r in &regions {
+            last = c
+                .region_heartbeat(&heartbeat(r, peer(r.id * 10 + 1, 1)), 1000)
+                .unwrap();
+        }
+        let transfer = last
+            .and_then(|r| r.transfer_leader)
+            .expect("a leader transfer");
+        assert_ne!(transfer.peer.unwrap().store_id, 1);
+    }
+
+    #[test]
     fn batch_split_ids_are_fresh_and_split_report_updates_lookup() {
         let (mut c, region) = cluster_with_stores(1, 1000);
         let ids = c.ask_batch_split(&region, 2).unwrap();
