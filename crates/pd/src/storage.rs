@@ -95,12 +95,19 @@ impl Storage {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::storage(dir, "creating the data directory", e))?;
         let path = dir.join(name);
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(|e| Error::storage(&path, "opening the log", e))?;
+        if !existed {
+            // The new file's directory entry must be durable too.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::storage(dir, "syncing the data directory", e))?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::storage(&path, "reading the log", e))?;
