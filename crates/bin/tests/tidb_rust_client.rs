@@ -207,6 +207,47 @@ async fn rust_client_mutual_tls_and_both_auth_plugins() {
         .is_err());
 }
 
+#[tokio::test]
+async fn change_user_reauthenticates_and_resets_the_session() {
+    use mysql_async::ChangeUserOpts;
+    let pki = Pki::new();
+    let s = server(&pki, &[]);
+    let mut conn = Conn::new(opts(&pki, &s, "root", None, true, false))
+        .await
+        .unwrap();
+    conn.query_drop("CREATE USER 'cu'@'%' IDENTIFIED WITH caching_sha2_password BY 'cup'; GRANT SELECT ON test.* TO 'cu'@'%'").await.unwrap();
+    conn.query_drop("SET @keep = 1").await.unwrap();
+    conn.change_user(
+        ChangeUserOpts::default()
+            .with_user(Some("cu".into()))
+            .with_pass(Some("cup".into()))
+            .with_db_name(Some("test".into())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    let row: Option<(String, Option<i64>, String)> = conn
+        .query_first("SELECT CURRENT_USER(), @keep, DATABASE()")
+        .await
+        .unwrap();
+    assert_eq!(row, Some(("cu@%".to_string(), None, "test".to_string())));
+    // The new user's privileges apply.
+    assert!(conn.query_drop("CREATE USER 'x'@'%'").await.is_err());
+    // A wrong password is refused and ends the connection.
+    let bad = conn
+        .change_user(
+            ChangeUserOpts::default()
+                .with_user(Some("root".into()))
+                .with_pass(Some("nope".into())),
+        )
+        .await;
+    assert!(bad.is_err());
+    assert!(
+        s.wait_for_log("COM_CHANGE_USER: wrong password"),
+        "{}",
+        s.log()
+    );
+}
+
 fn python_with_pymysql(test: &str) -> Option<()> {
     let ok = Command::new("python3")
         .args(["-c", "import pymysql"])

@@ -352,7 +352,17 @@ where
             return Err(Closed::Broken(format!("bad handshake response: {}", m.0)));
         }
     };
-    match login(&mut pio, &resp, &salt, peer_ip, tls_info.as_ref(), shared).await {
+    match login(
+        &mut pio,
+        &resp,
+        &salt,
+        peer_ip,
+        tls_info.as_ref(),
+        shared,
+        false,
+    )
+    .await
+    {
         Ok(account_host) => {
             let mut session = Session {
                 server: shared.clone(),
@@ -401,6 +411,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     peer_ip: &str,
     tls: Option<&TlsInfo>,
     shared: &Shared,
+    force_switch: bool,
 ) -> Result<String, Result<Refusal, Closed>> {
     let user = resp.user.as_str();
     if tls.is_none() && shared.require_secure_transport() {
@@ -438,7 +449,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         .clone()
         .unwrap_or_else(|| NATIVE_PASSWORD.to_string());
     let mut data = resp.auth.clone();
-    if plugin != account.plugin {
+    if force_switch || plugin != account.plugin {
         // Auth switch: same scramble, the account's plugin.
         let mut p = vec![0xfe];
         p.extend_from_slice(account.plugin.as_bytes());
@@ -724,6 +735,7 @@ impl Connection {
                 self.session.vars.clear();
                 pio.queue(&resultset::ok(0, 0, self.status(), ""));
             }
+            com::CHANGE_USER => self.change_user(pio, body).await?,
             com::STMT_PREPARE => self.prepare(pio, body).await?,
             com::STMT_EXECUTE => self.execute(pio, body).await?,
             com::STMT_SEND_LONG_DATA => {
@@ -767,6 +779,93 @@ impl Connection {
             other => pio.queue(&resultset::err(&er::unknown_com(other))),
         }
         Ok(true)
+    }
+
+    /// COM_CHANGE_USER: authenticate again (always through an
+    /// AuthSwitchRequest with a fresh scramble), then start a fresh session
+    /// as the new user. A failed attempt closes the connection.
+    async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        pio: &mut PacketIo<S>,
+        body: &[u8],
+    ) -> Result<(), Closed> {
+        let caps = self.session.capabilities;
+        let parsed = (|| {
+            let mut r = Reader::new(body);
+            let user = String::from_utf8(r.null_str()?.to_vec())
+                .map_err(|_| Malformed("user name is not UTF-8"))?;
+            if caps & cap::SECURE_CONNECTION != 0 {
+                let n = r.u8()?;
+                r.bytes(usize::from(n))?;
+            } else {
+                r.null_str()?;
+            }
+            let db = String::from_utf8_lossy(r.null_str_or_rest()).into_owned();
+            Ok::<_, Malformed>((user, db))
+        })();
+        let (user, db) = match parsed {
+            Ok(v) => v,
+            Err(m) => {
+                pio.queue(&resultset::err(&er::malformed_packet()));
+                return Err(Closed::Broken(format!("bad COM_CHANGE_USER: {}", m.0)));
+            }
+        };
+        let resp = HandshakeResponse {
+            caps,
+            user: user.clone(),
+            auth: Vec::new(),
+            db: None,
+            plugin: None,
+        };
+        let salt = auth::new_scramble();
+        let shared = self.session.server.clone();
+        let ip = self.session.client_ip.clone();
+        let tls = self.session.tls.clone();
+        match login(pio, &resp, &salt, &ip, tls.as_ref(), &shared, true).await {
+            Ok(account_host) => {
+                let old = std::mem::replace(
+                    &mut self.session,
+                    Session {
+                        server: shared,
+                        conn_id: 0,
+                        user,
+                        client_ip: ip,
+                        account_host,
+                        db: None,
+                        vars: Default::default(),
+                        user_vars: Default::default(),
+                        tls,
+                        multi_statements: caps & cap::MULTI_STATEMENTS != 0,
+                        capabilities: caps,
+                        questions: 0,
+                    },
+                );
+                self.session.conn_id = old.conn_id;
+                self.session.questions = old.questions;
+                self.statements.clear();
+                if !db.is_empty() {
+                    if let Err(e) = self.backend.init_db(&mut self.session, &db).await {
+                        let e = sql_error(e)?;
+                        pio.queue(&resultset::err(&e));
+                        return Err(Closed::LoginRefused(format!(
+                            "COM_CHANGE_USER database: {e}"
+                        )));
+                    }
+                }
+                pio.queue(&resultset::ok(0, 0, self.status(), ""));
+                tracing::info!(conn_id = self.session.conn_id, user = %self.session.user, "changed user");
+                Ok(())
+            }
+            Err(Ok(refusal)) => {
+                pio.queue(&resultset::err(&refusal.err));
+                let _ = pio.flush().await;
+                Err(Closed::LoginRefused(format!(
+                    "COM_CHANGE_USER: {}",
+                    refusal.log
+                )))
+            }
+            Err(Err(closed)) => Err(closed),
+        }
     }
 
     async fn prepare<S: AsyncRead + AsyncWrite + Unpin>(
