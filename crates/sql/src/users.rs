@@ -429,6 +429,14 @@ struct UsersFile {
 impl FileUserStore {
     /// Opens `DIR/users.json` (which need not exist yet).
     pub fn open(dir: &Path) -> Result<FileUserStore> {
+        // A new data directory is private to the server's user.
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Store(format!(
                 "cannot create --data-dir {}: {e}; create it or choose another directory",

@@ -432,7 +432,7 @@ impl Interim {
                                     }
                                     h
                                 }
-                                Some(parser::Identified { password: Some(p), .. }) => hash_for(&plugin, &p),
+                                Some(parser::Identified { password: Some(p), .. }) => hash_for(&plugin, p.expose()),
                                 _ => String::new(),
                             };
                             let mut rec = UserRecord::new(&u, &h, &plugin, auth_string);
@@ -489,7 +489,7 @@ impl Interim {
                                             "The password hash doesn't have the expected format."
                                                 .into(),
                                     })),
-                                    (None, Some(p)) => hash_for(&plugin, p),
+                                    (None, Some(p)) => hash_for(&plugin, p.expose()),
                                     (None, None) => String::new(),
                                 };
                                 rec.plugin = plugin;
@@ -544,7 +544,7 @@ impl Interim {
                             .iter_mut()
                             .find(|r| r.user == u && r.host == h)
                             .ok_or(Error::Sql(er::password_no_match()))?;
-                        rec.auth_string = hash_for(&rec.plugin, password);
+                        rec.auth_string = hash_for(&rec.plugin, password.expose());
                         Ok(())
                     })
                     .map_err(store_err)?;

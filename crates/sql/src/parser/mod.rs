@@ -17,6 +17,24 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use crate::error::{er, SqlError};
 use crate::users::TlsRequire;
 
+/// A cleartext password from `IDENTIFIED BY` or `SET PASSWORD`. Its
+/// `Debug` prints nothing, so a logged statement never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// The password, to hash it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
 /// An account name, `'user'@'host'`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -34,7 +52,7 @@ pub struct Identified {
     /// `WITH plugin`, if given.
     pub plugin: Option<String>,
     /// `BY 'password'`.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// `AS 'stored hash'`.
     pub hash: Option<String>,
 }
@@ -112,7 +130,7 @@ pub enum Stmt {
         /// `None`: the session's own account.
         account: Option<Account>,
         /// The new password.
-        password: String,
+        password: Password,
     },
     /// `USE db`.
     Use(String),
@@ -442,7 +460,7 @@ impl<'a> P<'a> {
             id.plugin = Some(self.name()?.to_ascii_lowercase());
         }
         if self.eat(&["BY"]) {
-            id.password = Some(self.string()?);
+            id.password = Some(Password(self.string()?));
         } else if self.eat(&["AS"]) {
             id.hash = Some(self.string()?);
         } else if id.plugin.is_none() {
@@ -669,7 +687,10 @@ impl<'a> P<'a> {
                 self.string()?
             };
             self.end()?;
-            return Ok(Stmt::SetPassword { account, password });
+            return Ok(Stmt::SetPassword {
+                account,
+                password: Password(password),
+            });
         }
         if self.eat(&["NAMES"]) || self.eat(&["CHARACTER", "SET"]) || self.eat(&["CHARSET"]) {
             let charset = self.name()?;
@@ -930,7 +951,8 @@ mod tests {
                 assert_eq!(users[0].account.host, "%");
                 let id = users[0].identified.clone().unwrap();
                 assert_eq!(id.plugin.as_deref(), Some("caching_sha2_password"));
-                assert_eq!(id.password.as_deref(), Some("pw"));
+                assert_eq!(id.password.as_ref().map(Password::expose), Some("pw"));
+                assert!(!format!("{id:?}").contains("pw\""), "Debug must not show the password");
                 let r = require.unwrap();
                 assert_eq!(r.issuer.as_deref(), Some("/CN=ca"));
                 assert_eq!(r.san.as_deref(), Some("DNS:app"));
