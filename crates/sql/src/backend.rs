@@ -13,6 +13,14 @@
 //! `executor::Interim` (constants, variables, users); the SQL engine of
 //! issue 8 implements the same trait over the cluster. Methods return boxed
 //! futures so the engine can do cluster I/O without blocking the runtime.
+//!
+//! How the engine plugs in: it parses with `parser::split`/`parser::parse`
+//! (or its own parser), runs table statements itself, and hands the
+//! statements it does not own (accounts, `SET`, `SHOW VARIABLES|STATUS`,
+//! `ALTER INSTANCE`) to `executor::Interim`, whose account logic goes
+//! through `Session::server.users` (a `UserStore`, which the engine backs
+//! with the cluster's user table). `tidb-server` picks the backend in one
+//! place (`tiox_sql::serve(listener, shared, backend)`).
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
