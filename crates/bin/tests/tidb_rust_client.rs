@@ -205,6 +205,19 @@ async fn rust_client_mutual_tls_and_both_auth_plugins() {
     assert!(Conn::new(opts(&pki, &s, "s2", Some("wrong"), true, false))
         .await
         .is_err());
+    // The database in the handshake is checked against the account's grants.
+    let err = Conn::new(opts(&pki, &s, "s2", Some("sp"), true, false).db_name(Some("test")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1044"), "{err}");
+    root.query_drop("GRANT SELECT ON test.* TO 's2'@'%'")
+        .await
+        .unwrap();
+    let mut s2 = Conn::new(opts(&pki, &s, "s2", Some("sp"), true, false).db_name(Some("test")))
+        .await
+        .unwrap();
+    let db: Option<String> = s2.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(db.as_deref(), Some("test"));
 }
 
 #[tokio::test]
