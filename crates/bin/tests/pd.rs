@@ -89,7 +89,8 @@ impl Pd {
         Self::start_member(data_dir, "pd1", port, free_port(), None, tls)
     }
 
-    /// Starts one member; `initial` is the `--initial-cluster` value.
+    /// Starts one member; `initial` is the `--initial-cluster` value (or a
+    /// whole `--join=...` flag).
     fn start_member(
         data_dir: &Path,
         name: &str,
@@ -97,6 +98,19 @@ impl Pd {
         peer: u16,
         initial: Option<&str>,
         tls: Option<&Pki>,
+    ) -> Pd {
+        Self::start_with(data_dir, name, port, peer, initial, tls, &[])
+    }
+
+    /// As `start_member`, with extra flags.
+    fn start_with(
+        data_dir: &Path,
+        name: &str,
+        port: u16,
+        peer: u16,
+        initial: Option<&str>,
+        tls: Option<&Pki>,
+        extra: &[String],
     ) -> Pd {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let log = data_dir.with_extension(format!("{port}.log"));
@@ -113,6 +127,7 @@ impl Pd {
                 cmd.arg(format!("--initial-cluster={initial}"));
             }
         }
+        cmd.args(extra);
         if let Some(pki) = tls {
             cmd.args(["--cacert", &pki.s("ca.pem")])
                 .args(["--cert", &pki.s("pd.pem")])
@@ -1106,6 +1121,104 @@ fn join_grows_a_cluster_that_survives_losing_its_first_member() {
             r.region.map(|r| r.id),
             Some(region_id),
             "joined members lack the metadata"
+        );
+    });
+}
+
+#[test]
+fn members_that_join_after_log_compaction_catch_up_from_a_snapshot() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pd.toml");
+    std::fs::write(&config, "[replication]\nraft-log-keep-entries = 5\n").unwrap();
+    let extra = vec![format!("--config={}", config.display())];
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let tls = pki.client_tls(b"h2");
+    let rt = runtime();
+    let first = format!("pd1=https://127.0.0.1:{}", ports[0].1);
+    let mut pds = vec![Pd::start_with(
+        &data.path().join("pd1"),
+        "pd1",
+        ports[0].0,
+        ports[0].1,
+        Some(&first),
+        Some(&pki),
+        &extra,
+    )];
+    const STORES: u64 = 40;
+    rt.block_on(async {
+        wait_for_serving_leader(&[&pds[0]], &tls).await;
+        let mut c = tiox_pd::client::connect(&pds[0].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        bootstrap(&mut c).await;
+        // Every PutStore is one Raft entry; with 5 entries kept, the early
+        // log is compacted away long before the new members arrive.
+        for i in 0..STORES {
+            let r = c
+                .put_store(pdpb::PutStoreRequest {
+                    header: None,
+                    store: Some(tiox_proto::metapb::Store {
+                        id: 10_000 + i,
+                        address: format!("10.0.0.{i}:20160"),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.header.unwrap().error.is_none());
+        }
+    });
+    let join = format!("--join=https://127.0.0.1:{}", ports[0].0);
+    for (i, (client, peer)) in ports.iter().enumerate().skip(1) {
+        let name = format!("pd{}", i + 1);
+        pds.push(Pd::start_with(
+            &data.path().join(&name),
+            &name,
+            *client,
+            *peer,
+            Some(&join),
+            Some(&pki),
+            &extra,
+        ));
+    }
+    // Wait until both new members have installed a snapshot.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pds[1..]
+        .iter()
+        .all(|p| p.log_text().contains("installed a Raft snapshot"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot installed:\n{}",
+            pds.iter()
+                .map(|p| p.log_text())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    pds[0].kill();
+    rt.block_on(async {
+        let refs: Vec<&Pd> = pds[1..].iter().collect();
+        let new = wait_for_serving_leader(&refs, &tls).await;
+        let mut c = tiox_pd::client::connect(&refs[new].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let all = c
+            .get_all_stores(pdpb::GetAllStoresRequest {
+                header: None,
+                exclude_tombstone_stores: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            all.stores.len() as u64,
+            STORES + 1,
+            "state lost in the snapshot"
         );
     });
 }

@@ -32,11 +32,18 @@ impl std::error::Error for ConfigError {}
 pub struct ReplicationConfig {
     /// Replicas per region PD aims for (3).
     pub max_replicas: u32,
+    /// PD's own Raft log (between PD members): applied entries kept before
+    /// older ones are compacted; a member further behind gets a snapshot
+    /// of the state instead (10000).
+    pub raft_log_keep_entries: u64,
 }
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { max_replicas: 3 }
+        ReplicationConfig {
+            max_replicas: 3,
+            raft_log_keep_entries: crate::replication::DEFAULT_KEEP_ENTRIES,
+        }
     }
 }
 

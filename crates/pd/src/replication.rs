@@ -37,8 +37,10 @@ use std::time::Duration;
 use protobuf::Message as _;
 use raft::prelude::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message as RaftMessage,
+    Snapshot,
 };
 use raft::storage::MemStorage;
+use raft::{GetEntriesContext, RaftState};
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 use tiox_security::{ClientAuth, ClientTls, ServerTls, TlsSettings};
@@ -56,6 +58,11 @@ pub const TICK_MS: u64 = 100;
 const APPLIED_KEY: &[u8] = b"raft/applied";
 const HARD_STATE_KEY: &[u8] = b"hs";
 const CONF_STATE_KEY: &[u8] = b"cs";
+const SNAP_META_KEY: &[u8] = b"snap";
+const MEMBER_PREFIX: &[u8] = b"member/";
+/// Default number of applied Raft entries kept before older ones are
+/// compacted away (a lagging or new member then gets a snapshot).
+pub const DEFAULT_KEEP_ENTRIES: u64 = 10_000;
 const PEER_PREFIX: &[u8] = b"peers/";
 const ENTRY_PREFIX: &[u8] = b"e/";
 const MAX_FRAME: usize = 16 << 20;
@@ -148,7 +155,23 @@ impl RaftLog {
                 .map_err(|e| Error::Corrupt(format!("the Raft conf state does not decode: {e}")))?,
             None => ConfState::from((voters, Vec::<u64>::new())),
         };
-        let mem = MemStorage::new_with_conf_state(cs);
+        let snap_meta = store.get(SNAP_META_KEY).and_then(|v| {
+            let b: [u8; 16] = v.try_into().ok()?;
+            Some((
+                u64::from_be_bytes(b[..8].try_into().ok()?),
+                u64::from_be_bytes(b[8..].try_into().ok()?),
+            ))
+        });
+        let mem = MemStorage::new_with_conf_state(cs.clone());
+        if let Some((index, term)) = snap_meta {
+            let mut snap = Snapshot::default();
+            snap.mut_metadata().index = index;
+            snap.mut_metadata().term = term;
+            snap.mut_metadata().set_conf_state(cs);
+            mem.wl()
+                .apply_snapshot(snap)
+                .map_err(|e| Error::Corrupt(format!("the Raft snapshot mark is unusable: {e}")))?;
+        }
         let mut entries = Vec::new();
         for (_, v) in store.scan_prefix(ENTRY_PREFIX) {
             entries.push(
@@ -156,7 +179,9 @@ impl RaftLog {
                     .map_err(|e| Error::Corrupt(format!("a Raft entry does not decode: {e}")))?,
             );
         }
-        let last = entries.last().map_or(0, |e| e.index);
+        let last = entries
+            .last()
+            .map_or(snap_meta.map_or(0, |(i, _)| i), |e| e.index);
         mem.wl()
             .append(&entries)
             .map_err(|e| Error::Corrupt(format!("the Raft log is not continuous: {e}")))?;
@@ -231,6 +256,50 @@ impl RaftLog {
             .collect()
     }
 
+    /// Drops entries before `index` (all applied), remembering the index
+    /// and term just before it.
+    fn compact(&mut self, index: u64) -> Result<()> {
+        let first = raft::Storage::first_index(&self.mem).unwrap_or(1);
+        if index <= first {
+            return Ok(());
+        }
+        let term = raft::Storage::term(&self.mem, index - 1)
+            .map_err(|e| Error::Corrupt(format!("no term for Raft index {}: {e}", index - 1)))?;
+        let mut batch: Vec<Op> = (first..index).map(|i| (entry_key(i), None)).collect();
+        let mut meta = (index - 1).to_be_bytes().to_vec();
+        meta.extend_from_slice(&term.to_be_bytes());
+        batch.push((SNAP_META_KEY.to_vec(), Some(meta)));
+        self.store.write(batch)?;
+        self.mem
+            .wl()
+            .compact(index)
+            .map_err(|e| Error::Corrupt(format!("compacting the Raft log: {e}")))?;
+        Ok(())
+    }
+
+    /// Replaces the log by a snapshot's position (the state itself is
+    /// installed by the caller).
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        let first = raft::Storage::first_index(&self.mem).unwrap_or(1);
+        let mut batch: Vec<Op> = (first..=self.last).map(|i| (entry_key(i), None)).collect();
+        let meta = snap.get_metadata();
+        let mut mark = meta.index.to_be_bytes().to_vec();
+        mark.extend_from_slice(&meta.term.to_be_bytes());
+        batch.push((SNAP_META_KEY.to_vec(), Some(mark)));
+        let cs = meta
+            .get_conf_state()
+            .write_to_bytes()
+            .map_err(|e| Error::Corrupt(format!("cannot encode the conf state: {e}")))?;
+        batch.push((CONF_STATE_KEY.to_vec(), Some(cs)));
+        self.store.write(batch)?;
+        self.mem
+            .wl()
+            .apply_snapshot(snap.clone())
+            .map_err(|e| Error::Corrupt(format!("installing a Raft snapshot: {e}")))?;
+        self.last = meta.index;
+        Ok(())
+    }
+
     fn is_fresh(&self) -> bool {
         self.last == 0 && self.store.get(HARD_STATE_KEY).is_none()
     }
@@ -239,6 +308,69 @@ impl RaftLog {
         let mut hs = self.mem.rl().hard_state().clone();
         hs.commit = commit;
         self.persist(&[], Some(&hs))
+    }
+}
+
+/// What the Raft node reads: the in-memory log, plus snapshots made from
+/// the applied state (the whole key space; PD's state is small).
+struct RaftStore {
+    mem: MemStorage,
+    state: Arc<Mutex<Storage>>,
+}
+
+impl raft::Storage for RaftStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let map = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_map();
+        let applied = map
+            .get(APPLIED_KEY)
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        if applied < request_index {
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let term = self.mem.term(applied)?;
+        let conf_state = self.mem.initial_state()?.conf_state;
+        let ops: Vec<Op> = map.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let mut snap = Snapshot {
+            data: encode_ops(&ops).into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().index = applied;
+        snap.mut_metadata().term = term;
+        snap.mut_metadata().set_conf_state(conf_state);
+        Ok(snap)
     }
 }
 
@@ -268,6 +400,7 @@ impl Replica {
         joined: Option<Vec<MemberInfo>>,
         listen: &[Url],
         tls: Option<TlsSettings>,
+        keep_entries: u64,
     ) -> Result<Replica> {
         let mut voters: Vec<u64> = peers.iter().map(|p| p.id).collect();
         voters.push(me.id);
@@ -303,6 +436,13 @@ impl Replica {
         }
         let state = Storage::open(dir)?;
         let applied = read_u64(&state, APPLIED_KEY)?.unwrap_or(0);
+        for (_, v) in state.scan_prefix(MEMBER_PREFIX) {
+            if let Ok(info) = serde_json::from_slice::<MemberInfo>(v) {
+                if info.id != me.id && !log.saved_peers().iter().any(|p| p.id == info.id) {
+                    log.save_peer(&info)?;
+                }
+            }
+        }
         let cfg = raft::Config {
             id: me.id,
             election_tick: 10,
@@ -317,7 +457,12 @@ impl Replica {
         cfg.validate()
             .map_err(|e| Error::InvalidValue(format!("raft config: {e}")))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let node = RawNode::new(&cfg, log.mem.clone(), &logger)
+        let state = Arc::new(Mutex::new(state));
+        let store = RaftStore {
+            mem: log.mem.clone(),
+            state: state.clone(),
+        };
+        let node = RawNode::new(&cfg, store, &logger)
             .map_err(|e| Error::Corrupt(format!("cannot start the Raft node: {e}")))?;
 
         let mut std_listeners = Vec::new();
@@ -348,7 +493,6 @@ impl Replica {
             None => None,
         };
 
-        let state = Arc::new(Mutex::new(state));
         let mut known = BTreeMap::from([(me.id, me.clone())]);
         for info in saved {
             known.entry(info.id).or_insert(info);
@@ -370,6 +514,7 @@ impl Replica {
             hello: hello.clone(),
             members: members.clone(),
             self_id: me.id,
+            keep_entries: keep_entries.max(1),
         };
         let members2 = members.clone();
         let self_id = me.id;
@@ -495,7 +640,7 @@ fn seed() -> u64 {
 }
 
 struct Driver {
-    node: RawNode<MemStorage>,
+    node: RawNode<RaftStore>,
     log: RaftLog,
     state: Arc<Mutex<Storage>>,
     pending: HashMap<u64, Proposal>,
@@ -507,6 +652,7 @@ struct Driver {
     hello: Vec<u8>,
     members: Arc<Mutex<BTreeMap<u64, MemberInfo>>>,
     self_id: u64,
+    keep_entries: u64,
 }
 
 impl Driver {
@@ -633,7 +779,8 @@ impl Driver {
         let mut rd = self.node.ready();
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
-            tracing::warn!("received a Raft snapshot; PD never compacts its log, ignoring it");
+            let snap = rd.snapshot().clone();
+            self.install_snapshot(&snap)?;
         }
         let committed = rd.take_committed_entries();
         self.apply(committed)?;
@@ -646,6 +793,11 @@ impl Driver {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.node.advance_apply();
+        let applied = self.node.raft.raft_log.applied;
+        let first = raft::Storage::first_index(&self.log.mem).unwrap_or(1);
+        if applied > first + 2 * self.keep_entries {
+            self.log.compact(applied - self.keep_entries)?;
+        }
         Ok(())
     }
 
@@ -678,6 +830,63 @@ impl Driver {
 }
 
 impl Driver {
+    /// Installs a snapshot from the leader: the state is replaced whole,
+    /// the log restarts after it, and members it knows are dialled.
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let ops = decode_ops(&snap.data)
+            .ok_or_else(|| Error::Corrupt("a Raft snapshot does not decode".into()))?;
+        let mut map: BTreeMap<Vec<u8>, Vec<u8>> = ops
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        map.insert(APPLIED_KEY.to_vec(), meta.index.to_be_bytes().to_vec());
+        let members: Vec<MemberInfo> = map
+            .iter()
+            .filter(|(k, _)| k.starts_with(MEMBER_PREFIX))
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect();
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reset(map)?;
+        self.log.install_snapshot(snap)?;
+        self.applied_term = meta.term;
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "installed a Raft snapshot"
+        );
+        for info in members {
+            self.remember_member(info)?;
+        }
+        Ok(())
+    }
+
+    fn remember_member(&mut self, info: MemberInfo) -> Result<()> {
+        if info.id == self.self_id {
+            return Ok(());
+        }
+        self.log.save_peer(&info)?;
+        if let Some(url) = info
+            .peer_urls
+            .first()
+            .and_then(|u| Url::parse(u, "peer URL").ok())
+        {
+            self.add_sender(PeerAddr {
+                id: info.id,
+                name: info.name.clone(),
+                url,
+            });
+        }
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(info.id)
+            .or_insert(info);
+        Ok(())
+    }
+
     /// Applies a membership change: the new conf state is persisted, the new
     /// member is remembered (for restarts) and dialled.
     fn apply_conf_change(&mut self, e: &Entry) -> Result<()> {
@@ -692,31 +901,20 @@ impl Driver {
             .apply_conf_change(&cc)
             .map_err(|err| Error::InvalidValue(format!("conf change at {}: {err}", e.index)))?;
         self.log.set_conf_state(cs)?;
+        let mut ops: Vec<Op> = vec![(APPLIED_KEY.to_vec(), Some(e.index.to_be_bytes().to_vec()))];
         if cc.get_change_type() == ConfChangeType::AddNode {
             if let Ok(info) = serde_json::from_slice::<MemberInfo>(&cc.context) {
                 tracing::info!(name = %info.name, id = info.id, "PD member added");
-                self.log.save_peer(&info)?;
-                if let Some(url) = info
-                    .peer_urls
-                    .first()
-                    .and_then(|u| Url::parse(u, "peer URL").ok())
-                {
-                    self.add_sender(PeerAddr {
-                        id: info.id,
-                        name: info.name.clone(),
-                        url,
-                    });
-                }
-                self.members
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(info.id, info);
+                let mut key = MEMBER_PREFIX.to_vec();
+                key.extend_from_slice(info.id.to_string().as_bytes());
+                ops.push((key, Some(serde_json::to_vec(&info).unwrap_or_default())));
+                self.remember_member(info)?;
             }
         }
         self.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .put(APPLIED_KEY, e.index.to_be_bytes().to_vec())?;
+            .write(ops)?;
         if let Ok(ctx) = <[u8; 8]>::try_from(e.context.as_ref()) {
             if let Some(p) = self.pending.remove(&u64::from_be_bytes(ctx)) {
                 let _ = p.done.send(Ok(()));

@@ -465,6 +465,7 @@ impl Server {
                 joined,
                 &config.peer_urls,
                 config.tls.clone(),
+                config.config.replication.raft_log_keep_entries,
             )?;
             let stored = replica
                 .applied_map()

@@ -195,6 +195,13 @@ impl Storage {
             .sum()
     }
 
+    /// Replaces the whole content (a Raft snapshot being installed):
+    /// rewritten to a new file, fsynced and renamed over the log.
+    pub fn reset(&mut self, map: BTreeMap<Vec<u8>, Vec<u8>>) -> Result<()> {
+        self.map = map;
+        self.rewrite()
+    }
+
     fn maybe_compact(&mut self) -> Result<()> {
         let live = self.live_bytes();
         let Some(log) = &mut self.file else {
@@ -203,6 +210,13 @@ impl Storage {
         if log.len < COMPACT_MIN_BYTES || log.len < 2 * live + 4096 {
             return Ok(());
         }
+        self.rewrite()
+    }
+
+    fn rewrite(&mut self) -> Result<()> {
+        let Some(log) = &mut self.file else {
+            return Ok(());
+        };
         let batch: Vec<Op> = self
             .map
             .iter()
