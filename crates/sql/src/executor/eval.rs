@@ -291,6 +291,43 @@ fn arith(op: &BinaryOperator, a: &Value, b: &Value, text: &str) -> Result<Value,
     })
 }
 
+/// `CAST(v AS type)` for the types that need no table: strings, integers,
+/// decimals, floats, binary.
+fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let t = ty.to_ascii_uppercase();
+    let word = t.split(['(', ' ']).next().unwrap_or("");
+    Ok(match word {
+        "CHAR" | "VARCHAR" | "TEXT" | "NCHAR" | "CHARACTER" => Value::Text(v.to_string()),
+        "BINARY" | "VARBINARY" | "BLOB" => Value::Bytes(v.to_text().unwrap_or_default()),
+        "SIGNED" | "INT" | "INTEGER" | "BIGINT" => match v {
+            Value::Int(i) => Value::Int(i),
+            Value::UInt(u) => Value::Int(u as i64),
+            other => Value::Int(to_f64(&other).trunc() as i64),
+        },
+        "UNSIGNED" => match v {
+            Value::UInt(u) => Value::UInt(u),
+            Value::Int(i) => Value::UInt(i as u64),
+            other => Value::UInt(to_f64(&other).trunc().max(0.0) as u64),
+        },
+        "DECIMAL" | "NUMERIC" | "DEC" => match v {
+            Value::Int(_) | Value::UInt(_) | Value::Decimal(_) => match to_dec(&v) {
+                Some(d) => d.to_value(),
+                None => Value::Decimal(v.to_string()),
+            },
+            other => number(&format!("{}", to_f64(&other).round())),
+        },
+        "DOUBLE" | "FLOAT" | "REAL" => Value::Double(to_f64(&v)),
+        _ => {
+            return Err(er::not_supported_yet(&format!(
+                "CAST to {ty} (the SQL engine comes with issue 8)"
+            )))
+        }
+    })
+}
+
 fn now() -> Value {
     let t = time::OffsetDateTime::now_utc();
     Value::DateTime {
@@ -482,6 +519,9 @@ impl Ctx<'_> {
                     None => Value::Null,
                 }
             }
+            Expr::Cast {
+                expr, data_type, ..
+            } => cast(self.eval(expr)?, &data_type.to_string())?,
             other => {
                 return Err(er::not_supported_yet(&format!(
                     "the expression `{other}` (the SQL engine comes with issue 8)"
