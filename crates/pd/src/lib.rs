@@ -11,6 +11,9 @@
 //!                                         └─ HTTP  http::router  ───┤
 //!                                                                   ▼
 //!                          cluster::Cluster { meta, tso, id, storage }
+//!                                                                   │ writes
+//!   peer port (TLS)  ◄──────────────────── replication::Replica ◄───┘ (Raft, when
+//!                                            several PD members)
 //! ```
 
 pub mod client;

@@ -26,9 +26,13 @@
 //! - peer connections are mutually authenticated when TLS is configured;
 //!   refusals are logged with the peer's address.
 //!
-//! Not done: membership changes (`--join`), log compaction and snapshots
-//! (PD writes rarely; the log is kept whole), request forwarding (followers
-//! redirect HTTP and answer gRPC with a not-leader error naming the leader).
+//! Membership: `--initial-cluster` members are voters from the start; a
+//! `--join`ing member is added with a Raft `AddNode` conf change proposed by
+//! the leader. The log is compacted past `raft-log-keep-entries`; a member
+//! needing dropped entries gets a snapshot of the whole applied state.
+//!
+//! Not done: removing members, and forwarding requests (followers redirect
+//! HTTP and answer gRPC with a not-leader error naming the leader).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
