@@ -35,6 +35,9 @@ pub struct TidbConfig {
     /// Largest packet accepted, in bytes (MySQL's `max_allowed_packet`).
     /// Default 64 MiB; at most 1 GiB.
     pub max_allowed_packet: u64,
+    /// Most MySQL connections at once, including ones still logging in
+    /// (ERROR 1040 beyond it). 0: no limit (TiDB's default).
+    pub max_server_connections: usize,
     /// TLS and certificates.
     pub security: TidbSecurity,
     /// The HTTP status port.
@@ -50,6 +53,7 @@ impl Default for TidbConfig {
             path: String::new(),
             data_dir: String::new(),
             max_allowed_packet: 64 << 20,
+            max_server_connections: 0,
             security: TidbSecurity::default(),
             status: TidbStatus::default(),
         }

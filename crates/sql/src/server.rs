@@ -43,6 +43,8 @@ pub struct Settings {
     pub wait_timeout: std::time::Duration,
     /// How long the rest of a started packet may take (`net_read_timeout`).
     pub net_read_timeout: std::time::Duration,
+    /// Most connections at once, logged in or not (0: no limit).
+    pub max_connections: usize,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             hostname: "localhost".into(),
             wait_timeout: std::time::Duration::from_secs(28800),
             net_read_timeout: std::time::Duration::from_secs(30),
+            max_connections: 0,
         }
     }
 }
@@ -159,9 +162,24 @@ impl Shared {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     {
         let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        self.live.fetch_add(1, Ordering::Relaxed);
+        let live = self.live.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
-        let closed = conn::run(io, peer.clone(), peer_ip, conn_id, self.clone(), backend).await;
+        let max = self.settings.max_connections;
+        let closed = if max > 0 && live >= max as u64 {
+            // MySQL sends ER_CON_COUNT_ERROR in place of the handshake.
+            let mut io = crate::protocol::packet::PacketIo::new(io);
+            let err = crate::error::SqlError {
+                code: 1040,
+                state: "08004",
+                message: "Too many connections".into(),
+            };
+            let _ = io.send(&crate::protocol::resultset::err(&err)).await;
+            Closed::LoginRefused(format!(
+                "max-server-connections ({max}) reached; connection refused"
+            ))
+        } else {
+            conn::run(io, peer.clone(), peer_ip, conn_id, self.clone(), backend).await
+        };
         self.live.fetch_sub(1, Ordering::Relaxed);
         match &closed {
             Closed::ClientQuit => tracing::debug!(conn_id, peer, "connection closed: {closed}"),

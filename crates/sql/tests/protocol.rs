@@ -738,3 +738,32 @@ async fn tls_upgrade_after_sslrequest_then_login_over_tls() {
         Closed::ClientQuit
     ));
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_error_1040() {
+    let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());
+    root.global.insert("ALL PRIVILEGES".into());
+    let shared = Shared::new(
+        Arc::new(MemoryUserStore::new(vec![root])),
+        None,
+        Settings {
+            max_connections: 1,
+            ..Settings::default()
+        },
+    );
+    let (c, _first) = connect(&shared);
+    let mut io = login(c, CAPS).await;
+    let (c2, second) = connect(&shared);
+    let mut io2 = PacketIo::new(c2);
+    let p = io2.read_packet(LIMIT).await.unwrap();
+    assert_eq!(err_code(&p), Some(1040));
+    let text = closed_within("over the limit", second).await.to_string();
+    assert!(text.contains("max-server-connections"), "{text}");
+    // The first session is unaffected; after it quits there is room again.
+    assert_eq!(command(&mut io, &[com::PING]).await[0], 0);
+    io.reset_seq();
+    io.send(&[com::QUIT]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (c3, _third) = connect(&shared);
+    let _ = login(c3, CAPS).await;
+}

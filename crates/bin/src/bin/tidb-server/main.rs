@@ -85,6 +85,9 @@ struct Args {
     /// Largest packet accepted (bytes).
     #[arg(long = "max-allowed-packet")]
     max_allowed_packet: Option<u64>,
+    /// Most MySQL connections at once (0: no limit).
+    #[arg(long = "max-server-connections")]
+    max_server_connections: Option<usize>,
 }
 
 fn apply(args: &Args, c: &mut TidbConfig) {
@@ -115,6 +118,7 @@ fn apply(args: &Args, c: &mut TidbConfig) {
     set!(args.cluster_ssl_cert, c.security.cluster_ssl_cert);
     set!(args.cluster_ssl_key, c.security.cluster_ssl_key);
     set!(args.max_allowed_packet, c.max_allowed_packet);
+    set!(args.max_server_connections, c.max_server_connections);
 }
 
 fn bootstrap(store: &FileUserStore, secure: bool) -> anyhow::Result<()> {
@@ -201,6 +205,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ssl_key: config.security.ssl_key.clone(),
         tls_version: v.tls_versions.clone(),
         hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        max_connections: config.max_server_connections,
         ..tiox_sql::Settings::default()
     };
     let shared = tiox_sql::Shared::new(Arc::new(store), mysql_tls, settings);
