@@ -123,24 +123,47 @@ pub fn to_f64(v: &Value) -> f64 {
         other => {
             let s = other.to_string();
             let s = s.trim();
-            let end = s
-                .char_indices()
-                .take_while(|(i, c)| {
-                    c.is_ascii_digit()
-                        || *c == '.'
-                        || ((*c == '-' || *c == '+') && *i == 0)
-                        || *c == 'e'
-                        || *c == 'E'
-                })
-                .map(|(i, c)| i + c.len_utf8())
-                .last()
-                .unwrap_or(0);
-            (1..=end)
-                .rev()
-                .find_map(|n| s[..n].parse::<f64>().ok())
-                .unwrap_or(0.0)
+            s[..numeric_prefix(s)].parse::<f64>().unwrap_or(0.0)
         }
     }
+}
+
+/// The length of the longest numeric prefix of `s` (MySQL reads '12abc'
+/// as 12): sign, digits, fraction, exponent. One pass, no backtracking.
+fn numeric_prefix(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let digits = |mut j: usize| {
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        j
+    };
+    let int_end = digits(i);
+    let mut end = int_end;
+    let mut frac_digits = 0;
+    if end < b.len() && b[end] == b'.' {
+        let f = digits(end + 1);
+        frac_digits = f - end - 1;
+        end = f;
+    }
+    if int_end == i && frac_digits == 0 {
+        return 0;
+    }
+    if end < b.len() && (b[end] == b'e' || b[end] == b'E') {
+        let mut j = end + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let e = digits(j);
+        if e > j {
+            end = e;
+        }
+    }
+    end
 }
 
 /// MySQL truthiness: NULL is unknown (None).
@@ -243,8 +266,9 @@ fn arith(op: &BinaryOperator, a: &Value, b: &Value, text: &str) -> Result<Value,
                     }
                     // MySQL: the dividend's scale + div_precision_increment (4).
                     let out = x.1 + 4;
-                    let num =
-                        x.0.checked_mul(10i128.checked_pow(out + y.1 - x.1).unwrap_or(0));
+                    let num = 10i128
+                        .checked_pow(out + y.1 - x.1)
+                        .and_then(|f| x.0.checked_mul(f));
                     num.map(|n| {
                         let q = n / y.0;
                         let r = n % y.0;
@@ -816,6 +840,21 @@ mod tests {
             "x"
         )
         .is_err());
+    }
+
+    #[test]
+    fn numeric_prefix_is_linear_and_mysql_like() {
+        assert_eq!(to_f64(&Value::Text("12abc".into())), 12.0);
+        assert_eq!(to_f64(&Value::Text(" -1.5e2x".into())), -150.0);
+        assert_eq!(to_f64(&Value::Text("1e".into())), 1.0);
+        assert_eq!(to_f64(&Value::Text(".5".into())), 0.5);
+        assert_eq!(to_f64(&Value::Text("abc".into())), 0.0);
+        assert_eq!(to_f64(&Value::Text("-".into())), 0.0);
+        // A long run of dots is one pass, not quadratic.
+        let dots = format!("1{}", ".".repeat(2_000_000));
+        let start = std::time::Instant::now();
+        assert_eq!(to_f64(&Value::Text(dots)), 1.0);
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
