@@ -116,10 +116,23 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match tiox_kv::server::start(validated).await {
             Ok(server) => {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("tikv-server: cannot watch SIGTERM: {e}");
+                            return ExitCode::from(1);
+                        }
+                    };
                 tokio::select! {
                     _ = server_wait(server) => ExitCode::from(1),
                     _ = tokio::signal::ctrl_c() => {
-                        tracing::info!("tikv-server: shutting down");
+                        tracing::info!("tikv-server: shutting down (SIGINT)");
+                        ExitCode::SUCCESS
+                    }
+                    _ = term.recv() => {
+                        tracing::info!("tikv-server: shutting down (SIGTERM)");
                         ExitCode::SUCCESS
                     }
                 }

@@ -1,7 +1,8 @@
-//! `tiox`: the umbrella tool. Today: `tiox cert` (make and inspect
-//! certificates). The playground and `tiox check` join it later.
+//! `tiox`: the umbrella tool: `tiox cert` (make and inspect certificates)
+//! and `tiox playground` (a local cluster with mutual TLS everywhere).
 
 mod cert;
+mod playground;
 
 use clap::{Parser, Subcommand};
 
@@ -21,9 +22,13 @@ enum Command {
     /// Create and inspect TLS certificates for a cluster.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Start a local cluster (3 PD, 3 TiKV, 1 TiDB) with mutual TLS on
+    /// every link; Ctrl-C stops it.
+    Playground(playground::PlaygroundArgs),
 }
 
-fn main() {
+#[tokio::main]
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -34,6 +39,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Cert(c) => cert::run(c),
+        Command::Playground(a) => playground::run(a).await,
     };
     std::process::exit(code);
 }

@@ -1,0 +1,639 @@
+//! `tiox playground`: one command to a running, fully mutually
+//! authenticated cluster on this machine.
+//!
+//! ```text
+//!  data dir ── certs/ (tiox cert init, first start only)
+//!           ├─ topology.json (ports, kept so a second start reuses them)
+//!           ├─ pd-N/ kv-N/ tidb-N/ (data)      logs/*.log
+//!           └─ root-password (0600, the generated MySQL root password)
+//!  [1/4] PD x N (Raft peers, --initial-cluster, https)  -> /pd/api/v1/health
+//!  [2/4] TiKV x N (--pd https://...)                    -> stores Up, region led
+//!  [3/4] TiDB x N (MySQL TLS with the separate mysql/ set, cluster TLS)
+//!  [4/4] print how to connect; Ctrl-C stops everything
+//! ```
+//!
+//! `--insecure-for-benchmarks` runs every link in plaintext; it exists only
+//! to measure what TLS costs, and says so loudly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tiox_bin::launch::{bin, free_port, http_get};
+use tiox_security::certgen::{init_dir, InitOptions};
+use tiox_security::{ClientTls, Component, SecurityConfig};
+
+#[derive(Args, Debug)]
+pub struct PlaygroundArgs {
+    /// Number of PD servers (an odd number keeps a quorum).
+    #[arg(long, default_value_t = 3)]
+    pd: usize,
+    /// Number of TiKV stores.
+    #[arg(long, default_value_t = 3)]
+    kv: usize,
+    /// Number of TiDB servers.
+    #[arg(long, default_value_t = 1)]
+    db: usize,
+    /// Where data, logs and certificates live [default: ~/.tiox/playground/TAG].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Name of this playground (its data directory).
+    #[arg(long, default_value = "default")]
+    tag: String,
+    /// PLAINTEXT on every link. Only for measuring what TLS costs.
+    #[arg(long)]
+    insecure_for_benchmarks: bool,
+    /// Start, wait until healthy, print, then stop (for scripts and tests).
+    #[arg(long, hide = true)]
+    exit_when_ready: bool,
+}
+
+/// Set when Ctrl-C (SIGINT) or SIGTERM arrives.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Watches SIGINT and SIGTERM from the very start (a signal during startup
+/// stops the servers started so far).
+fn watch_signals() -> Result<std::sync::Arc<tokio::sync::Notify>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let n = notify.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+        n.notify_waiters();
+        n.notify_one();
+    });
+    Ok(notify)
+}
+
+/// Ports chosen on first start and reused afterwards.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Topology {
+    tls: bool,
+    pd: Vec<(u16, u16)>,
+    kv: Vec<(u16, u16)>,
+    db: Vec<(u16, u16)>,
+}
+
+struct Child_ {
+    name: String,
+    child: Child,
+}
+
+struct Running {
+    children: Vec<Child_>,
+    stopped: bool,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        // Ask every server to stop (SIGTERM: clean shutdown where handled,
+        // termination otherwise), newest first; give them 5 s, then make sure.
+        for c in self.children.iter().rev() {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(None) = c.child.try_wait() {
+                let _ = c.child.kill();
+                let _ = c.child.wait();
+                eprintln!("  stopped {} (killed after 5 s)", c.name);
+            }
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        for c in &mut self.children {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                return Err(format!("{} exited ({status})", c.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn(
+    name: &str,
+    binary: &str,
+    args: &[String],
+    log: &Path,
+    stdout: Option<&Path>,
+) -> Result<Child_, String> {
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let out = match stdout {
+        Some(p) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+            )
+        }
+        None => Stdio::from(logf.try_clone().map_err(|e| e.to_string())?),
+    };
+    let path = bin(binary);
+    let child = Command::new(&path)
+        .args(args)
+        .stdout(out)
+        .stderr(Stdio::from(logf))
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it first: cargo build --release --bins)",
+                path.display()
+            )
+        })?;
+    Ok(Child_ {
+        name: name.to_string(),
+        child,
+    })
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+async fn wait_for<F, Fut>(
+    what: &str,
+    running: &mut Running,
+    logs: &[PathBuf],
+    mut check: F,
+) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let spinner = ['|', '/', '-', '\\'];
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut i = 0;
+    loop {
+        if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("{what}: interrupted"));
+        }
+        if check().await {
+            let cr = if tty { "\r" } else { "" };
+            eprintln!(
+                "{cr}  {what}: ready in {:.1}s   ",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if let Err(e) = running.check_alive() {
+            let detail: Vec<String> = logs
+                .iter()
+                .map(|l| format!("--- {} ---\n{}", l.display(), tail(l)))
+                .collect();
+            return Err(format!("{what}: {e}\n{}", detail.join("\n")));
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let detail: Vec<String> = logs
+                .iter()
+                .map(|l| format!("--- {} ---\n{}", l.display(), tail(l)))
+                .collect();
+            return Err(format!(
+                "{what}: not ready after 90 s; the last lines of the logs:\n{}",
+                detail.join("\n")
+            ));
+        }
+        if tty {
+            eprint!(
+                "\r  {what}: waiting {} {:.0}s ",
+                spinner[i % 4],
+                start.elapsed().as_secs_f64()
+            );
+        } else if i > 0 && i % 20 == 0 {
+            eprintln!(
+                "  {what}: still waiting ({:.0}s)",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn pick_ports(n: usize, saved: &[(u16, u16)]) -> Vec<(u16, u16)> {
+    (0..n)
+        .map(|i| {
+            saved
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| (free_port(), free_port()))
+        })
+        .collect()
+}
+
+/// Runs the playground; returns the exit code.
+pub async fn run(a: PlaygroundArgs) -> i32 {
+    match run_inner(a).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("\ntiox playground: {e}");
+            1
+        }
+    }
+}
+
+async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
+    let stop_signal = watch_signals()?;
+    if a.pd == 0 || a.kv == 0 {
+        return Err("--pd and --kv must be at least 1".into());
+    }
+    let dir = match &a.data_dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into()))
+            .join(".tiox/playground")
+            .join(&a.tag),
+    };
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tls = !a.insecure_for_benchmarks;
+    let topo_path = dir.join("topology.json");
+    let saved: Topology = std::fs::read(&topo_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if topo_path.exists() && saved.tls != tls {
+        return Err(format!(
+            "{} was created {} TLS; start it the same way, or use another --tag",
+            dir.display(),
+            if saved.tls { "with" } else { "without" }
+        ));
+    }
+    let topo = Topology {
+        tls,
+        pd: pick_ports(a.pd, &saved.pd),
+        kv: pick_ports(a.kv, &saved.kv),
+        db: pick_ports(a.db, &saved.db),
+    };
+    std::fs::write(
+        &topo_path,
+        serde_json::to_vec_pretty(&topo).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+
+    eprintln!(
+        "tiox playground: {} PD, {} TiKV, {} TiDB in {}",
+        a.pd,
+        a.kv,
+        a.db,
+        dir.display()
+    );
+    let certs = dir.join("certs");
+    if tls {
+        if !certs.join("ca.pem").exists() {
+            init_dir(
+                &certs,
+                &InitOptions {
+                    hosts: vec!["127.0.0.1".into(), "localhost".into()],
+                    days: 365,
+                    key_type: Default::default(),
+                    force: false,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            eprintln!(
+                "  certificates: created in {} (cluster CA and a separate MySQL CA)",
+                certs.display()
+            );
+        } else {
+            eprintln!("  certificates: reusing {}", certs.display());
+        }
+    } else {
+        eprintln!("  !!! --insecure-for-benchmarks: EVERY LINK IS PLAINTEXT. Use this only to measure what TLS costs. !!!");
+    }
+    let c = |f: &str| certs.join(f).display().to_string();
+    let scheme = if tls { "https" } else { "http" };
+    let mut running = Running {
+        children: Vec::new(),
+        stopped: false,
+    };
+
+    // PD.
+    let initial: Vec<String> = topo
+        .pd
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("pd-{i}={scheme}://127.0.0.1:{peer}"))
+        .collect();
+    let mut pd_logs = Vec::new();
+    for (i, (client, peer)) in topo.pd.iter().enumerate() {
+        let mut args = vec![
+            "--name".into(),
+            format!("pd-{i}"),
+            "--data-dir".into(),
+            dir.join(format!("pd-{i}")).display().to_string(),
+            "--client-urls".into(),
+            format!("{scheme}://127.0.0.1:{client}"),
+            "--peer-urls".into(),
+            format!("{scheme}://127.0.0.1:{peer}"),
+            "--initial-cluster".into(),
+            initial.join(","),
+        ];
+        if tls {
+            args.extend([
+                "--cacert".into(),
+                c("ca.pem"),
+                "--cert".into(),
+                c("pd-server.pem"),
+                "--key".into(),
+                c("pd-server-key.pem"),
+            ]);
+        }
+        let log = dir.join(format!("logs/pd-{i}.log"));
+        running
+            .children
+            .push(spawn(&format!("pd-{i}"), "pd-server", &args, &log, None)?);
+        pd_logs.push(log);
+    }
+    let client_tls = if tls {
+        let s = SecurityConfig::from_paths(&c("ca.pem"), &c("client.pem"), &c("client-key.pem"))
+            .validate(Component::Tiox)
+            .map_err(|e| e.to_string())?
+            .ok_or("no TLS settings")?;
+        Some(std::sync::Arc::new(
+            ClientTls::new(s).map_err(|e| e.to_string())?,
+        ))
+    } else {
+        None
+    };
+    let pd0 = format!("127.0.0.1:{}", topo.pd[0].0);
+    eprintln!("[1/4] starting {} PD", a.pd);
+    wait_for("PD", &mut running, &pd_logs, || {
+        let (pd0, t) = (pd0.clone(), client_tls.clone());
+        async move { matches!(http_get(&pd0, "/pd/api/v1/leader", t).await, Ok((200, _))) }
+    })
+    .await?;
+
+    // TiKV.
+    let pd_urls: Vec<String> = topo
+        .pd
+        .iter()
+        .map(|(client, _)| format!("{scheme}://127.0.0.1:{client}"))
+        .collect();
+    let mut kv_logs = Vec::new();
+    for (i, (port, status)) in topo.kv.iter().enumerate() {
+        let mut args = vec![
+            "--addr".into(),
+            format!("127.0.0.1:{port}"),
+            "--status-addr".into(),
+            format!("127.0.0.1:{status}"),
+            "--pd".into(),
+            pd_urls.join(","),
+            "--data-dir".into(),
+            dir.join(format!("kv-{i}")).display().to_string(),
+        ];
+        if tls {
+            args.extend([
+                "--ca-path".into(),
+                c("ca.pem"),
+                "--cert-path".into(),
+                c("tikv-server.pem"),
+                "--key-path".into(),
+                c("tikv-server-key.pem"),
+            ]);
+        }
+        let log = dir.join(format!("logs/kv-{i}.log"));
+        running
+            .children
+            .push(spawn(&format!("kv-{i}"), "tikv-server", &args, &log, None)?);
+        kv_logs.push(log);
+    }
+    eprintln!("[2/4] starting {} TiKV", a.kv);
+    let want = a.kv;
+    wait_for("TiKV", &mut running, &kv_logs, || {
+        let (pd0, t) = (pd0.clone(), client_tls.clone());
+        async move {
+            let Ok((200, stores)) = http_get(&pd0, "/pd/api/v1/stores", t.clone()).await else {
+                return false;
+            };
+            let up = stores.matches("\"state_name\":\"Up\"").count();
+            let Ok((200, regions)) = http_get(&pd0, "/pd/api/v1/regions", t).await else {
+                return false;
+            };
+            up >= want && regions.contains("\"leader\":{")
+        }
+    })
+    .await?;
+
+    // TiDB.
+    let mut db_logs = Vec::new();
+    let mut password: Option<String> = std::fs::read_to_string(dir.join("root-password"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    for (i, (port, status)) in topo.db.iter().enumerate() {
+        let data = dir.join(format!("tidb-{i}"));
+        let first = !data.join("users.json").exists();
+        let mut args = vec![
+            "-P".into(),
+            port.to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--status".into(),
+            status.to_string(),
+            "--status-host".into(),
+            "127.0.0.1".into(),
+            // The cluster connection comes with the SQL engine (issue 8):
+            // until then TiDB runs standalone (accounts and TLS, no tables).
+            "--store".into(),
+            "unistore".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        if tls {
+            args.extend([
+                "--ssl-ca".into(),
+                c("mysql/ca.pem"),
+                "--ssl-cert".into(),
+                c("mysql/server.pem"),
+                "--ssl-key".into(),
+                c("mysql/server-key.pem"),
+                "--cluster-ssl-ca".into(),
+                c("ca.pem"),
+                "--cluster-ssl-cert".into(),
+                c("tidb-server.pem"),
+                "--cluster-ssl-key".into(),
+                c("tidb-server-key.pem"),
+            ]);
+        }
+        if first {
+            args.push("--initialize-secure".into());
+        }
+        let log = dir.join(format!("logs/tidb-{i}.log"));
+        let out = dir.join(format!("tidb-{i}.stdout"));
+        running.children.push(spawn(
+            &format!("tidb-{i}"),
+            "tidb-server",
+            &args,
+            &log,
+            Some(&out),
+        )?);
+        db_logs.push(log);
+        if first && i == 0 {
+            // The generated password is printed once on the server's stdout.
+            for _ in 0..100 {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if let Some(p) = text.lines().find_map(|l| {
+                    l.split_once("for root@'%': ")
+                        .map(|(_, p)| p.trim().to_string())
+                }) {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(dir.join("root-password"))
+                        .map_err(|e| e.to_string())?;
+                    let _ = f.write_all(p.as_bytes());
+                    password = Some(p);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    if a.db > 0 {
+        eprintln!("[3/4] starting {} TiDB", a.db);
+        let ports: Vec<u16> = topo.db.iter().map(|(p, _)| *p).collect();
+        wait_for("TiDB", &mut running, &db_logs, || {
+            let ports = ports.clone();
+            async move {
+                for p in ports {
+                    if tokio::net::TcpStream::connect(("127.0.0.1", p))
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await?;
+    }
+
+    // How to connect.
+    eprintln!("[4/4] the cluster is up\n");
+    let mut out = BTreeMap::new();
+    if let Some((port, _)) = topo.db.first() {
+        let mysql = if tls {
+            format!("mysql --host 127.0.0.1 --port {port} -u root -p --ssl-ca {} --ssl-verify-server-cert", c("mysql/ca.pem"))
+        } else {
+            format!("mysql --host 127.0.0.1 --port {port} -u root -p")
+        };
+        out.insert("1 MySQL", mysql);
+        if tls {
+            out.insert(
+                "2 MySQL, mutual TLS",
+                format!("mysql --host 127.0.0.1 --port {port} -u root -p --ssl-ca {} --ssl-cert {} --ssl-key {}", c("mysql/ca.pem"), c("mysql/client.pem"), c("mysql/client-key.pem")),
+            );
+        }
+    }
+    let ctl_tls = |pd: bool| {
+        if !tls {
+            String::new()
+        } else if pd {
+            format!(
+                " --cacert {} --cert {} --key {}",
+                c("ca.pem"),
+                c("client.pem"),
+                c("client-key.pem")
+            )
+        } else {
+            format!(
+                " --ca-path {} --cert-path {} --key-path {}",
+                c("ca.pem"),
+                c("client.pem"),
+                c("client-key.pem")
+            )
+        }
+    };
+    out.insert(
+        "3 pd-ctl",
+        format!("pd-ctl -u {} store{}", pd_urls[0], ctl_tls(true)),
+    );
+    out.insert(
+        "4 tikv-ctl",
+        format!(
+            "tikv-ctl --host 127.0.0.1:{}{} store",
+            topo.kv[0].0,
+            ctl_tls(false)
+        ),
+    );
+    for (k, v) in &out {
+        println!("{:<22} {v}", &k[2..]);
+    }
+    match &password {
+        Some(p) if a.db > 0 => println!(
+            "{:<22} {p}  (kept in {}, mode 0600)",
+            "root password",
+            dir.join("root-password").display()
+        ),
+        _ => {}
+    }
+    println!("{:<22} {}", "logs", dir.join("logs").display());
+    if a.exit_when_ready {
+        running.stop_now();
+        return Ok(());
+    }
+    println!("\nPress Ctrl-C to stop the cluster; start it again with the same command to reuse its data.");
+    while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::select! {
+            _ = stop_signal.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Err(e) = running.check_alive() {
+                    eprintln!("\n{e}; stopping the cluster (see the logs in {})", dir.join("logs").display());
+                    running.stop();
+                    return Err(e);
+                }
+            }
+        }
+    }
+    eprintln!("\nstopping...");
+    running.stop();
+    eprintln!("stopped");
+    Ok(())
+}
+
+impl Running {
+    fn stop_now(&mut self) {
+        self.stop();
+    }
+}
