@@ -223,20 +223,34 @@ impl Storage {
                 "the leader is catching up with its log; retry".into(),
             ));
         }
+        if !status.can_read_locally() {
+            // No lease: this store may have been deposed without knowing.
+            return Err(RegionError::ServerIsBusy(
+                "the leader could not confirm its leadership with a quorum; retry".into(),
+            ));
+        }
         Ok(status)
     }
 
-    /// Waits (up to 2 s) until the context's region, if led here, is ready
-    /// for reads: just after a restart or an election the leader applies
-    /// its log first. Routing errors are left for the read to report.
+    /// Waits (up to 2 s) until the context's region, if led here, may
+    /// serve reads: the leader holds a lease (renewed by a ReadIndex round
+    /// confirmed by a quorum) and has applied its log up to the read index,
+    /// so every acknowledged write is visible and a deposed leader never
+    /// answers. Routing errors are left for the read to report.
     pub async fn wait_readable(&self, ctx: Option<&kvrpcpb::Context>) {
         let region_id = ctx.map_or(0, |c| c.region_id);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while let Some(s) = self.store.region(region_id) {
-            if !s.is_leader || s.readable || std::time::Instant::now() > deadline {
-                return;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        // A round that waited for the new leader's first commit may return
+        // with its lease already spent; the next round is quick.
+        for _ in 0..3 {
+            match self.store.region(region_id) {
+                Some(s) if s.is_leader && !s.can_read_locally() => {}
+                _ => return,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            match tokio::time::timeout_at(deadline, self.store.read_index(region_id)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
         }
     }
 

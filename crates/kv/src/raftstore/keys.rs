@@ -6,6 +6,7 @@
 //!  0x02 region_id 'a'            apply state (applied index, truncated index/term)
 //!  0x02 region_id 'r'            region descriptor (metapb.Region) and peer state
 //!  0x02 region_id 'e' index      Raft log entry
+//!  0x02 region_id 't'            tombstone: conf_ver at which our peer was removed
 //! ```
 
 /// The store identity key.
@@ -27,6 +28,11 @@ pub fn hard_state(region_id: u64) -> Vec<u8> {
 /// The apply state of a region's peer.
 pub fn apply_state(region_id: u64) -> Vec<u8> {
     region_prefix(region_id, b'a')
+}
+
+/// The tombstone of a region whose peer left this store.
+pub fn tombstone(region_id: u64) -> Vec<u8> {
+    region_prefix(region_id, b't')
 }
 
 /// The region descriptor.

@@ -5,10 +5,13 @@
 //! which makes them durable with one fsync before any message that depends
 //! on them leaves the store.
 
+use std::sync::Arc;
+
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot as RaftSnapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use tiox_engine::{Cf, Engine, Snapshot as _, WriteBatch};
+use tiox_proto::metapb;
 
 use super::keys;
 use crate::codec::{Reader, Writer};
@@ -50,9 +53,30 @@ impl ApplyState {
     }
 }
 
+/// Builds a region's snapshot data (`raftstore::snap`) from the engine as
+/// it is now, which is the state at the applied index: the Raft loop applies
+/// synchronously on the thread that asks for snapshots.
+pub type SnapGen = Arc<dyn Fn(&metapb::Region) -> Result<Vec<u8>> + Send + Sync>;
+
+/// The conf state a region descriptor describes.
+pub fn conf_state_of(region: &metapb::Region) -> ConfState {
+    let mut cs = ConfState::default();
+    for p in &region.peers {
+        if p.role == metapb::PeerRole::Learner as i32 {
+            cs.learners.push(p.id);
+        } else {
+            cs.voters.push(p.id);
+        }
+    }
+    cs
+}
+
 /// The Raft storage of one peer.
 pub struct PeerStorage {
     region_id: u64,
+    /// The region as last applied (what a snapshot carries).
+    pub region: metapb::Region,
+    snap_gen: Option<SnapGen>,
     hard_state: HardState,
     conf_state: ConfState,
     /// Entries after the truncation point, in order.
@@ -68,6 +92,30 @@ fn storage_err(e: impl std::fmt::Display) -> raft::Error {
 }
 
 impl PeerStorage {
+    /// The state of a peer created for a message from a region this store
+    /// does not hold yet: empty log, no members; the leader sends it a
+    /// snapshot.
+    pub fn uninitialized(region_id: u64, snap_gen: Option<SnapGen>) -> PeerStorage {
+        PeerStorage {
+            region_id,
+            region: metapb::Region {
+                id: region_id,
+                ..Default::default()
+            },
+            snap_gen,
+            hard_state: HardState::default(),
+            conf_state: ConfState::default(),
+            entries: Vec::new(),
+            apply_state: ApplyState::default(),
+        }
+    }
+
+    /// Whether the peer holds the region's data (bootstrapped or from a
+    /// snapshot).
+    pub fn is_initialized(&self) -> bool {
+        !self.region.peers.is_empty()
+    }
+
     /// The state of a brand-new region with these voters.
     pub fn initial(region_id: u64, voters: Vec<u64>) -> PeerStorage {
         let mut hs = HardState::default();
@@ -77,6 +125,8 @@ impl PeerStorage {
         cs.set_voters(voters);
         PeerStorage {
             region_id,
+            region: metapb::Region::default(),
+            snap_gen: None,
             hard_state: hs,
             conf_state: cs,
             entries: Vec::new(),
@@ -102,9 +152,15 @@ impl PeerStorage {
         );
     }
 
-    /// Loads a peer's state from the engine. `voters` comes from the region
-    /// descriptor (membership changes rewrite it at apply).
-    pub fn load<E: Engine>(engine: &E, region_id: u64, voters: Vec<u64>) -> Result<PeerStorage> {
+    /// Loads a peer's state from the engine. The members come from the
+    /// region descriptor (membership changes rewrite it at apply, together
+    /// with the applied index).
+    pub fn load<E: Engine>(
+        engine: &E,
+        region: &metapb::Region,
+        snap_gen: Option<SnapGen>,
+    ) -> Result<PeerStorage> {
+        let region_id = region.id;
         let snap = engine.snapshot();
         let hs = match snap.get(Cf::Raft, &keys::hard_state(region_id))? {
             Some(b) => HardState::parse_from_bytes(&b)
@@ -143,12 +199,12 @@ impl PeerStorage {
             }
             entries.push(e);
         }
-        let mut cs = ConfState::default();
-        cs.set_voters(voters);
         Ok(PeerStorage {
             region_id,
+            region: region.clone(),
+            snap_gen,
             hard_state: hs,
-            conf_state: cs,
+            conf_state: conf_state_of(region),
             entries,
             apply_state,
         })
@@ -204,9 +260,25 @@ impl PeerStorage {
         );
     }
 
-    /// Replaces the voters (after a membership change).
-    pub fn set_voters(&mut self, voters: Vec<u64>) {
-        self.conf_state.set_voters(voters);
+    /// Replaces the log and state with a snapshot's (the caller writes the
+    /// snapshot's data and region descriptor into the same batch).
+    pub fn apply_snapshot(&mut self, snap: &RaftSnapshot, wb: &mut WriteBatch) {
+        let meta = snap.get_metadata();
+        for e in &self.entries {
+            wb.delete(Cf::Raft, keys::entry(self.region_id, e.index));
+        }
+        self.entries.clear();
+        self.apply_state = ApplyState {
+            applied: meta.index,
+            truncated_index: meta.index,
+            truncated_term: meta.term,
+        };
+        self.stage_apply_state(wb);
+        let mut hs = self.hard_state.clone();
+        hs.set_commit(hs.commit.max(meta.index));
+        hs.set_term(hs.term.max(meta.term));
+        self.set_hard_state(hs, wb);
+        self.conf_state = meta.get_conf_state().clone();
     }
 
     /// Replaces the whole conf state.
@@ -308,10 +380,25 @@ impl raft::Storage for PeerStorage {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<RaftSnapshot> {
-        // Sending snapshots to far-behind or new peers comes with
-        // replication (issue 5); a single-replica region never asks.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        // The engine holds exactly the applied state (apply is synchronous
+        // on the thread raft calls this from), so the snapshot is taken at
+        // the applied index, with the conf state of that index.
+        let Some(gen) = &self.snap_gen else {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        };
+        let index = self.apply_state.applied;
+        let term = raft::Storage::term(self, index)?;
+        let data = gen(&self.region).map_err(storage_err)?;
+        let mut snap = RaftSnapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        Ok(snap)
     }
 }

@@ -9,4 +9,6 @@
 pub mod keys;
 pub mod log;
 pub mod peer;
+pub mod snap;
 pub mod store;
+pub mod transport;

@@ -2,15 +2,23 @@
 //! dedicated thread.
 //!
 //! ```text
-//!  gRPC handlers ──Propose──► [channel] ──► Raft loop thread
-//!                                            │ tick every TICK_MS
-//!                                            │ for each peer with a Ready:
-//!                                            │   persist entries + hard state (one fsync)
-//!                                            │   apply committed entries (execute, write)
-//!                                            │   answer the proposers
-//!                                            ▼
-//!                                      StoreMeta (regions, leaders) read by handlers
+//!  gRPC handlers ──Propose / ReadIndex──► [channel] ──► Raft loop thread
+//!  peers' BatchRaft ──Raft──────────────►     │ tick every TICK_MS
+//!  PD heartbeat stream ──Operator───────►     │ for each peer with a Ready:
+//!                                             │   send messages (transport)
+//!                                             │   apply a snapshot (one fsynced batch)
+//!                                             │   persist entries + hard state (one fsync)
+//!                                             │   send the messages that needed them durable
+//!                                             │   apply committed entries and conf changes
+//!                                             │   answer proposers and readers
+//!                                             ▼
+//!                                 StoreMeta (regions, leaders, leases) read by handlers
 //! ```
+//!
+//! A message for a region this store does not hold creates an
+//! uninitialized peer, which the leader fills with a snapshot. A peer
+//! removed by a membership change is destroyed (data, log and state) and
+//! leaves a tombstone so late messages do not recreate it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -18,13 +26,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use raft::prelude::MessageType;
 use tiox_engine::{Cf, Engine, Snapshot as _, WriteBatch};
-use tiox_proto::metapb;
+use tiox_proto::{metapb, pdpb, raft_serverpb};
 use tokio::sync::oneshot;
 
 use super::keys;
-use super::log::PeerStorage;
-use super::peer::{Callback, Peer, TICK_MS};
+use super::log::{PeerStorage, SnapGen};
+use super::peer::{Callback, Change, Peer, ReadCallback, TICK_MS};
+use super::snap;
+use super::transport::{self, Transport};
 use crate::codec::{Reader, Writer};
 use crate::command::{Command, Response};
 use crate::error::{Error, RegionError, Result};
@@ -42,6 +53,24 @@ pub enum StoreMsg {
         /// Where the response goes.
         cb: Callback,
     },
+    /// A Raft message from a peer on another store.
+    Raft {
+        /// The envelope (region, peers, epoch; `message` taken out).
+        env: Box<raft_serverpb::RaftMessage>,
+        /// The message itself, converted for raft-rs.
+        msg: Box<raft::prelude::Message>,
+    },
+    /// Confirm leadership (ReadIndex) so a read may be served locally.
+    ReadIndex {
+        /// The region.
+        region_id: u64,
+        /// Ok when the read may go ahead.
+        cb: ReadCallback,
+    },
+    /// A scheduling operator from PD's region heartbeat stream.
+    Operator(Box<pdpb::RegionHeartbeatResponse>),
+    /// The transport could not deliver to this store.
+    Unreachable(u64),
     /// Stop the loop.
     Shutdown,
 }
@@ -62,6 +91,19 @@ pub struct RegionStatus {
     /// Leader that has applied its own term's first entry: reads see
     /// every acknowledged write.
     pub readable: bool,
+    /// Until when the leader may serve reads without a ReadIndex round.
+    pub lease_until: Option<Instant>,
+    /// Peers (learners included) that are not caught up (leader's view).
+    pub pending_peers: Vec<metapb::Peer>,
+    /// Peers the leader has not heard from recently (leader's view).
+    pub down_peers: Vec<metapb::Peer>,
+}
+
+impl RegionStatus {
+    /// Whether a read may be served from this store's engine now.
+    pub fn can_read_locally(&self) -> bool {
+        self.is_leader && self.readable && self.lease_until.is_some_and(|t| Instant::now() < t)
+    }
 }
 
 /// Regions on this store, by id; kept current by the Raft loop.
@@ -158,6 +200,12 @@ pub struct StoreHandle {
     pub store_id: u64,
 }
 
+impl transport::Feedback for StoreHandle {
+    fn unreachable(&self, store_id: u64) {
+        let _ = self.tx.send(StoreMsg::Unreachable(store_id));
+    }
+}
+
 impl StoreHandle {
     /// Proposes a command and waits for it to apply.
     pub async fn propose(
@@ -181,6 +229,41 @@ impl StoreHandle {
             })?;
         rx.await
             .map_err(|_| Error::Region(RegionError::StaleCommand))?
+    }
+
+    /// Confirms this store still leads `region_id` (ReadIndex through a
+    /// quorum, or the current lease) and has applied up to the read index.
+    pub async fn read_index(&self, region_id: u64) -> Result<()> {
+        let (cb, rx) = oneshot::channel();
+        self.tx
+            .send(StoreMsg::ReadIndex { region_id, cb })
+            .map_err(|_| {
+                Error::Region(RegionError::ServerIsBusy(
+                    "the store is shutting down".into(),
+                ))
+            })?;
+        rx.await
+            .map_err(|_| Error::Region(RegionError::StaleCommand))?
+    }
+
+    /// Hands a Raft message from another store to the loop.
+    pub fn step(&self, mut env: raft_serverpb::RaftMessage) -> std::result::Result<(), String> {
+        let pb = env
+            .message
+            .take()
+            .ok_or_else(|| "RaftMessage without a message".to_string())?;
+        let msg = transport::from_pb(&pb)?;
+        self.tx
+            .send(StoreMsg::Raft {
+                env: Box::new(env),
+                msg: Box::new(msg),
+            })
+            .map_err(|_| "the store is shutting down".to_string())
+    }
+
+    /// Hands a PD operator to the loop.
+    pub fn operator(&self, resp: pdpb::RegionHeartbeatResponse) {
+        let _ = self.tx.send(StoreMsg::Operator(Box::new(resp)));
     }
 
     /// A region's status.
@@ -210,8 +293,18 @@ impl StoreHandle {
     }
 }
 
-/// Loads every region of this store and starts the Raft loop thread.
-pub fn start<E: Engine + Clone>(engine: E, store_id: u64) -> Result<StoreHandle> {
+fn snap_gen<E: Engine + Clone>(engine: &E) -> SnapGen {
+    let engine = engine.clone();
+    Arc::new(move |region: &metapb::Region| snap::build(&engine, region))
+}
+
+/// Loads every region of this store and starts the Raft loop thread;
+/// outgoing Raft messages go to `transport`.
+pub fn start<E: Engine + Clone>(
+    engine: E,
+    store_id: u64,
+    transport: Transport,
+) -> Result<StoreHandle> {
     let mut peers = HashMap::new();
     let snap = engine.snapshot();
     let (lo, hi) = keys::region_meta_range();
@@ -239,8 +332,7 @@ pub fn start<E: Engine + Clone>(engine: E, store_id: u64) -> Result<StoreHandle>
             );
             continue;
         };
-        let voters = region.peers.iter().map(|p| p.id).collect();
-        let storage = PeerStorage::load(&engine, region_id, voters)?;
+        let storage = PeerStorage::load(&engine, &region, Some(snap_gen(&engine)))?;
         let mut peer = Peer::new(region, me.id, storage)?;
         if peer.region.peers.len() == 1 {
             // Alone in the group: no need to wait for an election timeout.
@@ -256,9 +348,12 @@ pub fn start<E: Engine + Clone>(engine: E, store_id: u64) -> Result<StoreHandle>
         store_id,
     };
     let mut lp = RaftLoop {
+        gen: snap_gen(&engine),
         engine,
+        store_id,
         peers,
         meta,
+        transport,
     };
     lp.publish();
     std::thread::Builder::new()
@@ -270,8 +365,21 @@ pub fn start<E: Engine + Clone>(engine: E, store_id: u64) -> Result<StoreHandle>
 
 struct RaftLoop<E: Engine> {
     engine: E,
+    gen: SnapGen,
+    store_id: u64,
     peers: HashMap<u64, Peer>,
     meta: Arc<RwLock<StoreMeta>>,
+    transport: Transport,
+}
+
+/// Logs entries kept for followers beyond the applied index, at most.
+pub const LOG_RETAIN_ENTRIES: u64 = 1024;
+
+fn is_initial_msg(t: MessageType) -> bool {
+    matches!(
+        t,
+        MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+    )
 }
 
 impl<E: Engine> RaftLoop<E> {
@@ -297,7 +405,9 @@ impl<E: Engine> RaftLoop<E> {
             if Instant::now() >= next_tick {
                 for p in self.peers.values_mut() {
                     p.node.tick();
+                    p.expire_reads(Duration::from_secs(3));
                 }
+                self.promote_learners();
                 next_tick = Instant::now() + tick;
             }
             if let Err(e) = self.on_ready() {
@@ -313,76 +423,482 @@ impl<E: Engine> RaftLoop<E> {
     }
 
     fn handle(&mut self, msg: StoreMsg) {
-        if let StoreMsg::Propose {
-            region_id,
-            epoch,
-            cmd,
-            cb,
-        } = msg
-        {
-            match self.peers.get_mut(&region_id) {
+        match msg {
+            StoreMsg::Propose {
+                region_id,
+                epoch,
+                cmd,
+                cb,
+            } => match self.peers.get_mut(&region_id) {
                 Some(p) => p.propose(&cmd, epoch.as_ref(), cb),
                 None => {
                     let _ = cb.send(Err(Error::Region(RegionError::RegionNotFound(region_id))));
+                }
+            },
+            StoreMsg::ReadIndex { region_id, cb } => match self.peers.get_mut(&region_id) {
+                Some(p) => p.read_index(cb),
+                None => {
+                    let _ = cb.send(Err(Error::Region(RegionError::RegionNotFound(region_id))));
+                }
+            },
+            StoreMsg::Raft { env, msg } => self.on_raft_message(*env, *msg),
+            StoreMsg::Operator(resp) => self.on_operator(*resp),
+            StoreMsg::Unreachable(store_id) => {
+                for p in self.peers.values_mut() {
+                    if !p.is_leader() {
+                        continue;
+                    }
+                    let ids: Vec<u64> = p
+                        .region
+                        .peers
+                        .iter()
+                        .filter(|x| x.store_id == store_id)
+                        .map(|x| x.id)
+                        .collect();
+                    for id in ids {
+                        p.node.report_unreachable(id);
+                    }
+                }
+            }
+            StoreMsg::Shutdown => {}
+        }
+    }
+
+    fn on_raft_message(&mut self, env: raft_serverpb::RaftMessage, msg: raft::prelude::Message) {
+        let region_id = env.region_id;
+        let Some(to) = env.to_peer else { return };
+        if to.store_id != self.store_id {
+            tracing::warn!(
+                region_id,
+                to_store = to.store_id,
+                "raft message for another store dropped"
+            );
+            return;
+        }
+        if !self.peers.contains_key(&region_id) {
+            if !is_initial_msg(msg.get_msg_type()) {
+                return;
+            }
+            let epoch = env.region_epoch.unwrap_or_default();
+            match self
+                .engine
+                .snapshot()
+                .get(Cf::Raft, &keys::tombstone(region_id))
+            {
+                Ok(Some(b)) => {
+                    let removed_at = b
+                        .get(..8)
+                        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+                        .map_or(u64::MAX, u64::from_be_bytes);
+                    if epoch.conf_ver <= removed_at {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(region_id, "cannot read the tombstone: {e}");
+                    return;
+                }
+            }
+            let storage = PeerStorage::uninitialized(region_id, Some(self.gen.clone()));
+            let region = metapb::Region {
+                id: region_id,
+                ..Default::default()
+            };
+            match Peer::new(region, to.id, storage) {
+                Ok(p) => {
+                    tracing::info!(
+                        region_id,
+                        peer_id = to.id,
+                        "created an uninitialized peer for a message from the leader; waiting for a snapshot"
+                    );
+                    self.peers.insert(region_id, p);
+                }
+                Err(e) => {
+                    tracing::warn!(region_id, "cannot create a peer: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
+        if peer.peer_id != to.id {
+            tracing::debug!(
+                region_id,
+                ours = peer.peer_id,
+                theirs = to.id,
+                "raft message for another peer id dropped"
+            );
+            return;
+        }
+        if let Some(from) = env.from_peer {
+            peer.peer_cache.insert(from.id, from);
+        }
+        if let Err(e) = peer.node.step(msg) {
+            tracing::debug!(region_id, "raft step: {e}");
+        }
+    }
+
+    fn on_operator(&mut self, resp: pdpb::RegionHeartbeatResponse) {
+        let region_id = resp.region_id;
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
+        if !peer.is_leader() {
+            return;
+        }
+        let cur = peer.region.region_epoch.unwrap_or_default();
+        if let Some(e) = &resp.region_epoch {
+            if e.conf_ver != cur.conf_ver || e.version != cur.version {
+                tracing::debug!(region_id, "operator for an older epoch ignored");
+                return;
+            }
+        }
+        let mut changes = Vec::new();
+        let mut unsupported = None;
+        if let Some(cp) = &resp.change_peer {
+            changes.push((cp.change_type, cp.peer));
+        }
+        if let Some(v2) = &resp.change_peer_v2 {
+            if v2.changes.len() > 1 {
+                unsupported = Some("change_peer_v2 with several changes (joint consensus)");
+            }
+            for cp in &v2.changes {
+                changes.push((cp.change_type, cp.peer));
+            }
+        }
+        if let Some(why) = unsupported {
+            tracing::warn!(
+                region_id,
+                "PD operator not executed: {why} is not supported"
+            );
+            return;
+        }
+        if let Some((kind, Some(target))) = changes.first().copied() {
+            let existing = peer
+                .region
+                .peers
+                .iter()
+                .find(|p| p.store_id == target.store_id)
+                .copied();
+            let change = match tiox_proto::eraftpb::ConfChangeType::try_from(kind) {
+                // A new voter starts as a learner and is promoted by the
+                // leader once it has caught up, so the quorum never waits
+                // for a peer that is still receiving its snapshot.
+                Ok(tiox_proto::eraftpb::ConfChangeType::AddNode) => match existing {
+                    None => Change::AddLearner(metapb::Peer {
+                        role: metapb::PeerRole::Learner as i32,
+                        ..target
+                    }),
+                    Some(p) if p.role == metapb::PeerRole::Learner as i32 => {
+                        // Promotion happens when it has caught up.
+                        return;
+                    }
+                    Some(_) => return,
+                },
+                Ok(tiox_proto::eraftpb::ConfChangeType::AddLearnerNode) => match existing {
+                    None => Change::AddLearner(metapb::Peer {
+                        role: metapb::PeerRole::Learner as i32,
+                        ..target
+                    }),
+                    Some(_) => return,
+                },
+                Ok(tiox_proto::eraftpb::ConfChangeType::RemoveNode) => {
+                    let Some(p) = peer
+                        .region
+                        .peers
+                        .iter()
+                        .find(|p| p.id == target.id)
+                        .copied()
+                    else {
+                        return;
+                    };
+                    if p.id == peer.peer_id {
+                        // A leader does not remove itself: hand the
+                        // leadership over; PD asks again.
+                        if let Some(other) = peer.region.peers.iter().find(|x| {
+                            x.id != peer.peer_id && x.role != metapb::PeerRole::Learner as i32
+                        }) {
+                            let other = other.id;
+                            peer.drop_lease();
+                            peer.node.transfer_leader(other);
+                        }
+                        return;
+                    }
+                    Change::Remove(p)
+                }
+                Err(_) => {
+                    tracing::warn!(region_id, kind, "unknown change type from PD ignored");
+                    return;
+                }
+            };
+            match peer.propose_conf_change(&[change]) {
+                Ok(()) => tracing::info!(region_id, ?change, "proposed a membership change for PD"),
+                Err(e) => tracing::debug!(region_id, ?change, "operator deferred: {e}"),
+            }
+            return;
+        }
+        if let Some(tl) = &resp.transfer_leader {
+            if let Some(t) = tl.peer {
+                let is_voter = peer
+                    .region
+                    .peers
+                    .iter()
+                    .any(|p| p.id == t.id && p.role != metapb::PeerRole::Learner as i32);
+                if is_voter && t.id != peer.peer_id {
+                    tracing::info!(region_id, to = t.id, "transferring leadership for PD");
+                    peer.drop_lease();
+                    peer.node.transfer_leader(t.id);
+                }
+            }
+        }
+        if resp.split_region.is_some() || resp.merge.is_some() {
+            tracing::warn!(
+                region_id,
+                "PD split/merge operator not executed: not supported"
+            );
+        }
+    }
+
+    fn promote_learners(&mut self) {
+        for peer in self.peers.values_mut() {
+            if let Some(l) = peer.learner_to_promote() {
+                let voter = metapb::Peer {
+                    role: metapb::PeerRole::Voter as i32,
+                    ..l
+                };
+                if peer.propose_conf_change(&[Change::AddVoter(voter)]).is_ok() {
+                    tracing::info!(
+                        region_id = peer.region.id,
+                        peer_id = l.id,
+                        "promoting a caught-up learner"
+                    );
                 }
             }
         }
     }
 
-    fn on_ready(&mut self) -> Result<()> {
-        let mut changed = false;
-        for peer in self.peers.values_mut() {
-            if !peer.node.has_ready() {
+    fn send_messages(&self, peer: &mut Peer, msgs: Vec<raft::prelude::Message>) {
+        for m in msgs {
+            let to = peer
+                .region
+                .peers
+                .iter()
+                .find(|p| p.id == m.to)
+                .or_else(|| peer.peer_cache.get(&m.to))
+                .copied();
+            let Some(to) = to else {
+                tracing::debug!(
+                    region_id = peer.region.id,
+                    to = m.to,
+                    "message to an unknown peer dropped"
+                );
                 continue;
+            };
+            let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            let from = peer
+                .region
+                .peers
+                .iter()
+                .find(|p| p.id == peer.peer_id)
+                .copied()
+                .unwrap_or(metapb::Peer {
+                    id: peer.peer_id,
+                    store_id: self.store_id,
+                    ..Default::default()
+                });
+            let pb = match transport::to_pb(&m) {
+                Ok(pb) => pb,
+                Err(e) => {
+                    tracing::error!(region_id = peer.region.id, "{e}");
+                    continue;
+                }
+            };
+            self.transport.send(
+                to.store_id,
+                raft_serverpb::RaftMessage {
+                    region_id: peer.region.id,
+                    from_peer: Some(from),
+                    to_peer: Some(to),
+                    message: Some(pb),
+                    region_epoch: peer.region.region_epoch,
+                    start_key: peer.region.start_key.clone(),
+                    end_key: peer.region.end_key.clone(),
+                    ..Default::default()
+                },
+            );
+            if is_snapshot {
+                // Delivery is not confirmed: let raft probe the follower
+                // again; a lost snapshot is simply sent anew.
+                tracing::info!(region_id = peer.region.id, to = to.id, "sent a snapshot");
+                peer.node
+                    .report_snapshot(to.id, raft::SnapshotStatus::Finish);
             }
-            let was_leader = peer.is_leader();
-            let mut rd = peer.node.ready();
-            // Messages to other peers (replication, issue 5) would be sent
-            // here; a single-replica group produces none.
-            let _ = rd.take_messages();
-            let committed = rd.take_committed_entries();
-            let mut wb = WriteBatch::default();
-            if !rd.entries().is_empty() {
-                peer.node.mut_store().append(rd.entries(), &mut wb);
-            }
-            if let Some(hs) = rd.hs() {
-                peer.node.mut_store().set_hard_state(hs.clone(), &mut wb);
-            }
-            if !wb.is_empty() {
-                // The log must be durable before anything depends on it.
-                self.engine.write(wb, true)?;
-            }
-            let _ = rd.take_persisted_messages();
-            peer.apply(&self.engine, committed)?;
-            let mut light = peer.node.advance(rd);
-            if let Some(commit) = light.commit_index() {
-                let mut wb = WriteBatch::default();
-                peer.node.mut_store().set_commit(commit, &mut wb);
-                self.engine.write(wb, false)?;
-            }
-            let _ = light.take_messages();
-            peer.apply(&self.engine, light.take_committed_entries())?;
-            peer.node.advance_apply();
-            if was_leader && !peer.is_leader() {
-                peer.fail_pending();
-            }
-            // Keep the in-memory log bounded (single replica: nobody needs
-            // older entries; with followers this will consult their progress).
-            let st = peer.node.store().apply_state;
-            if peer.region.peers.len() == 1 && st.applied > st.truncated_index + 2048 {
-                let mut wb = WriteBatch::default();
-                peer.node.mut_store().compact_to(st.applied - 1024, &mut wb);
-                self.engine.write(wb, false)?;
-            }
-            changed = true;
         }
-        if changed {
+    }
+
+    fn apply_snapshot(&self, peer: &mut Peer, s: &raft::prelude::Snapshot) -> Result<()> {
+        let region_id = peer.region.id;
+        let data = snap::decode(&s.data)?;
+        if data.region.id != region_id {
+            return Err(Error::Corrupted(format!(
+                "snapshot for region {} sent to region {region_id}",
+                data.region.id
+            )));
+        }
+        let mut wb = WriteBatch::default();
+        if peer.is_initialized() {
+            snap::stage_clear(&self.engine, &peer.region, &mut wb)?;
+        }
+        snap::stage_clear(&self.engine, &data.region, &mut wb)?;
+        for (cf, k, v) in data.kvs {
+            wb.put(cf, k, v);
+        }
+        let n = wb.len();
+        peer.node.mut_store().apply_snapshot(s, &mut wb);
+        peer.set_region(data.region);
+        peer.stage_region(&mut wb);
+        wb.delete(Cf::Raft, keys::tombstone(region_id));
+        self.engine.write(wb, true)?;
+        tracing::info!(
+            region_id,
+            index = s.get_metadata().index,
+            writes = n,
+            "applied a snapshot"
+        );
+        Ok(())
+    }
+
+    fn destroy(&mut self, region_id: u64) -> Result<()> {
+        let Some(mut peer) = self.peers.remove(&region_id) else {
+            return Ok(());
+        };
+        peer.fail_pending();
+        let mut wb = WriteBatch::default();
+        snap::stage_clear(&self.engine, &peer.region, &mut wb)?;
+        let store = peer.node.store();
+        let last = raft::Storage::last_index(store).unwrap_or(0);
+        for i in store.apply_state.truncated_index..=last {
+            wb.delete(Cf::Raft, keys::entry(region_id, i));
+        }
+        wb.delete(Cf::Raft, keys::region_meta(region_id));
+        wb.delete(Cf::Raft, keys::hard_state(region_id));
+        wb.delete(Cf::Raft, keys::apply_state(region_id));
+        let conf_ver = peer.region.region_epoch.unwrap_or_default().conf_ver;
+        wb.put(
+            Cf::Raft,
+            keys::tombstone(region_id),
+            conf_ver.to_be_bytes().to_vec(),
+        );
+        self.engine.write(wb, true)?;
+        tracing::info!(
+            region_id,
+            conf_ver,
+            "peer removed from this store; data and log destroyed"
+        );
+        Ok(())
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        for p in self.peers.values_mut() {
+            p.issue_reads();
+        }
+        let ids: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.node.has_ready())
+            .map(|(id, _)| *id)
+            .collect();
+        for region_id in &ids {
+            // Out of the map while it is processed (the loop's own state,
+            // transport and engine stay borrowable).
+            let Some(mut peer) = self.peers.remove(region_id) else {
+                continue;
+            };
+            let res = self.process_ready(&mut peer);
+            let removed = peer.removed;
+            self.peers.insert(*region_id, peer);
+            res?;
+            if removed {
+                self.destroy(*region_id)?;
+            }
+        }
+        if !ids.is_empty() {
             self.publish();
+        }
+        // Readers are answered after publish so they see the new lease.
+        for region_id in ids {
+            if let Some(p) = self.peers.get_mut(&region_id) {
+                p.answer_reads();
+            }
+        }
+        Ok(())
+    }
+
+    fn process_ready(&mut self, peer: &mut Peer) -> Result<()> {
+        let was_leader = peer.is_leader();
+        let mut rd = peer.node.ready();
+        // 1. Messages that need nothing durable (a leader's appends and
+        //    heartbeats) go out at once.
+        self.send_messages(peer, rd.take_messages());
+        // 2. A snapshot from the leader replaces data and state.
+        if !rd.snapshot().is_empty() {
+            let s = rd.snapshot().clone();
+            self.apply_snapshot(peer, &s)?;
+        }
+        peer.on_read_states(rd.take_read_states());
+        let committed = rd.take_committed_entries();
+        // 3. Entries and hard state, durable before anything depends on them.
+        let mut wb = WriteBatch::default();
+        if !rd.entries().is_empty() {
+            peer.node.mut_store().append(rd.entries(), &mut wb);
+        }
+        if let Some(hs) = rd.hs() {
+            peer.node.mut_store().set_hard_state(hs.clone(), &mut wb);
+        }
+        if !wb.is_empty() {
+            self.engine.write(wb, true)?;
+        }
+        // 4. Votes and append responses: only once durable.
+        self.send_messages(peer, rd.take_persisted_messages());
+        // 5. Apply what is committed.
+        peer.apply(&self.engine, committed)?;
+        let mut light = peer.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            let mut wb = WriteBatch::default();
+            peer.node.mut_store().set_commit(commit, &mut wb);
+            self.engine.write(wb, false)?;
+        }
+        self.send_messages(peer, light.take_messages());
+        peer.apply(&self.engine, light.take_committed_entries())?;
+        peer.node.advance_apply();
+        if was_leader && !peer.is_leader() {
+            peer.fail_pending();
+        }
+        self.compact(peer)
+    }
+
+    /// Keeps the log bounded: entries every peer has are dropped, and at
+    /// most [`LOG_RETAIN_ENTRIES`] are kept for a lagging peer (which then
+    /// catches up by snapshot).
+    fn compact(&self, peer: &mut Peer) -> Result<()> {
+        let st = peer.node.store().apply_state;
+        if st.applied < st.truncated_index + 2 * LOG_RETAIN_ENTRIES {
+            return Ok(());
+        }
+        let floor = st.applied.saturating_sub(LOG_RETAIN_ENTRIES);
+        let to = peer.min_matched().max(floor).min(st.applied - 1);
+        if to > st.truncated_index + LOG_RETAIN_ENTRIES / 2 {
+            let mut wb = WriteBatch::default();
+            peer.node.mut_store().compact_to(to, &mut wb);
+            self.engine.write(wb, false)?;
         }
         Ok(())
     }
 
     fn publish(&mut self) {
+        let now = Instant::now();
         let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
         meta.regions = self
             .peers
@@ -395,6 +911,18 @@ impl<E: Engine> RaftLoop<E> {
                     .find(|x| x.id == p.peer_id)
                     .cloned()
                     .unwrap_or_default();
+                let (mut pending_peers, mut down_peers) = (Vec::new(), Vec::new());
+                if p.is_leader() {
+                    let last = raft::Storage::last_index(p.node.store()).unwrap_or(0);
+                    for x in p.region.peers.iter().filter(|x| x.id != p.peer_id) {
+                        match p.node.raft.prs().get(x.id) {
+                            Some(pr) if !pr.recent_active => down_peers.push(*x),
+                            Some(pr) if pr.matched + 64 < last => pending_peers.push(*x),
+                            Some(_) => {}
+                            None => pending_peers.push(*x),
+                        }
+                    }
+                }
                 (
                     p.region.id,
                     RegionStatus {
@@ -409,6 +937,9 @@ impl<E: Engine> RaftLoop<E> {
                                 p.node.store().apply_state.applied,
                             )
                             .is_ok_and(|t| t == p.node.raft.term),
+                        lease_until: p.lease_valid(now).then_some(p.lease_until).flatten(),
+                        pending_peers,
+                        down_peers,
                     },
                 )
             })

@@ -242,7 +242,17 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
 
     let pd = Arc::new(connect_pd(&cfg, client_tls.clone()).await?);
     let store_id = bootstrap(&engine, &pd, &cfg).await?;
-    let handle = store::start(engine.clone(), store_id).map_err(|e| format!("tikv-server: {e}"))?;
+    let (transport, transport_rx) = crate::raftstore::transport::Transport::new();
+    let handle = store::start(engine.clone(), store_id, transport)
+        .map_err(|e| format!("tikv-server: {e}"))?;
+    // Raft messages to other stores: one mutually authenticated BatchRaft
+    // stream per store, presenting this store's cluster certificate.
+    let transport_task = tokio::spawn(crate::raftstore::transport::run(
+        transport_rx,
+        pd.clone(),
+        client_tls.clone(),
+        Arc::new(handle.clone()),
+    ));
     let storage = Arc::new(Storage::new(engine.clone(), handle.clone()));
     let metrics = Arc::new(Metrics::default());
 
@@ -265,6 +275,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
     let grpc = grpc.merge(debug::router(status_state.clone()));
     let status_router = status::router(status_state);
     let tasks = vec![
+        transport_task,
         tokio::spawn(serve(
             status_listener,
             server_tls.clone(),
@@ -337,7 +348,9 @@ async fn heartbeats(
         }
     }
     let mut stream: Option<tokio::sync::mpsc::Sender<pdpb::RegionHeartbeatRequest>> = None;
-    let mut last_sent: HashMap<u64, (Option<u64>, u64, Instant)> = HashMap::new();
+    // Per region: leader, (version, conf_ver), when last sent.
+    type Sent = (Option<u64>, (u64, u64), Instant);
+    let mut last_sent: HashMap<u64, Sent> = HashMap::new();
     let mut last_store_hb = Instant::now() - Duration::from_secs(60);
     loop {
         if last_store_hb.elapsed() >= Duration::from_secs(10) {
@@ -361,11 +374,17 @@ async fn heartbeats(
             match pd.region_heartbeat_stream().await {
                 Ok((tx, mut rx)) => {
                     stream = Some(tx);
+                    let store = store.clone();
                     tokio::spawn(async move {
                         while let Ok(Some(resp)) = rx.message().await {
-                            // Scheduling operators (add/remove peer, transfer
-                            // leader, split) arrive with replication (issue 5).
-                            tracing::debug!(region = resp.region_id, "PD operator received (not executed by a single-replica store): {resp:?}");
+                            // Scheduling operators: the Raft loop executes
+                            // them if this store still leads the region at
+                            // the epoch PD saw.
+                            tracing::debug!(
+                                region = resp.region_id,
+                                "PD operator received: {resp:?}"
+                            );
+                            store.operator(resp);
                         }
                     });
                     last_sent.clear();
@@ -376,7 +395,11 @@ async fn heartbeats(
         if let Some(tx) = &stream {
             for r in store.regions().into_iter().filter(|r| r.is_leader) {
                 let leader = r.leader.as_ref().map(|p| p.id);
-                let version = r.region.region_epoch.as_ref().map_or(0, |e| e.version);
+                let version = r
+                    .region
+                    .region_epoch
+                    .as_ref()
+                    .map_or((0, 0), |e| (e.version, e.conf_ver));
                 let due = match last_sent.get(&r.region.id) {
                     Some((l, v, at)) => {
                         *l != leader || *v != version || at.elapsed() >= Duration::from_secs(5)
@@ -390,6 +413,15 @@ async fn heartbeats(
                     header: Some(pd.request_header()),
                     region: Some(r.region.clone()),
                     leader: r.leader,
+                    pending_peers: r.pending_peers.clone(),
+                    down_peers: r
+                        .down_peers
+                        .iter()
+                        .map(|p| pdpb::PeerStats {
+                            peer: Some(*p),
+                            down_seconds: 0,
+                        })
+                        .collect(),
                     approximate_size: engine.disk_size() / 1024 / 1024,
                     ..Default::default()
                 };

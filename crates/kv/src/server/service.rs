@@ -26,6 +26,17 @@ impl TikvService {
     pub fn new(storage: Arc<Storage>, metrics: Arc<super::Metrics>) -> Self {
         TikvService { storage, metrics }
     }
+
+    /// Hands one Raft message from a peer store to the Raft loop. A
+    /// malformed message ends the stream with InvalidArgument.
+    fn step_raft(&self, msg: raft_serverpb::RaftMessage) -> Result<(), Status> {
+        let from = msg.from_peer.map_or(0, |p| p.store_id);
+        let region_id = msg.region_id;
+        self.storage.store().step(msg).map_err(|e| {
+            tracing::warn!(from_store = from, region_id, "raft message refused: {e}");
+            Status::invalid_argument(format!("raft message for region {region_id}: {e}"))
+        })
+    }
 }
 
 fn status(r: Refusal) -> Status {
@@ -265,16 +276,26 @@ impl Tikv for TikvService {
 
     async fn raft(
         &self,
-        _req: Request<Streaming<raft_serverpb::RaftMessage>>,
+        req: Request<Streaming<raft_serverpb::RaftMessage>>,
     ) -> Result<Response<raft_serverpb::Done>, Status> {
-        Err(Status::unimplemented("store-to-store Raft replication is not available in this build (single-replica regions)"))
+        let mut stream = req.into_inner();
+        while let Some(msg) = stream.message().await? {
+            self.step_raft(msg)?;
+        }
+        Ok(Response::new(raft_serverpb::Done {}))
     }
 
     async fn batch_raft(
         &self,
-        _req: Request<Streaming<tikvpb::BatchRaftMessage>>,
+        req: Request<Streaming<tikvpb::BatchRaftMessage>>,
     ) -> Result<Response<raft_serverpb::Done>, Status> {
-        Err(Status::unimplemented("store-to-store Raft replication is not available in this build (single-replica regions)"))
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            for msg in batch.msgs {
+                self.step_raft(msg)?;
+            }
+        }
+        Ok(Response::new(raft_serverpb::Done {}))
     }
 
     type BatchCommandsStream = BoxStream<tikvpb::BatchCommandsResponse>;
@@ -330,25 +351,46 @@ async fn dispatch(s: &Storage, cmd: Req) -> Result<Resp, Status> {
             s.wait_readable(r.context.as_ref()).await;
             Resp::Get(s.get(r).map_err(st)?)
         }
-        Req::Scan(r) => Resp::Scan(s.scan(r).map_err(st)?),
+        Req::Scan(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::Scan(s.scan(r).map_err(st)?)
+        }
         Req::Prewrite(r) => Resp::Prewrite(s.prewrite(r).await.map_err(st)?),
         Req::Commit(r) => Resp::Commit(s.commit(r).await.map_err(st)?),
         Req::Cleanup(r) => Resp::Cleanup(s.cleanup(r).await.map_err(st)?),
-        Req::BatchGet(r) => Resp::BatchGet(s.batch_get(r).map_err(st)?),
+        Req::BatchGet(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::BatchGet(s.batch_get(r).map_err(st)?)
+        }
         Req::BatchRollback(r) => Resp::BatchRollback(s.batch_rollback(r).await.map_err(st)?),
-        Req::ScanLock(r) => Resp::ScanLock(s.scan_lock(r).map_err(st)?),
+        Req::ScanLock(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::ScanLock(s.scan_lock(r).map_err(st)?)
+        }
         Req::ResolveLock(r) => Resp::ResolveLock(s.resolve_lock(r).await.map_err(st)?),
         Req::Gc(r) => Resp::Gc(s.gc(r).await.map_err(st)?),
         Req::DeleteRange(r) => Resp::DeleteRange(s.delete_range(r).await.map_err(st)?),
-        Req::RawGet(r) => Resp::RawGet(s.raw_get(r).map_err(st)?),
-        Req::RawBatchGet(r) => Resp::RawBatchGet(s.raw_batch_get(r).map_err(st)?),
+        Req::RawGet(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawGet(s.raw_get(r).map_err(st)?)
+        }
+        Req::RawBatchGet(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawBatchGet(s.raw_batch_get(r).map_err(st)?)
+        }
         Req::RawPut(r) => Resp::RawPut(s.raw_put(r).await.map_err(st)?),
         Req::RawBatchPut(r) => Resp::RawBatchPut(s.raw_batch_put(r).await.map_err(st)?),
         Req::RawDelete(r) => Resp::RawDelete(s.raw_delete(r).await.map_err(st)?),
         Req::RawBatchDelete(r) => Resp::RawBatchDelete(s.raw_batch_delete(r).await.map_err(st)?),
-        Req::RawScan(r) => Resp::RawScan(s.raw_scan(r).map_err(st)?),
+        Req::RawScan(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawScan(s.raw_scan(r).map_err(st)?)
+        }
         Req::RawDeleteRange(r) => Resp::RawDeleteRange(s.raw_delete_range(r).await.map_err(st)?),
-        Req::RawBatchScan(r) => Resp::RawBatchScan(s.raw_batch_scan(r).map_err(st)?),
+        Req::RawBatchScan(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawBatchScan(s.raw_batch_scan(r).map_err(st)?)
+        }
         Req::PessimisticLock(r) => Resp::PessimisticLock(s.pessimistic_lock(r).await.map_err(st)?),
         Req::PessimisticRollback(r) => {
             Resp::PessimisticRollback(s.pessimistic_rollback(r).await.map_err(st)?)
