@@ -1036,6 +1036,18 @@ impl Backend for Interim {
                         .collect(),
                     _ => Vec::new(),
                 },
+                // The shape of SHOW results is known before execution too;
+                // clients compare it with the executed result's.
+                Stmt::ShowVariables { .. } | Stmt::ShowStatus { .. } => {
+                    vec![Column::text("Variable_name"), Column::text("Value")]
+                }
+                Stmt::ShowDatabases(_) => vec![Column::text("Database")],
+                Stmt::ShowWarnings => vec![
+                    Column::text("Level"),
+                    Column::for_value("Code", &Value::Int(0)),
+                    Column::text("Message"),
+                ],
+                Stmt::ShowGrants(_) | Stmt::ShowCreateUser(_) => vec![Column::text("Grants")],
                 _ => Vec::new(),
             };
             Ok(Prepared {
