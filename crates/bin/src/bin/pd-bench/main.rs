@@ -38,6 +38,10 @@ struct Args {
     /// Stream counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     streams: Vec<usize>,
+    /// Alternating plaintext/TLS rounds per stream count; medians are
+    /// printed (the machine may be shared: alternation spreads the noise).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 struct TempDir(PathBuf);
@@ -178,36 +182,50 @@ fn main() -> Result<()> {
     .context("TLS settings missing")?;
     let client_tls = Arc::new(ClientTls::with_alpn(settings, vec![b"h2".to_vec()])?);
     println!(
-        "pd-bench: TSO, {} timestamps per request, {} in flight per stream, {:.1}s per run, {} cores",
+        "pd-bench: TSO, {} timestamps per request, {} in flight per stream, {:.1}s per run, \
+         median of {} alternating rounds, {} cores",
         args.count,
         args.inflight,
         args.seconds,
+        args.rounds.max(1),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "{:>8} {:>10} {:>14} {:>16}",
         "streams", "transport", "requests/s", "timestamps/s"
     );
+    let rate = |m: &Measured| m.requests as f64 / m.secs;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
     for &streams in &args.streams {
-        let plain = client_rt.block_on(measure(&plain_addr, None, streams, &args))?;
-        let tls =
-            client_rt.block_on(measure(&tls_addr, Some(client_tls.clone()), streams, &args))?;
-        let rate = |m: &Measured| m.requests as f64 / m.secs;
-        for (name, m) in [("plaintext", &plain), ("mTLS", &tls)] {
+        let (mut plain, mut tls) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds.max(1) {
+            plain.push(rate(&client_rt.block_on(measure(
+                &plain_addr,
+                None,
+                streams,
+                &args,
+            ))?));
+            tls.push(rate(&client_rt.block_on(measure(
+                &tls_addr,
+                Some(client_tls.clone()),
+                streams,
+                &args,
+            ))?));
+        }
+        let (plain, tls) = (median(plain), median(tls));
+        for (name, r) in [("plaintext", plain), ("mTLS", tls)] {
             println!(
                 "{:>8} {:>10} {:>14.0} {:>16.0}",
                 streams,
                 name,
-                rate(m),
-                rate(m) * f64::from(args.count)
+                r,
+                r * f64::from(args.count)
             );
         }
-        println!(
-            "{:>8} {:>10} {:>14.3}",
-            streams,
-            "TLS/plain",
-            rate(&tls) / rate(&plain)
-        );
+        println!("{:>8} {:>10} {:>14.3}", streams, "TLS/plain", tls / plain);
     }
     client_rt.shutdown_timeout(Duration::from_secs(1));
     server_rt.shutdown_timeout(Duration::from_secs(1));
