@@ -100,10 +100,8 @@ fn playground_starts_a_mutual_tls_cluster_and_prints_working_commands() {
 
 #[test]
 fn playground_prints_ctl_commands_that_work_and_ctrl_c_stops_everything() {
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    // A playground in its own process group, as in a terminal, so that
-    // "Ctrl-C" (SIGINT to the group) reaches it and its servers.
+    // Ctrl-C is SIGINT to the playground; it stops its servers itself.
     let mut child = Command::new(sibling("tiox"))
         .args([
             "playground",
@@ -118,19 +116,21 @@ fn playground_prints_ctl_commands_that_work_and_ctrl_c_stops_everything() {
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .spawn()
         .unwrap();
-    let pgid = child.id();
-    struct Guard(u32);
+    let pid = child.id() as libc::pid_t;
+    // On a failed assertion, still stop the playground (and so its servers).
+    struct Guard(libc::pid_t);
     impl Drop for Guard {
         fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", self.0)])
-                .status();
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(self.0, libc::SIGINT);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(6));
         }
     }
-    let _guard = Guard(pgid);
+    let guard = Guard(pid);
     let stdout = child.stdout.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let mut text = String::new();
@@ -149,12 +149,10 @@ fn playground_prints_ctl_commands_that_work_and_ctrl_c_stops_everything() {
     let (ok, out) = run_printed(&tikv_ctl);
     assert!(ok && out.contains("\"store_id\""), "{tikv_ctl}\n{out}");
 
-    // Ctrl-C: the group gets SIGINT; everything stops cleanly.
-    let status = Command::new("kill")
-        .args(["-INT", &format!("-{pgid}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // Ctrl-C.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    std::mem::forget(guard);
     let started = std::time::Instant::now();
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {

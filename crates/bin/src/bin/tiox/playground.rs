@@ -439,11 +439,25 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
     wait_for("TiKV", &mut running, &kv_logs, || {
         let (pd0, t) = (pd0.clone(), client_tls.clone());
         async move {
-            let Ok((200, stores)) = http_get(&pd0, "/pd/api/v1/stores", t.clone()).await else {
+            // Ask the PD leader (followers only point at it).
+            let Ok((200, leader)) = http_get(&pd0, "/pd/api/v1/leader", t.clone()).await else {
+                return false;
+            };
+            let Some(addr) = serde_json::from_str::<serde_json::Value>(&leader)
+                .ok()
+                .and_then(|v| {
+                    v["client_urls"][0]
+                        .as_str()
+                        .map(|u| u.split("://").last().unwrap_or(u).to_string())
+                })
+            else {
+                return false;
+            };
+            let Ok((200, stores)) = http_get(&addr, "/pd/api/v1/stores", t.clone()).await else {
                 return false;
             };
             let up = stores.matches("\"state_name\":\"Up\"").count();
-            let Ok((200, regions)) = http_get(&pd0, "/pd/api/v1/regions", t).await else {
+            let Ok((200, regions)) = http_get(&addr, "/pd/api/v1/regions", t).await else {
                 return false;
             };
             up >= want && regions.contains("\"leader\":{")
@@ -587,7 +601,7 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
     };
     out.insert(
         "3 pd-ctl",
-        format!("pd-ctl -u {} store{}", pd_urls[0], ctl_tls(true)),
+        format!("pd-ctl -u {} store{}", pd_urls.join(","), ctl_tls(true)),
     );
     out.insert(
         "4 tikv-ctl",
