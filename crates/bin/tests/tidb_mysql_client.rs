@@ -564,6 +564,17 @@ fn initialize_secure_prints_a_root_password_once() {
         .unwrap_or_else(|| panic!("no password printed: {out}"));
     assert!(password.len() >= 16);
     assert!(!s.log().contains(&password), "the password reached the log");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&s.data_dir), 0o700, "data directory");
+        assert_eq!(mode(&s.data_dir.join("users.json")), 0o600, "user store");
+        let stored = std::fs::read_to_string(s.data_dir.join("users.json")).unwrap();
+        assert!(
+            !stored.contains(&password),
+            "cleartext password in the user store"
+        );
+    }
     assert!(mysql(&c, &s, "root", None, &plain_args(), "SELECT 1")
         .err
         .contains("1045"));
