@@ -10,7 +10,6 @@
 //! `--fill-mib N` first writes N MiB of 64 KiB raw values and reports the
 //! store's resident memory while it holds them.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -117,29 +116,45 @@ async fn run(client: &ClusterClient, w: Workload, conc: usize, secs: u64) -> Res
     }
 }
 
-async fn measure(tls: bool, args: &Args) -> (BTreeMap<(Workload, usize), Result>, u64) {
-    let c = Cluster::start(tls, 1).await;
-    let client = connect(&c).await;
-    let mut out = BTreeMap::new();
+/// Runs every (workload, concurrency) against both clusters, interleaved
+/// (plain, mTLS, plain, mTLS) so that load from anything else on the
+/// machine falls on both sides alike; each side's result is the mean of its
+/// two rounds.
+async fn measure_both(args: &Args) -> Vec<((Workload, usize), Result, Result)> {
+    let plain = Cluster::start(false, 1).await;
+    let tls = Cluster::start(true, 1).await;
+    let (cp, ct) = (connect(&plain).await, connect(&tls).await);
+    let half = (args.seconds / 2).max(1);
+    let mut out = Vec::new();
     for w in [Workload::RawPut, Workload::RawGet, Workload::Txn2Key] {
         for &conc in &args.concurrency {
-            let r = run(&client, w, conc, args.seconds).await;
+            let p1 = run(&cp, w, conc, half).await;
+            let t1 = run(&ct, w, conc, half).await;
+            let p2 = run(&cp, w, conc, half).await;
+            let t2 = run(&ct, w, conc, half).await;
+            let mean = |a: Result, b: Result| Result {
+                ops_per_sec: (a.ops_per_sec + b.ops_per_sec) / 2.0,
+                p99_ms: a.p99_ms.max(b.p99_ms),
+                errors: a.errors + b.errors,
+            };
+            let (p, t) = (mean(p1, p2), mean(t1, t2));
             eprintln!(
-                "  {} {w:?} x{conc}: {:.0} ops/s, p99 {:.2} ms{}",
-                if tls { "mTLS " } else { "plain" },
-                r.ops_per_sec,
-                r.p99_ms,
-                if r.errors > 0 {
-                    format!(", {} errors", r.errors)
-                } else {
-                    String::new()
-                }
+                "  {w:?} x{conc}: plain {:.0} ops/s (p99 {:.2} ms), mTLS {:.0} ops/s (p99 {:.2} ms){}",
+                p.ops_per_sec,
+                p.p99_ms,
+                t.ops_per_sec,
+                t.p99_ms,
+                if p.errors + t.errors > 0 { format!(", {} errors", p.errors + t.errors) } else { String::new() }
             );
-            out.insert((w, conc), r);
+            out.push(((w, conc), p, t));
         }
     }
-    let rss = c.kv[0].peak_rss_bytes().unwrap_or(0);
-    (out, rss)
+    eprintln!(
+        "  tikv-server peak resident memory: plaintext {:.1} MiB, mTLS {:.1} MiB",
+        plain.kv[0].peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
+        tls.kv[0].peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
+    );
+    out
 }
 
 async fn fill(args: &Args) {
@@ -180,17 +195,15 @@ async fn main() {
         fill(&args).await;
     }
     eprintln!(
-        "kv-bench: {}s per measurement, 1 PD + 1 TiKV on this machine",
+        "kv-bench: {}s per measurement (two interleaved rounds per side), 1 PD + 1 TiKV per cluster on this machine",
         args.seconds
     );
-    let (plain, rss_plain) = measure(false, &args).await;
-    let (tls, rss_tls) = measure(true, &args).await;
+    let rows = measure_both(&args).await;
     println!(
         "\n{:<10} {:>5} {:>12} {:>10} {:>12} {:>10} {:>10}",
         "workload", "conc", "plain ops/s", "p99 ms", "mTLS ops/s", "p99 ms", "TLS/plain"
     );
-    for ((w, conc), p) in &plain {
-        let t = &tls[&(*w, *conc)];
+    for ((w, conc), p, t) in &rows {
         println!(
             "{:<10} {:>5} {:>12.0} {:>10.2} {:>12.0} {:>10.2} {:>10.3}",
             format!("{w:?}"),
@@ -206,9 +219,4 @@ async fn main() {
             }
         );
     }
-    println!(
-        "tikv-server peak resident memory: plaintext run {:.1} MiB, mTLS run {:.1} MiB",
-        rss_plain as f64 / 1048576.0,
-        rss_tls as f64 / 1048576.0
-    );
 }
