@@ -181,6 +181,27 @@ impl Load {
     }
 }
 
+/// Retries an operation that fails while the region elects a new leader
+/// and PD learns it (tikv-client 0.4 does not retry a store it cannot
+/// reach), for up to 20 s.
+async fn retry<T, F, Fut>(c: &Cluster, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tikv_client::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{what}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("{what}: {e}\n{}", c.logs()),
+        }
+    }
+}
+
 /// Every acknowledged write is readable and no transaction is half-visible.
 async fn check_load(
     c: &Cluster,
@@ -196,23 +217,32 @@ async fn check_load(
         .await
         .unwrap();
     for (i, _) in raw_acked {
-        let v = raw
-            .get(format!("{prefix}raw/{i:06}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let key = format!("{prefix}raw/{i:06}");
+        let v = retry(c, &key, || raw.get(key.clone())).await;
         assert_eq!(
             v,
             Some(format!("v{i}").into_bytes()),
             "acknowledged raw write {i} lost"
         );
     }
-    let mut snap = txn.snapshot(txn.current_timestamp().await.unwrap(), Default::default());
+    let ts = retry(c, "timestamp", || txn.current_timestamp()).await;
     for i in 0..attempted {
-        let a = snap
-            .get(format!("{prefix}pair/a/{i:06}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
-        let b = snap.get(format!("{prefix}pair/b/{i:06}")).await.unwrap();
+        let (ka, kb) = (
+            format!("{prefix}pair/a/{i:06}"),
+            format!("{prefix}pair/b/{i:06}"),
+        );
+        let a = retry(c, &ka, || {
+            let mut snap = txn.snapshot(ts.clone(), Default::default());
+            let k = ka.clone();
+            async move { snap.get(k).await }
+        })
+        .await;
+        let b = retry(c, &kb, || {
+            let mut snap = txn.snapshot(ts.clone(), Default::default());
+            let k = kb.clone();
+            async move { snap.get(k).await }
+        })
+        .await;
         assert_eq!(
             a.is_some(),
             b.is_some(),
@@ -323,10 +353,8 @@ async fn store_that_missed_compacted_log_catches_up_by_snapshot() {
         .await
         .unwrap();
     for i in (0..n).step_by(7) {
-        let v = raw
-            .get(format!("s/{i:06}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let key = format!("s/{i:06}");
+        let v = retry(&c, &key, || raw.get(key.clone())).await;
         assert_eq!(v, Some(format!("v{i}").into_bytes()), "key s/{i:06}");
     }
 }
@@ -355,17 +383,137 @@ async fn tikv_client_raw_and_transactions_while_a_store_is_killed_and_restarted(
     let raw = RawClient::new_with_config(vec![c.pd_addr.clone()], config(&c))
         .await
         .unwrap();
-    let all = raw
-        .scan("t/raw/".to_owned().."t/raw0".to_owned(), 10_000)
-        .await
-        .unwrap();
-    assert_eq!(all.len(), raw_acked.len().max(all.len()));
-    raw.delete_range("t/raw/".to_owned().."t/raw0".to_owned())
-        .await
-        .unwrap();
+    let all = retry(&c, "scan", || {
+        raw.scan("t/raw/".to_owned().."t/raw0".to_owned(), 10_000)
+    })
+    .await;
+    assert!(all.len() >= raw_acked.len());
+    retry(&c, "delete_range", || {
+        raw.delete_range("t/raw/".to_owned().."t/raw0".to_owned())
+    })
+    .await;
     assert!(raw
         .scan("t/raw/".to_owned().."t/raw0".to_owned(), 10)
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_certificate_from_another_ca_is_refused_by_peers_and_pd() {
+    use tiox_proto::{eraftpb, metapb, raft_serverpb, tikvpb};
+    use tiox_security::{ClientTls, Component, SecurityConfig};
+
+    let c = Cluster::start(true, 3).await;
+    let region = wait_three_voters(&c).await;
+    let other = tempfile::tempdir().unwrap();
+    let foreign = cluster::Certs::make(&other.path().join("certs"));
+    let cluster_certs = c.certs.as_ref().unwrap();
+
+    // A rogue store that trusts the cluster's CA (and its own) but holds a
+    // store certificate from another CA dials a peer's Raft endpoint.
+    let bundle = other.path().join("both-cas.pem");
+    std::fs::write(
+        &bundle,
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(cluster_certs.path("ca.pem")).unwrap(),
+            std::fs::read_to_string(foreign.path("ca.pem")).unwrap()
+        ),
+    )
+    .unwrap();
+    let settings = SecurityConfig::from_paths(
+        bundle.to_str().unwrap(),
+        &foreign.path("tikv-server.pem"),
+        &foreign.path("tikv-server-key.pem"),
+    )
+    .validate(Component::Tiox)
+    .unwrap()
+    .unwrap();
+    let tls = Arc::new(ClientTls::with_alpn(settings, vec![b"h2".to_vec()]).unwrap());
+    let ch = tiox_client::channel::channel(&c.kv_addrs[0], Some(tls)).unwrap();
+    let msg = raft_serverpb::RaftMessage {
+        region_id: region["id"].as_u64().unwrap(),
+        from_peer: Some(metapb::Peer {
+            id: 999_999,
+            store_id: 999_998,
+            ..Default::default()
+        }),
+        to_peer: Some(metapb::Peer {
+            id: 1,
+            store_id: 1,
+            ..Default::default()
+        }),
+        message: Some(eraftpb::Message {
+            msg_type: eraftpb::MessageType::MsgHeartbeat as i32,
+            term: 1_000_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let res = tikvpb::tikv_client::TikvClient::new(ch)
+        .batch_raft(tokio_stream::iter(vec![tikvpb::BatchRaftMessage {
+            msgs: vec![msg],
+        }]))
+        .await;
+    assert!(res.is_err(), "a foreign-CA store was accepted: {res:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.kv[0]
+        .log_text()
+        .contains("tikv-server gRPC port: refused connection")
+    {
+        if Instant::now() > deadline {
+            panic!("kv0 did not log the refusal\n{}", c.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = c.kv[0].log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused connection"))
+        .unwrap();
+    assert!(
+        line.contains("127.0.0.1:"),
+        "the refusal names no address: {line}"
+    );
+
+    // The same store started as a process cannot even reach PD.
+    let rogue_args = vec![
+        "--addr".to_string(),
+        format!("127.0.0.1:{}", cluster::free_port()),
+        "--status-addr".into(),
+        format!("127.0.0.1:{}", cluster::free_port()),
+        "--pd".into(),
+        format!("https://{}", c.pd_addr),
+        "--data-dir".into(),
+        other.path().join("rogue").display().to_string(),
+        "--ca-path".into(),
+        foreign.path("ca.pem"),
+        "--cert-path".into(),
+        foreign.path("tikv-server.pem"),
+        "--key-path".into(),
+        foreign.path("tikv-server-key.pem"),
+    ];
+    let _rogue = cluster::Proc::spawn(
+        "rogue",
+        &cluster::bin("tikv-server"),
+        &rogue_args,
+        other.path().join("rogue.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !c.pd.log_text().contains("refused connection") {
+        if Instant::now() > deadline {
+            panic!("PD did not log the refusal\n{}", c.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, stores) = c.pd_get("/pd/api/v1/stores").await.unwrap();
+    assert_eq!(
+        stores.matches("\"state_name\":\"Up\"").count(),
+        3,
+        "the rogue store registered: {stores}"
+    );
+    // The region still has its three voters and serves.
+    assert_eq!(voters(&pd_region(&c).await.unwrap()), 3);
 }

@@ -95,8 +95,9 @@ pub struct RegionStatus {
     pub lease_until: Option<Instant>,
     /// Peers (learners included) that are not caught up (leader's view).
     pub pending_peers: Vec<metapb::Peer>,
-    /// Peers the leader has not heard from recently (leader's view).
-    pub down_peers: Vec<metapb::Peer>,
+    /// Peers the leader has not heard from recently, with the seconds
+    /// since it last did (leader's view).
+    pub down_peers: Vec<(metapb::Peer, u64)>,
 }
 
 impl RegionStatus {
@@ -354,6 +355,7 @@ pub fn start<E: Engine + Clone>(
         peers,
         meta,
         transport,
+        last_active: HashMap::new(),
     };
     lp.publish();
     std::thread::Builder::new()
@@ -370,6 +372,8 @@ struct RaftLoop<E: Engine> {
     peers: HashMap<u64, Peer>,
     meta: Arc<RwLock<StoreMeta>>,
     transport: Transport,
+    /// When each remote peer was last seen active (leader's view).
+    last_active: HashMap<u64, Instant>,
 }
 
 /// Logs entries kept for followers beyond the applied index, at most.
@@ -839,6 +843,16 @@ impl<E: Engine> RaftLoop<E> {
     fn process_ready(&mut self, peer: &mut Peer) -> Result<()> {
         let was_leader = peer.is_leader();
         let mut rd = peer.node.ready();
+        if let Some(ss) = rd.ss() {
+            tracing::info!(
+                region_id = peer.region.id,
+                peer_id = peer.peer_id,
+                term = peer.node.raft.term,
+                role = ?ss.raft_state,
+                leader = ss.leader_id,
+                "raft role changed"
+            );
+        }
         // 1. Messages that need nothing durable (a leader's appends and
         //    heartbeats) go out at once.
         self.send_messages(peer, rd.take_messages());
@@ -899,6 +913,7 @@ impl<E: Engine> RaftLoop<E> {
 
     fn publish(&mut self) {
         let now = Instant::now();
+        let last_active = &mut self.last_active;
         let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
         meta.regions = self
             .peers
@@ -915,10 +930,17 @@ impl<E: Engine> RaftLoop<E> {
                 if p.is_leader() {
                     let last = raft::Storage::last_index(p.node.store()).unwrap_or(0);
                     for x in p.region.peers.iter().filter(|x| x.id != p.peer_id) {
+                        let seen = *last_active.entry(x.id).or_insert(now);
                         match p.node.raft.prs().get(x.id) {
-                            Some(pr) if !pr.recent_active => down_peers.push(*x),
-                            Some(pr) if pr.matched + 64 < last => pending_peers.push(*x),
-                            Some(_) => {}
+                            Some(pr) if pr.recent_active => {
+                                last_active.insert(x.id, now);
+                                if pr.matched + 64 < last {
+                                    pending_peers.push(*x);
+                                }
+                            }
+                            Some(_) => {
+                                down_peers.push((*x, now.duration_since(seen).as_secs()));
+                            }
                             None => pending_peers.push(*x),
                         }
                     }

@@ -152,7 +152,7 @@ async fn per_store(
                 .await
         });
         let mut pending = Some(first);
-        let mut sent_any = false;
+        let opened = std::time::Instant::now();
         loop {
             let mut msgs = Vec::with_capacity(8);
             if let Some(m) = pending.take() {
@@ -172,9 +172,6 @@ async fn per_store(
             if btx.send(tikvpb::BatchRaftMessage { msgs }).await.is_err() {
                 break;
             }
-            if !sent_any {
-                sent_any = true;
-            }
             if call.is_finished() {
                 break;
             }
@@ -186,15 +183,17 @@ async fn per_store(
             Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),
             Err(e) => format!("stream task failed: {e}"),
         };
+        // A stream that lived a while was healthy: start counting afresh.
+        if opened.elapsed() > Duration::from_secs(5) {
+            failures = 0;
+        }
         failures += 1;
         if failures == 1 || failures.is_multiple_of(30) {
             tracing::warn!(store_id, %addr, failures, "raft stream to store {store_id} at {addr} ended: {why}; reconnecting");
         }
         feedback.unreachable(store_id);
-        tokio::time::sleep(Duration::from_millis(if sent_any { 100 } else { 500 })).await;
-        if sent_any {
-            failures = 0;
-        }
+        let backoff = Duration::from_millis(100 * u64::from(failures.min(10)));
+        tokio::time::sleep(backoff).await;
     }
 }
 

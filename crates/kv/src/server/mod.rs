@@ -7,8 +7,11 @@
 //!      │  PD (mutual TLS): IsBootstrapped / AllocID / Bootstrap / PutStore
 //!      ▼
 //!  raftstore::store::start ─► Storage ─► gRPC tikvpb.Tikv  (:20160, mTLS)
-//!                                     └► status /metrics /status (:20180, mTLS)
-//!  heartbeat task: StoreHeartbeat every 10 s, RegionHeartbeat on change / 5 s
+//!            │                        │   (also Raft/BatchRaft from peer stores)
+//!            │                        └► status /metrics /status (:20180, mTLS)
+//!            └► raftstore::transport: one BatchRaft stream per peer store (mTLS)
+//!  heartbeat task: StoreHeartbeat every 10 s, RegionHeartbeat on change / 5 s;
+//!  PD's operators on the heartbeat stream go to the Raft loop
 //! ```
 
 pub mod debug;
@@ -417,9 +420,9 @@ async fn heartbeats(
                     down_peers: r
                         .down_peers
                         .iter()
-                        .map(|p| pdpb::PeerStats {
+                        .map(|(p, secs)| pdpb::PeerStats {
                             peer: Some(*p),
-                            down_seconds: 0,
+                            down_seconds: *secs,
                         })
                         .collect(),
                     approximate_size: engine.disk_size() / 1024 / 1024,
