@@ -157,6 +157,41 @@ async fn measure_both(args: &Args) -> Vec<((Workload, usize), Result, Result)> {
     out
 }
 
+/// Timestamps delivered per PD RPC with 64 concurrent callers (the TSO
+/// batching of `tiox-client`), over mutual TLS.
+async fn tso_batching() {
+    let c = Cluster::start(true, 1).await;
+    let client = connect(&c).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..500 {
+                let _ = client.tso.get_ts().await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let rpcs = client
+        .tso
+        .stats
+        .rpcs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let ts = client
+        .tso
+        .stats
+        .timestamps
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "TSO batching: 64 callers x 500 timestamps = {ts} timestamps in {rpcs} PD RPCs ({:.1} per RPC), {:.0} timestamps/s, mTLS",
+        ts as f64 / rpcs.max(1) as f64,
+        ts as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
 async fn fill(args: &Args) {
     let c = Cluster::start(true, 1).await;
     let raw = connect(&c).await.raw();
@@ -198,6 +233,7 @@ async fn main() {
         "kv-bench: {}s per measurement (two interleaved rounds per side), 1 PD + 1 TiKV per cluster on this machine",
         args.seconds
     );
+    tso_batching().await;
     let rows = measure_both(&args).await;
     println!(
         "\n{:<10} {:>5} {:>12} {:>10} {:>12} {:>10} {:>10}",
