@@ -46,8 +46,13 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/pd/api/v1/config", get(config))
         .route("/pd/api/v1/version", get(version))
         .route("/metrics", get(metrics))
-        .with_state(state);
-    grpc.merge(api).fallback(fallback)
+        .with_state(state.clone());
+    grpc.merge(api)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::forward::forward_grpc,
+        ))
 }
 
 /// A JSON error response.

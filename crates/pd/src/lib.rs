@@ -20,6 +20,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod grpc;
 pub mod http;
 pub mod id;

@@ -31,8 +31,7 @@
 //! the leader. The log is compacted past `raft-log-keep-entries`; a member
 //! needing dropped entries gets a snapshot of the whole applied state.
 //!
-//! Not done: removing members, and forwarding requests (followers redirect
-//! HTTP and answer gRPC with a not-leader error naming the leader).
+//! Not done: removing members.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -64,6 +64,8 @@ pub struct State {
     pub started_ms: u64,
     /// Raft replication, when the PD cluster has several members.
     replica: Option<Replica>,
+    /// The connection followers forward gRPC calls over.
+    pub forwarder: crate::forward::Forwarder,
 }
 
 /// The locked core of a serving leader.
@@ -530,6 +532,7 @@ impl Server {
             metrics: Metrics::default(),
             started_ms: now,
             replica,
+            forwarder: crate::forward::Forwarder::default(),
         });
         Ok(Server {
             state,

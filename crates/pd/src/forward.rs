@@ -1,0 +1,137 @@
+//! Follower-to-leader forwarding of gRPC calls: a PD member that is not the
+//! serving leader passes `pdpb.PD` calls (other than GetMembers, which every
+//! member answers) to the leader over one cached h2 connection, through
+//! `ClientTls` when TLS is configured, and streams the answer back
+//! (trailers, and so gRPC status, included). Clients may thus talk to any
+//! member. When no leader is known, the call is served locally, which
+//! answers with a not-leader error.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxState};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::config::{Scheme, Url};
+use crate::server::State;
+
+/// A cached connection to the leader.
+#[derive(Debug, Default)]
+pub struct Forwarder {
+    conn: tokio::sync::Mutex<Option<(String, SendRequest<Body>)>>,
+}
+
+impl Forwarder {
+    async fn sender(&self, leader: &Url, state: &State) -> Result<SendRequest<Body>, String> {
+        let key = leader.to_string();
+        let mut guard = self.conn.lock().await;
+        if let Some((k, s)) = guard.as_ref() {
+            if *k == key && !s.is_closed() {
+                return Ok(s.clone());
+            }
+        }
+        let sender = match (leader.scheme, state.tls()) {
+            (Scheme::Https, Some(settings)) => {
+                let tls =
+                    tiox_security::ClientTls::with_alpn(settings.clone(), vec![b"h2".to_vec()])
+                        .map_err(|e| e.to_string())?;
+                let io = tls
+                    .connect_tcp(&leader.authority())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                handshake(TokioIo::new(io)).await?
+            }
+            (Scheme::Http, None) => {
+                let io = TcpStream::connect(leader.authority())
+                    .await
+                    .map_err(|e| format!("connecting to the leader at {key}: {e}"))?;
+                let _ = io.set_nodelay(true);
+                handshake(TokioIo::new(io)).await?
+            }
+            _ => {
+                return Err(format!(
+                    "the leader's URL {key} does not match this member's TLS setting"
+                ))
+            }
+        };
+        *guard = Some((key, sender.clone()));
+        Ok(sender)
+    }
+}
+
+async fn handshake<IO>(io: IO) -> Result<SendRequest<Body>, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .map_err(|e| format!("h2 handshake with the leader: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Axum middleware: forwards `pdpb.PD` calls when this member does not serve.
+pub async fn forward_grpc(
+    AxState(state): AxState<Arc<State>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if !path.starts_with("/pdpb.PD/") || path == "/pdpb.PD/GetMembers" {
+        return next.run(req).await;
+    }
+    let leader = match state.cluster() {
+        Ok(_) => None,
+        Err(crate::Error::NotLeader { leader: Some(url) }) => Url::parse(&url, "leader URL").ok(),
+        Err(_) => None,
+    };
+    let Some(leader) = leader else {
+        return next.run(req).await;
+    };
+    let sender = match state.forwarder.sender(&leader, &state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot forward to the PD leader: {e}");
+            return next.run(req).await;
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    let scheme = match leader.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    match format!("{scheme}://{}{pq}", leader.authority()).parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => return next.run(Request::from_parts(parts, body)).await,
+    }
+    let mut sender = sender;
+    match sender.send_request(Request::from_parts(parts, body)).await {
+        Ok(resp) => resp.map(Body::new).into_response(),
+        Err(e) => {
+            tracing::warn!("forwarding to the PD leader {leader} failed: {e}");
+            let mut resp = Response::new(Body::empty());
+            let h = resp.headers_mut();
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/grpc"),
+            );
+            h.insert("grpc-status", axum::http::HeaderValue::from_static("14"));
+            h.insert(
+                "grpc-message",
+                axum::http::HeaderValue::from_static("forwarding to the PD leader failed; retry"),
+            );
+            resp
+        }
+    }
+}
