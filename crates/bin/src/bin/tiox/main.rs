@@ -2,6 +2,7 @@
 //! and `tiox playground` (a local cluster with mutual TLS everywhere).
 
 mod cert;
+mod check;
 mod playground;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,10 @@ enum Command {
     /// Start a local cluster (3 PD, 3 TiKV, 1 TiDB) with mutual TLS on
     /// every link; Ctrl-C stops it.
     Playground(playground::PlaygroundArgs),
+    /// Audit a running cluster's TLS from the outside (every PD member and
+    /// store: mutual TLS, certificates, refusal of plaintext and of clients
+    /// without certificates). Exits non-zero on any failure.
+    Check(check::CheckArgs),
 }
 
 #[tokio::main]
@@ -40,6 +45,7 @@ async fn main() {
     let code = match cli.command {
         Command::Cert(c) => cert::run(c),
         Command::Playground(a) => playground::run(a).await,
+        Command::Check(a) => check::run(a).await,
     };
     std::process::exit(code);
 }
