@@ -1031,6 +1031,50 @@ fn three_pds_replicate_metadata_and_keep_tso_monotonic_across_leader_sigkill() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+
+    // pd-ctl removes that member (through a follower or the leader: the
+    // request is redirected); the remaining two keep serving.
+    let other = (leader + 2) % 3;
+    let out = pd_ctl(
+        &[
+            "-u",
+            &pds[other].url("https"),
+            "--cacert",
+            &pki.s("ca.pem"),
+            "--cert",
+            &pki.s("client.pem"),
+            "--key",
+            &pki.s("client-key.pem"),
+            "-d",
+            "member",
+            "delete",
+            "name",
+            &name,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    pds[leader].kill();
+    rt.block_on(async {
+        let refs: Vec<&Pd> = pds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leader)
+            .map(|(_, p)| p)
+            .collect();
+        let l = wait_for_serving_leader(&refs, &tls).await;
+        let mut c = tiox_pd::client::connect(&refs[l].addr(), Some(tls.clone()))
+            .await
+            .unwrap();
+        let m = c
+            .get_members(pdpb::GetMembersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(m.members.len(), 2, "{:?}", m.members);
+        assert!(!m.members.iter().any(|x| x.name == name));
+        tso(&mut c, 10).await;
+    });
 }
 
 #[test]

@@ -109,6 +109,16 @@ pub async fn get_full(
     tls: Option<&Arc<ClientTls>>,
     path: &str,
 ) -> Result<Answer, CtlError> {
+    send(ep, tls, hyper::Method::GET, path).await
+}
+
+/// Sends a body-less request (`GET`, `DELETE`) to `ep`.
+pub async fn send(
+    ep: &Endpoint,
+    tls: Option<&Arc<ClientTls>>,
+    method: hyper::Method,
+    path: &str,
+) -> Result<Answer, CtlError> {
     let fail = |reason: String| CtlError::Connect {
         endpoint: ep.to_string(),
         reason,
@@ -124,12 +134,12 @@ pub async fn get_full(
                     .connect(&ep.host, tcp)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
-                request(stream, ep, path).await
+                request(stream, ep, method, path).await
             }
             (Scheme::Https, None) => Err(fail(
                 "an https:// endpoint needs --cacert, --cert and --key".to_string(),
             )),
-            (Scheme::Http, _) => request(tcp, ep, path).await,
+            (Scheme::Http, _) => request(tcp, ep, method, path).await,
         }
     };
     tokio::time::timeout(TIMEOUT, work)
@@ -137,7 +147,12 @@ pub async fn get_full(
         .map_err(|_| fail(format!("no answer within {}s", TIMEOUT.as_secs())))?
 }
 
-async fn request<IO>(io: IO, ep: &Endpoint, path: &str) -> Result<Answer, CtlError>
+async fn request<IO>(
+    io: IO,
+    ep: &Endpoint,
+    method: hyper::Method,
+    path: &str,
+) -> Result<Answer, CtlError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -151,7 +166,9 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = hyper::Request::get(path)
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, ep.authority())
         .header(hyper::header::USER_AGENT, "pd-ctl (tiox)")
         .body(Empty::<Bytes>::new())

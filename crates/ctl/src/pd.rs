@@ -6,6 +6,7 @@
 //! | `store [ID]`         | `GET /pd/api/v1/stores`, `/store/ID` |
 //! | `member`             | `GET /pd/api/v1/members`             |
 //! | `member leader show` | `GET /pd/api/v1/leader`              |
+//! | `member delete name N` | `DELETE /pd/api/v1/members/name/N` |
 //! | `region [ID]`        | `GET /pd/api/v1/regions`, `/region/id/ID` |
 //! | `region key KEY`     | `GET /pd/api/v1/region/key/KEY` (escaped) |
 //! | `health`             | `GET /pd/api/v1/health`              |
@@ -30,6 +31,7 @@ pub const USAGE: &str = "commands:
   store [ID]            list stores, or show one
   member                list PD members
   member leader show    show the PD leader
+  member delete name N  remove PD member N
   region [ID]           list regions, or show one
   region key KEY        show the region containing KEY
   health                show the members' health
@@ -48,6 +50,8 @@ pub enum Command {
     Members,
     /// `member leader show`.
     Leader,
+    /// `member delete name NAME`.
+    MemberDelete(String),
     /// `region [ID]`.
     Region(Option<u64>),
     /// `region key KEY`.
@@ -77,6 +81,7 @@ impl Command {
             ["store", id] => Ok(Command::Store(Some(parse_id(id, "store")?))),
             ["member"] => Ok(Command::Members),
             ["member", "leader", "show"] => Ok(Command::Leader),
+            ["member", "delete", "name", name] => Ok(Command::MemberDelete(name.to_string())),
             ["region"] => Ok(Command::Region(None)),
             ["region", "key", key] => Ok(Command::RegionKey(key.to_string())),
             ["region", id] => Ok(Command::Region(Some(parse_id(id, "region")?))),
@@ -101,6 +106,9 @@ impl Command {
             Command::Store(Some(id)) => format!("/pd/api/v1/store/{id}"),
             Command::Members => "/pd/api/v1/members".into(),
             Command::Leader => "/pd/api/v1/leader".into(),
+            Command::MemberDelete(name) => {
+                format!("/pd/api/v1/members/name/{}", escape(name.as_bytes()))
+            }
             Command::Region(None) => "/pd/api/v1/regions".into(),
             Command::Region(Some(id)) => format!("/pd/api/v1/region/id/{id}"),
             Command::RegionKey(k) => format!("/pd/api/v1/region/key/{}", escape(k.as_bytes())),
@@ -221,13 +229,25 @@ impl PdCtl {
     /// redirects to the leader; the redirect is followed once, with the same
     /// TLS settings (the scheme must stay the same).
     pub async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), CtlError> {
+        self.request(hyper::Method::GET, path).await
+    }
+
+    /// A request with no body on the first endpoint that answers, following
+    /// a leader redirect once.
+    pub async fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+    ) -> Result<(u16, Vec<u8>), CtlError> {
         let mut errors = Vec::new();
         for ep in &self.endpoints {
-            match http::get_full(ep, self.tls.as_ref(), path).await {
-                Ok((307 | 308, _, Some(location))) => match self.follow(ep, &location).await {
-                    Ok(r) => return Ok(r),
-                    Err(e) => errors.push(e.to_string()),
-                },
+            match http::send(ep, self.tls.as_ref(), method.clone(), path).await {
+                Ok((307 | 308, _, Some(location))) => {
+                    match self.follow(ep, method.clone(), &location).await {
+                        Ok(r) => return Ok(r),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
                 Ok((status, body, _)) => return Ok((status, body)),
                 Err(e) => errors.push(e.to_string()),
             }
@@ -243,7 +263,12 @@ impl PdCtl {
         })
     }
 
-    async fn follow(&self, from: &Endpoint, location: &str) -> Result<(u16, Vec<u8>), CtlError> {
+    async fn follow(
+        &self,
+        from: &Endpoint,
+        method: hyper::Method,
+        location: &str,
+    ) -> Result<(u16, Vec<u8>), CtlError> {
         let (base, path) = match location.find("://").map(|i| i + 3) {
             Some(start) => match location[start..].find('/') {
                 Some(slash) => location.split_at(start + slash),
@@ -258,7 +283,8 @@ impl PdCtl {
                 reason: format!("redirected to {location}, which changes the scheme; refused"),
             });
         }
-        http::get(&to, self.tls.as_ref(), path).await
+        let (status, body, _) = http::send(&to, self.tls.as_ref(), method, path).await?;
+        Ok((status, body))
     }
 
     /// Runs one command and returns what to print.
@@ -271,7 +297,11 @@ impl PdCtl {
         let Some(path) = cmd.path() else {
             return Ok(USAGE.to_string());
         };
-        let (status, body) = self.get(&path).await?;
+        let method = match cmd {
+            Command::MemberDelete(_) => hyper::Method::DELETE,
+            _ => hyper::Method::GET,
+        };
+        let (status, body) = self.request(method, &path).await?;
         let text = match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
             Err(_) => String::from_utf8_lossy(&body).into_owned(),
@@ -313,6 +343,13 @@ mod tests {
             Command::parse(&["bogus"]),
             Err(CtlError::Usage(_))
         ));
+        assert_eq!(
+            Command::parse(&["member", "delete", "name", "pd2"])
+                .unwrap()
+                .path()
+                .unwrap(),
+            "/pd/api/v1/members/name/pd2"
+        );
     }
 
     #[test]

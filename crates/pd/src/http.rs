@@ -36,6 +36,10 @@ pub fn router(state: Arc<State>) -> Router {
     let api = Router::new()
         .route("/pd/api/v1/cluster", get(cluster))
         .route("/pd/api/v1/members", get(members).post(add_member))
+        .route(
+            "/pd/api/v1/members/name/{name}",
+            axum::routing::delete(remove_member),
+        )
         .route("/pd/api/v1/leader", get(leader))
         .route("/pd/api/v1/stores", get(stores))
         .route("/pd/api/v1/store/{id}", get(store))
@@ -299,6 +303,32 @@ async fn add_member(AxState(s): St, uri: Uri, body: axum::body::Bytes) -> Respon
     let st = s.clone();
     match tokio::task::spawn_blocking(move || st.add_member(info)).await {
         Ok(Ok(members)) => Json(json!({ "members": members })).into_response(),
+        Ok(Err(e @ crate::Error::NotLeader { .. })) => not_leader(&e, &uri),
+        Ok(Err(e @ crate::Error::InvalidValue(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `DELETE /pd/api/v1/members/name/{name}`: removes a member (Raft
+/// `RemoveNode`). Answered by the leader; followers redirect.
+async fn remove_member(AxState(s): St, params: RawPathParams, uri: Uri) -> Response {
+    count(&s);
+    let name = params
+        .iter()
+        .find(|(k, _)| *k == "name")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let known = s.members_view().0.iter().any(|m| m.name == name);
+    if !known {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("member \"{name}\" not found"),
+        );
+    }
+    let st = s.clone();
+    match tokio::task::spawn_blocking(move || st.remove_member(&name)).await {
+        Ok(Ok(())) => Json(json!({ "removed": true })).into_response(),
         Ok(Err(e @ crate::Error::NotLeader { .. })) => not_leader(&e, &uri),
         Ok(Err(e @ crate::Error::InvalidValue(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

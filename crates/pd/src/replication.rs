@@ -31,7 +31,7 @@
 //! the leader. The log is compacted past `raft-log-keep-entries`; a member
 //! needing dropped entries gets a snapshot of the whole applied state.
 //!
-//! Not done: removing members.
+//! Members are removed with a Raft `RemoveNode` (`pd-ctl member delete`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -113,6 +113,8 @@ enum Payload {
     Batch(Vec<Op>),
     /// Add a voter (a `--join`ing member).
     AddMember(MemberInfo),
+    /// Remove a voter.
+    RemoveMember(u64),
 }
 
 struct Proposal {
@@ -124,6 +126,8 @@ struct Proposal {
 pub struct Replica {
     /// This member's Raft id.
     pub self_id: u64,
+    /// A read-only view of the Raft log (for the current voters).
+    conf_view: MemStorage,
     proposals: mpsc::UnboundedSender<Proposal>,
     status: watch::Receiver<RaftStatus>,
     state: Arc<Mutex<Storage>>,
@@ -250,6 +254,12 @@ impl RaftLog {
         key.extend_from_slice(info.id.to_string().as_bytes());
         self.store
             .put(&key, serde_json::to_vec(info).unwrap_or_default())
+    }
+
+    fn forget_peer(&mut self, id: u64) -> Result<()> {
+        let mut key = PEER_PREFIX.to_vec();
+        key.extend_from_slice(id.to_string().as_bytes());
+        self.store.write(vec![(key, None)])
     }
 
     fn saved_peers(&self) -> Vec<MemberInfo> {
@@ -460,6 +470,7 @@ impl Replica {
         cfg.validate()
             .map_err(|e| Error::InvalidValue(format!("raft config: {e}")))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let conf_view = log.mem.clone();
         let state = Arc::new(Mutex::new(state));
         let store = RaftStore {
             mem: log.mem.clone(),
@@ -559,6 +570,7 @@ impl Replica {
             .map_err(|e| Error::InvalidValue(format!("cannot start the Raft thread: {e}")))?;
         Ok(Replica {
             self_id,
+            conf_view,
             proposals: prop_tx,
             status: status_rx,
             state,
@@ -605,6 +617,41 @@ impl Replica {
             }
         }
         Ok(self.members())
+    }
+
+    /// Removes the voter `id`; blocks until the change is applied here.
+    pub fn remove_member(&self, id: u64) -> Result<()> {
+        let voters = raft::Storage::initial_state(&self.conf_view)
+            .map(|s| s.conf_state.voters)
+            .unwrap_or_default();
+        if !voters.contains(&id) {
+            return Err(Error::InvalidValue(format!("member {id} is not a voter")));
+        }
+        if voters.len() <= 1 {
+            return Err(Error::InvalidValue(
+                "cannot remove the last PD member".into(),
+            ));
+        }
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.proposals
+            .send(Proposal {
+                payload: Payload::RemoveMember(id),
+                done,
+            })
+            .map_err(|_| Error::NotLeader { leader: None })?;
+        match wait.recv_timeout(PROPOSE_TIMEOUT) {
+            Ok(r) => r,
+            Err(_) => Err(Error::InvalidValue(
+                "the membership change did not commit in time; retry".into(),
+            )),
+        }
+    }
+
+    /// The current voters' ids.
+    pub fn voters(&self) -> Vec<u64> {
+        raft::Storage::initial_state(&self.conf_view)
+            .map(|s| s.conf_state.voters)
+            .unwrap_or_default()
     }
 
     /// A copy of the applied state.
@@ -743,6 +790,12 @@ impl Driver {
                 cc.set_change_type(ConfChangeType::AddNode);
                 cc.node_id = info.id;
                 cc.context = serde_json::to_vec(info).unwrap_or_default().into();
+                self.node.propose_conf_change(ctx, cc)
+            }
+            Payload::RemoveMember(id) => {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.node_id = *id;
                 self.node.propose_conf_change(ctx, cc)
             }
         };
@@ -905,6 +958,24 @@ impl Driver {
             .map_err(|err| Error::InvalidValue(format!("conf change at {}: {err}", e.index)))?;
         self.log.set_conf_state(cs)?;
         let mut ops: Vec<Op> = vec![(APPLIED_KEY.to_vec(), Some(e.index.to_be_bytes().to_vec()))];
+        if cc.get_change_type() == ConfChangeType::RemoveNode {
+            let id = cc.node_id;
+            tracing::info!(id, "PD member removed");
+            let mut key = MEMBER_PREFIX.to_vec();
+            key.extend_from_slice(id.to_string().as_bytes());
+            ops.push((key, None));
+            self.senders.remove(&id);
+            self.log.forget_peer(id)?;
+            self.members
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if id == self.self_id {
+                tracing::warn!(
+                    "this member was removed from the PD cluster; it no longer votes or serves"
+                );
+            }
+        }
         if cc.get_change_type() == ConfChangeType::AddNode {
             if let Ok(info) = serde_json::from_slice::<MemberInfo>(&cc.context) {
                 tracing::info!(name = %info.name, id = info.id, "PD member added");
@@ -1088,6 +1159,9 @@ async fn send_to_peer(
                     );
                 }
                 failures += 1;
+                if rx.is_closed() {
+                    return;
+                }
                 let backoff = 100u64 << failures.min(5);
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
                 // Messages queued meanwhile are stale; Raft resends.

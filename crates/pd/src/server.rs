@@ -135,8 +135,10 @@ impl State {
                 ));
             }
         }
+        let voters = r.voters();
         let list: Vec<pdpb::Member> = entries
             .iter()
+            .filter(|(name, _)| voters.is_empty() || voters.contains(&member_id(name)))
             .map(|(name, url)| {
                 let id = member_id(name);
                 if id == self.member.member_id {
@@ -181,6 +183,18 @@ impl State {
         // Only the serving leader changes membership.
         drop(self.cluster()?);
         r.add_member(info)
+    }
+
+    /// Removes the member called `name` (the leader's side of
+    /// `pd-ctl member delete name NAME`); blocks on Raft.
+    pub fn remove_member(&self, name: &str) -> Result<()> {
+        let Some(r) = &self.replica else {
+            return Err(Error::InvalidValue(
+                "this PD runs as a single member without Raft; there is no member to remove".into(),
+            ));
+        };
+        drop(self.cluster()?);
+        r.remove_member(member_id(name))
     }
 
     /// Members that are up as far as this one can tell: itself and every
