@@ -136,28 +136,29 @@ impl Load {
                         return;
                     }
                     *attempted.lock().unwrap() = i + 1;
-                    if raw
-                        .put(format!("{prefix}raw/{i:06}"), format!("v{i}"))
-                        .await
-                        .is_ok()
-                    {
+                    let limit = Duration::from_secs(5);
+                    let put = raw.put(format!("{prefix}raw/{i:06}"), format!("v{i}"));
+                    if let Ok(Ok(())) = tokio::time::timeout(limit, put).await {
                         raw_acked.lock().unwrap().push((i, Instant::now()));
                     }
-                    let Ok(mut t) = txn.begin_optimistic().await else {
+                    let Ok(Ok(mut t)) = tokio::time::timeout(limit, txn.begin_optimistic()).await
+                    else {
                         continue;
                     };
-                    let ok = t
-                        .put(format!("{prefix}pair/a/{i:06}"), format!("{i}"))
-                        .await
-                        .is_ok()
-                        && t.put(format!("{prefix}pair/b/{i:06}"), format!("{i}"))
-                            .await
-                            .is_ok()
-                        && t.commit().await.is_ok();
-                    if ok {
+                    let ok = tokio::time::timeout(Duration::from_secs(10), async {
+                        t.put(format!("{prefix}pair/a/{i:06}"), format!("{i}"))
+                            .await?;
+                        t.put(format!("{prefix}pair/b/{i:06}"), format!("{i}"))
+                            .await?;
+                        t.commit().await
+                    })
+                    .await;
+                    if matches!(ok, Ok(Ok(_))) {
                         txn_acked.lock().unwrap().push(i);
                     } else {
-                        let _ = t.rollback().await;
+                        // A timed-out commit may still have committed:
+                        // such a transaction is "attempted", not acked.
+                        let _ = tokio::time::timeout(limit, t.rollback()).await;
                     }
                 }
             })
@@ -181,21 +182,51 @@ impl Load {
     }
 }
 
+async fn new_raw(c: &Cluster) -> Result<RawClient, tikv_client::Error> {
+    RawClient::new_with_config(vec![c.pd_addr.clone()], config(c)).await
+}
+
+async fn new_txn(c: &Cluster) -> Result<TransactionClient, tikv_client::Error> {
+    TransactionClient::new_with_config(vec![c.pd_addr.clone()], config(c)).await
+}
+
 /// Retries an operation that fails while the region elects a new leader
-/// and PD learns it (tikv-client 0.4 does not retry a store it cannot
-/// reach), for up to 20 s.
-async fn retry<T, F, Fut>(c: &Cluster, what: &str, mut f: F) -> T
+/// and PD learns it, for up to 20 s. After a failure the client is
+/// replaced: a tikv-client 0.4 client whose request met a killed store was
+/// seen to keep failing ("transport error") long after PD named the new,
+/// reachable leader, while a fresh client succeeded at once.
+async fn retry<Cl, T, F, Fut, Mk, MkFut>(
+    c: &Cluster,
+    what: &str,
+    client: &mut Cl,
+    mk: Mk,
+    mut f: F,
+) -> T
 where
-    F: FnMut() -> Fut,
+    Cl: Clone,
+    F: FnMut(Cl) -> Fut,
     Fut: std::future::Future<Output = Result<T, tikv_client::Error>>,
+    Mk: Fn() -> MkFut,
+    MkFut: std::future::Future<Output = Result<Cl, tikv_client::Error>>,
 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match f().await {
+        // tikv-client 0.4 can wait forever on a request whose store died.
+        let res = match tokio::time::timeout(Duration::from_secs(10), f(client.clone())).await {
+            Ok(r) => r,
+            Err(_) => Err(tikv_client::Error::StringError(
+                "no answer within 10 s".into(),
+            )),
+        };
+        match res {
             Ok(v) => return v,
             Err(e) if Instant::now() < deadline => {
-                eprintln!("{what}: {e}; retrying");
+                let pd = pd_region(c).await.map(|r| r["leader"]["store_id"].clone());
+                eprintln!("{what}: {e}; retrying with a fresh client (PD's leader store: {pd:?})");
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(Ok(fresh)) = tokio::time::timeout(Duration::from_secs(10), mk()).await {
+                    *client = fresh;
+                }
             }
             Err(e) => panic!("{what}: {e}\n{}", c.logs()),
         }
@@ -210,38 +241,63 @@ async fn check_load(
     txn_acked: &[u32],
     attempted: u32,
 ) {
-    let raw = RawClient::new_with_config(vec![c.pd_addr.clone()], config(c))
-        .await
-        .unwrap();
-    let txn = TransactionClient::new_with_config(vec![c.pd_addr.clone()], config(c))
-        .await
-        .unwrap();
+    let mut raw = new_raw(c).await.unwrap();
+    let mut txn = new_txn(c).await.unwrap();
     for (i, _) in raw_acked {
         let key = format!("{prefix}raw/{i:06}");
-        let v = retry(c, &key, || raw.get(key.clone())).await;
+        let v = retry(
+            c,
+            &key,
+            &mut raw,
+            || new_raw(c),
+            |r| {
+                let k = key.clone();
+                async move { r.get(k).await }
+            },
+        )
+        .await;
         assert_eq!(
             v,
             Some(format!("v{i}").into_bytes()),
             "acknowledged raw write {i} lost"
         );
     }
-    let ts = retry(c, "timestamp", || txn.current_timestamp()).await;
+    let ts = retry(
+        c,
+        "timestamp",
+        &mut txn,
+        || new_txn(c),
+        |t| async move { t.current_timestamp().await },
+    )
+    .await;
     for i in 0..attempted {
         let (ka, kb) = (
             format!("{prefix}pair/a/{i:06}"),
             format!("{prefix}pair/b/{i:06}"),
         );
-        let a = retry(c, &ka, || {
-            let mut snap = txn.snapshot(ts.clone(), Default::default());
-            let k = ka.clone();
-            async move { snap.get(k).await }
-        })
+        let a = retry(
+            c,
+            &ka,
+            &mut txn,
+            || new_txn(c),
+            |t| {
+                let mut snap = t.snapshot(ts.clone(), Default::default());
+                let k = ka.clone();
+                async move { snap.get(k).await }
+            },
+        )
         .await;
-        let b = retry(c, &kb, || {
-            let mut snap = txn.snapshot(ts.clone(), Default::default());
-            let k = kb.clone();
-            async move { snap.get(k).await }
-        })
+        let b = retry(
+            c,
+            &kb,
+            &mut txn,
+            || new_txn(c),
+            |t| {
+                let mut snap = t.snapshot(ts.clone(), Default::default());
+                let k = kb.clone();
+                async move { snap.get(k).await }
+            },
+        )
         .await;
         assert_eq!(
             a.is_some(),
@@ -349,12 +405,20 @@ async fn store_that_missed_compacted_log_catches_up_by_snapshot() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Without the leader's store, the region needs the restarted one.
     c.kv[li].kill();
-    let raw = RawClient::new_with_config(vec![c.pd_addr.clone()], config(&c))
-        .await
-        .unwrap();
+    let mut raw = new_raw(&c).await.unwrap();
     for i in (0..n).step_by(7) {
         let key = format!("s/{i:06}");
-        let v = retry(&c, &key, || raw.get(key.clone())).await;
+        let v = retry(
+            &c,
+            &key,
+            &mut raw,
+            || new_raw(&c),
+            |r| {
+                let k = key.clone();
+                async move { r.get(k).await }
+            },
+        )
+        .await;
         assert_eq!(v, Some(format!("v{i}").into_bytes()), "key s/{i:06}");
     }
 }
@@ -379,24 +443,50 @@ async fn tikv_client_raw_and_transactions_while_a_store_is_killed_and_restarted(
         c.logs()
     );
     check_load(&c, "t/", &raw_acked, &txn_acked, attempted).await;
-    // Raw scans and deletes across the replicated region.
-    let raw = RawClient::new_with_config(vec![c.pd_addr.clone()], config(&c))
-        .await
-        .unwrap();
-    let all = retry(&c, "scan", || {
-        raw.scan("t/raw/".to_owned().."t/raw0".to_owned(), 10_000)
-    })
+    // Batch reads and a range delete across the replicated region. (Raw
+    // scans are left out: tikv-client 0.4's scan loop restarts from the
+    // empty end key of the last region, so it repeats results until the
+    // limit and never ends on an empty range, against TiKV as against us.)
+    let mut raw = new_raw(&c).await.unwrap();
+    let keys: Vec<String> = raw_acked
+        .iter()
+        .map(|(i, _)| format!("t/raw/{i:06}"))
+        .collect();
+    let got = retry(
+        &c,
+        "batch_get",
+        &mut raw,
+        || new_raw(&c),
+        |r| {
+            let keys = keys.clone();
+            async move { r.batch_get(keys).await }
+        },
+    )
     .await;
-    assert!(all.len() >= raw_acked.len());
-    retry(&c, "delete_range", || {
-        raw.delete_range("t/raw/".to_owned().."t/raw0".to_owned())
-    })
+    assert_eq!(got.len(), keys.len(), "batch_get after the kills");
+    retry(
+        &c,
+        "delete_range",
+        &mut raw,
+        || new_raw(&c),
+        |r| async move {
+            r.delete_range("t/raw/".to_owned().."t/raw0".to_owned())
+                .await
+        },
+    )
     .await;
-    assert!(raw
-        .scan("t/raw/".to_owned().."t/raw0".to_owned(), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    let left = retry(
+        &c,
+        "batch_get",
+        &mut raw,
+        || new_raw(&c),
+        |r| {
+            let keys = keys.clone();
+            async move { r.batch_get(keys).await }
+        },
+    )
+    .await;
+    assert!(left.is_empty(), "delete_range left {} keys", left.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,4 +606,10 @@ async fn store_certificate_from_another_ca_is_refused_by_peers_and_pd() {
     );
     // The region still has its three voters and serves.
     assert_eq!(voters(&pd_region(&c).await.unwrap()), 3);
+    let raw = new_raw(&c).await.unwrap();
+    raw.put("x/1".to_owned(), "1".to_owned()).await.unwrap();
+    assert_eq!(
+        raw.get("x/1".to_owned()).await.unwrap(),
+        Some(b"1".to_vec())
+    );
 }

@@ -240,9 +240,10 @@ impl Storage {
     pub async fn wait_readable(&self, ctx: Option<&kvrpcpb::Context>) {
         let region_id = ctx.map_or(0, |c| c.region_id);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        // A round that waited for the new leader's first commit may return
-        // with its lease already spent; the next round is quick.
-        for _ in 0..3 {
+        // A round that waited for the new leader's first commit (or a busy
+        // machine) may return with its lease already spent; try again
+        // until the deadline.
+        loop {
             match self.store.region(region_id) {
                 Some(s) if s.is_leader && !s.can_read_locally() => {}
                 _ => return,

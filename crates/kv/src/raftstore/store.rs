@@ -88,6 +88,8 @@ pub struct RegionStatus {
     pub leader: Option<metapb::Peer>,
     /// Applied index.
     pub applied: u64,
+    /// The Raft term this peer is at.
+    pub term: u64,
     /// Leader that has applied its own term's first entry: reads see
     /// every acknowledged write.
     pub readable: bool,
@@ -953,6 +955,7 @@ impl<E: Engine> RaftLoop<E> {
                         is_leader: p.is_leader(),
                         leader: p.leader(),
                         applied: p.node.store().apply_state.applied,
+                        term: p.node.raft.term,
                         readable: p.is_leader()
                             && raft::Storage::term(
                                 p.node.store(),

@@ -417,6 +417,7 @@ async fn heartbeats(
                     region: Some(r.region.clone()),
                     leader: r.leader,
                     pending_peers: r.pending_peers.clone(),
+                    term: r.term,
                     down_peers: r
                         .down_peers
                         .iter()
