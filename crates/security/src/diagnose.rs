@@ -104,6 +104,9 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
             other => format!("{peer_cert} was rejected ({other:?})"),
         },
         E::AlertReceived(alert) => match alert {
+            AlertDescription::NoApplicationProtocol => "the peer refused our application protocol \
+                (ALPN): we dialled a port that serves another protocol (check the port)"
+                .to_string(),
             AlertDescription::CertificateRequired => "the server requires a client certificate \
                 and we sent none"
                 .to_string(),
@@ -123,6 +126,12 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
             ),
             other => format!("the peer refused the handshake ({other:?})"),
         },
+        E::NoApplicationProtocol => {
+            "no common application protocol (ALPN): the peer offered none of the \
+            protocols this port serves (cluster ports speak h2 and http/1.1; PD's peer port only \
+            PD's own); check that the client dials the right port"
+                .to_string()
+        }
         E::PeerIncompatible(p) => format!(
             "no common ground with the peer ({p:?}); tiox speaks TLS 1.2 and 1.3 only \
              (check tls-min-version on both sides)"

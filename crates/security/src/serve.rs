@@ -24,8 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::ServerTls;
 
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::server::HANDSHAKE_TIMEOUT;
 
 /// Connection counters, for `/metrics`.
 #[derive(Debug, Default)]

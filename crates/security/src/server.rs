@@ -20,6 +20,9 @@ use crate::inspect::CertInfo;
 use crate::material::{provider, Derived, TlsMaterial};
 use crate::verify::AllowListVerifier;
 
+/// How long a peer may take to complete the server handshake.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Whether a client certificate is required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAuth {
@@ -185,9 +188,15 @@ impl ServerTls {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let config = self.config()?;
-        let stream = TlsAcceptor::from(config)
-            .accept(io)
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(io))
             .await
+            .map_err(|_| Error::Handshake {
+                peer: peer.to_string(),
+                reason: format!(
+                    "no TLS handshake within {} s (a client that connects and says nothing)",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                ),
+            })?
             .map_err(|e| Error::Handshake {
                 peer: peer.to_string(),
                 reason: explain(&e, Side::Server),
