@@ -96,10 +96,30 @@ async fn acknowledged_writes_survive_sigkill_and_transactions_stay_atomic() {
             "acknowledged raw write {i} lost"
         );
     }
-    let mut snap = txn.snapshot(txn.current_timestamp().await.unwrap(), Default::default());
+    let ts = txn.current_timestamp().await.unwrap();
+    // A transaction caught mid-commit by the kill leaves a lock that lives
+    // for its TTL (3 s); tikv-client's lock backoff (~1.5 s) can give up
+    // before it expires, so the read is retried until it resolves.
+    let get = |key: String| {
+        let (txn, ts) = (&txn, ts.clone());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let mut snap = txn.snapshot(ts.clone(), Default::default());
+                match snap.get(key.clone()).await {
+                    Ok(v) => return v,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        eprintln!("{key}: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => panic!("{key}: {e}"),
+                }
+            }
+        }
+    };
     for i in 0..attempted {
-        let a = snap.get(format!("pair/a/{i:06}")).await.unwrap();
-        let b = snap.get(format!("pair/b/{i:06}")).await.unwrap();
+        let a = get(format!("pair/a/{i:06}")).await;
+        let b = get(format!("pair/b/{i:06}")).await;
         assert_eq!(
             a.is_some(),
             b.is_some(),

@@ -12,3 +12,6 @@ pub mod peer;
 pub mod snap;
 pub mod store;
 pub mod transport;
+
+#[cfg(test)]
+mod cluster_tests;

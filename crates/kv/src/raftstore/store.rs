@@ -90,6 +90,8 @@ pub struct RegionStatus {
     pub applied: u64,
     /// The Raft term this peer is at.
     pub term: u64,
+    /// Log entries up to here are compacted away.
+    pub truncated_index: u64,
     /// Leader that has applied its own term's first entry: reads see
     /// every acknowledged write.
     pub readable: bool,
@@ -956,6 +958,7 @@ impl<E: Engine> RaftLoop<E> {
                         leader: p.leader(),
                         applied: p.node.store().apply_state.applied,
                         term: p.node.raft.term,
+                        truncated_index: p.node.store().apply_state.truncated_index,
                         readable: p.is_leader()
                             && raft::Storage::term(
                                 p.node.store(),

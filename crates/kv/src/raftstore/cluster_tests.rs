@@ -1,0 +1,268 @@
+//! In-process multi-store scenarios: three Raft loops, each with its own
+//! engine in a temporary directory, joined by a router task instead of
+//! gRPC, with a switch that cuts a store off (a partition). The same store
+//! code as production runs; only the transport's far end is replaced.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tiox_engine::Engine as _;
+use tiox_proto::{eraftpb, kvrpcpb, metapb, pdpb};
+
+use super::store::{self, StoreHandle};
+use super::transport::Transport;
+use crate::codec::raw_key;
+use crate::command::{Cmd, Command};
+use crate::engine_fjall::{FjallEngine, FjallOptions};
+
+const REGION: u64 = 1;
+
+struct Node {
+    engine: FjallEngine,
+    handle: StoreHandle,
+    _dir: tempfile::TempDir,
+}
+
+struct Net {
+    nodes: HashMap<u64, Node>,
+    cut: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Net {
+    /// Store 1 holds the region (peer 101); stores 2 and 3 start empty.
+    fn start() -> Net {
+        let routes: Arc<Mutex<HashMap<u64, StoreHandle>>> = Arc::default();
+        let cut: Arc<Mutex<HashSet<u64>>> = Arc::default();
+        let mut nodes = HashMap::new();
+        for store_id in 1..=3u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = FjallEngine::open(dir.path(), &FjallOptions::default()).unwrap();
+            if store_id == 1 {
+                let region = metapb::Region {
+                    id: REGION,
+                    region_epoch: Some(metapb::RegionEpoch {
+                        conf_ver: 1,
+                        version: 1,
+                    }),
+                    peers: vec![metapb::Peer {
+                        id: 101,
+                        store_id: 1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                store::write_new_region(&engine, &region).unwrap();
+            }
+            let (transport, mut rx) = Transport::new();
+            let handle = store::start(engine.clone(), store_id, transport).unwrap();
+            routes.lock().unwrap().insert(store_id, handle.clone());
+            let (routes, cut) = (routes.clone(), cut.clone());
+            tokio::spawn(async move {
+                while let Some((to, msg)) = rx.recv().await {
+                    let blocked = {
+                        let cut = cut.lock().unwrap();
+                        cut.contains(&store_id) || cut.contains(&to)
+                    };
+                    if blocked {
+                        continue;
+                    }
+                    let target = routes.lock().unwrap().get(&to).cloned();
+                    if let Some(h) = target {
+                        let _ = h.step(msg);
+                    }
+                }
+            });
+            nodes.insert(
+                store_id,
+                Node {
+                    engine,
+                    handle,
+                    _dir: dir,
+                },
+            );
+        }
+        Net { nodes, cut }
+    }
+
+    fn handle(&self, store_id: u64) -> &StoreHandle {
+        &self.nodes[&store_id].handle
+    }
+
+    fn leader(&self) -> Option<&StoreHandle> {
+        self.nodes
+            .values()
+            .map(|n| &n.handle)
+            .find(|h| h.region(REGION).is_some_and(|r| r.is_leader))
+    }
+
+    async fn wait(&self, what: &str, mut ok: impl FnMut(&Net) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends PD's "add a voter" for `peer_id` on `store_id` to the leader.
+    async fn add_voter(&self, peer_id: u64, store_id: u64) {
+        let leader = self.leader().unwrap();
+        let region = leader.region(REGION).unwrap().region;
+        leader.operator(pdpb::RegionHeartbeatResponse {
+            region_id: REGION,
+            region_epoch: region.region_epoch,
+            change_peer: Some(pdpb::ChangePeer {
+                peer: Some(metapb::Peer {
+                    id: peer_id,
+                    store_id,
+                    ..Default::default()
+                }),
+                change_type: eraftpb::ConfChangeType::AddNode as i32,
+            }),
+            ..Default::default()
+        });
+        self.wait("the new voter", |n| {
+            n.leader().is_some_and(|l| {
+                l.region(REGION).is_some_and(|r| {
+                    r.region
+                        .peers
+                        .iter()
+                        .any(|p| p.id == peer_id && p.role == metapb::PeerRole::Voter as i32)
+                })
+            })
+        })
+        .await;
+    }
+
+    async fn put(&self, key: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let Some(leader) = self.leader() else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let cmd = Command {
+                now_ms: 1,
+                cmd: Some(Cmd::RawPut(kvrpcpb::RawPutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })),
+            };
+            match leader.propose(REGION, None, cmd).await {
+                Ok(_) => return,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "put {key}: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    fn has(&self, store_id: u64, key: &str) -> bool {
+        let snap = self.nodes[&store_id].engine.snapshot();
+        tiox_engine::Snapshot::get(&snap, tiox_engine::Cf::Default, &raw_key(key.as_bytes()))
+            .unwrap()
+            .is_some()
+    }
+}
+
+async fn three_voters() -> Net {
+    let net = Net::start();
+    net.wait("store 1 to lead", |n| {
+        n.handle(1).region(REGION).is_some_and(|r| r.is_leader)
+    })
+    .await;
+    net.put("before").await;
+    net.add_voter(102, 2).await;
+    net.add_voter(103, 3).await;
+    net
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pd_add_voter_joins_as_learner_gets_a_snapshot_and_is_promoted() {
+    let net = three_voters().await;
+    // The new peers were created empty and filled by snapshots.
+    net.wait("the data on every store", |n| {
+        (1..=3).all(|s| n.has(s, "before"))
+    })
+    .await;
+    let r = net.handle(3).region(REGION).unwrap().region;
+    assert_eq!(r.peers.len(), 3);
+    // 1 + learner 102 + promote 102 + learner 103 + promote 103.
+    assert_eq!(r.region_epoch.unwrap().conf_ver, 5);
+    net.put("after").await;
+    net.wait("replication of a new write", |n| {
+        (1..=3).all(|s| n.has(s, "after"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_store_beyond_log_retention_rejoins_by_snapshot() {
+    let net = three_voters().await;
+    let victim = 3;
+    net.cut.lock().unwrap().insert(victim);
+    // More entries than the leader keeps for a lagging peer.
+    let n = (2 * store::LOG_RETAIN_ENTRIES + 200) as usize;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+        let puts = chunk.iter().map(|i| net.put_owned(format!("k{i:05}")));
+        futures::future::join_all(puts).await;
+    }
+    assert!(!net.has(victim, "k00000"));
+    // The leader no longer has the entries the victim needs: only a
+    // snapshot can bring it back.
+    let behind = net.handle(victim).region(REGION).unwrap().applied;
+    let truncated = net
+        .leader()
+        .unwrap()
+        .region(REGION)
+        .unwrap()
+        .truncated_index;
+    assert!(
+        truncated > behind,
+        "leader log compacted to {truncated}, victim at {behind}"
+    );
+    net.cut.lock().unwrap().clear();
+    let last = format!("k{:05}", n - 1);
+    net.wait("the partitioned store to converge", |net| {
+        net.has(victim, "k00000") && net.has(victim, &last)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_peer_destroys_its_data_and_leaves_a_tombstone() {
+    let net = three_voters().await;
+    net.wait("the data on store 3", |n| n.has(3, "before"))
+        .await;
+    let leader = net.leader().unwrap();
+    let region = leader.region(REGION).unwrap().region;
+    let victim = *region.peers.iter().find(|p| p.store_id == 3).unwrap();
+    leader.operator(pdpb::RegionHeartbeatResponse {
+        region_id: REGION,
+        region_epoch: region.region_epoch,
+        change_peer: Some(pdpb::ChangePeer {
+            peer: Some(victim),
+            change_type: eraftpb::ConfChangeType::RemoveNode as i32,
+        }),
+        ..Default::default()
+    });
+    net.wait("store 3 to drop the region", |n| {
+        n.handle(3).region(REGION).is_none()
+    })
+    .await;
+    assert!(
+        !net.has(3, "before"),
+        "the removed peer's data is still there"
+    );
+    // Writes go on with two voters.
+    net.put("after").await;
+    assert!(net.has(1, "after") || net.has(2, "after"));
+}
+
+impl Net {
+    async fn put_owned(&self, key: String) {
+        self.put(&key).await
+    }
+}
