@@ -9,10 +9,27 @@ use cluster::{bin, Certs, Cluster};
 
 fn check(pd: &str, certs: &Certs) -> (Option<i32>, String) {
     let out = Command::new(bin("tiox"))
-        .args(["check", "--pd", pd, "--cacert", &certs.path("ca.pem"), "--cert", &certs.path("client.pem"), "--key", &certs.path("client-key.pem")])
+        .args([
+            "check",
+            "--pd",
+            pd,
+            "--cacert",
+            &certs.path("ca.pem"),
+            "--cert",
+            &certs.path("client.pem"),
+            "--key",
+            &certs.path("client-key.pem"),
+        ])
         .output()
         .unwrap();
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +41,10 @@ async fn check_passes_a_mutual_tls_cluster_and_lists_every_endpoint() {
     for role in ["PD pd1", "TiKV 1 gRPC", "TiKV 1 status"] {
         assert!(out.contains(role), "{role} missing:\n{out}");
     }
-    assert!(out.contains("client without certificate refused") && out.contains("plaintext refused"), "{out}");
+    assert!(
+        out.contains("client without certificate refused") && out.contains("plaintext refused"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,5 +54,8 @@ async fn check_fails_a_plaintext_cluster_with_the_reason() {
     let certs = Certs::make(dir.path());
     let (code, out) = check(&format!("https://{}", c.pd_addr), &certs);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("FAIL") && out.contains("did not answer with TLS"), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("did not answer with TLS"),
+        "{out}"
+    );
 }
