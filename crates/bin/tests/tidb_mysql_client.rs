@@ -722,7 +722,7 @@ fn alter_instance_reload_tls_reloads_and_keeps_the_old_certificate_when_the_new_
 }
 
 #[test]
-fn store_tikv_is_validated_then_refused_with_an_explanation() {
+fn store_tikv_without_a_reachable_pd_is_a_startup_error_naming_path() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let out = run_tidb(&["--data-dir", d, "--store", "tikv"]);
@@ -738,7 +738,7 @@ fn store_tikv_is_validated_then_refused_with_an_explanation() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not available yet") && err.contains("issue 8"),
+        err.contains("--path 127.0.0.1:2379") && err.contains("unavailable"),
         "{err}"
     );
 }

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cluster_users;
 pub mod config;
 pub mod error;
 pub mod executor;

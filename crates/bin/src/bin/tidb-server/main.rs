@@ -6,8 +6,10 @@
 //! (bootstrapped by `--initialize-secure|--initialize-insecure`) -> the
 //! MySQL port and the status port.
 //!
-//! `--store=tikv --path=PD` is validated, then refused with an explanation:
-//! the cluster connection comes with the SQL engine (issue 8).
+//! `--store=tikv --path=PD` connects to the cluster over mutual TLS
+//! (`[security] cluster-ssl-*`) and keeps the accounts there, shared by every
+//! tidb-server; tables and transactions come with the SQL engine (issue 8).
+//! `--store=unistore` keeps them in `--data-dir` (this server only).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,13 +123,17 @@ fn apply(args: &Args, c: &mut TidbConfig) {
     set!(args.max_server_connections, c.max_server_connections);
 }
 
-fn bootstrap(store: &FileUserStore, secure: bool) -> anyhow::Result<()> {
-    if store.initialized() {
+fn bootstrap(
+    store: &dyn UserStore,
+    initialized: bool,
+    secure: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if initialized {
         anyhow::bail!(
-            "tidb-server: --initialize-{}: {} already exists, so this data directory is initialized. \
-             Fix: start without --initialize-*, or use an empty --data-dir",
+            "tidb-server: --initialize-{}: {what} is already initialized (it holds accounts). \
+             Fix: start without --initialize-*, or use an empty --data-dir / cluster",
             if secure { "secure" } else { "insecure" },
-            store.path().display()
         );
     }
     let password = if secure {
@@ -166,29 +172,57 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     apply(&args, &mut config);
     let v = config.validate()?;
-    if config.store == "tikv" {
-        anyhow::bail!(
-            "tidb-server: --store=tikv (PD at {}) is not available yet: the cluster connection, tables and \
-             transactions come with the SQL engine (issue 8). The configuration, including [security] \
-             cluster-ssl-*, is valid. Fix: run with --store=unistore (standalone: accounts and TLS, no tables) \
-             until then",
-            v.pd_endpoints.join(",")
+    let users: Arc<dyn UserStore> = if config.store == "tikv" {
+        // Accounts live in the cluster: every tidb-server sees the same users.
+        if v.cluster_tls.is_none() {
+            tracing::warn!(
+                "[security] cluster-ssl-* are not set: the links to PD and TiKV at {} are PLAINTEXT",
+                v.pd_endpoints.join(",")
+            );
+        }
+        let client = tiox_client::ClusterClient::connect(&v.pd_endpoints, v.cluster_tls.clone())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("tidb-server: --path {}: {e}", v.pd_endpoints.join(","))
+            })?;
+        let store = tiox_sql::cluster_users::ClusterUserStore::new(client.txn());
+        let initialized = !store.load()?.is_empty();
+        if args.initialize_secure || args.initialize_insecure {
+            bootstrap(
+                &store,
+                initialized,
+                args.initialize_secure,
+                "the cluster's account table",
+            )?;
+        } else if !initialized {
+            anyhow::bail!(
+                "tidb-server: the cluster at {} holds no accounts yet. Fix: start one tidb-server once with \
+                 --initialize-secure (a random root password is printed) or --initialize-insecure (tests only)",
+                v.pd_endpoints.join(",")
+            );
+        }
+        tracing::info!(pd = %v.pd_endpoints.join(","), "accounts are kept in the cluster (shared by every tidb-server)");
+        tracing::warn!("--store=tikv: accounts and TLS work; tables and transactions come with the SQL engine (issue 8)");
+        Arc::new(store)
+    } else {
+        let store = FileUserStore::open(&v.data_dir)?;
+        if args.initialize_secure || args.initialize_insecure {
+            let initialized = store.initialized();
+            let what = store.path().display().to_string();
+            bootstrap(&store, initialized, args.initialize_secure, &what)?;
+        } else if !store.initialized() {
+            anyhow::bail!(
+                "tidb-server: --data-dir {} holds no users. Fix: start once with --initialize-secure (a random \
+                 root password is printed) or --initialize-insecure (tests only)",
+                v.data_dir.display()
+            );
+        }
+        tracing::warn!(
+            "accounts are kept in {} (this server only, --store=unistore); with --store=tikv they live in the cluster",
+            store.path().display()
         );
-    }
-    let store = FileUserStore::open(&v.data_dir)?;
-    if args.initialize_secure || args.initialize_insecure {
-        bootstrap(&store, args.initialize_secure)?;
-    } else if !store.initialized() {
-        anyhow::bail!(
-            "tidb-server: --data-dir {} holds no users. Fix: start once with --initialize-secure (a random \
-             root password is printed) or --initialize-insecure (tests only)",
-            v.data_dir.display()
-        );
-    }
-    tracing::warn!(
-        "accounts are kept in {} (interim, this server only); the cluster-wide user table comes with issue 8",
-        store.path().display()
-    );
+        Arc::new(store)
+    };
     let mysql_tls = v.mysql_tls.map(Arc::new);
     match &mysql_tls {
         Some(t) => tracing::info!(cert = %t.files().cert.display(), "TLS offered to MySQL clients"),
@@ -208,7 +242,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_connections: config.max_server_connections,
         ..tiox_sql::Settings::default()
     };
-    let shared = tiox_sql::Shared::new(Arc::new(store), mysql_tls, settings);
+    let shared = tiox_sql::Shared::new(users, mysql_tls, settings);
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         anyhow::anyhow!(
