@@ -83,6 +83,67 @@ fn playground_starts_a_mutual_tls_cluster_and_prints_working_commands() {
         "{password}"
     );
 
+    // The printed MySQL command works (over TLS, verifying the server), with
+    // the printed password; the account lives in the cluster.
+    let client = ["mariadb", "mysql"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    match client {
+        None if std::env::var("CI").is_ok() => panic!("no mysql client but CI is set"),
+        None => eprintln!("SKIPPED the MySQL part: no mariadb/mysql client installed"),
+        Some(bin) => {
+            // A second, running playground is needed for a login: start it,
+            // log in, stop it.
+            let mut child = Command::new(sibling("tiox"))
+                .args(["playground", "--data-dir", dir.path().to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let out = child.stdout.take().unwrap();
+            let mut text = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+                let line = line.unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                if line.starts_with("logs") {
+                    break;
+                }
+            }
+            let line = printed(&text, "MySQL ");
+            let pw = password.split_whitespace().next().unwrap();
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .skip(1)
+                .filter(|w| *w != "-p")
+                .collect();
+            let r = Command::new(bin)
+                .args(&words)
+                .arg(format!("--password={pw}"))
+                .args([
+                    "--batch",
+                    "-e",
+                    "SELECT CURRENT_USER(); SHOW STATUS LIKE 'Ssl_version'",
+                ])
+                .output()
+                .unwrap();
+            // SAFETY: kill(2) on our own child's pid (Ctrl-C).
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+            }
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(&r.stdout);
+            assert!(
+                r.status.success() && out.contains("root@%") && out.contains("TLSv1."),
+                "{line}\n{out}\n{}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+    }
+
     // Second start: same certificates, same data, same password.
     let ca_before = std::fs::read(dir.path().join("certs/ca.pem")).unwrap();
     let (ok, stdout2, stderr2) = playground(dir.path());

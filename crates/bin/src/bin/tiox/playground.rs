@@ -472,7 +472,9 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
         .map(|s| s.trim().to_string());
     for (i, (port, status)) in topo.db.iter().enumerate() {
         let data = dir.join(format!("tidb-{i}"));
-        let first = !data.join("users.json").exists();
+        // The accounts live in the cluster: only the first TiDB of a new
+        // playground initializes them.
+        let first = i == 0 && !dir.join("root-password").exists();
         let mut args = vec![
             "-P".into(),
             port.to_string(),
@@ -482,10 +484,16 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             status.to_string(),
             "--status-host".into(),
             "127.0.0.1".into(),
-            // The cluster connection comes with the SQL engine (issue 8):
-            // until then TiDB runs standalone (accounts and TLS, no tables).
+            // TiDB is a client of PD and TiKV over mutual TLS; its accounts
+            // live in the cluster (tables come with the SQL engine, issue 8).
             "--store".into(),
-            "unistore".into(),
+            "tikv".into(),
+            "--path".into(),
+            topo.pd
+                .iter()
+                .map(|(client, _)| format!("127.0.0.1:{client}"))
+                .collect::<Vec<_>>()
+                .join(","),
             "--data-dir".into(),
             data.display().to_string(),
         ];
@@ -518,7 +526,7 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             Some(&out),
         )?);
         db_logs.push(log);
-        if first && i == 0 {
+        if first {
             // The generated password is printed once on the server's stdout.
             for _ in 0..100 {
                 let text = std::fs::read_to_string(&out).unwrap_or_default();
