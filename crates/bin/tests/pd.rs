@@ -3,7 +3,6 @@
 //! dir, ports chosen free at run time, children killed on drop.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -70,11 +69,7 @@ impl Pki {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tiox_bin::launch::free_port()
 }
 
 /// A running pd-server, killed on drop.

@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use tiox_security::certgen::{init_dir, InitOptions, KeyType};
 
-/// A free TCP port on 127.0.0.1 (bound and released).
+/// A free TCP port on 127.0.0.1 (the launcher's: never the same twice, and
+/// outside the ephemeral range).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    tiox_bin::launch::free_port()
 }
 
 /// A temporary directory with a full certificate set (`mysql/` inside).
