@@ -172,6 +172,9 @@ pub struct Cluster {
     pub pd: Proc,
     /// PD client address (host:port).
     pub pd_addr: String,
+    /// PD peer address (host:port); it listens only with
+    /// [`Options::pd_raft`].
+    pub pd_peer_addr: String,
     /// TiKV processes.
     pub kv: Vec<Proc>,
     /// TiKV gRPC addresses.
@@ -180,6 +183,18 @@ pub struct Cluster {
     pub kv_status: Vec<String>,
     /// Extra TOML for every tikv-server (`--config`).
     pub kv_toml: Option<String>,
+}
+
+/// How to start a [`Cluster`] beyond TLS and the number of stores.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// TOML given to every tikv-server (`--config`).
+    pub kv_toml: Option<String>,
+    /// TOML given to pd-server (`--config`).
+    pub pd_toml: Option<String>,
+    /// PD runs Raft (`--initial-cluster` naming itself), so its peer port
+    /// listens.
+    pub pd_raft: bool,
 }
 
 /// The path of a sibling binary (tests run from `target/*/deps`).
@@ -201,11 +216,21 @@ impl Cluster {
 
     /// Like `start`, with a TOML file given to every tikv-server.
     pub async fn start_with(tls: bool, n_kv: usize, kv_toml: Option<&str>) -> Cluster {
+        let opts = Options {
+            kv_toml: kv_toml.map(str::to_string),
+            ..Options::default()
+        };
+        Self::start_opts(tls, n_kv, &opts).await
+    }
+
+    /// Like `start`, with [`Options`].
+    pub async fn start_opts(tls: bool, n_kv: usize, opts: &Options) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = tls.then(|| Certs::make(&dir.path().join("certs")));
         let scheme = if tls { "https" } else { "http" };
         let pd_port = free_port();
         let pd_addr = format!("127.0.0.1:{pd_port}");
+        let pd_peer_addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
             "--name".into(),
             "pd1".into(),
@@ -214,8 +239,19 @@ impl Cluster {
             "--client-urls".into(),
             format!("{scheme}://{pd_addr}"),
             "--peer-urls".into(),
-            format!("{scheme}://127.0.0.1:{}", free_port()),
+            format!("{scheme}://{pd_peer_addr}"),
         ];
+        if opts.pd_raft {
+            args.extend([
+                "--initial-cluster".into(),
+                format!("pd1={scheme}://{pd_peer_addr}"),
+            ]);
+        }
+        if let Some(toml) = &opts.pd_toml {
+            let path = dir.path().join("pd1.toml");
+            std::fs::write(&path, toml).unwrap();
+            args.extend(["--config".into(), path.display().to_string()]);
+        }
         if let Some(c) = &certs {
             args.extend([
                 "--cacert".into(),
@@ -232,10 +268,11 @@ impl Cluster {
             certs,
             pd,
             pd_addr,
+            pd_peer_addr,
             kv: Vec::new(),
             kv_addrs: Vec::new(),
             kv_status: Vec::new(),
-            kv_toml: kv_toml.map(str::to_string),
+            kv_toml: opts.kv_toml.clone(),
         };
         for i in 0..n_kv {
             cluster.add_store(i);

@@ -1,35 +1,70 @@
-//! The negative matrix: every cluster port of PD and TiKV refuses a
-//! plaintext client, a TLS client without a certificate, a client
-//! certificate from another CA and an expired client certificate from the
-//! cluster CA, and each refusal leaves a log line naming the peer and the
-//! reason.
+//! The negative matrix: every port of every component refuses what it must,
+//! and each refusal leaves a log line in that server's log naming the peer
+//! and the reason.
+//!
+//! Cluster ports (PD client and peer ports, TiKV gRPC and status ports,
+//! TiDB's status port), each with a CN allow-list configured: a plaintext
+//! client, a TLS client without a certificate, a client certificate from
+//! another CA, an expired client certificate from the cluster CA and one
+//! from the cluster CA whose common name is not in `cert-allowed-cn`
+//! (`cluster-verify-cn` for TiDB).
+//!
+//! TiDB's MySQL port (its own CA, client certificates optional, per-user
+//! `REQUIRE` rules): plaintext under `require-secure-transport`, no client
+//! certificate for a `REQUIRE X509` user, a client certificate from another
+//! CA, an expired one, and a wrong subject for a `REQUIRE SUBJECT` user.
 
 #[path = "support/cluster.rs"]
 mod cluster;
+mod tidb_common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::{Certs, Cluster};
+use cluster::{Certs, Cluster, Options};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tiox_security::certgen::{CertAuthority, Profile, Spec, Validity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Whether the server answered an HTTP request at all (it must not).
-async fn answered(addr: &str, tls: Option<Arc<rustls::ClientConfig>>) -> bool {
-    let Ok(tcp) = TcpStream::connect(addr).await else {
-        return false;
+/// The CN of the certificate that allow-lists refuse.
+const INTRUDER: &str = "intruder";
+
+/// What a client saw after connecting (and, with TLS, the handshake).
+#[derive(Debug)]
+enum Seen {
+    /// The server sent something (HTTP ports: its response).
+    Answer(String),
+    /// The connection stayed open and silent (PD's peer port waits for
+    /// Raft frames from an accepted peer).
+    Open,
+    /// The handshake failed or the server closed the connection (why, for
+    /// failure messages).
+    Closed(#[allow(dead_code)] String),
+}
+
+/// Connects, sends `send` (plaintext clients always send an HTTP request)
+/// and reads what comes back within `wait`; also returns the client's own
+/// address (the peer the server's log must name).
+async fn attempt(
+    addr: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    send: &[u8],
+    wait: Duration,
+) -> (Seen, String) {
+    let tcp = match TcpStream::connect(addr).await {
+        Ok(t) => t,
+        Err(e) => return (Seen::Closed(e.to_string()), String::new()),
     };
-    let req = b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let me = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut buf = Vec::new();
-    let attempt = async {
+    let exchange = async {
         match tls {
             None => {
                 let mut s = tcp;
-                s.write_all(req).await?;
+                s.write_all(HTTP_GET).await?;
                 s.read_to_end(&mut buf).await?;
             }
             Some(cfg) => {
@@ -37,17 +72,50 @@ async fn answered(addr: &str, tls: Option<Arc<rustls::ClientConfig>>) -> bool {
                 let mut s = tokio_rustls::TlsConnector::from(cfg)
                     .connect(name, tcp)
                     .await?;
-                s.write_all(req).await?;
-                s.read_to_end(&mut buf).await?;
+                s.write_all(send).await?;
+                s.flush().await?;
+                // Read until the server closes; a refusal after a TLS 1.3
+                // handshake arrives here as an alert.
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
             }
         }
         Ok::<(), std::io::Error>(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(10), attempt).await;
-    String::from_utf8_lossy(&buf).contains("HTTP/")
+    let seen = match tokio::time::timeout(wait, exchange).await {
+        Err(_) if buf.is_empty() => Seen::Open,
+        Ok(Err(e)) if buf.is_empty() => Seen::Closed(e.to_string()),
+        Ok(Ok(())) if buf.is_empty() => Seen::Closed("closed without an answer".into()),
+        _ => Seen::Answer(String::from_utf8_lossy(&buf).into_owned()),
+    };
+    (seen, me)
 }
 
-fn client_config(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+const HTTP_GET: &[u8] = b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// Whether `seen` means the port served the client: an HTTP answer that is
+/// not an allow-list refusal (TiKV refuses per request with 403 / gRPC
+/// UNAUTHENTICATED), or, on PD's peer port, an open connection.
+fn served(seen: &Seen, http: bool) -> bool {
+    match seen {
+        Seen::Answer(text) => http && text.starts_with("HTTP/") && !text.contains(" 403 "),
+        Seen::Open => !http,
+        Seen::Closed(_) => false,
+    }
+}
+
+/// A rustls client trusting `ca`, with `cert` as its client certificate.
+fn client_config(
+    ca: &Path,
+    cert: Option<&(PathBuf, PathBuf)>,
+    alpn: &[u8],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -68,92 +136,311 @@ fn client_config(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientC
             )
             .unwrap(),
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(cfg)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_and_expired_and_logs_why() {
-    let c = Cluster::start(true, 1).await;
-    let certs = c.certs.as_ref().unwrap();
-    let ca = Path::new(&certs.path("ca.pem")).to_path_buf();
-    // A client certificate from another CA, and an expired one from ours.
-    let other = tempfile::tempdir().unwrap();
-    let foreign = Certs::make(other.path());
-    let ours = CertAuthority::from_pem(
-        &std::fs::read_to_string(certs.path("ca.pem")).unwrap(),
-        &std::fs::read_to_string(certs.path("ca-key.pem")).unwrap(),
+/// Issues a client certificate from the CA in `ca_dir` (`ca.pem`,
+/// `ca-key.pem`) into `out`; `expired` makes one that ended yesterday.
+fn issue(ca_dir: &Path, cn: &str, expired: bool, out: &Path) -> (PathBuf, PathBuf) {
+    let ca = CertAuthority::from_pem(
+        &std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(ca_dir.join("ca-key.pem")).unwrap(),
     )
     .unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let mut spec = Spec::new("expired-client", &[], Profile::Client);
-    spec.validity = Validity::Window {
-        not_before: now - time::Duration::days(10),
-        not_after: now - time::Duration::days(1),
-    };
-    let expired = ours.issue(&spec).unwrap();
-    let (ec, ek) = (
-        other.path().join("expired.pem"),
-        other.path().join("expired-key.pem"),
+    let mut spec = Spec::new(cn, &[], Profile::Client);
+    if expired {
+        let now = time::OffsetDateTime::now_utc();
+        spec.validity = Validity::Window {
+            not_before: now - time::Duration::days(10),
+            not_after: now - time::Duration::days(1),
+        };
+    }
+    let issued = ca.issue(&spec).unwrap();
+    let stem = format!("{cn}{}", if expired { "-expired" } else { "" });
+    let (c, k) = (
+        out.join(format!("{stem}.pem")),
+        out.join(format!("{stem}-key.pem")),
     );
-    std::fs::write(&ec, &expired.cert_pem).unwrap();
-    std::fs::write(&ek, expired.key_pem.expose()).unwrap();
-    let (fc, fk) = (
-        Path::new(&foreign.path("client.pem")).to_path_buf(),
-        Path::new(&foreign.path("client-key.pem")).to_path_buf(),
+    std::fs::write(&c, &issued.cert_pem).unwrap();
+    std::fs::write(&k, issued.key_pem.expose()).unwrap();
+    (c, k)
+}
+
+/// Waits until `log()`, past its first `since` bytes, has a line with
+/// `reason`, `peer` and `label` (which port); panics with the log otherwise.
+async fn assert_logged(
+    what: &str,
+    case: &str,
+    (reason, peer, label): (&str, &str, &str),
+    log: &dyn Fn() -> String,
+    since: usize,
+) {
+    for _ in 0..50 {
+        let text = log();
+        let found = text
+            .get(since..)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains(reason) && l.contains(peer) && l.contains(label));
+        if let Some(line) = found {
+            eprintln!("{what}, {case}: refused, logged: {line}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{what}, {case}: no log line naming the peer {peer} and \"{reason}\"\n{}",
+        log()
     );
-    let (gc, gk) = (
-        Path::new(&certs.path("client.pem")).to_path_buf(),
-        Path::new(&certs.path("client-key.pem")).to_path_buf(),
+}
+
+/// One port of the matrix.
+struct Port<'a> {
+    /// Its name in messages.
+    what: &'static str,
+    /// host:port.
+    addr: &'a str,
+    /// What the server's log lines for this port contain.
+    label: &'static str,
+    /// The ALPN protocol it serves.
+    alpn: &'static [u8],
+    /// What a client sends after the handshake.
+    send: &'static [u8],
+    /// HTTP (the good client gets an answer) or PD's Raft transport (the
+    /// good client's connection stays open).
+    http: bool,
+    /// The server's log.
+    log: &'a dyn Fn() -> String,
+}
+
+/// The PD peer port's ALPN (PD's Raft transport).
+const PD_PEER_ALPN: &[u8] = b"tiox-pd-raft";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wrong_cn_and_logs_why()
+{
+    let allowed = "[\"client\", \"pd-server\", \"tikv-server\", \"tidb-server\"]";
+    let c = Cluster::start_opts(
+        true,
+        1,
+        &Options {
+            pd_toml: Some(format!("[security]\ncert-allowed-cn = {allowed}\n")),
+            kv_toml: Some(format!("[security]\ncert-allowed-cn = {allowed}\n")),
+            pd_raft: true,
+        },
+    )
+    .await;
+    let certs = c.certs.as_ref().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let tidb_toml = work.path().join("tidb.toml");
+    std::fs::write(
+        &tidb_toml,
+        format!("[security]\ncluster-verify-cn = {allowed}\n"),
+    )
+    .unwrap();
+    let tidb = tidb_common::TidbServer::start(
+        work.path(),
+        &[
+            format!("--config={}", tidb_toml.display()),
+            format!("--cluster-ssl-ca={}", certs.path("ca.pem")),
+            format!("--cluster-ssl-cert={}", certs.path("tidb-server.pem")),
+            format!("--cluster-ssl-key={}", certs.path("tidb-server-key.pem")),
+            "--initialize-insecure".into(),
+        ],
     );
 
+    let ca = certs.dir.join("ca.pem");
+    let good = (
+        certs.dir.join("client.pem"),
+        certs.dir.join("client-key.pem"),
+    );
+    let foreign = Certs::make(&work.path().join("foreign"));
+    let foreign = (
+        foreign.dir.join("client.pem"),
+        foreign.dir.join("client-key.pem"),
+    );
+    let expired = issue(&certs.dir, "client", true, work.path());
+    let intruder = issue(&certs.dir, INTRUDER, false, work.path());
+
+    let pd_log = || c.pd.log_text();
+    let kv_log = || c.kv[0].log_text();
+    let db_log = || tidb.log();
+    let tidb_status = format!("127.0.0.1:{}", tidb.status_port);
+    let http = |what, addr, label, log| Port {
+        what,
+        addr,
+        label,
+        alpn: b"http/1.1",
+        send: HTTP_GET,
+        http: true,
+        log,
+    };
     let ports = [
-        ("PD client port", c.pd_addr.clone(), 0usize),
-        ("TiKV gRPC port", c.kv_addrs[0].clone(), 1),
-        ("TiKV status port", c.kv_status[0].clone(), 1),
+        http("PD client port", &c.pd_addr, "client port", &pd_log),
+        Port {
+            what: "PD peer port",
+            addr: &c.pd_peer_addr,
+            label: "peer port",
+            alpn: PD_PEER_ALPN,
+            send: b"",
+            http: false,
+            log: &pd_log,
+        },
+        http("TiKV gRPC port", &c.kv_addrs[0], "gRPC port", &kv_log),
+        http(
+            "TiKV status port",
+            &c.kv_status[0],
+            "tikv-server status port",
+            &kv_log,
+        ),
+        http(
+            "TiDB status port",
+            &tidb_status,
+            "tidb-server status port",
+            &db_log,
+        ),
     ];
-    for (what, addr, proc_) in &ports {
-        // The good client is served (the matrix is meaningful).
+    for port in ports {
+        let Port {
+            what,
+            addr,
+            label,
+            alpn,
+            send,
+            http,
+            log,
+        } = port;
+        let wait = Duration::from_secs(if http { 10 } else { 2 });
+        // The cluster's client certificate is served (the matrix means
+        // something).
+        let (seen, _) = attempt(
+            addr,
+            Some(client_config(&ca, Some(&good), alpn)),
+            send,
+            wait,
+        )
+        .await;
         assert!(
-            answered(addr, Some(client_config(&ca, Some((&gc, &gk))))).await,
-            "{what}: the cluster client was not served"
+            served(&seen, http),
+            "{what}: the cluster client was not served: {seen:?}\n{}",
+            log()
         );
-        let cases: [(&str, Option<Arc<rustls::ClientConfig>>, &str); 4] = [
+        let cases: [(&str, Option<Arc<rustls::ClientConfig>>, &str); 5] = [
             ("plaintext", None, "did not speak TLS"),
             (
                 "no client certificate",
-                Some(client_config(&ca, None)),
+                Some(client_config(&ca, None, alpn)),
                 "presented no certificate",
             ),
             (
                 "foreign CA",
-                Some(client_config(&ca, Some((&fc, &fk)))),
+                Some(client_config(&ca, Some(&foreign), alpn)),
                 "unknown authority",
             ),
             (
                 "expired certificate",
-                Some(client_config(&ca, Some((&ec, &ek)))),
+                Some(client_config(&ca, Some(&expired), alpn)),
                 "expired",
+            ),
+            (
+                "common name not in the allow-list",
+                Some(client_config(&ca, Some(&intruder), alpn)),
+                "\"intruder\" is not in [security] c",
             ),
         ];
         for (case, cfg, reason) in cases {
+            let since = log().len();
+            let (seen, me) = attempt(addr, cfg, send, wait).await;
             assert!(
-                !answered(addr, cfg).await,
-                "{what} served a client with {case}"
+                !served(&seen, http),
+                "{what} served a client with {case}: {seen:?}"
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let log = if *proc_ == 0 {
-                c.pd.log_text()
-            } else {
-                c.kv[0].log_text()
-            };
-            assert!(
-                log.lines().any(|l| l.contains("refused")
-                    && l.contains(reason)
-                    && l.contains("127.0.0.1:")),
-                "{what}, {case}: no log line with the peer and \"{reason}\"\n{}",
-                c.logs()
-            );
+            assert_logged(what, case, (reason, &me, label), log, since).await;
         }
+    }
+}
+
+#[test]
+fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_logs_why() {
+    use tidb_common::{mysql, plain_args, verify_args, Pki, TidbServer};
+    let test =
+        "mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_logs_why";
+    let Some(client) = tidb_common::mysql_client(test) else {
+        return;
+    };
+    let pki = Pki::new();
+    let mut args = pki.server_tls_args();
+    args.extend([
+        "--require-secure-transport".into(),
+        "--initialize-insecure".into(),
+    ]);
+    let s = TidbServer::start(pki.dir.path(), &args);
+    let root = |sql: &str| {
+        let r = mysql(&client, &s, "root", None, &verify_args(&pki), sql);
+        assert!(r.ok, "{sql}: {}", r.err);
+    };
+    root("CREATE USER 'ops'@'%' REQUIRE X509");
+    root("CREATE USER 'svc'@'%' REQUIRE SUBJECT '/O=tiox/CN=mysql-client'");
+
+    let mysql_ca = Path::new(&pki.path("mysql")).to_path_buf();
+    let other = tempfile::tempdir().unwrap();
+    let foreign = Certs::make(&other.path().join("certs"));
+    let with_cert = |(c, k): (PathBuf, PathBuf)| {
+        let mut v = verify_args(&pki);
+        v.push(format!("--ssl-cert={}", c.display()));
+        v.push(format!("--ssl-key={}", k.display()));
+        v
+    };
+    let foreign = with_cert((
+        foreign.dir.join("mysql/client.pem"),
+        foreign.dir.join("mysql/client-key.pem"),
+    ));
+    let expired = with_cert(issue(&mysql_ca, "mysql-client", true, other.path()));
+    let intruder = with_cert(issue(&mysql_ca, INTRUDER, false, other.path()));
+
+    // (case, user, client flags, client error, server log reason)
+    let cases: [(&str, &str, Vec<String>, &str, &str); 5] = [
+        (
+            "plaintext under require-secure-transport",
+            "root",
+            plain_args(),
+            "ERROR 3159",
+            "connected without TLS and require-secure-transport is on",
+        ),
+        (
+            "no client certificate for REQUIRE X509",
+            "ops",
+            verify_args(&pki),
+            "ERROR 1045",
+            "requires a client certificate and none was presented",
+        ),
+        ("foreign CA", "ops", foreign, "", "unknown authority"),
+        ("expired certificate", "ops", expired, "", "expired"),
+        (
+            "wrong subject for REQUIRE SUBJECT",
+            "svc",
+            intruder,
+            "ERROR 1045",
+            "CN=intruder",
+        ),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let log = || s.log();
+    for (case, user, flags, error, reason) in cases {
+        let since = log().len();
+        let r = mysql(&client, &s, user, None, &flags, "SELECT 1");
+        assert!(!r.ok, "MySQL port served {user} with {case}: {}", r.out);
+        assert!(r.err.contains(error), "{case}: {}", r.err);
+        rt.block_on(assert_logged(
+            "MySQL port",
+            case,
+            (reason, "127.0.0.1:", "tiox_sql::server"),
+            &log,
+            since,
+        ));
     }
 }
