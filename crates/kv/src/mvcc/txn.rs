@@ -333,10 +333,21 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                 "commit_ts {commit_ts} must be greater than start_ts {start_ts}"
             )));
         }
-        for key in dedup(keys) {
-            self.commit_key(&key, start_ts, commit_ts)?;
+        let result = dedup(keys)
+            .iter()
+            .try_for_each(|key| self.commit_key(key, start_ts, commit_ts));
+        self.discard_on_error(result)
+    }
+
+    /// Keeps an action all-or-nothing: on an error, the changes staged for
+    /// the keys before the failing one are dropped. (A partial rollback
+    /// once rolled back a secondary of a committed transaction — half a
+    /// bank transfer visible; see docs/replication.md.)
+    fn discard_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.writes = WriteBatch::default();
         }
-        Ok(())
+        result
     }
 
     fn commit_key(&mut self, key: &[u8], start_ts: u64, commit_ts: u64) -> Result<()> {
@@ -380,10 +391,10 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
 
     /// Rollback (KvBatchRollback). All-or-nothing.
     pub fn rollback(&mut self, keys: &[Vec<u8>], start_ts: u64) -> Result<()> {
-        for key in dedup(keys) {
-            self.rollback_key(&key, start_ts)?;
-        }
-        Ok(())
+        let result = dedup(keys)
+            .iter()
+            .try_for_each(|key| self.rollback_key(key, start_ts));
+        self.discard_on_error(result)
     }
 
     fn rollback_key(&mut self, key: &[u8], start_ts: u64) -> Result<()> {
@@ -513,16 +524,16 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
     }
 
     /// Resolve-lock: commit (commit_ts > 0) or roll back every lock of
-    /// `start_ts` on `keys`.
+    /// `start_ts` on `keys`. All-or-nothing.
     pub fn resolve_lock(&mut self, keys: &[Vec<u8>], start_ts: u64, commit_ts: u64) -> Result<()> {
-        for key in dedup(keys) {
+        let result = dedup(keys).iter().try_for_each(|key| {
             if commit_ts > 0 {
-                self.commit_key(&key, start_ts, commit_ts)?;
+                self.commit_key(key, start_ts, commit_ts)
             } else {
-                self.rollback_key(&key, start_ts)?;
+                self.rollback_key(key, start_ts)
             }
-        }
-        Ok(())
+        });
+        self.discard_on_error(result)
     }
 
     /// Txn-heartbeat: extends the primary lock's TTL. Returns the TTL.

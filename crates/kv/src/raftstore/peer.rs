@@ -13,7 +13,9 @@
 //! lasts until T + [`LEASE_MS`], shorter than the election timeout during
 //! which followers that heard from the leader refuse to vote for anyone
 //! else (raft's check_quorum). A transfer of leadership drops the lease
-//! before it starts.
+//! before it starts, and no round renews it while the transfer is in
+//! progress or if it started before the drop (the transferee campaigns
+//! without waiting for the followers' lease to run out).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -124,6 +126,10 @@ pub struct Peer {
     /// Until when reads may be served locally (leader only).
     pub lease_until: Option<Instant>,
     lease_term: u64,
+    /// Rounds that started before this instant never renew the lease: it
+    /// was dropped for a leadership transfer, which bypasses the
+    /// followers' lease check (a new leader may exist before T + lease).
+    lease_floor: Option<Instant>,
     /// A conf change removed this peer: the loop destroys it.
     pub removed: bool,
     /// Peers seen as senders of messages (an uninitialized peer knows no
@@ -181,6 +187,7 @@ impl Peer {
             reads_deferred: Vec::new(),
             lease_until: None,
             lease_term: 0,
+            lease_floor: None,
             removed: false,
             peer_cache: HashMap::new(),
         })
@@ -200,13 +207,23 @@ impl Peer {
     /// Whether reads may be served locally now.
     pub fn lease_valid(&self, now: Instant) -> bool {
         self.is_leader()
+            && !self.transferring()
             && self.lease_term == self.node.raft.term
             && self.lease_until.is_some_and(|t| now < t)
     }
 
-    /// Drops the lease (before a leadership transfer, on stepping down).
+    /// Drops the lease (before a leadership transfer, on stepping down);
+    /// ReadIndex rounds already in flight will not renew it.
     pub fn drop_lease(&mut self) {
         self.lease_until = None;
+        self.lease_floor = Some(Instant::now());
+    }
+
+    /// Whether a leadership transfer is in progress (no lease is taken or
+    /// renewed meanwhile: the transferee campaigns without waiting for the
+    /// followers' lease to run out).
+    fn transferring(&self) -> bool {
+        self.node.raft.lead_transferee.is_some()
     }
 
     /// Starts a ReadIndex round; `cb` gets Ok once the leader has confirmed
@@ -273,7 +290,13 @@ impl Peer {
             let Some((started, cbs)) = self.reads_quorum.remove(&u64::from_be_bytes(ctx)) else {
                 continue;
             };
-            if self.is_leader() {
+            if self.transferring() {
+                self.lease_floor = Some(Instant::now());
+            }
+            let renews = self.is_leader()
+                && !self.transferring()
+                && self.lease_floor.is_none_or(|floor| started >= floor);
+            if renews {
                 let until = started + Duration::from_millis(LEASE_MS);
                 if self.lease_term != self.node.raft.term
                     || self.lease_until.is_none_or(|t| t < until)
