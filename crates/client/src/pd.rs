@@ -347,6 +347,45 @@ impl PdClient {
         Ok((r.region, r.leader))
     }
 
+    /// Ids for splitting `region` into `count + 1` regions: per new region,
+    /// a region id and one peer id for each of `region`'s peers (in order).
+    pub async fn ask_batch_split(
+        &self,
+        region: &metapb::Region,
+        count: u32,
+    ) -> Result<Vec<pdpb::SplitId>> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::AskBatchSplitRequest {
+                    header: h,
+                    region: Some(region.clone()),
+                    split_count: count,
+                };
+                async move { s.ask_batch_split(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())?;
+        Ok(r.ids)
+    }
+
+    /// Tells PD the regions a split produced (the original and the new).
+    pub async fn report_batch_split(&self, regions: Vec<metapb::Region>) -> Result<()> {
+        let h = self.header();
+        let r = self
+            .call(|mut s| {
+                let req = pdpb::ReportBatchSplitRequest {
+                    header: h,
+                    regions: regions.clone(),
+                };
+                async move { s.report_batch_split(req).await }
+            })
+            .await?
+            .into_inner();
+        check_header(&self.leader_addr().await, r.header.as_ref())
+    }
+
     /// The request header for raw use of streams.
     pub fn request_header(&self) -> pdpb::RequestHeader {
         pdpb::RequestHeader {

@@ -28,6 +28,15 @@ pub struct Command {
         tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25"
     )]
     pub cmd: Option<Cmd>,
+    /// The region's epoch version when the command was proposed (0: not
+    /// checked). At apply, a command proposed before a split that has
+    /// since applied is refused with EpochNotMatch on every replica, so no
+    /// region ever writes outside its range.
+    #[prost(uint64, tag = "30")]
+    pub version: u64,
+    /// A region split (an admin command; `cmd` is empty).
+    #[prost(message, optional, tag = "31")]
+    pub split: Option<crate::raftstore::split::BatchSplit>,
 }
 
 /// The requests that change state.
@@ -128,6 +137,8 @@ pub enum Response {
     RawDeleteRange(kvrpcpb::RawDeleteRangeResponse),
     /// RawCompareAndSwap.
     RawCas(kvrpcpb::RawCasResponse),
+    /// A split: the parent and the new regions, in key order.
+    Split(Vec<metapb::Region>),
 }
 
 /// The kvproto form of a lock.

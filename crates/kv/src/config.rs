@@ -12,6 +12,13 @@
 //! data-dir = "./tikv"               # --data-dir
 //! [storage.block-cache]
 //! capacity = "64MiB"
+//! [coprocessor]                     # when regions split (TiKV's keys)
+//! region-max-size = "144MiB"
+//! region-split-size = "96MiB"
+//! region-max-keys = 1440000
+//! region-split-keys = 960000
+//! [raftstore]
+//! split-region-check-tick-interval = "10s"
 //! [security]                        # --ca-path --cert-path --key-path
 //! ca-path = ""
 //! cert-path = ""
@@ -104,6 +111,66 @@ impl Default for StorageSection {
     }
 }
 
+/// `[coprocessor]`: region split thresholds, as TiKV spells them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct CoprocessorSection {
+    /// A region larger than this is split (size with a unit, or bytes).
+    pub region_max_size: toml::Value,
+    /// ... into pieces of about this size.
+    pub region_split_size: toml::Value,
+    /// A region with more keys than this (MVCC versions count) is split.
+    pub region_max_keys: u64,
+    /// ... into pieces of about this many keys.
+    pub region_split_keys: u64,
+}
+
+impl Default for CoprocessorSection {
+    fn default() -> Self {
+        CoprocessorSection {
+            region_max_size: toml::Value::String("144MiB".into()),
+            region_split_size: toml::Value::String("96MiB".into()),
+            region_max_keys: 1_440_000,
+            region_split_keys: 960_000,
+        }
+    }
+}
+
+/// `[raftstore]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct RaftstoreSection {
+    /// How often leaders check whether their regions must split ("10s",
+    /// "500ms"; "0s" turns the check off).
+    pub split_region_check_tick_interval: String,
+}
+
+impl Default for RaftstoreSection {
+    fn default() -> Self {
+        RaftstoreSection {
+            split_region_check_tick_interval: "10s".into(),
+        }
+    }
+}
+
+/// Parses "10s", "500ms", "2m", "1h".
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration (e.g. \"10s\", \"500ms\")"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => return Err(format!("unknown duration unit \"{other}\" in \"{s}\"")),
+    };
+    Ok(std::time::Duration::from_millis(n.saturating_mul(ms)))
+}
+
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
@@ -114,6 +181,10 @@ pub struct TikvConfig {
     pub pd: PdSection,
     /// `[storage]`.
     pub storage: StorageSection,
+    /// `[coprocessor]` (region split thresholds).
+    pub coprocessor: CoprocessorSection,
+    /// `[raftstore]`.
+    pub raftstore: RaftstoreSection,
     /// `[security]`.
     pub security: SecurityConfig,
 }
@@ -137,6 +208,8 @@ pub struct Validated {
     pub block_cache_bytes: u64,
     /// TLS, if configured.
     pub tls: Option<TlsSettings>,
+    /// When regions split.
+    pub split: crate::raftstore::split::SplitConfig,
 }
 
 /// Parses "64MiB", "1GB", "512KB", or a plain number of bytes.
@@ -178,6 +251,13 @@ pub fn unknown_keys(value: &toml::Value) -> Vec<String> {
         "storage.data-dir",
         "storage.block-cache",
         "storage.block-cache.capacity",
+        "coprocessor",
+        "coprocessor.region-max-size",
+        "coprocessor.region-split-size",
+        "coprocessor.region-max-keys",
+        "coprocessor.region-split-keys",
+        "raftstore",
+        "raftstore.split-region-check-tick-interval",
         "security",
     ];
     fn walk(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
@@ -274,7 +354,32 @@ impl TikvConfig {
         }
         let block_cache_bytes = parse_size(&self.storage.block_cache.capacity)
             .map_err(|e| format!("tikv-server: [storage.block-cache] capacity: {e}"))?;
+        let cop = &self.coprocessor;
+        let size = |key: &str, v: &toml::Value| {
+            parse_size(v).map_err(|e| format!("tikv-server: [coprocessor] {key}: {e}"))
+        };
+        let split = crate::raftstore::split::SplitConfig {
+            region_max_size: size("region-max-size", &cop.region_max_size)?,
+            region_split_size: size("region-split-size", &cop.region_split_size)?,
+            region_max_keys: cop.region_max_keys,
+            region_split_keys: cop.region_split_keys,
+            check_interval: parse_duration(&self.raftstore.split_region_check_tick_interval)
+                .map_err(|e| {
+                    format!("tikv-server: [raftstore] split-region-check-tick-interval: {e}")
+                })?,
+        };
+        if split.region_split_size == 0
+            || split.region_split_size > split.region_max_size
+            || split.region_split_keys == 0
+            || split.region_split_keys > split.region_max_keys
+        {
+            return Err(format!(
+                "tikv-server: [coprocessor] region-split-size ({}) and region-split-keys ({}) must be non-zero and at most region-max-size ({}) and region-max-keys ({})",
+                split.region_split_size, split.region_split_keys, split.region_max_size, split.region_max_keys
+            ));
+        }
         Ok(Validated {
+            split,
             addr: self.server.addr.clone(),
             advertise_addr,
             status_addr: self.server.status_addr.clone(),
@@ -307,19 +412,35 @@ data-dir = "/data/tikv"
 capacity = "1GB"
 [raftstore]
 sync-log = true
+split-region-check-tick-interval = "500ms"
+[coprocessor]
+region-max-size = "4MiB"
+region-split-size = "2MiB"
+region-max-keys = 400
+region-split-keys = 200
 "#,
         )
         .unwrap();
         assert_eq!(
             unknown_keys(&v),
             vec![
-                "raftstore".to_string(),
+                "raftstore.sync-log".to_string(),
                 "server.grpc-concurrency".to_string()
             ]
         );
         let c: TikvConfig = v.try_into().unwrap();
         let v = c.validate().unwrap();
         assert_eq!(v.block_cache_bytes, 1 << 30);
+        assert_eq!(v.split.region_max_size, 4 << 20);
+        assert_eq!(v.split.region_split_size, 2 << 20);
+        assert_eq!(
+            (v.split.region_max_keys, v.split.region_split_keys),
+            (400, 200)
+        );
+        assert_eq!(
+            v.split.check_interval,
+            std::time::Duration::from_millis(500)
+        );
         assert_eq!(v.advertise_addr, "10.0.0.1:20160");
         assert!(v.tls.is_none());
     }
@@ -337,6 +458,16 @@ sync-log = true
             e.contains("[pd] endpoints") && e.contains("https://"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn split_sizes_larger_than_the_maximum_are_an_error() {
+        let c: TikvConfig = toml::from_str(
+            "[coprocessor]\nregion-max-size = \"1MiB\"\nregion-split-size = \"2MiB\"\n",
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("region-split-size"), "{e}");
     }
 
     #[test]

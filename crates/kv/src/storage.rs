@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use tiox_engine::Engine;
-use tiox_proto::{errorpb, kvrpcpb};
+use tiox_proto::{errorpb, kvrpcpb, metapb};
 
 use crate::codec::encode_bytes;
 use crate::command::{key_error, lock_info_pb, Cmd, Command, Response};
@@ -86,6 +86,8 @@ pub type Outcome<T> = Result<T, Refusal>;
 pub struct Storage {
     engine: FjallEngine,
     store: StoreHandle,
+    /// PD, for split ids and reports (None in tests without PD).
+    pd: Option<Arc<tiox_client::pd::PdClient>>,
 }
 
 fn now_ms() -> u64 {
@@ -154,7 +156,135 @@ macro_rules! region_err {
 impl Storage {
     /// A handler over the engine and the running store.
     pub fn new(engine: FjallEngine, store: StoreHandle) -> Storage {
-        Storage { engine, store }
+        Storage {
+            engine,
+            store,
+            pd: None,
+        }
+    }
+
+    /// Uses `pd` for region splits (AskBatchSplit, ReportBatchSplit).
+    pub fn with_pd(mut self, pd: Arc<tiox_client::pd::PdClient>) -> Storage {
+        self.pd = Some(pd);
+        self
+    }
+
+    /// Splits the region the context names at `split_keys` (region
+    /// boundaries: encoded user keys, or raw keys): PD allocates the new
+    /// region and peer ids, the split goes through the region's Raft log
+    /// (applied on every replica), and PD hears the result. Keys equal to
+    /// the region's start are ignored. Returns the parent and the new
+    /// regions in key order.
+    pub async fn split_region(
+        &self,
+        ctx: Option<&kvrpcpb::Context>,
+        mut split_keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<metapb::Region>, Result<RegionError, Refusal>> {
+        let status = self.route(ctx, &[], Space::Raw).map_err(Ok)?;
+        let region = status.region.clone();
+        split_keys.sort();
+        split_keys.dedup();
+        split_keys.retain(|k| *k != region.start_key);
+        for k in &split_keys {
+            if k.as_slice() < region.start_key.as_slice()
+                || (!region.end_key.is_empty() && k.as_slice() >= region.end_key.as_slice())
+            {
+                return Err(Ok(RegionError::KeyNotInRegion {
+                    key: k.clone(),
+                    region_id: region.id,
+                    start_key: region.start_key.clone(),
+                    end_key: region.end_key.clone(),
+                }));
+            }
+        }
+        if split_keys.is_empty() {
+            return Ok(vec![region]);
+        }
+        if split_keys.len() > 1024 {
+            return Err(Err(Refusal::Invalid(format!(
+                "{} split keys; at most 1024 per request",
+                split_keys.len()
+            ))));
+        }
+        let Some(pd) = &self.pd else {
+            return Err(Err(Refusal::Internal(
+                "this store has no PD client to allocate region ids".into(),
+            )));
+        };
+        let ids = pd
+            .ask_batch_split(&region, split_keys.len() as u32)
+            .await
+            .map_err(|e| Err(Refusal::Internal(format!("PD AskBatchSplit: {e}"))))?;
+        if ids.len() != split_keys.len() {
+            return Err(Err(Refusal::Internal(format!(
+                "PD AskBatchSplit returned {} ids for {} keys",
+                ids.len(),
+                split_keys.len()
+            ))));
+        }
+        let split = crate::raftstore::split::BatchSplit {
+            requests: split_keys
+                .into_iter()
+                .zip(ids)
+                .map(|(k, id)| crate::raftstore::split::SplitRequest {
+                    split_key: k,
+                    new_region_id: id.new_region_id,
+                    new_peer_ids: id.new_peer_ids,
+                })
+                .collect(),
+        };
+        let command = Command {
+            now_ms: now_ms(),
+            split: Some(split),
+            ..Default::default()
+        };
+        let regions = match self
+            .store
+            .propose(region.id, region.region_epoch, command)
+            .await
+        {
+            Ok(Response::Split(regions)) => regions,
+            Ok(_) => return Err(Err(Refusal::Internal("mismatched response".into()))),
+            Err(Error::Region(e)) => return Err(Ok(e)),
+            Err(e) => return Err(Err(Refusal::Internal(e.to_string()))),
+        };
+        if let Err(e) = pd.report_batch_split(regions.clone()).await {
+            // Heartbeats of the new regions tell PD as well.
+            tracing::warn!(region_id = region.id, "PD ReportBatchSplit failed: {e}");
+        }
+        Ok(regions)
+    }
+
+    /// The SplitRegion RPC: user keys are encoded as region boundaries
+    /// unless `is_raw_kv`.
+    pub async fn split_region_rpc(
+        &self,
+        req: kvrpcpb::SplitRegionRequest,
+    ) -> Outcome<kvrpcpb::SplitRegionResponse> {
+        let mut keys = req.split_keys.clone();
+        if keys.is_empty() && !req.split_key.is_empty() {
+            keys.push(req.split_key.clone());
+        }
+        for k in &keys {
+            check_key(k, "SplitRegion")?;
+        }
+        if !req.is_raw_kv {
+            keys = keys.iter().map(|k| encode_bytes(k)).collect();
+        }
+        let single = keys.len() == 1;
+        match self.split_region(req.context.as_ref(), keys).await {
+            Ok(regions) => {
+                let mut resp = kvrpcpb::SplitRegionResponse::default();
+                if single && regions.len() == 2 {
+                    resp.left = Some(regions[0].clone());
+                    resp.right = Some(regions[1].clone());
+                }
+                resp.regions = regions;
+                Ok(resp)
+            }
+            Err(Ok(e)) => region_err!(kvrpcpb::SplitRegionResponse, e),
+            Err(Err(r)) => Err(r),
+        }
     }
 
     /// The store handle.
@@ -189,7 +319,9 @@ impl Storage {
         if let Some(epoch) = &ctx.region_epoch {
             let cur = status.region.region_epoch.unwrap_or_default();
             if epoch.version != cur.version || epoch.conf_ver != cur.conf_ver {
-                return Err(RegionError::EpochNotMatch(vec![status.region.clone()]));
+                return Err(RegionError::EpochNotMatch(
+                    self.store.current_regions(&status.region),
+                ));
             }
         }
         for key in keys {
@@ -264,6 +396,7 @@ impl Storage {
         let command = Command {
             now_ms: now_ms(),
             cmd: Some(cmd),
+            ..Default::default()
         };
         match self
             .store

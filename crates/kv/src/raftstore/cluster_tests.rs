@@ -148,6 +148,7 @@ impl Net {
                     value: b"v".to_vec(),
                     ..Default::default()
                 })),
+                ..Default::default()
             };
             match leader.propose(REGION, None, cmd).await {
                 Ok(_) => return,
@@ -265,4 +266,118 @@ impl Net {
     async fn put_owned(&self, key: String) {
         self.put(&key).await
     }
+}
+
+impl Net {
+    /// The store leading `region_id`.
+    fn leader_of(&self, region_id: u64) -> Option<&StoreHandle> {
+        self.nodes
+            .values()
+            .map(|n| &n.handle)
+            .find(|h| h.region(region_id).is_some_and(|r| r.is_leader))
+    }
+
+    async fn put_in(&self, region_id: u64, key: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let cmd = Command {
+                now_ms: 1,
+                cmd: Some(Cmd::RawPut(kvrpcpb::RawPutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            };
+            if let Some(leader) = self.leader_of(region_id) {
+                match leader.propose(region_id, None, cmd).await {
+                    Ok(_) => return,
+                    Err(e) => assert!(Instant::now() < deadline, "put {key}: {e}"),
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for region {region_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes a split of REGION at `key` into new region 2 (peers 201..).
+    async fn split(&self, key: &[u8]) -> Vec<metapb::Region> {
+        let leader = self.leader().unwrap();
+        let region = leader.region(REGION).unwrap().region;
+        let new_peer_ids = region.peers.iter().map(|p| 200 + p.store_id).collect();
+        let cmd = Command {
+            split: Some(super::split::BatchSplit {
+                requests: vec![super::split::SplitRequest {
+                    split_key: key.to_vec(),
+                    new_region_id: 2,
+                    new_peer_ids,
+                }],
+            }),
+            ..Default::default()
+        };
+        match leader.propose(REGION, region.region_epoch, cmd).await {
+            Ok(crate::command::Response::Split(regions)) => regions,
+            other => panic!("split: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_applies_on_every_replica_and_the_new_region_serves_writes() {
+    let net = three_voters().await;
+    net.put("a1").await;
+    net.put("x1").await;
+    // Store 3 misses the split and the new region's first writes.
+    net.wait("store 3 to have the data", |n| n.has(3, "x1"))
+        .await;
+    net.cut.lock().unwrap().insert(3);
+    let regions = net.split(b"m").await;
+    assert_eq!(regions.len(), 2);
+    assert_eq!(
+        (
+            regions[0].end_key.as_slice(),
+            regions[1].start_key.as_slice()
+        ),
+        (&b"m"[..], &b"m"[..])
+    );
+    let version = regions[0].region_epoch.unwrap().version;
+    assert_eq!(version, 2);
+    // A writer holding the old epoch is told the regions changed.
+    let leader = net.leader().unwrap();
+    let stale = metapb::RegionEpoch {
+        version: 1,
+        conf_ver: 5,
+    };
+    let err = leader
+        .propose(REGION, Some(stale), Command::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("EpochNotMatch"), "{err:?}");
+    net.put_in(2, "y1").await;
+    net.put_in(REGION, "b1").await;
+    // The partitioned store catches up: both regions, both writes.
+    net.cut.lock().unwrap().clear();
+    net.wait("store 3 to apply the split and the new writes", |n| {
+        let h = n.handle(3);
+        h.region(2).is_some_and(|r| {
+            r.region.region_epoch.unwrap().version == 2 && r.region.start_key == b"m"
+        }) && h.region(REGION).is_some_and(|r| r.region.end_key == b"m")
+            && n.has(3, "y1")
+            && n.has(3, "b1")
+    })
+    .await;
+    for s in 1..=3 {
+        let r = net.handle(s).region(2).unwrap().region;
+        assert_eq!(r.peers.len(), 3, "store {s}: {r:?}");
+        assert!(r.peers.iter().all(|p| p.id == 200 + p.store_id));
+    }
+    // Both regions keep replicating.
+    net.put_in(2, "z9").await;
+    net.wait("a later write everywhere", |n| {
+        (1..=3).all(|s| n.has(s, "z9"))
+    })
+    .await;
 }

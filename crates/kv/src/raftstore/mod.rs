@@ -10,6 +10,7 @@ pub mod keys;
 pub mod log;
 pub mod peer;
 pub mod snap;
+pub mod split;
 pub mod store;
 pub mod transport;
 

@@ -24,7 +24,7 @@ use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::prelude::{Entry, EntryType};
 use raft::{Config, RawNode, StateRole};
-use tiox_engine::{Cf, Engine, WriteBatch};
+use tiox_engine::{Cf, Engine, Snapshot as _, WriteBatch};
 use tiox_proto::metapb;
 use tokio::sync::oneshot;
 
@@ -135,6 +135,9 @@ pub struct Peer {
     /// Peers seen as senders of messages (an uninitialized peer knows no
     /// other way to reach the leader).
     pub peer_cache: HashMap<u64, metapb::Peer>,
+    /// Regions a split applied here created (descriptor and initial Raft
+    /// state written); the loop starts their peers.
+    pub split_new: Vec<metapb::Region>,
 }
 
 /// Raft configuration for a peer.
@@ -190,6 +193,7 @@ impl Peer {
             lease_floor: None,
             removed: false,
             peer_cache: HashMap::new(),
+            split_new: Vec::new(),
         })
     }
 
@@ -493,7 +497,7 @@ impl Peer {
     }
 
     /// Proposes a command; `cb` gets the response once applied.
-    pub fn propose(&mut self, cmd: &Command, epoch: Option<&metapb::RegionEpoch>, cb: Callback) {
+    pub fn propose(&mut self, mut cmd: Command, epoch: Option<&metapb::RegionEpoch>, cb: Callback) {
         if !self.is_leader() {
             let _ = cb.send(Err(Error::Region(RegionError::NotLeader {
                 region_id: self.region.id,
@@ -510,6 +514,7 @@ impl Peer {
                 return;
             }
         }
+        cmd.version = self.region.region_epoch.unwrap_or_default().version;
         self.next_proposal = self.next_proposal.wrapping_add(1);
         let id = self.next_proposal;
         match self
@@ -564,19 +569,33 @@ impl Peer {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if !entry.data.is_empty() => {
                     let cmd = Command::decode(&entry.data[..]);
-                    let snap = engine.snapshot();
-                    let (resp, writes) = match &cmd {
-                        Ok(cmd) => execute(cmd, &snap, &self.region),
+                    let version = self.region.region_epoch.unwrap_or_default().version;
+                    let resp = match &cmd {
+                        // Proposed before a split that has applied since:
+                        // its keys may belong to another region now.
+                        Ok(cmd) if cmd.version != 0 && cmd.version != version => {
+                            Err(Error::Region(RegionError::EpochNotMatch(vec![self
+                                .region
+                                .clone()])))
+                        }
+                        Ok(Command {
+                            split: Some(split), ..
+                        }) => self.apply_split(engine, index, split, &mut wb),
+                        Ok(cmd) => {
+                            let snap = engine.snapshot();
+                            let (resp, writes) = execute(cmd, &snap, &self.region);
+                            wb = writes;
+                            Ok(resp)
+                        }
                         Err(e) => {
                             tracing::error!(
                                 region = self.region.id,
                                 index,
                                 "undecodable log entry skipped: {e}"
                             );
-                            (Response::RawPut(Default::default()), WriteBatch::default())
+                            Ok(Response::RawPut(Default::default()))
                         }
                     };
-                    wb = writes;
                     if entry.context.len() == 8 {
                         let id =
                             u64::from_be_bytes(entry.context[..8].try_into().unwrap_or_default());
@@ -593,10 +612,59 @@ impl Peer {
             store.stage_apply_state(&mut wb);
             engine.write(wb, false)?;
             if let Some((cb, resp)) = reply {
-                let _ = cb.send(Ok(resp));
+                let _ = cb.send(resp);
             }
         }
         Ok(())
+    }
+
+    /// Applies a split: the descriptor shrinks to the left part, the new
+    /// regions' descriptors and initial Raft state are staged in the same
+    /// batch as the applied index (see [`super::split`]). Deterministic:
+    /// every replica decides the same from the log.
+    fn apply_split<E: Engine>(
+        &mut self,
+        engine: &E,
+        index: u64,
+        split: &super::split::BatchSplit,
+        wb: &mut WriteBatch,
+    ) -> Result<Response> {
+        let region_id = self.region.id;
+        let regions = match super::split::split_regions(&self.region, split) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(region_id, index, "split refused: {e}");
+                return Err(Error::InvalidRequest(format!(
+                    "split of region {region_id} refused: {e}"
+                )));
+            }
+        };
+        let snap = engine.snapshot();
+        for new in &regions[1..] {
+            let exists = snap.get(Cf::Raft, &keys::region_meta(new.id))?.is_some()
+                || snap.get(Cf::Raft, &keys::tombstone(new.id))?.is_some();
+            if exists {
+                // Created here before (or created and removed since).
+                tracing::info!(
+                    region_id,
+                    new_region_id = new.id,
+                    "split: the new region already exists on this store"
+                );
+                continue;
+            }
+            wb.put(Cf::Raft, keys::region_meta(new.id), encode_region(new));
+            PeerStorage::initial(new.id, Vec::new()).write_all(wb);
+            self.split_new.push(new.clone());
+        }
+        tracing::info!(
+            region_id,
+            index,
+            regions = ?regions.iter().map(|r| (r.id, r.start_key.clone(), r.end_key.clone())).collect::<Vec<_>>(),
+            "region split"
+        );
+        self.set_region(regions[0].clone());
+        self.stage_region(wb);
+        Ok(Response::Split(regions))
     }
 
     /// Stages the region descriptor.

@@ -281,6 +281,30 @@ impl StoreHandle {
             .cloned()
     }
 
+    /// `region` and the regions here that a split of it produced (same
+    /// version, adjacent to its right): what an EpochNotMatch carries, so
+    /// a client with the pre-split region re-routes without asking PD.
+    pub fn current_regions(&self, region: &metapb::Region) -> Vec<metapb::Region> {
+        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        let version = region.region_epoch.unwrap_or_default().version;
+        let mut out = vec![region.clone()];
+        while out.len() < 64 {
+            let end = out.last().map(|r| r.end_key.clone()).unwrap_or_default();
+            if end.is_empty() {
+                break;
+            }
+            let next = meta.regions.values().find(|s| {
+                s.region.start_key == end
+                    && s.region.region_epoch.unwrap_or_default().version == version
+            });
+            match next {
+                Some(s) => out.push(s.region.clone()),
+                None => break,
+            }
+        }
+        out
+    }
+
     /// All regions' status.
     pub fn regions(&self) -> Vec<RegionStatus> {
         self.meta
@@ -438,7 +462,7 @@ impl<E: Engine> RaftLoop<E> {
                 cmd,
                 cb,
             } => match self.peers.get_mut(&region_id) {
-                Some(p) => p.propose(&cmd, epoch.as_ref(), cb),
+                Some(p) => p.propose(*cmd, epoch.as_ref(), cb),
                 None => {
                     let _ = cb.send(Err(Error::Region(RegionError::RegionNotFound(region_id))));
                 }
@@ -475,6 +499,20 @@ impl<E: Engine> RaftLoop<E> {
     fn on_raft_message(&mut self, env: raft_serverpb::RaftMessage, msg: raft::prelude::Message) {
         let region_id = env.region_id;
         let Some(to) = env.to_peer else { return };
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            if let Some(other) = self.snapshot_overlap(region_id, &msg) {
+                // The range still belongs to a region here that has not
+                // applied the split creating this one; the split will
+                // create the peer (a snapshot would be overwritten by the
+                // parent's older log entries).
+                tracing::debug!(
+                    region_id,
+                    overlaps = other,
+                    "snapshot dropped: its range overlaps a region on this store"
+                );
+                return;
+            }
+        }
         if to.store_id != self.store_id {
             tracing::warn!(
                 region_id,
@@ -545,6 +583,82 @@ impl<E: Engine> RaftLoop<E> {
         }
         if let Err(e) = peer.node.step(msg) {
             tracing::debug!(region_id, "raft step: {e}");
+        }
+    }
+
+    /// Another initialized region here whose range overlaps the region a
+    /// snapshot message carries, if any.
+    fn snapshot_overlap(&self, region_id: u64, msg: &raft::prelude::Message) -> Option<u64> {
+        let data = &msg.get_snapshot().data;
+        let mut r = Reader(data);
+        let region = metapb::Region::decode(&r.bytes().ok()?[..]).ok()?;
+        let overlaps = |a: &metapb::Region| {
+            (region.end_key.is_empty() || a.start_key < region.end_key)
+                && (a.end_key.is_empty() || region.start_key < a.end_key)
+        };
+        self.peers
+            .values()
+            .find(|p| p.region.id != region_id && p.is_initialized() && overlaps(&p.region))
+            .map(|p| p.region.id)
+    }
+
+    /// Starts the peers of regions a split created on this store. An
+    /// uninitialized peer already created for the new region (a message
+    /// from its leader arrived before the split applied here) is replaced;
+    /// its term and vote are kept so it cannot vote twice in a term.
+    fn start_split_peers(&mut self, regions: Vec<metapb::Region>, parent_leader: bool) {
+        for region in regions {
+            let Some(me) = region
+                .peers
+                .iter()
+                .find(|p| p.store_id == self.store_id)
+                .copied()
+            else {
+                continue;
+            };
+            if let Some(old) = self.peers.get(&region.id) {
+                if old.is_initialized() {
+                    continue;
+                }
+                let hs = old.node.raft.hard_state();
+                if hs.term > super::log::RAFT_INIT_LOG_TERM {
+                    let mut keep = hs.clone();
+                    keep.commit = super::log::RAFT_INIT_LOG_INDEX;
+                    let mut wb = WriteBatch::default();
+                    wb.put(
+                        Cf::Raft,
+                        keys::hard_state(region.id),
+                        protobuf::Message::write_to_bytes(&keep).unwrap_or_default(),
+                    );
+                    if let Err(e) = self.engine.write(wb, true) {
+                        tracing::error!(region_id = region.id, "split: {e}");
+                        continue;
+                    }
+                }
+                if let Some(mut old) = self.peers.remove(&region.id) {
+                    old.fail_pending();
+                }
+            }
+            let peer = PeerStorage::load(&self.engine, &region, Some(self.gen.clone()))
+                .and_then(|st| Peer::new(region.clone(), me.id, st));
+            match peer {
+                Ok(mut p) => {
+                    if parent_leader {
+                        // The parent's leader was elected by these stores
+                        // recently: it is the natural leader of the pieces.
+                        let _ = p.node.campaign();
+                    }
+                    tracing::info!(
+                        region_id = region.id,
+                        peer_id = me.id,
+                        "split: peer started"
+                    );
+                    self.peers.insert(region.id, p);
+                }
+                Err(e) => {
+                    tracing::error!(region_id = region.id, "split: cannot start the peer: {e}")
+                }
+            }
         }
     }
 
@@ -826,8 +940,13 @@ impl<E: Engine> RaftLoop<E> {
             };
             let res = self.process_ready(&mut peer);
             let removed = peer.removed;
+            let split_new = std::mem::take(&mut peer.split_new);
+            let parent_leader = peer.is_leader();
             self.peers.insert(*region_id, peer);
             res?;
+            if !split_new.is_empty() {
+                self.start_split_peers(split_new, parent_leader);
+            }
             if removed {
                 self.destroy(*region_id)?;
             }

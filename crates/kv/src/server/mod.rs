@@ -256,7 +256,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         client_tls.clone(),
         Arc::new(handle.clone()),
     ));
-    let storage = Arc::new(Storage::new(engine.clone(), handle.clone()));
+    let storage = Arc::new(Storage::new(engine.clone(), handle.clone()).with_pd(pd.clone()));
     let metrics = Arc::new(Metrics::default());
 
     let grpc = tonic::service::Routes::new(
@@ -286,6 +286,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
             "tikv-server status port",
             metrics.status.clone(),
         )),
+        tokio::spawn(split_check(storage.clone(), cfg.split)),
         tokio::spawn(heartbeats(
             pd.clone(),
             handle.clone(),
@@ -311,6 +312,66 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         store: handle,
         tasks,
     })
+}
+
+/// Every `check_interval`, scans each region this store leads and splits
+/// those over `[coprocessor]`'s limits (see `raftstore::split`).
+async fn split_check(storage: Arc<Storage>, cfg: crate::raftstore::split::SplitConfig) {
+    if cfg.check_interval.is_zero() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(cfg.check_interval).await;
+        let leaders = storage
+            .store()
+            .regions()
+            .into_iter()
+            .filter(|r| r.is_leader);
+        for r in leaders {
+            let engine = storage.engine().clone();
+            let region = r.region.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                crate::raftstore::split::check(&engine, &region, &cfg)
+            })
+            .await;
+            let found = match checked {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::warn!(region_id = r.region.id, "split check failed: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(region_id = r.region.id, "split check task failed: {e}");
+                    continue;
+                }
+            };
+            if found.split_keys.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                region_id = r.region.id,
+                size = found.size,
+                keys = found.keys,
+                pieces = found.split_keys.len() + 1,
+                "region over its split limits; splitting"
+            );
+            let ctx = tiox_proto::kvrpcpb::Context {
+                region_id: r.region.id,
+                region_epoch: r.region.region_epoch,
+                peer: Some(r.peer),
+                ..Default::default()
+            };
+            match storage.split_region(Some(&ctx), found.split_keys).await {
+                Ok(regions) => tracing::info!(
+                    region_id = r.region.id,
+                    new = ?regions.iter().skip(1).map(|x| x.id).collect::<Vec<_>>(),
+                    "split done"
+                ),
+                Err(Ok(e)) => tracing::info!(region_id = r.region.id, "split not done: {e:?}"),
+                Err(Err(e)) => tracing::warn!(region_id = r.region.id, "split failed: {e:?}"),
+            }
+        }
+    }
 }
 
 fn store_meta(cfg: &Validated, store_id: u64) -> metapb::Store {

@@ -111,6 +111,12 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 #[tonic::async_trait]
 impl Tikv for TikvService {
+    unary_async!(
+        split_region,
+        split_region_rpc,
+        kvrpcpb::SplitRegionRequest,
+        kvrpcpb::SplitRegionResponse
+    );
     unary_sync!(kv_get, get, kvrpcpb::GetRequest, kvrpcpb::GetResponse);
     unary_sync!(kv_scan, scan, kvrpcpb::ScanRequest, kvrpcpb::ScanResponse);
     unary_async!(
