@@ -15,40 +15,16 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "../../security/tests/common/openssl_cli.rs"]
+mod openssl_cli;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster::{bin, free_port, http_get, Proc};
+use openssl_cli::{have_openssl, openssl};
 use tiox_security::{ClientTls, Component, SecurityConfig};
-
-fn have(tool: &str, arg: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").is_ok() {
-            panic!("{tool} is not installed but CI is set; .ci/run must install it");
-        }
-        eprintln!("\n*** SKIPPED how-to walkthrough: {tool} is not installed ***\n");
-    }
-    ok
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA and certificates in the shape of the how-to's cfssl profiles.
 fn make_certs(d: &Path, ca: &str) {
@@ -127,7 +103,7 @@ fn run(name: &str, args: &[String]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn howto_walkthrough_with_openssl_certificates_and_verbatim_security_tables() {
-    if !have("openssl", "version") {
+    if !have_openssl("howto_walkthrough") {
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -7,41 +7,16 @@
 //! missing openssl fails them.
 
 mod common;
+#[path = "common/openssl_cli.rs"]
+mod openssl_cli;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
+use openssl_cli::{have_openssl, openssl};
 use tiox_security::certgen::{CertAuthority, Profile, Spec};
 use tiox_security::{ClientTls, Component, SecurityConfig, ServerTls};
-
-fn have_openssl(test: &str) -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").is_ok() {
-            panic!("{test}: openssl is not installed but CI is set; .ci/run must install it");
-        }
-        eprintln!("\n*** SKIPPED {test}: the openssl command line is not installed (apt-get install openssl) ***\n");
-    }
-    ok
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// How to make a key with openssl.
 #[derive(Clone, Copy)]
