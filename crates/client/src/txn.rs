@@ -286,6 +286,11 @@ impl TxnClient {
     }
 }
 
+/// The buffered writes of a transaction at one point (see
+/// [`Transaction::savepoint`]).
+#[derive(Debug, Clone)]
+pub struct Savepoint(BTreeMap<Vec<u8>, Mutation>);
+
 /// One transaction.
 pub struct Transaction {
     client: TxnClient,
@@ -363,6 +368,39 @@ impl Transaction {
             }
         }
         Ok(merged.into_iter().take(limit as usize).collect())
+    }
+
+    /// Reads several keys (own writes first, the rest from the snapshot,
+    /// concurrently); `None` for absent keys, in the order asked.
+    pub async fn batch_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let reads = keys.iter().map(|k| self.get(k));
+        futures::future::try_join_all(reads).await
+    }
+
+    /// This transaction's buffered change of `key`, if any.
+    pub fn buffered(&self, key: &[u8]) -> Option<&Mutation> {
+        self.buffer.get(key)
+    }
+
+    /// Whether this transaction has buffered writes.
+    pub fn has_writes(&self) -> bool {
+        self.buffer.values().any(|m| *m != Mutation::Lock)
+    }
+
+    /// Whether locks are taken before commit (pessimistic).
+    pub fn is_pessimistic(&self) -> bool {
+        self.pessimistic
+    }
+
+    /// The buffered writes now, to undo a failed statement with
+    /// [`Transaction::rollback_to`].
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.buffer.clone())
+    }
+
+    /// Drops the writes buffered since `sp` (locks already taken stay).
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        self.buffer = sp.0;
     }
 
     /// Buffers a write.

@@ -202,6 +202,25 @@ pub struct Session {
     pub capabilities: u32,
     /// Number of queries run (the `Questions` status).
     pub questions: u64,
+    /// The backend's per-session state (the SQL engine's open transaction).
+    pub state: BackendState,
+}
+
+/// A backend's per-session state, opaque to the protocol layer.
+#[derive(Default)]
+pub struct BackendState {
+    /// The state object.
+    pub value: Option<Box<dyn Any + Send + Sync>>,
+    /// Whether a transaction is open (`SERVER_STATUS_IN_TRANS`).
+    pub in_transaction: bool,
+}
+
+impl std::fmt::Debug for BackendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendState")
+            .field("in_transaction", &self.in_transaction)
+            .finish()
+    }
 }
 
 impl Session {

@@ -1,11 +1,12 @@
 //! The SQL layer behind `tidb-server`: the MySQL wire protocol with client
-//! TLS, accounts and privileges, and (for now) an interim executor.
+//! TLS, accounts and privileges, the SQL engine over the cluster, and an
+//! interim executor for servers without one.
 //!
 //! ```text
 //!  client ─TCP/TLS─► server (accept, TCP_NODELAY)
 //!                     └► protocol (packets, handshake, auth, commands)
-//!                          └► backend::Backend ◄── executor::Interim (today)
-//!                                │                  SQL engine (issue 8)
+//!                          └► backend::Backend ◄── engine::Engine (--store=tikv)
+//!                                │                  executor::Interim (no cluster)
 //!                                ├► parser (sqlparser tokens + ours)
 //!                                └► users::UserStore (accounts, REQUIRE)
 //!  tls: the MySQL-facing certificate set (ssl-ca/ssl-cert/ssl-key)
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod backend;
 pub mod cluster_users;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod parser;

@@ -272,6 +272,15 @@ impl UserRecord {
         self.global.contains(privilege) || self.global.contains("ALL PRIVILEGES")
     }
 
+    /// Whether the account holds `privilege` on database `db` (globally or
+    /// at the database level, `ALL` included).
+    pub fn has_on_db(&self, db: &str, privilege: &str) -> bool {
+        self.has_global(privilege)
+            || self.dbs.iter().any(|(d, privs)| {
+                like_match(d, db) && (privs.contains(privilege) || privs.contains("ALL PRIVILEGES"))
+            })
+    }
+
     /// Whether the account holds any privilege on `db` (global or db level).
     pub fn has_any_on_db(&self, db: &str) -> bool {
         self.global

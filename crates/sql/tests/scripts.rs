@@ -30,6 +30,7 @@ fn session(shared: &Arc<Shared>, user: &str, conn_id: u32) -> Session {
         multi_statements: false,
         capabilities: 0,
         questions: 0,
+        state: Default::default(),
     }
 }
 

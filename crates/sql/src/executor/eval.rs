@@ -25,6 +25,21 @@ pub struct Ctx<'a> {
     pub params: &'a [Value],
     /// Column names and values of the current row, if any.
     pub row: &'a [(&'a str, Value)],
+    /// Table columns, aggregates and subquery results (the SQL engine).
+    pub resolver: Option<&'a dyn Resolver>,
+}
+
+/// What the SQL engine binds for an expression: column references, and
+/// values it computed ahead (aggregates, subqueries, `VALUES(col)`), keyed
+/// by the AST node.
+pub trait Resolver: Sync {
+    /// The value of a column reference (`c`, `t.c`, `db.t.c`); `None` when
+    /// the name is not a column here.
+    fn column(&self, parts: &[sqlparser::ast::Ident]) -> Option<Result<Value, SqlError>>;
+    /// A value computed ahead for this node (function calls and subqueries).
+    fn precomputed(&self, e: &Expr) -> Option<Value>;
+    /// The rows of an `IN (subquery)` node.
+    fn list(&self, e: &Expr) -> Option<&[Value]>;
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -365,7 +380,147 @@ fn now() -> Value {
     }
 }
 
+/// `v IN (items)` with MySQL's NULL rules.
+fn in_list(
+    v: &Value,
+    items: impl Iterator<Item = Result<Value, SqlError>>,
+    negated: bool,
+) -> Result<Value, SqlError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let mut saw_null = false;
+    for item in items {
+        let item = item?;
+        match compare(v, &item) {
+            Some(std::cmp::Ordering::Equal) => return Ok(bool_val(!negated)),
+            None => saw_null = true,
+            _ => {}
+        }
+    }
+    Ok(if saw_null {
+        Value::Null
+    } else {
+        bool_val(negated)
+    })
+}
+
+/// `a <=> b`.
+pub fn null_safe_eq(a: &Value, b: &Value) -> bool {
+    match (a.is_null(), b.is_null()) {
+        (true, true) => true,
+        (false, false) => compare(a, b) == Some(std::cmp::Ordering::Equal),
+        _ => false,
+    }
+}
+
+/// Orders two values as `ORDER BY` does: NULL first, then [`compare`].
+pub fn sort_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.is_null(), b.is_null()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => compare(a, b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// Compares two non-NULL values with MySQL's coercions (`None` if either
+/// is NULL).
+pub fn compare_values(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    compare(a, b)
+}
+
+fn substring(v: &Value, from: Option<&Value>, len: Option<&Value>) -> Value {
+    if v.is_null() || from.is_some_and(Value::is_null) || len.is_some_and(Value::is_null) {
+        return Value::Null;
+    }
+    let chars: Vec<char> = v.to_string().chars().collect();
+    let n = chars.len() as i64;
+    let pos = from.map_or(1, |f| to_f64(f) as i64);
+    let start = match pos {
+        0 => return Value::Text(String::new()),
+        p if p > 0 => p - 1,
+        p => n + p,
+    };
+    if start < 0 || start >= n {
+        return Value::Text(String::new());
+    }
+    let len = len.map_or(n, |l| to_f64(l) as i64).max(0);
+    let end = (start + len).min(n);
+    Value::Text(chars[start as usize..end as usize].iter().collect())
+}
+
+fn trim(s: &str, what: &str, leading: bool, trailing: bool) -> String {
+    let mut t = s;
+    if what.is_empty() {
+        return s.to_string();
+    }
+    if leading {
+        while let Some(r) = t.strip_prefix(what) {
+            t = r;
+        }
+    }
+    if trailing {
+        while let Some(r) = t.strip_suffix(what) {
+            t = r;
+        }
+    }
+    t.to_string()
+}
+
+fn locate(needle: &Value, hay: &Value) -> Value {
+    if needle.is_null() || hay.is_null() {
+        return Value::Null;
+    }
+    let (n, h) = (
+        needle.to_string().to_lowercase(),
+        hay.to_string().to_lowercase(),
+    );
+    match h.find(&n) {
+        Some(b) => Value::Int(h[..b].chars().count() as i64 + 1),
+        None => Value::Int(0),
+    }
+}
+
+fn round_fn(how: &str, v: &Value, digits: Option<&Value>) -> Result<Value, SqlError> {
+    if v.is_null() || digits.is_some_and(Value::is_null) {
+        return Ok(Value::Null);
+    }
+    let d = digits.map_or(0, |d| to_f64(d) as i32).clamp(-30, 30);
+    Ok(match v {
+        Value::Int(_) | Value::UInt(_) if d >= 0 => v.clone(),
+        Value::Decimal(text) if how == "round" && d >= 0 => Value::Decimal(
+            crate::engine::types::decimal_round(text, d as u8).unwrap_or_else(|| text.clone()),
+        ),
+        other => {
+            let f = to_f64(other);
+            let m = 10f64.powi(d);
+            let r = match how {
+                "ceil" => (f * m).ceil() / m,
+                "floor" => (f * m).floor() / m,
+                "truncate" => (f * m).trunc() / m,
+                _ => (f * m).round() / m,
+            };
+            match other {
+                Value::Int(_) | Value::UInt(_) | Value::Decimal(_) if d <= 0 => {
+                    Value::Int(r as i64)
+                }
+                Value::Decimal(_) => Value::Decimal(format!("{:.*}", d as usize, r)),
+                _ if how != "round" && how != "truncate" => Value::Int(r as i64),
+                _ => Value::Double(r),
+            }
+        }
+    })
+}
+
 impl Ctx<'_> {
+    fn column(&self, parts: &[sqlparser::ast::Ident]) -> Option<Result<Value, SqlError>> {
+        if parts.first().is_some_and(|p| p.value.starts_with('@')) {
+            return None;
+        }
+        self.resolver.and_then(|r| r.column(parts))
+    }
+
     fn variable(&self, name: &str) -> Result<Value, SqlError> {
         let lower = name.to_ascii_lowercase();
         if let Some(rest) = lower.strip_prefix("@@") {
@@ -425,6 +580,8 @@ impl Ctx<'_> {
             Expr::Identifier(id) => {
                 if id.quote_style == Some('"') || id.quote_style == Some('\'') {
                     Value::Text(id.value.clone())
+                } else if let Some(v) = self.column(std::slice::from_ref(id)) {
+                    v?
                 } else {
                     self.variable(&id.value)?
                 }
@@ -439,7 +596,10 @@ impl Ctx<'_> {
                     }
                     [scope, name] if scope == "@@global" => vars::get(self.session, name, true)
                         .ok_or_else(|| er::unknown_system_variable(name))?,
-                    _ => return Err(er::bad_field(&names.join("."))),
+                    _ => match self.column(parts) {
+                        Some(v) => v?,
+                        None => return Err(er::bad_field(&names.join("."))),
+                    },
                 }
             }
             Expr::Nested(e) => self.eval(e)?,
@@ -494,17 +654,7 @@ impl Ctx<'_> {
                 ..
             } => {
                 let v = self.eval(expr)?;
-                let mut found = false;
-                for item in list {
-                    if compare(&v, &self.eval(item)?) == Some(std::cmp::Ordering::Equal) {
-                        found = true;
-                    }
-                }
-                if v.is_null() {
-                    Value::Null
-                } else {
-                    bool_val(found != *negated)
-                }
+                in_list(&v, list.iter().map(|i| self.eval(i)), *negated)?
             }
             Expr::Between {
                 expr,
@@ -520,7 +670,87 @@ impl Ctx<'_> {
                 }
             }
             Expr::BinaryOp { left, op, right } => self.binary(e, left, op, right)?,
-            Expr::Function(f) => self.function(f)?,
+            Expr::Function(f) => match self.resolver.and_then(|r| r.precomputed(e)) {
+                Some(v) => v,
+                None => self.function(f)?,
+            },
+            Expr::Subquery(_) | Expr::Exists { .. } => self
+                .resolver
+                .and_then(|r| r.precomputed(e))
+                .ok_or_else(|| er::not_supported_yet("a subquery here"))?,
+            Expr::In {
+                expr,
+                target: sqlparser::ast::InTarget::Subquery(_),
+                negated,
+                ..
+            } => {
+                let v = self.eval(expr)?;
+                let list = self
+                    .resolver
+                    .and_then(|r| r.list(e))
+                    .ok_or_else(|| er::not_supported_yet("a subquery here"))?;
+                in_list(&v, list.iter().cloned().map(Ok), *negated)?
+            }
+            Expr::IsNotTrue(e) => bool_val(truth(&self.eval(e)?) != Some(true)),
+            Expr::IsNotFalse(e) => bool_val(truth(&self.eval(e)?) != Some(false)),
+            Expr::IsDistinctFrom(a, b) => {
+                let (a, b) = (self.eval(a)?, self.eval(b)?);
+                bool_val(!null_safe_eq(&a, &b))
+            }
+            Expr::IsNotDistinctFrom(a, b) => {
+                let (a, b) = (self.eval(a)?, self.eval(b)?);
+                bool_val(null_safe_eq(&a, &b))
+            }
+            Expr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let v = self.eval(expr)?;
+                let from = substring_from.as_ref().map(|f| self.eval(f)).transpose()?;
+                let len = substring_for.as_ref().map(|f| self.eval(f)).transpose()?;
+                substring(&v, from.as_ref(), len.as_ref())
+            }
+            Expr::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                ..
+            } => {
+                let v = self.eval(expr)?;
+                let what = match trim_what {
+                    Some(w) => self.eval(w)?.to_string(),
+                    None => " ".into(),
+                };
+                if v.is_null() {
+                    Value::Null
+                } else {
+                    let s = v.to_string();
+                    let w = trim_where
+                        .as_ref()
+                        .map(|w| w.to_string().to_ascii_uppercase());
+                    Value::Text(trim(
+                        &s,
+                        &what,
+                        w.as_deref() != Some("TRAILING"),
+                        w.as_deref() != Some("LEADING"),
+                    ))
+                }
+            }
+            Expr::Ceil { expr, .. } => round_fn("ceil", &self.eval(expr)?, None)?,
+            Expr::Floor { expr, .. } => round_fn("floor", &self.eval(expr)?, None)?,
+            Expr::Position { expr, r#in } => {
+                let (needle, hay) = (self.eval(expr)?, self.eval(r#in)?);
+                locate(&needle, &hay)
+            }
+            Expr::TypedString(ts) => Value::Text(match &ts.value.value {
+                SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            Expr::Interval(_) => {
+                return Err(er::not_supported_yet("INTERVAL outside DATE_ADD/DATE_SUB"))
+            }
             Expr::Case {
                 operand,
                 conditions,
@@ -675,7 +905,12 @@ impl Ctx<'_> {
                 arity(n == 0)?;
                 Value::UInt(u64::from(s.conn_id))
             }
-            "last_insert_id" | "found_rows" => Value::Int(0),
+            "last_insert_id" => s
+                .vars
+                .get("last_insert_id")
+                .cloned()
+                .unwrap_or(Value::Int(0)),
+            "found_rows" => s.vars.get("found_rows").cloned().unwrap_or(Value::Int(0)),
             "row_count" => Value::Int(-1),
             "now" | "current_timestamp" | "sysdate" | "localtime" | "localtimestamp"
             | "utc_timestamp" => now(),
@@ -794,6 +1029,271 @@ impl Ctx<'_> {
                             .map(|b| format!("{b:02X}"))
                             .collect(),
                     ),
+                }
+            }
+            "substring" | "substr" | "mid" => {
+                arity((2..=3).contains(&n))?;
+                substring(&args[0], args.get(1), args.get(2))
+            }
+            "left" | "right" => {
+                arity(n == 2)?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    let chars: Vec<char> = args[0].to_string().chars().collect();
+                    let k = (to_f64(&args[1]).max(0.0) as usize).min(chars.len());
+                    Value::Text(if name == "left" {
+                        chars[..k].iter().collect()
+                    } else {
+                        chars[chars.len() - k..].iter().collect()
+                    })
+                }
+            }
+            "trim" | "ltrim" | "rtrim" => {
+                arity(n == 1)?;
+                if args[0].is_null() {
+                    Value::Null
+                } else {
+                    Value::Text(trim(
+                        &args[0].to_string(),
+                        " ",
+                        name != "rtrim",
+                        name != "ltrim",
+                    ))
+                }
+            }
+            "replace" => {
+                arity(n == 3)?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    let from = args[1].to_string();
+                    let s = args[0].to_string();
+                    Value::Text(if from.is_empty() {
+                        s
+                    } else {
+                        s.replace(&from, &args[2].to_string())
+                    })
+                }
+            }
+            "repeat" => {
+                arity(n == 2)?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    let k = (to_f64(&args[1]).max(0.0) as usize).min(1 << 20);
+                    Value::Text(args[0].to_string().repeat(k))
+                }
+            }
+            "reverse" => {
+                arity(n == 1)?;
+                if args[0].is_null() {
+                    Value::Null
+                } else {
+                    Value::Text(args[0].to_string().chars().rev().collect())
+                }
+            }
+            "lpad" | "rpad" => {
+                arity(n == 3)?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    let s: Vec<char> = args[0].to_string().chars().collect();
+                    let len = to_f64(&args[1]).max(0.0) as usize;
+                    let pad: Vec<char> = args[2].to_string().chars().collect();
+                    if len <= s.len() {
+                        Value::Text(s[..len].iter().collect())
+                    } else if pad.is_empty() {
+                        Value::Null
+                    } else {
+                        let fill: String = pad.iter().cycle().take(len - s.len()).collect();
+                        let s: String = s.iter().collect();
+                        Value::Text(if name == "lpad" { fill + &s } else { s + &fill })
+                    }
+                }
+            }
+            "locate" | "instr" | "position" => {
+                arity(n == 2)?;
+                if name == "instr" {
+                    locate(&args[1], &args[0])
+                } else {
+                    locate(&args[0], &args[1])
+                }
+            }
+            "ascii" => {
+                arity(n == 1)?;
+                match &args[0] {
+                    Value::Null => Value::Null,
+                    v => Value::Int(
+                        v.to_text()
+                            .unwrap_or_default()
+                            .first()
+                            .copied()
+                            .map_or(0, i64::from),
+                    ),
+                }
+            }
+            "round" | "truncate" => {
+                arity(if name == "round" {
+                    (1..=2).contains(&n)
+                } else {
+                    n == 2
+                })?;
+                round_fn(&name, &args[0], args.get(1))?
+            }
+            "floor" | "ceil" | "ceiling" => {
+                arity(n == 1)?;
+                round_fn(
+                    if name == "floor" { "floor" } else { "ceil" },
+                    &args[0],
+                    None,
+                )?
+            }
+            "mod" => {
+                arity(n == 2)?;
+                arith(&BinaryOperator::Modulo, &args[0], &args[1], "mod")?
+            }
+            "sign" => {
+                arity(n == 1)?;
+                if args[0].is_null() {
+                    Value::Null
+                } else {
+                    let f = to_f64(&args[0]);
+                    Value::Int(if f > 0.0 {
+                        1
+                    } else if f < 0.0 {
+                        -1
+                    } else {
+                        0
+                    })
+                }
+            }
+            "pow" | "power" | "sqrt" | "exp" | "ln" | "log" | "log2" | "log10" => {
+                arity(if name == "pow" || name == "power" {
+                    n == 2
+                } else {
+                    (1..=2).contains(&n)
+                })?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    let a = to_f64(&args[0]);
+                    let r = match name.as_str() {
+                        "pow" | "power" => a.powf(to_f64(&args[1])),
+                        "sqrt" => a.sqrt(),
+                        "exp" => a.exp(),
+                        "ln" => a.ln(),
+                        "log" if n == 2 => to_f64(&args[1]).ln() / a.ln(),
+                        "log" => a.ln(),
+                        "log2" => a.log2(),
+                        _ => a.log10(),
+                    };
+                    if r.is_finite() {
+                        Value::Double(r)
+                    } else {
+                        Value::Null
+                    }
+                }
+            }
+            "rand" => {
+                let mut b = [0u8; 8];
+                let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+                Value::Double((u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
+            }
+            "greatest" | "least" => {
+                arity(n >= 2)?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    let mut best = args[0].clone();
+                    for a in &args[1..] {
+                        let o = compare(a, &best);
+                        if (name == "greatest" && o == Some(std::cmp::Ordering::Greater))
+                            || (name == "least" && o == Some(std::cmp::Ordering::Less))
+                        {
+                            best = a.clone();
+                        }
+                    }
+                    best
+                }
+            }
+            "nullif" => {
+                arity(n == 2)?;
+                if compare(&args[0], &args[1]) == Some(std::cmp::Ordering::Equal) {
+                    Value::Null
+                } else {
+                    args[0].clone()
+                }
+            }
+            "isnull" => {
+                arity(n == 1)?;
+                bool_val(args[0].is_null())
+            }
+            "curtime" | "current_time" => {
+                let Value::DateTime {
+                    hour,
+                    minute,
+                    second,
+                    ..
+                } = now()
+                else {
+                    unreachable!()
+                };
+                Value::Time {
+                    negative: false,
+                    days: 0,
+                    hours: hour,
+                    minutes: minute,
+                    seconds: second,
+                    micros: 0,
+                }
+            }
+            "unix_timestamp" => {
+                arity(n == 0)?;
+                Value::Int(time::OffsetDateTime::now_utc().unix_timestamp())
+            }
+            "year" | "month" | "day" | "dayofmonth" | "hour" | "minute" | "second" | "date" => {
+                arity(n == 1)?;
+                match crate::engine::types::to_datetime(&args[0]) {
+                    Some(Value::DateTime {
+                        year,
+                        month,
+                        day,
+                        hour,
+                        minute,
+                        second,
+                        ..
+                    }) => match name.as_str() {
+                        "year" => Value::Int(year.into()),
+                        "month" => Value::Int(month.into()),
+                        "day" | "dayofmonth" => Value::Int(day.into()),
+                        "hour" => Value::Int(hour.into()),
+                        "minute" => Value::Int(minute.into()),
+                        "second" => Value::Int(second.into()),
+                        _ => Value::Date { year, month, day },
+                    },
+                    _ => Value::Null,
+                }
+            }
+            "md5" | "sha1" | "sha" | "sha2" => {
+                if args.first().is_none_or(Value::is_null) {
+                    Value::Null
+                } else {
+                    let data = args[0].to_text().unwrap_or_default();
+                    let alg = match name.as_str() {
+                        "sha2" if args.get(1).map(to_f64) == Some(512.0) => &ring::digest::SHA512,
+                        "sha2" if args.get(1).map(to_f64) == Some(384.0) => &ring::digest::SHA384,
+                        "sha2" => &ring::digest::SHA256,
+                        "md5" => return Err(er::not_supported_yet("MD5() (use SHA2())")),
+                        _ => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                    };
+                    Value::Text(
+                        ring::digest::digest(alg, &data)
+                            .as_ref()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect(),
+                    )
                 }
             }
             _ => return Err(er::sp_does_not_exist(&name)),

@@ -222,6 +222,7 @@ fn filter_rows(
                     session,
                     params: &[],
                     row: &row,
+                    resolver: None,
                 };
                 eval::truth(&ctx.eval(e)?) == Some(true)
             }
@@ -234,7 +235,9 @@ fn filter_rows(
 }
 
 impl Interim {
-    fn run(
+    /// Runs one parsed statement (the SQL engine hands over the statements
+    /// it does not own).
+    pub fn run(
         &self,
         session: &mut Session,
         sql: &str,
@@ -329,9 +332,15 @@ impl Interim {
                 ],
                 rows: Vec::new(),
             })),
-            Stmt::Transaction(_) => Ok(Output::ok()),
-            Stmt::Unsupported(kind) => Err(er::not_supported_yet(&format!(
-                "{kind} (tables, data and the rest of SQL come with the SQL engine, issue 8)"
+            Stmt::Transaction(_) | Stmt::BeginMode(_) => Ok(Output::ok()),
+            Stmt::ShowCreateDatabase(_) | Stmt::ShowIndex { .. } | Stmt::ShowTableStatus { .. } => {
+                Err(er::not_supported_yet(
+                    "tables without a cluster (start tidb-server with --store=tikv)",
+                ))
+            }
+            Stmt::Other(st) => Err(er::not_supported_yet(&format!(
+                "{} without a cluster (start tidb-server with --store=tikv for tables)",
+                parser::kind(st)
             ))),
             Stmt::ReloadTls => {
                 let u = me(session)?;
@@ -713,6 +722,7 @@ impl Interim {
                                 session,
                                 params,
                                 row: &[],
+                                resolver: None,
                             }
                             .eval(e)?,
                         )
@@ -723,6 +733,7 @@ impl Interim {
                             session,
                             params,
                             row: &[],
+                            resolver: None,
                         }
                         .eval(e)?,
                     )
@@ -855,6 +866,7 @@ impl Interim {
             session,
             params,
             row: &[],
+            resolver: None,
         };
         let mut keep = match &sel.selection {
             Some(w) => eval::truth(&ctx.eval(w)?) == Some(true),

@@ -211,8 +211,36 @@ pub enum Stmt {
     FlushPrivileges,
     /// `BEGIN`, `START TRANSACTION`, `COMMIT`, `ROLLBACK`.
     Transaction(&'static str),
-    /// A statement sqlparser understood that tiox does not run yet.
-    Unsupported(String),
+    /// `BEGIN PESSIMISTIC` / `BEGIN OPTIMISTIC` (TiDB's forms).
+    BeginMode(&'static str),
+    /// `SHOW CREATE DATABASE db`.
+    ShowCreateDatabase(String),
+    /// `SHOW INDEX FROM t [FROM db]`.
+    ShowIndex {
+        /// Database, if named.
+        db: Option<String>,
+        /// Table.
+        table: String,
+    },
+    /// `SHOW TABLE STATUS [FROM db] [LIKE|WHERE]`.
+    ShowTableStatus {
+        /// Database, if named.
+        db: Option<String>,
+        /// Filter.
+        filter: ShowFilter,
+    },
+    /// Any other statement sqlparser understood (tables, data, DDL): the
+    /// SQL engine runs these.
+    Other(Box<Statement>),
+}
+
+/// The first two words of a statement (`CREATE TABLE`), for messages.
+pub fn kind(stmt: &Statement) -> String {
+    stmt.to_string()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A statement's tokens and whether it had placeholders.
@@ -803,6 +831,33 @@ impl<'a> P<'a> {
             Stmt::ShowGrants(who)
         } else if self.eat(&["CREATE", "USER"]) {
             Stmt::ShowCreateUser(self.account()?)
+        } else if self.eat(&["CREATE", "DATABASE"]) || self.eat(&["CREATE", "SCHEMA"]) {
+            let _ = self.eat(&["IF", "NOT", "EXISTS"]);
+            Stmt::ShowCreateDatabase(self.name()?)
+        } else if self.eat(&["INDEX"]) || self.eat(&["INDEXES"]) || self.eat(&["KEYS"]) {
+            if !(self.eat(&["FROM"]) || self.eat(&["IN"])) {
+                return Err(self.error("expected FROM"));
+            }
+            let mut table = self.name()?;
+            let mut db = None;
+            if self.eat_token(&Token::Period) {
+                db = Some(table);
+                table = self.name()?;
+            }
+            if self.eat(&["FROM"]) || self.eat(&["IN"]) {
+                db = Some(self.name()?);
+            }
+            Stmt::ShowIndex { db, table }
+        } else if self.eat(&["TABLE", "STATUS"]) {
+            let db = if self.eat(&["FROM"]) || self.eat(&["IN"]) {
+                Some(self.name()?)
+            } else {
+                None
+            };
+            Stmt::ShowTableStatus {
+                db,
+                filter: self.show_filter()?,
+            }
         } else {
             return Ok(None);
         };
@@ -885,6 +940,10 @@ pub fn parse(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
         let db = p.name()?;
         p.end()?;
         Stmt::Use(db)
+    } else if p.eat(&["BEGIN", "PESSIMISTIC"]) {
+        Stmt::BeginMode("PESSIMISTIC")
+    } else if p.eat(&["BEGIN", "OPTIMISTIC"]) {
+        Stmt::BeginMode("OPTIMISTIC")
     } else if p.eat(&["BEGIN"]) || p.eat(&["START", "TRANSACTION"]) {
         Stmt::Transaction("BEGIN")
     } else if p.eat(&["COMMIT"]) {
@@ -920,15 +979,7 @@ fn generic(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     }
     Ok(match stmt {
         Statement::Query(q) => Stmt::Query(q),
-        other => {
-            let kind = format!("{other}");
-            let kind: String = kind
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            Stmt::Unsupported(kind)
-        }
+        other => Stmt::Other(Box::new(other)),
     })
 }
 

@@ -377,6 +377,7 @@ where
                 multi_statements: resp.caps & cap::MULTI_STATEMENTS != 0,
                 capabilities: resp.caps & server_capabilities(true),
                 questions: 0,
+                state: Default::default(),
             };
             if let Some(db) = &resp.db {
                 if let Err(e) = backend.init_db(&mut session, db).await {
@@ -579,11 +580,15 @@ fn sql_error(e: Error) -> Result<SqlError, Closed> {
 
 impl Connection {
     fn status(&self) -> u16 {
-        if self.session.autocommit() {
+        let mut st = if self.session.autocommit() {
             status::AUTOCOMMIT
         } else {
             0
+        };
+        if self.session.state.in_transaction {
+            st |= status::IN_TRANS;
         }
+        st
     }
 
     fn caps(&self) -> u32 {
@@ -838,6 +843,7 @@ impl Connection {
                         multi_statements: caps & cap::MULTI_STATEMENTS != 0,
                         capabilities: caps,
                         questions: 0,
+                        state: Default::default(),
                     },
                 );
                 self.session.conn_id = old.conn_id;

@@ -18,7 +18,10 @@ pub fn ok(affected: u64, last_insert_id: u64, status: u16, info: &str) -> Vec<u8
     put_lenenc_int(&mut p, last_insert_id);
     p.extend_from_slice(&status.to_le_bytes());
     p.extend_from_slice(&0u16.to_le_bytes());
-    p.extend_from_slice(info.as_bytes());
+    if !info.is_empty() {
+        // Clients (libmysql, libmariadb) read the message length-encoded.
+        put_lenenc_bytes(&mut p, info.as_bytes());
+    }
     p
 }
 

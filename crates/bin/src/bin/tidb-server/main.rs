@@ -172,6 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     apply(&args, &mut config);
     let v = config.validate()?;
+    let mut backend: Arc<dyn tiox_sql::Backend> = Arc::new(Interim);
     let users: Arc<dyn UserStore> = if config.store == "tikv" {
         // Accounts live in the cluster: every tidb-server sees the same users.
         if v.cluster_tls.is_none() {
@@ -202,7 +203,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         tracing::info!(pd = %v.pd_endpoints.join(","), "accounts are kept in the cluster (shared by every tidb-server)");
-        tracing::warn!("--store=tikv: accounts and TLS work; tables and transactions come with the SQL engine (issue 8)");
+        let engine = tiox_sql::engine::Engine::open(client.txn())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("tidb-server: cannot load the schema from the cluster: {e}")
+            })?;
+        backend = Arc::new(engine);
+        tracing::info!("tables, indexes and transactions are stored in the cluster");
         Arc::new(store)
     } else {
         let store = FileUserStore::open(&v.data_dir)?;
@@ -272,7 +279,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     tracing::info!(addr = %addr, version = tiox_sql::server::VERSION, "MySQL protocol listening");
-    tiox_sql::serve(listener, shared, Arc::new(Interim)).await;
+    tiox_sql::serve(listener, shared, backend).await;
     Ok(())
 }
 

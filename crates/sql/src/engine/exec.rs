@@ -1,0 +1,1810 @@
+//! Queries: `SELECT` (joins, WHERE, GROUP BY, aggregates, HAVING, ORDER BY,
+//! DISTINCT, LIMIT, UNION, subqueries) over rows read from the cluster in
+//! the statement's transaction.
+//!
+//! ```text
+//!  FROM (access path per table, nested-loop joins)
+//!   -> WHERE -> GROUP BY / aggregates -> HAVING
+//!   -> projection (+ ORDER BY keys) -> DISTINCT -> ORDER BY -> LIMIT
+//! ```
+//!
+//! Expressions are evaluated by `executor::eval` with a [`RowRes`] binding
+//! column names to the current row, and values computed ahead (aggregates
+//! per group, subquery results) keyed by their AST node. A subquery is run
+//! once when it does not refer to the outer query; when it does (the first
+//! run fails with an unknown column), it is run per outer row.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sqlparser::ast::{
+    Distinct, Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName,
+    OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor,
+    TableWithJoins,
+};
+use tiox_client::txn::Transaction;
+
+use super::catalog::{kv_err, Schema};
+use super::codec;
+use super::plan;
+use super::schema::TableInfo;
+use super::table::{self, Row};
+use super::types::{ColumnType, Kind};
+use super::walk::{self, is_aggregate};
+use crate::backend::{BoxFuture, Column, Session};
+use crate::error::{er, SqlError};
+use crate::executor::eval::{self, Ctx, Resolver};
+use crate::protocol::consts::{flag, ty, CHARSET_BINARY, CHARSET_UTF8MB4};
+use crate::value::Value;
+
+/// One column visible to expressions.
+#[derive(Clone, Debug)]
+pub struct ScopeCol {
+    /// Table alias (lower case), empty for computed columns.
+    pub table: String,
+    /// Column name.
+    pub name: String,
+    /// The column's type, when it is a table column.
+    pub ty: Option<ColumnType>,
+    /// `NOT NULL`.
+    pub not_null: bool,
+}
+
+/// The columns of the rows flowing through a query.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// In row order.
+    pub cols: Vec<ScopeCol>,
+}
+
+impl Scope {
+    /// The scope of a table under `alias`.
+    pub fn of_table(t: &TableInfo, alias: &str) -> Scope {
+        Scope {
+            cols: t
+                .columns
+                .iter()
+                .map(|c| ScopeCol {
+                    table: alias.to_ascii_lowercase(),
+                    name: c.name.clone(),
+                    ty: Some(c.ty.clone()),
+                    not_null: c.not_null,
+                })
+                .collect(),
+        }
+    }
+
+    fn find(&self, parts: &[Ident]) -> Result<Option<usize>, SqlError> {
+        let (tbl, name) = match parts {
+            [c] => (None, &c.value),
+            [t, c] => (Some(&t.value), &c.value),
+            [_, t, c] => (Some(&t.value), &c.value),
+            _ => return Ok(None),
+        };
+        let mut hit = None;
+        for (i, c) in self.cols.iter().enumerate() {
+            if c.name.eq_ignore_ascii_case(name)
+                && tbl.is_none_or(|t| c.table.eq_ignore_ascii_case(t))
+            {
+                if hit.is_some() {
+                    return Err(SqlError {
+                        code: 1052,
+                        state: "23000",
+                        message: format!("Column '{name}' in field list is ambiguous"),
+                    });
+                }
+                hit = Some(i);
+            }
+        }
+        Ok(hit)
+    }
+}
+
+fn ptr(e: &Expr) -> usize {
+    e as *const Expr as usize
+}
+
+/// Values computed ahead for AST nodes (aggregates, subqueries, VALUES()).
+#[derive(Default, Debug, Clone)]
+pub struct Pre {
+    /// Scalar values.
+    pub vals: HashMap<usize, Value>,
+    /// IN-subquery rows.
+    pub lists: HashMap<usize, Vec<Value>>,
+}
+
+impl Pre {
+    /// Binds `v` to node `e`.
+    pub fn set(&mut self, e: &Expr, v: Value) {
+        self.vals.insert(ptr(e), v);
+    }
+}
+
+/// An enclosing query's current row (for correlated subqueries).
+#[derive(Debug)]
+pub struct Outer {
+    /// Its scope.
+    pub scope: Scope,
+    /// Its row.
+    pub row: Row,
+    /// Its own outer query.
+    pub parent: Option<Arc<Outer>>,
+}
+
+/// Binds names for one row.
+pub struct RowRes<'a> {
+    /// Columns.
+    pub scope: &'a Scope,
+    /// The row.
+    pub row: &'a [Value],
+    /// Values computed ahead.
+    pub pre: &'a Pre,
+    /// Output aliases visible (ORDER BY, HAVING): names and values.
+    pub aliases: Option<(&'a [String], &'a [Value])>,
+    /// The enclosing query's row.
+    pub outer: Option<&'a Outer>,
+}
+
+impl Resolver for RowRes<'_> {
+    fn column(&self, parts: &[Ident]) -> Option<Result<Value, SqlError>> {
+        match self.scope.find(parts) {
+            Err(e) => return Some(Err(e)),
+            Ok(Some(i)) => return Some(Ok(self.row[i].clone())),
+            Ok(None) => {}
+        }
+        if let (Some((names, vals)), [one]) = (self.aliases, parts) {
+            if let Some(i) = names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(&one.value))
+            {
+                return Some(Ok(vals[i].clone()));
+            }
+        }
+        let mut o = self.outer;
+        while let Some(out) = o {
+            match out.scope.find(parts) {
+                Err(e) => return Some(Err(e)),
+                Ok(Some(i)) => return Some(Ok(out.row[i].clone())),
+                Ok(None) => o = out.parent.as_deref(),
+            }
+        }
+        let name = parts
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        let lower = name.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "current_user"
+                | "current_timestamp"
+                | "localtime"
+                | "localtimestamp"
+                | "current_date"
+                | "current_time"
+        ) {
+            return None;
+        }
+        Some(Err(super::schema::unknown_column(&name, "field list")))
+    }
+
+    fn precomputed(&self, e: &Expr) -> Option<Value> {
+        self.pre.vals.get(&ptr(e)).cloned()
+    }
+
+    fn list(&self, e: &Expr) -> Option<&[Value]> {
+        self.pre.lists.get(&ptr(e)).map(Vec::as_slice)
+    }
+}
+
+/// A query's result: columns and rows (and, for a single-table query, the
+/// handle of each row, for `FOR UPDATE`).
+#[derive(Debug, Default)]
+pub struct QueryOut {
+    /// Output columns.
+    pub columns: Vec<Column>,
+    /// Output names.
+    pub names: Vec<String>,
+    /// Rows.
+    pub rows: Vec<Row>,
+}
+
+/// What a statement runs with.
+pub struct Sx<'a> {
+    /// The session.
+    pub session: &'a Session,
+    /// Bound parameters.
+    pub params: &'a [Value],
+    /// The schema.
+    pub schema: Arc<Schema>,
+    /// The statement's text (result column names).
+    pub sql: &'a str,
+}
+
+impl<'a> Sx<'a> {
+    /// An evaluation context over `res`.
+    pub fn ctx<'b>(&'b self, res: Option<&'b dyn Resolver>) -> Ctx<'b> {
+        Ctx {
+            session: self.session,
+            params: self.params,
+            row: &[],
+            resolver: res,
+        }
+    }
+
+    /// Evaluates `e` against one row.
+    pub fn eval_row(
+        &self,
+        e: &Expr,
+        scope: &Scope,
+        row: &[Value],
+        pre: &Pre,
+        outer: Option<&Outer>,
+    ) -> Result<Value, SqlError> {
+        let res = RowRes {
+            scope,
+            row,
+            pre,
+            aliases: None,
+            outer,
+        };
+        self.ctx(Some(&res)).eval(e)
+    }
+
+    /// The default database, or ERROR 1046.
+    pub fn current_db(&self) -> Result<&str, SqlError> {
+        self.session.db.as_deref().ok_or_else(er::no_db)
+    }
+
+    /// Resolves `db.table` / `table` to a table, or ERROR 1146.
+    pub fn table(&self, name: &ObjectName) -> Result<(String, Arc<TableInfo>), SqlError> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .map(|p| p.to_string().trim_matches('`').to_string())
+            .collect();
+        let (db, t) = match parts.as_slice() {
+            [t] => (self.current_db()?.to_string(), t.clone()),
+            [d, t] => (d.clone(), t.clone()),
+            _ => return Err(er::parse(&name.to_string(), "bad table name")),
+        };
+        match self.schema.table(&db, &t) {
+            Some(info) => Ok((db, info)),
+            None => Err(er::no_such_table(&db, &t)),
+        }
+    }
+}
+
+/// A truth test of a WHERE/ON/HAVING value.
+pub fn is_true(v: &Value) -> bool {
+    eval::truth(v) == Some(true)
+}
+
+/// The MySQL column definition for a value of `ty` (or like `sample`).
+pub fn column_def(
+    name: &str,
+    ty: Option<&ColumnType>,
+    not_null: bool,
+    sample: Option<&Value>,
+) -> Column {
+    let Some(t) = ty else {
+        return match sample {
+            Some(v) => Column::for_value(name, v),
+            None => Column::text(name),
+        };
+    };
+    let mut flags = if not_null { flag::NOT_NULL } else { 0 };
+    if t.unsigned {
+        flags |= flag::UNSIGNED;
+    }
+    let num = |mt: u8, len: u32, flags: u16| Column {
+        name: name.to_string(),
+        ty: mt,
+        charset: CHARSET_BINARY,
+        flags: flags | flag::BINARY,
+        length: len,
+        decimals: 0,
+    };
+    match &t.kind {
+        Kind::TinyInt => num(ty::TINY, 4, flags),
+        Kind::SmallInt => num(ty::SHORT, 6, flags),
+        Kind::MediumInt => num(ty::INT24, 9, flags),
+        Kind::Int => num(ty::LONG, 11, flags),
+        Kind::BigInt => num(ty::LONGLONG, 20, flags),
+        Kind::Year => num(ty::YEAR, 4, flags),
+        Kind::Float => Column {
+            decimals: 31,
+            ..num(ty::FLOAT, 12, flags)
+        },
+        Kind::Double => Column {
+            decimals: 31,
+            ..num(ty::DOUBLE, 22, flags)
+        },
+        Kind::Decimal { precision, scale } => Column {
+            decimals: *scale,
+            ..num(ty::NEWDECIMAL, u32::from(*precision) + 2, flags)
+        },
+        Kind::Date => num(ty::DATE, 10, flags),
+        Kind::DateTime(f) => Column {
+            decimals: *f,
+            ..num(ty::DATETIME, 19, flags)
+        },
+        Kind::Timestamp(f) => Column {
+            decimals: *f,
+            ..num(ty::TIMESTAMP, 19, flags)
+        },
+        Kind::Time(f) => Column {
+            decimals: *f,
+            ..num(ty::TIME, 10, flags)
+        },
+        Kind::Text(n) if *n > 65535 => Column {
+            name: name.to_string(),
+            ty: ty::BLOB,
+            charset: u16::from(CHARSET_UTF8MB4),
+            flags,
+            length: u32::MAX,
+            decimals: 0,
+        },
+        Kind::Char(_) | Kind::VarChar(_) | Kind::Text(_) | Kind::Enum(_) => Column {
+            name: name.to_string(),
+            ty: if matches!(t.kind, Kind::Char(_)) {
+                ty::STRING
+            } else {
+                ty::VAR_STRING
+            },
+            charset: u16::from(CHARSET_UTF8MB4),
+            flags,
+            length: if let Kind::Char(n) | Kind::VarChar(n) = t.kind {
+                n.saturating_mul(4)
+            } else {
+                1024
+            },
+            decimals: 0,
+        },
+        Kind::Binary(n) | Kind::VarBinary(n) => Column {
+            name: name.to_string(),
+            ty: if matches!(t.kind, Kind::Binary(_)) {
+                ty::STRING
+            } else {
+                ty::VAR_STRING
+            },
+            charset: CHARSET_BINARY,
+            flags: flags | flag::BINARY,
+            length: *n,
+            decimals: 0,
+        },
+        Kind::Blob(n) => Column {
+            name: name.to_string(),
+            ty: ty::BLOB,
+            charset: CHARSET_BINARY,
+            flags: flags | flag::BINARY,
+            length: *n,
+            decimals: 0,
+        },
+    }
+}
+
+/// A select-list item: output name, expression, and (for a plain column)
+/// its type and NOT NULL.
+type Item = (String, Expr, Option<(Option<ColumnType>, bool)>);
+
+/// A group: its first row, aggregate states, and DISTINCT sets.
+type Group = (Row, Vec<Acc>, Vec<HashSet<Vec<u8>>>);
+
+/// One source of rows in FROM: its scope and rows.
+struct Source {
+    scope: Scope,
+    rows: Vec<Row>,
+    /// (table, handle per row) for single base tables.
+    handles: Option<(Arc<TableInfo>, Vec<i64>)>,
+}
+
+/// An aggregate's running state.
+#[derive(Clone, Debug)]
+enum Acc {
+    Count(i64),
+    Sum {
+        int: i128,
+        dec: Option<String>,
+        float: f64,
+        kind: u8,
+        any: bool,
+    },
+    MinMax(Option<Value>),
+    Avg {
+        sum: f64,
+        dec: i128,
+        scale: u32,
+        n: i64,
+        float: bool,
+    },
+    Concat(Vec<String>),
+}
+
+fn dec_parts(v: &Value) -> Option<(i128, u32)> {
+    let s = match v {
+        Value::Int(i) => return Some((i128::from(*i), 0)),
+        Value::UInt(u) => return Some((i128::from(*u), 0)),
+        Value::Decimal(d) => d.clone(),
+        _ => return None,
+    };
+    let neg = s.starts_with('-');
+    let body = s.trim_start_matches(['-', '+']);
+    let (i, f) = body.split_once('.').unwrap_or((body, ""));
+    let m: i128 = format!("{i}{f}").parse().ok()?;
+    Some((if neg { -m } else { m }, f.len() as u32))
+}
+
+fn dec_text(m: i128, scale: u32) -> String {
+    let neg = m < 0;
+    let digits = m.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = if digits.len() <= scale {
+        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
+    } else {
+        digits
+    };
+    let (i, f) = padded.split_at(padded.len() - scale);
+    let mut s = String::new();
+    if neg && m != 0 {
+        s.push('-');
+    }
+    s.push_str(i);
+    if scale > 0 {
+        s.push('.');
+        s.push_str(f);
+    }
+    s
+}
+
+struct AggCall<'q> {
+    node: &'q Expr,
+    name: String,
+    arg: Option<&'q Expr>,
+    distinct: bool,
+    star: bool,
+    separator: String,
+}
+
+impl AggCall<'_> {
+    fn init(&self) -> Acc {
+        match self.name.as_str() {
+            "count" => Acc::Count(0),
+            "sum" => Acc::Sum {
+                int: 0,
+                dec: None,
+                float: 0.0,
+                kind: 0,
+                any: false,
+            },
+            "avg" => Acc::Avg {
+                sum: 0.0,
+                dec: 0,
+                scale: 0,
+                n: 0,
+                float: false,
+            },
+            "group_concat" => Acc::Concat(Vec::new()),
+            _ => Acc::MinMax(None),
+        }
+    }
+
+    fn add(&self, acc: &mut Acc, v: Value) {
+        if v.is_null() && !self.star {
+            return;
+        }
+        match acc {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum {
+                int,
+                dec,
+                float,
+                kind,
+                any,
+            } => {
+                *any = true;
+                match (&v, dec_parts(&v)) {
+                    (Value::Float(_) | Value::Double(_) | Value::Text(_) | Value::Bytes(_), _)
+                    | (_, None) => {
+                        *kind = 2;
+                        *float += eval::to_f64(&v);
+                    }
+                    (_, Some((m, s))) => {
+                        if s == 0 && dec.is_none() {
+                            *int += m;
+                        } else {
+                            let (cur, cs) = dec
+                                .as_deref()
+                                .and_then(|d| dec_parts(&Value::Decimal(d.to_string())))
+                                .unwrap_or((*int, 0));
+                            let scale = cs.max(s);
+                            let total = cur * 10i128.pow(scale - cs) + m * 10i128.pow(scale - s);
+                            *dec = Some(dec_text(total, scale));
+                            *kind = (*kind).max(1);
+                        }
+                        *float += eval::to_f64(&v);
+                    }
+                }
+            }
+            Acc::Avg {
+                sum,
+                dec,
+                scale,
+                n,
+                float,
+            } => {
+                *n += 1;
+                *sum += eval::to_f64(&v);
+                match dec_parts(&v) {
+                    Some((m, s)) if !*float => {
+                        let sc = (*scale).max(s);
+                        *dec = *dec * 10i128.pow(sc - *scale) + m * 10i128.pow(sc - s);
+                        *scale = sc;
+                    }
+                    _ => *float = true,
+                }
+            }
+            Acc::MinMax(cur) => {
+                let better = match cur {
+                    None => true,
+                    Some(c) => {
+                        let o = eval::sort_cmp(&v, c);
+                        if self.name == "min" {
+                            o.is_lt()
+                        } else {
+                            o.is_gt()
+                        }
+                    }
+                };
+                if better {
+                    *cur = Some(v);
+                }
+            }
+            Acc::Concat(items) => items.push(v.to_string()),
+        }
+    }
+
+    fn finish(&self, acc: &Acc) -> Value {
+        match acc {
+            Acc::Count(n) => Value::Int(*n),
+            Acc::Sum { any: false, .. } => Value::Null,
+            Acc::Sum { float, kind: 2, .. } => Value::Double(*float),
+            Acc::Sum { dec: Some(d), .. } => Value::Decimal(d.clone()),
+            Acc::Sum { int, .. } => Value::Decimal(int.to_string()),
+            Acc::Avg { n: 0, .. } => Value::Null,
+            Acc::Avg {
+                sum,
+                n,
+                float: true,
+                ..
+            } => Value::Double(sum / *n as f64),
+            Acc::Avg { dec, scale, n, .. } => {
+                // MySQL: the argument's scale + div_precision_increment (4).
+                let out_scale = scale + 4;
+                let num = dec * 10i128.pow(4);
+                let q = num * 10 / i128::from(*n);
+                let rounded = if q >= 0 { (q + 5) / 10 } else { (q - 5) / 10 };
+                Value::Decimal(dec_text(rounded, out_scale))
+            }
+            Acc::MinMax(v) => v.clone().unwrap_or(Value::Null),
+            Acc::Concat(items) if items.is_empty() => Value::Null,
+            Acc::Concat(items) => Value::Text(items.join(&self.separator)),
+        }
+    }
+}
+
+fn agg_calls<'q>(exprs: &[&'q Expr]) -> Vec<AggCall<'q>> {
+    let mut out = Vec::new();
+    for e in exprs {
+        walk::walk(e, &mut |x| {
+            if let Expr::Function(f) = x {
+                let name = f.name.to_string().to_ascii_lowercase();
+                if is_aggregate(&name) {
+                    let (distinct, star) = match &f.args {
+                        sqlparser::ast::FunctionArguments::List(l) => (
+                            matches!(
+                                l.duplicate_treatment,
+                                Some(sqlparser::ast::DuplicateTreatment::Distinct)
+                            ),
+                            l.args.iter().any(|a| {
+                                matches!(
+                                    a,
+                                    sqlparser::ast::FunctionArg::Unnamed(
+                                        sqlparser::ast::FunctionArgExpr::Wildcard
+                                    )
+                                )
+                            }),
+                        ),
+                        _ => (false, false),
+                    };
+                    let separator = match &f.args {
+                        sqlparser::ast::FunctionArguments::List(l) => l
+                            .clauses
+                            .iter()
+                            .find_map(|c| match c {
+                                sqlparser::ast::FunctionArgumentClause::Separator(v) => {
+                                    Some(match &v.value {
+                                        sqlparser::ast::Value::SingleQuotedString(s)
+                                        | sqlparser::ast::Value::DoubleQuotedString(s) => s.clone(),
+                                        other => other.to_string(),
+                                    })
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or_else(|| ",".into()),
+                        _ => ",".into(),
+                    };
+                    out.push(AggCall {
+                        node: x,
+                        arg: walk::args(f).into_iter().next(),
+                        name,
+                        distinct,
+                        star,
+                        separator,
+                    });
+                    return false;
+                }
+            }
+            true
+        });
+    }
+    out
+}
+
+/// A hashable form of a value for grouping and DISTINCT (strings compare
+/// case-insensitively, numbers by value).
+pub fn group_key(vals: &[Value], out: &mut Vec<u8>) {
+    for v in vals {
+        match v {
+            Value::Null => out.push(0),
+            Value::Text(s) => {
+                out.push(1);
+                out.extend(super::types::Collation::GeneralCi.sort_key(s));
+                out.push(0xff);
+            }
+            Value::Bytes(b) => {
+                out.push(2);
+                out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            Value::Int(_) | Value::UInt(_) | Value::Decimal(_) => {
+                out.push(3);
+                let (m, s) = dec_parts(v).unwrap_or((0, 0));
+                // Normalise trailing zeros so 1 and 1.0 group together.
+                let (mut m, mut s) = (m, s);
+                while s > 0 && m % 10 == 0 {
+                    m /= 10;
+                    s -= 1;
+                }
+                out.extend_from_slice(&m.to_be_bytes());
+                out.extend_from_slice(&s.to_be_bytes());
+            }
+            other => {
+                out.push(4);
+                out.extend(other.to_string().into_bytes());
+                out.push(0xff);
+            }
+        }
+    }
+}
+
+/// Whether `e` contains a subquery.
+pub fn has_subquery(e: &Expr) -> bool {
+    let mut found = false;
+    walk::walk(e, &mut |x| {
+        if matches!(
+            x,
+            Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::In {
+                    target: sqlparser::ast::InTarget::Subquery(_),
+                    ..
+                }
+        ) {
+            found = true;
+        }
+        !found
+    });
+    found
+}
+
+fn subqueries<'q>(e: &'q Expr, out: &mut Vec<&'q Expr>) {
+    walk::walk(e, &mut |x| {
+        if matches!(
+            x,
+            Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::In {
+                    target: sqlparser::ast::InTarget::Subquery(_),
+                    ..
+                }
+        ) {
+            out.push(x);
+        }
+        true
+    });
+}
+
+/// The engine's query runner over one transaction.
+pub struct Runner<'a> {
+    /// Statement context.
+    pub sx: &'a Sx<'a>,
+    /// The transaction (reads at its snapshot plus its own writes).
+    pub tx: &'a Transaction,
+}
+
+impl<'a> Runner<'a> {
+    /// Runs a query.
+    pub fn query<'b>(
+        &'b self,
+        q: &'b Query,
+        outer: Option<Arc<Outer>>,
+    ) -> BoxFuture<'b, Result<QueryOut, SqlError>> {
+        Box::pin(async move {
+            if q.with.is_some() {
+                return Err(er::not_supported_yet("WITH (common table expressions)"));
+            }
+            let (limit, offset) = self.limit(q)?;
+            let order: Vec<&sqlparser::ast::OrderByExpr> = match &q.order_by {
+                Some(o) => match &o.kind {
+                    OrderByKind::Expressions(v) => v.iter().collect(),
+                    OrderByKind::All(_) => return Err(er::not_supported_yet("ORDER BY ALL")),
+                },
+                None => Vec::new(),
+            };
+            match q.body.as_ref() {
+                SetExpr::Select(s) => self.select(s, &order, limit, offset, outer).await,
+                SetExpr::Query(inner) if order.is_empty() && limit.is_none() && offset == 0 => {
+                    self.query(inner, outer).await
+                }
+                _ => {
+                    let mut out = self.set_expr(&q.body, outer.clone()).await?;
+                    if !order.is_empty() {
+                        let scope = Scope {
+                            cols: out
+                                .names
+                                .iter()
+                                .map(|n| ScopeCol {
+                                    table: String::new(),
+                                    name: n.clone(),
+                                    ty: None,
+                                    not_null: false,
+                                })
+                                .collect(),
+                        };
+                        let pre = Pre::default();
+                        let mut keyed = Vec::new();
+                        for r in std::mem::take(&mut out.rows) {
+                            let mut keys = Vec::new();
+                            for o in &order {
+                                keys.push(self.order_value(
+                                    &o.expr,
+                                    &scope,
+                                    &r,
+                                    &pre,
+                                    None,
+                                    outer.as_deref(),
+                                )?);
+                            }
+                            keyed.push((keys, r));
+                        }
+                        sort_rows(&mut keyed, &order);
+                        out.rows = keyed.into_iter().map(|(_, r)| r).collect();
+                    }
+                    out.rows = out
+                        .rows
+                        .into_iter()
+                        .skip(offset)
+                        .take(limit.unwrap_or(usize::MAX))
+                        .collect();
+                    Ok(out)
+                }
+            }
+        })
+    }
+
+    fn limit(&self, q: &Query) -> Result<(Option<usize>, usize), SqlError> {
+        let ctx = self.sx.ctx(None);
+        let num = |e: &Expr| -> Result<usize, SqlError> {
+            let v = ctx.eval(e)?;
+            match v {
+                Value::Int(i) if i >= 0 => Ok(i as usize),
+                Value::UInt(u) => Ok(u as usize),
+                Value::Text(ref s) if s.parse::<usize>().is_ok() => Ok(s.parse().unwrap_or(0)),
+                other => Err(er::wrong_arguments(&format!("LIMIT {other}"))),
+            }
+        };
+        Ok(match &q.limit_clause {
+            None => (None, 0),
+            Some(LimitClause::LimitOffset { limit, offset, .. }) => (
+                limit.as_ref().map(num).transpose()?,
+                offset
+                    .as_ref()
+                    .map(|o| num(&o.value))
+                    .transpose()?
+                    .unwrap_or(0),
+            ),
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                (Some(num(limit)?), num(offset)?)
+            }
+        })
+    }
+
+    fn set_expr<'b>(
+        &'b self,
+        body: &'b SetExpr,
+        outer: Option<Arc<Outer>>,
+    ) -> BoxFuture<'b, Result<QueryOut, SqlError>> {
+        Box::pin(async move {
+            match body {
+                SetExpr::Select(s) => self.select(s, &[], None, 0, outer).await,
+                SetExpr::Query(q) => self.query(q, outer).await,
+                SetExpr::SetOperation {
+                    op: SetOperator::Union,
+                    set_quantifier,
+                    left,
+                    right,
+                } => {
+                    let mut l = self.set_expr(left, outer.clone()).await?;
+                    let r = self.set_expr(right, outer).await?;
+                    if l.columns.len() != r.columns.len() {
+                        return Err(SqlError {
+                            code: 1222,
+                            state: "21000",
+                            message:
+                                "The used SELECT statements have a different number of columns"
+                                    .into(),
+                        });
+                    }
+                    l.rows.extend(r.rows);
+                    if !matches!(set_quantifier, SetQuantifier::All) {
+                        let mut seen = HashSet::new();
+                        l.rows.retain(|row| {
+                            let mut k = Vec::new();
+                            group_key(row, &mut k);
+                            seen.insert(k)
+                        });
+                    }
+                    Ok(l)
+                }
+                SetExpr::Values(v) => {
+                    let mut out = QueryOut::default();
+                    for row in &v.rows {
+                        let ctx = self.sx.ctx(None);
+                        out.rows
+                            .push(row.iter().map(|e| ctx.eval(e)).collect::<Result<_, _>>()?);
+                    }
+                    let n = out.rows.first().map_or(0, Vec::len);
+                    out.names = (0..n).map(|i| format!("column_{i}")).collect();
+                    out.columns = out.names.iter().map(|n| Column::text(n)).collect();
+                    Ok(out)
+                }
+                other => Err(er::not_supported_yet(&format!(
+                    "the set operation in `{other}`"
+                ))),
+            }
+        })
+    }
+
+    /// Loads one FROM item (a table with its joins).
+    async fn load_from_item(
+        &self,
+        twj: &TableWithJoins,
+        filter: Option<&Expr>,
+        single: bool,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<Source, SqlError> {
+        let mut src = self
+            .factor(
+                &twj.relation,
+                if twj.joins.is_empty() && single {
+                    filter
+                } else {
+                    None
+                },
+                outer.clone(),
+            )
+            .await?;
+        for j in &twj.joins {
+            let (constraint, left_outer) = match &j.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), false),
+                JoinOperator::LeftOuter(c) | JoinOperator::Left(c) => (Some(c), true),
+                JoinOperator::CrossJoin(c) => (Some(c), false),
+                JoinOperator::RightOuter(_) | JoinOperator::Right(_) => {
+                    return Err(er::not_supported_yet(
+                        "RIGHT JOIN (write it as a LEFT JOIN)",
+                    ))
+                }
+                other => return Err(er::not_supported_yet(&format!("the join {other:?}"))),
+            };
+            let on = match constraint {
+                Some(JoinConstraint::On(e)) => Some(e.clone()),
+                Some(JoinConstraint::Using(cols)) => {
+                    let right_alias = factor_alias(&j.relation);
+                    let mut e: Option<Expr> = None;
+                    for c in cols {
+                        let name = c.to_string();
+                        let left = src
+                            .scope
+                            .cols
+                            .iter()
+                            .find(|x| x.name.eq_ignore_ascii_case(&name))
+                            .map(|x| x.table.clone())
+                            .unwrap_or_default();
+                        let eq = Expr::BinaryOp {
+                            left: Box::new(Expr::CompoundIdentifier(vec![
+                                Ident::new(left),
+                                Ident::new(name.clone()),
+                            ])),
+                            op: sqlparser::ast::BinaryOperator::Eq,
+                            right: Box::new(Expr::CompoundIdentifier(vec![
+                                Ident::new(right_alias.clone()),
+                                Ident::new(name),
+                            ])),
+                        };
+                        e = Some(match e {
+                            None => eq,
+                            Some(prev) => Expr::BinaryOp {
+                                left: Box::new(prev),
+                                op: sqlparser::ast::BinaryOperator::And,
+                                right: Box::new(eq),
+                            },
+                        });
+                    }
+                    e
+                }
+                Some(JoinConstraint::Natural) => return Err(er::not_supported_yet("NATURAL JOIN")),
+                _ => None,
+            };
+            let right = self.factor(&j.relation, None, outer.clone()).await?;
+            let mut scope = src.scope.clone();
+            scope.cols.extend(right.scope.cols.iter().cloned());
+            let pre = Pre::default();
+            let mut rows = Vec::new();
+            // Hash join on `l.a = r.b` equalities, else nested loops.
+            for l in &src.rows {
+                let mut matched = false;
+                for r in &right.rows {
+                    let mut row = l.clone();
+                    row.extend(r.iter().cloned());
+                    let keep = match &on {
+                        Some(e) => {
+                            is_true(&self.sx.eval_row(e, &scope, &row, &pre, outer.as_deref())?)
+                        }
+                        None => true,
+                    };
+                    if keep {
+                        matched = true;
+                        rows.push(row);
+                    }
+                }
+                if left_outer && !matched {
+                    let mut row = l.clone();
+                    row.extend(std::iter::repeat_n(Value::Null, right.scope.cols.len()));
+                    rows.push(row);
+                }
+            }
+            src = Source {
+                scope,
+                rows,
+                handles: None,
+            };
+        }
+        Ok(src)
+    }
+
+    async fn factor(
+        &self,
+        f: &TableFactor,
+        filter: Option<&Expr>,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<Source, SqlError> {
+        match f {
+            TableFactor::Table { name, alias, .. } => {
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .map(|p| p.to_string().trim_matches('`').to_string())
+                    .collect();
+                let alias_name = alias.as_ref().map_or_else(
+                    || parts.last().cloned().unwrap_or_default(),
+                    |a| a.name.value.clone(),
+                );
+                if parts.len() == 2 && parts[0].eq_ignore_ascii_case("information_schema")
+                    || parts.len() == 1
+                        && self
+                            .sx
+                            .session
+                            .db
+                            .as_deref()
+                            .is_some_and(|d| d.eq_ignore_ascii_case("information_schema"))
+                {
+                    let (scope, rows) = super::show::information_schema(
+                        self.sx,
+                        parts.last().map_or("", String::as_str),
+                        &alias_name,
+                    )?;
+                    return Ok(Source {
+                        scope,
+                        rows,
+                        handles: None,
+                    });
+                }
+                let (_, t) = self.sx.table(name)?;
+                let access = plan::choose(&t, &alias_name, filter);
+                // No resolver: the planner only uses constants.
+                let ctx = self.sx.ctx(None);
+                let found = plan::fetch(self.tx, &t, &access, &ctx, None).await?;
+                let (handles, rows): (Vec<i64>, Vec<Row>) = found.into_iter().unzip();
+                Ok(Source {
+                    scope: Scope::of_table(&t, &alias_name),
+                    rows,
+                    handles: Some((t, handles)),
+                })
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let Some(alias) = alias else {
+                    return Err(SqlError {
+                        code: 1248,
+                        state: "42000",
+                        message: "Every derived table must have its own alias".into(),
+                    });
+                };
+                let out = self.query(subquery, outer).await?;
+                let scope = Scope {
+                    cols: out
+                        .names
+                        .iter()
+                        .map(|n| ScopeCol {
+                            table: alias.name.value.to_ascii_lowercase(),
+                            name: n.clone(),
+                            ty: None,
+                            not_null: false,
+                        })
+                        .collect(),
+                };
+                Ok(Source {
+                    scope,
+                    rows: out.rows,
+                    handles: None,
+                })
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => Box::pin(self.load_from_item(table_with_joins, None, false, outer)).await,
+            other => Err(er::not_supported_yet(&format!("the FROM item `{other}`"))),
+        }
+    }
+
+    /// Computes the subqueries in `exprs`: once if uncorrelated, else per
+    /// row of `rows` (returns one `Pre` per row then).
+    async fn subquery_values(
+        &self,
+        exprs: &[&Expr],
+        scope: &Scope,
+        rows: &[Row],
+        outer: Option<Arc<Outer>>,
+    ) -> Result<(Pre, Option<Vec<Pre>>), SqlError> {
+        let mut nodes = Vec::new();
+        for e in exprs {
+            subqueries(e, &mut nodes);
+        }
+        let mut shared = Pre::default();
+        let mut per_row: Option<Vec<Pre>> = None;
+        for node in nodes {
+            match self.one_subquery(node, &mut shared, outer.clone()).await {
+                Ok(()) => {}
+                Err(e) if e.code == 1054 => {
+                    let pres = per_row.get_or_insert_with(|| vec![Pre::default(); rows.len()]);
+                    for (r, p) in rows.iter().zip(pres.iter_mut()) {
+                        let o = Arc::new(Outer {
+                            scope: scope.clone(),
+                            row: r.clone(),
+                            parent: outer.clone(),
+                        });
+                        self.one_subquery(node, p, Some(o)).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(pres) = &mut per_row {
+            for p in pres.iter_mut() {
+                p.vals
+                    .extend(shared.vals.iter().map(|(k, v)| (*k, v.clone())));
+                p.lists
+                    .extend(shared.lists.iter().map(|(k, v)| (*k, v.clone())));
+            }
+        }
+        Ok((shared, per_row))
+    }
+
+    async fn one_subquery(
+        &self,
+        node: &Expr,
+        pre: &mut Pre,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<(), SqlError> {
+        match node {
+            Expr::Subquery(q) => {
+                let out = self.query(q, outer).await?;
+                if out.columns.len() != 1 {
+                    return Err(SqlError {
+                        code: 1241,
+                        state: "21000",
+                        message: "Operand should contain 1 column(s)".into(),
+                    });
+                }
+                if out.rows.len() > 1 {
+                    return Err(SqlError {
+                        code: 1242,
+                        state: "21000",
+                        message: "Subquery returns more than 1 row".into(),
+                    });
+                }
+                pre.set(
+                    node,
+                    out.rows
+                        .into_iter()
+                        .next()
+                        .and_then(|r| r.into_iter().next())
+                        .unwrap_or(Value::Null),
+                );
+            }
+            Expr::Exists { subquery, negated } => {
+                let out = self.query(subquery, outer).await?;
+                pre.set(node, Value::Int(i64::from(out.rows.is_empty() == *negated)));
+            }
+            Expr::In {
+                target: sqlparser::ast::InTarget::Subquery(q),
+                ..
+            } => {
+                let out = self.query(q, outer).await?;
+                if out.columns.len() != 1 {
+                    return Err(SqlError {
+                        code: 1241,
+                        state: "21000",
+                        message: "Operand should contain 1 column(s)".into(),
+                    });
+                }
+                pre.lists.insert(
+                    ptr(node),
+                    out.rows
+                        .into_iter()
+                        .filter_map(|r| r.into_iter().next())
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn order_value(
+        &self,
+        e: &Expr,
+        scope: &Scope,
+        row: &[Value],
+        pre: &Pre,
+        aliases: Option<(&[String], &[Value])>,
+        outer: Option<&Outer>,
+    ) -> Result<Value, SqlError> {
+        // ORDER BY n: the n-th output column.
+        if let (Expr::Value(v), Some((_, vals))) = (e, aliases) {
+            if let sqlparser::ast::Value::Number(n, _) = &v.value {
+                let i: usize = n.parse().unwrap_or(0);
+                return vals
+                    .get(i.wrapping_sub(1))
+                    .cloned()
+                    .ok_or_else(|| SqlError {
+                        code: 1054,
+                        state: "42S22",
+                        message: format!("Unknown column '{n}' in 'order clause'"),
+                    });
+            }
+        }
+        if let (Expr::Identifier(id), Some((names, vals))) = (e, aliases) {
+            if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(&id.value)) {
+                // An output alias wins over a source column (MySQL).
+                return Ok(vals[i].clone());
+            }
+        }
+        let res = RowRes {
+            scope,
+            row,
+            pre,
+            aliases,
+            outer,
+        };
+        self.sx.ctx(Some(&res)).eval(e)
+    }
+
+    async fn select(
+        &self,
+        s: &Select,
+        order: &[&sqlparser::ast::OrderByExpr],
+        limit: Option<usize>,
+        offset: usize,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<QueryOut, SqlError> {
+        if s.into.is_some() {
+            return Err(er::not_supported_yet("SELECT ... INTO"));
+        }
+        // FROM
+        let single = s.from.len() == 1;
+        let mut src = match s.from.len() {
+            0 => Source {
+                scope: Scope::default(),
+                rows: vec![Vec::new()],
+                handles: None,
+            },
+            _ => {
+                let mut acc: Option<Source> = None;
+                for item in &s.from {
+                    let next = self
+                        .load_from_item(item, s.selection.as_ref(), single, outer.clone())
+                        .await?;
+                    acc = Some(match acc {
+                        None => next,
+                        Some(prev) => {
+                            let mut scope = prev.scope.clone();
+                            scope.cols.extend(next.scope.cols.iter().cloned());
+                            let mut rows = Vec::new();
+                            for l in &prev.rows {
+                                for r in &next.rows {
+                                    let mut row = l.clone();
+                                    row.extend(r.iter().cloned());
+                                    rows.push(row);
+                                }
+                            }
+                            Source {
+                                scope,
+                                rows,
+                                handles: None,
+                            }
+                        }
+                    });
+                }
+                acc.unwrap_or(Source {
+                    scope: Scope::default(),
+                    rows: Vec::new(),
+                    handles: None,
+                })
+            }
+        };
+        // WHERE
+        if let Some(w) = &s.selection {
+            let (shared, per_row) = self
+                .subquery_values(&[w], &src.scope, &src.rows, outer.clone())
+                .await?;
+            let mut kept = Vec::new();
+            let mut kept_handles = Vec::new();
+            let handles = src.handles.as_ref().map(|(_, h)| h.clone());
+            for (i, row) in std::mem::take(&mut src.rows).into_iter().enumerate() {
+                let pre = per_row.as_ref().map_or(&shared, |p| &p[i]);
+                if is_true(
+                    &self
+                        .sx
+                        .eval_row(w, &src.scope, &row, pre, outer.as_deref())?,
+                ) {
+                    kept.push(row);
+                    if let Some(h) = &handles {
+                        kept_handles.push(h[i]);
+                    }
+                }
+            }
+            src.rows = kept;
+            if let Some((_, h)) = &mut src.handles {
+                *h = kept_handles;
+            }
+        }
+        // Projection list (wildcards expanded).
+        let texts = projection_texts(s, self.sx.sql);
+        let mut items: Vec<Item> = Vec::new();
+        for (n, item) in s.projection.iter().enumerate() {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = match e {
+                        Expr::Identifier(id) => id.value.clone(),
+                        Expr::CompoundIdentifier(p) => {
+                            p.last().map(|i| i.value.clone()).unwrap_or_default()
+                        }
+                        _ => texts.get(n).cloned().unwrap_or_else(|| e.to_string()),
+                    };
+                    let meta =
+                        match e {
+                            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                                let parts = match e {
+                                    Expr::Identifier(i) => vec![i.clone()],
+                                    Expr::CompoundIdentifier(p) => p.clone(),
+                                    _ => unreachable!(),
+                                };
+                                src.scope.find(&parts).ok().flatten().map(|i| {
+                                    (src.scope.cols[i].ty.clone(), src.scope.cols[i].not_null)
+                                })
+                            }
+                            _ => None,
+                        };
+                    items.push((name, e.clone(), meta));
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((alias.value.clone(), expr.clone(), None))
+                }
+                SelectItem::ExprWithAliases { .. } => {
+                    return Err(er::not_supported_yet("several aliases for one expression"))
+                }
+                SelectItem::Wildcard(_) => {
+                    if src.scope.cols.is_empty() {
+                        return Err(SqlError {
+                            code: 1096,
+                            state: "HY000",
+                            message: "No tables used".into(),
+                        });
+                    }
+                    for c in &src.scope.cols {
+                        items.push((
+                            c.name.clone(),
+                            col_expr(c),
+                            Some((c.ty.clone(), c.not_null)),
+                        ));
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let q = kind.to_string();
+                    let q = q
+                        .trim_end_matches(".*")
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_matches('`')
+                        .to_ascii_lowercase();
+                    let mut any = false;
+                    for c in src.scope.cols.iter().filter(|c| c.table == q) {
+                        any = true;
+                        items.push((
+                            c.name.clone(),
+                            col_expr(c),
+                            Some((c.ty.clone(), c.not_null)),
+                        ));
+                    }
+                    if !any {
+                        return Err(SqlError {
+                            code: 1051,
+                            state: "42S02",
+                            message: format!("Unknown table '{q}'"),
+                        });
+                    }
+                }
+            }
+        }
+        let group_exprs: Vec<&Expr> = match &s.group_by {
+            GroupByExpr::Expressions(v, _) => v.iter().collect(),
+            GroupByExpr::All(_) => return Err(er::not_supported_yet("GROUP BY ALL")),
+        };
+        let mut agg_inputs: Vec<&Expr> = items.iter().map(|(_, e, _)| e).collect();
+        if let Some(h) = &s.having {
+            agg_inputs.push(h);
+        }
+        for o in order {
+            agg_inputs.push(&o.expr);
+        }
+        let aggs = agg_calls(&agg_inputs);
+        let grouped = !aggs.is_empty() || !group_exprs.is_empty();
+        let names: Vec<String> = items.iter().map(|(n, _, _)| n.clone()).collect();
+        let item_exprs: Vec<&Expr> = items.iter().map(|(_, e, _)| e).collect();
+        // Subqueries in the select list and HAVING.
+        let mut sub_exprs: Vec<&Expr> = item_exprs.clone();
+        if let Some(h) = &s.having {
+            sub_exprs.push(h);
+        }
+        let any_sub = sub_exprs.iter().any(|e| has_subquery(e));
+        // Rows to project: (scope row, precomputed values).
+        let mut proj_rows: Vec<(Row, Pre)> = Vec::new();
+        if grouped {
+            let mut groups: Vec<Group> = Vec::new();
+            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+            let empty = Pre::default();
+            for row in &src.rows {
+                let mut key_vals = Vec::new();
+                for g in &group_exprs {
+                    key_vals.push(self.group_value(
+                        g,
+                        &names,
+                        &item_exprs,
+                        &src.scope,
+                        row,
+                        outer.as_deref(),
+                    )?);
+                }
+                let mut key = Vec::new();
+                group_key(&key_vals, &mut key);
+                let gi = *index.entry(key).or_insert_with(|| {
+                    groups.push((
+                        row.clone(),
+                        aggs.iter().map(AggCall::init).collect(),
+                        vec![HashSet::new(); aggs.len()],
+                    ));
+                    groups.len() - 1
+                });
+                let g = &mut groups[gi];
+                for (ai, a) in aggs.iter().enumerate() {
+                    let v = match a.arg {
+                        Some(e) if !a.star => {
+                            self.sx
+                                .eval_row(e, &src.scope, row, &empty, outer.as_deref())?
+                        }
+                        _ => Value::Int(1),
+                    };
+                    if a.distinct && !v.is_null() {
+                        let mut k = Vec::new();
+                        group_key(std::slice::from_ref(&v), &mut k);
+                        if !g.2[ai].insert(k) {
+                            continue;
+                        }
+                    }
+                    a.add(&mut g.1[ai], v);
+                }
+            }
+            if groups.is_empty() && group_exprs.is_empty() {
+                groups.push((
+                    vec![Value::Null; src.scope.cols.len()],
+                    aggs.iter().map(AggCall::init).collect(),
+                    Vec::new(),
+                ));
+            }
+            for (row, accs, _) in groups {
+                let mut pre = Pre::default();
+                for (a, acc) in aggs.iter().zip(&accs) {
+                    pre.set(a.node, a.finish(acc));
+                }
+                proj_rows.push((row, pre));
+            }
+        } else {
+            proj_rows = src.rows.into_iter().map(|r| (r, Pre::default())).collect();
+        }
+        if any_sub {
+            let rows: Vec<Row> = proj_rows.iter().map(|(r, _)| r.clone()).collect();
+            let (shared, per_row) = self
+                .subquery_values(&sub_exprs, &src.scope, &rows, outer.clone())
+                .await?;
+            for (i, (_, pre)) in proj_rows.iter_mut().enumerate() {
+                let add = per_row.as_ref().map_or(&shared, |p| &p[i]);
+                pre.vals
+                    .extend(add.vals.iter().map(|(k, v)| (*k, v.clone())));
+                pre.lists
+                    .extend(add.lists.iter().map(|(k, v)| (*k, v.clone())));
+            }
+        }
+        // Project, HAVING, ORDER BY keys.
+        let mut out_rows: Vec<(Vec<Value>, Row)> = Vec::new();
+        for (row, pre) in &proj_rows {
+            let res = RowRes {
+                scope: &src.scope,
+                row,
+                pre,
+                aliases: None,
+                outer: outer.as_deref(),
+            };
+            let ctx = self.sx.ctx(Some(&res));
+            let vals: Row = item_exprs
+                .iter()
+                .map(|e| ctx.eval(e))
+                .collect::<Result<_, _>>()?;
+            if let Some(h) = &s.having {
+                let hres = RowRes {
+                    scope: &src.scope,
+                    row,
+                    pre,
+                    aliases: Some((&names, &vals)),
+                    outer: outer.as_deref(),
+                };
+                if !is_true(&self.sx.ctx(Some(&hres)).eval(h)?) {
+                    continue;
+                }
+            }
+            let mut keys = Vec::new();
+            for o in order {
+                keys.push(self.order_value(
+                    &o.expr,
+                    &src.scope,
+                    row,
+                    pre,
+                    Some((&names, &vals)),
+                    outer.as_deref(),
+                )?);
+            }
+            out_rows.push((keys, vals));
+        }
+        if matches!(s.distinct, Some(Distinct::Distinct)) {
+            let mut seen = HashSet::new();
+            out_rows.retain(|(_, r)| {
+                let mut k = Vec::new();
+                group_key(r, &mut k);
+                seen.insert(k)
+            });
+        } else if let Some(Distinct::On(_)) = &s.distinct {
+            return Err(er::not_supported_yet("DISTINCT ON"));
+        }
+        if !order.is_empty() {
+            sort_rows(&mut out_rows, order);
+        }
+        let rows: Vec<Row> = out_rows
+            .into_iter()
+            .map(|(_, r)| r)
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
+        let columns = items
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _, meta))| {
+                let sample = rows.iter().map(|r| &r[i]).find(|v| !v.is_null());
+                match meta {
+                    Some((Some(t), nn)) => column_def(name, Some(t), *nn, sample),
+                    _ => column_def(name, None, false, sample),
+                }
+            })
+            .collect();
+        Ok(QueryOut {
+            columns,
+            names,
+            rows,
+        })
+    }
+
+    fn group_value(
+        &self,
+        g: &Expr,
+        names: &[String],
+        items: &[&Expr],
+        scope: &Scope,
+        row: &[Value],
+        outer: Option<&Outer>,
+    ) -> Result<Value, SqlError> {
+        // GROUP BY n / GROUP BY alias.
+        if let Expr::Value(v) = g {
+            if let sqlparser::ast::Value::Number(n, _) = &v.value {
+                let i: usize = n.parse().unwrap_or(0);
+                let e = items.get(i.wrapping_sub(1)).ok_or_else(|| SqlError {
+                    code: 1054,
+                    state: "42S22",
+                    message: format!("Unknown column '{n}' in 'group statement'"),
+                })?;
+                return self.sx.eval_row(e, scope, row, &Pre::default(), outer);
+            }
+        }
+        if let Expr::Identifier(id) = g {
+            if scope.find(std::slice::from_ref(id))?.is_none() {
+                if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(&id.value)) {
+                    return self
+                        .sx
+                        .eval_row(items[i], scope, row, &Pre::default(), outer);
+                }
+            }
+        }
+        self.sx.eval_row(g, scope, row, &Pre::default(), outer)
+    }
+
+    /// Runs a single-table SELECT's FROM + WHERE and returns the handles
+    /// and rows (for UPDATE/DELETE and `FOR UPDATE`), honouring ORDER BY
+    /// and LIMIT.
+    pub async fn matching_rows(
+        &self,
+        t: &Arc<TableInfo>,
+        alias: &str,
+        filter: Option<&Expr>,
+        order: &[sqlparser::ast::OrderByExpr],
+        limit: Option<usize>,
+    ) -> Result<Vec<(i64, Row)>, SqlError> {
+        let access = plan::choose(t, alias, filter);
+        let ctx = self.sx.ctx(None);
+        let found = plan::fetch(self.tx, t, &access, &ctx, None).await?;
+        let scope = Scope::of_table(t, alias);
+        let rows: Vec<Row> = found.iter().map(|(_, r)| r.clone()).collect();
+        let (shared, per_row) = match filter {
+            Some(f) => self.subquery_values(&[f], &scope, &rows, None).await?,
+            None => (Pre::default(), None),
+        };
+        let mut kept = Vec::new();
+        for (i, (h, row)) in found.into_iter().enumerate() {
+            let pre = per_row.as_ref().map_or(&shared, |p| &p[i]);
+            if let Some(f) = filter {
+                if !is_true(&self.sx.eval_row(f, &scope, &row, pre, None)?) {
+                    continue;
+                }
+            }
+            kept.push((h, row));
+        }
+        if !order.is_empty() {
+            let refs: Vec<&sqlparser::ast::OrderByExpr> = order.iter().collect();
+            let mut keyed = Vec::new();
+            for (h, row) in kept {
+                let mut keys = Vec::new();
+                for o in order {
+                    keys.push(
+                        self.sx
+                            .eval_row(&o.expr, &scope, &row, &Pre::default(), None)?,
+                    );
+                }
+                keyed.push((keys, (h, row)));
+            }
+            keyed.sort_by(|a, b| cmp_keys(&a.0, &b.0, &refs));
+            kept = keyed.into_iter().map(|(_, r)| r).collect();
+        }
+        if let Some(l) = limit {
+            kept.truncate(l);
+        }
+        Ok(kept)
+    }
+
+    /// Whether a single-table query `q` reads table `t` (FOR UPDATE).
+    pub fn single_table(&self, q: &Query) -> Option<(Arc<TableInfo>, String, Option<Expr>)> {
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            return None;
+        };
+        if s.from.len() != 1 || !s.from[0].joins.is_empty() {
+            return None;
+        }
+        let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
+            return None;
+        };
+        let (_, t) = self.sx.table(name).ok()?;
+        let alias = alias
+            .as_ref()
+            .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
+        Some((t, alias, s.selection.clone()))
+    }
+}
+
+/// Reads the rows by key anew (after locking) and decodes them.
+pub async fn reread(
+    tx: &Transaction,
+    t: &TableInfo,
+    handles: &[i64],
+) -> Result<Vec<(i64, Row)>, SqlError> {
+    let keys: Vec<Vec<u8>> = handles
+        .iter()
+        .map(|h| codec::record_key(t.id, *h))
+        .collect();
+    let vals = tx.batch_get(&keys).await.map_err(kv_err)?;
+    let mut out = Vec::new();
+    for (h, v) in handles.iter().zip(vals) {
+        if let Some(v) = v {
+            out.push((*h, table::decode_row(t, *h, &v)?));
+        }
+    }
+    Ok(out)
+}
+
+fn col_expr(c: &ScopeCol) -> Expr {
+    if c.table.is_empty() {
+        Expr::Identifier(Ident::new(c.name.clone()))
+    } else {
+        Expr::CompoundIdentifier(vec![
+            Ident::new(c.table.clone()),
+            Ident::new(c.name.clone()),
+        ])
+    }
+}
+
+fn factor_alias(f: &TableFactor) -> String {
+    match f {
+        TableFactor::Table { name, alias, .. } => alias.as_ref().map_or_else(
+            || {
+                name.0
+                    .last()
+                    .map(|p| p.to_string().trim_matches('`').to_ascii_lowercase())
+                    .unwrap_or_default()
+            },
+            |a| a.name.value.to_ascii_lowercase(),
+        ),
+        TableFactor::Derived { alias: Some(a), .. } => a.name.value.to_ascii_lowercase(),
+        _ => String::new(),
+    }
+}
+
+fn cmp_keys(
+    a: &[Value],
+    b: &[Value],
+    order: &[&sqlparser::ast::OrderByExpr],
+) -> std::cmp::Ordering {
+    for (i, o) in order.iter().enumerate() {
+        let mut c = eval::sort_cmp(&a[i], &b[i]);
+        if matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)) {
+            c = c.reverse();
+        }
+        if c.is_ne() {
+            return c;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+fn sort_rows(rows: &mut [(Vec<Value>, Row)], order: &[&sqlparser::ast::OrderByExpr]) {
+    rows.sort_by(|a, b| cmp_keys(&a.0, &b.0, order));
+}
+
+/// The source text of each select-list item (MySQL names result columns
+/// after it: `SELECT 1+1` has a column `1+1`): from the item's start to the
+/// next top-level comma or clause keyword.
+fn projection_texts(s: &Select, sql: &str) -> Vec<String> {
+    use sqlparser::ast::Spanned;
+    s.projection
+        .iter()
+        .map(|item| match offset(sql, item.span().start) {
+            Some(a) if a < sql.len() => item_text(&sql[a..]),
+            _ => item.to_string(),
+        })
+        .collect()
+}
+
+fn item_text(rest: &str) -> String {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let chars: Vec<(usize, char)> = rest.char_indices().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let (b, c) = chars[i];
+        match quote {
+            Some(q) => {
+                if c == '\\' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' | '`' => quote = Some(c),
+                '(' => depth += 1,
+                ')' if depth == 0 => return rest[..b].trim_end().to_string(),
+                ')' => depth -= 1,
+                ',' | ';' if depth == 0 => return rest[..b].trim_end().to_string(),
+                c if depth == 0 && c.is_whitespace() => {
+                    let word: String = rest[b..]
+                        .trim_start()
+                        .chars()
+                        .take_while(|x| x.is_ascii_alphabetic())
+                        .collect();
+                    if matches!(
+                        word.to_ascii_uppercase().as_str(),
+                        "FROM"
+                            | "WHERE"
+                            | "GROUP"
+                            | "ORDER"
+                            | "LIMIT"
+                            | "HAVING"
+                            | "UNION"
+                            | "FOR"
+                            | "INTO"
+                            | "AS"
+                            | "LOCK"
+                            | "WINDOW"
+                    ) {
+                        return rest[..b].trim_end().to_string();
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    rest.trim_end().to_string()
+}
+
+fn offset(sql: &str, loc: sqlparser::tokenizer::Location) -> Option<usize> {
+    let mut off = 0;
+    for (i, l) in sql.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == loc.line {
+            let col = loc.column.checked_sub(1)? as usize;
+            return l
+                .char_indices()
+                .nth(col)
+                .map(|(b, _)| off + b)
+                .or(Some(off + l.len()));
+        }
+        off += l.len();
+    }
+    None
+}

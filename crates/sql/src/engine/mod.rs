@@ -1,0 +1,911 @@
+//! The SQL engine: tables and indexes in the cluster, transactions, and
+//! MySQL-compatible statements — the [`Backend`] `tidb-server` runs with
+//! `--store=tikv`.
+//!
+//! ```text
+//!  Engine (Backend)
+//!   ├─ catalog  schema in meta keys, cached per lease; ids, AUTO_INCREMENT
+//!   ├─ exec     SELECT: access paths (plan), joins, aggregates, ORDER/LIMIT
+//!   ├─ dml      INSERT / REPLACE / UPDATE / DELETE, index maintenance
+//!   ├─ ddl      CREATE/DROP/ALTER/TRUNCATE, online index backfill
+//!   ├─ show     SHOW ..., DESCRIBE, information_schema
+//!   ├─ table    row and index entries of one table   ┐ TiDB's table codec
+//!   ├─ codec    keys, memcomparable datums, row v2    ┘
+//!   └─ types    column types and MySQL's conversions
+//!  statements it does not own (accounts, SET, SHOW VARIABLES, ...) go to
+//!  executor::Interim
+//! ```
+//!
+//! Transactions: every statement runs in a cluster transaction. With
+//! autocommit, a statement is its own optimistic transaction, and a write
+//! conflict at commit re-runs the statement on a fresh snapshot (it has
+//! shown the client nothing yet, so this is invisible and safe). `BEGIN`
+//! (or `autocommit=0`) opens a transaction that lives until COMMIT or
+//! ROLLBACK; it is pessimistic by default (`tidb_txn_mode`, `BEGIN
+//! OPTIMISTIC`), so UPDATE/DELETE lock their rows and wait instead of
+//! failing at commit. A conflict at COMMIT of an explicit transaction is
+//! ERROR 9007 and is never retried: the transaction may have acted on what
+//! it read. A failing statement inside a transaction undoes only its own
+//! writes.
+
+pub mod catalog;
+pub mod codec;
+pub mod ddl;
+pub mod dml;
+pub mod exec;
+pub mod plan;
+pub mod schema;
+pub mod show;
+pub mod table;
+pub mod types;
+pub mod walk;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlparser::ast::{Statement, TableFactor};
+use tiox_client::txn::{Transaction, TxnClient};
+
+use crate::backend::{
+    Backend, BoxFuture, Column, Output, Prepared, QueryResult, ResultSet, Session,
+};
+use crate::error::{er, Error, SqlError};
+use crate::executor::Interim;
+use crate::parser::{self, ShowFilter, Stmt, Tokens};
+use crate::users::UserRecord;
+use crate::value::Value;
+use catalog::{kv_err, write_conflict, Catalog};
+use dml::{DupMessages, Writer};
+use exec::{Runner, Sx};
+
+/// Conflicting autocommit statements are re-run at most this often.
+const AUTOCOMMIT_RETRIES: usize = 10;
+
+/// How long a session trusts its cached account record (privileges).
+const PRIVILEGE_CACHE: Duration = Duration::from_secs(1);
+
+/// The SQL engine (see the module docs).
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    txn: TxnClient,
+    interim: Interim,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+/// A session's engine state.
+#[derive(Default)]
+struct State {
+    txn: Option<Transaction>,
+    dups: DupMessages,
+    me: Option<(UserRecord, Instant)>,
+}
+
+struct Plan {
+    sql: String,
+    tokens: Tokens,
+}
+
+fn take_state(session: &mut Session) -> State {
+    session
+        .state
+        .value
+        .take()
+        .and_then(|b| b.downcast::<State>().ok())
+        .map(|b| *b)
+        .unwrap_or_default()
+}
+
+fn put_state(session: &mut Session, st: State) {
+    session.state.in_transaction = st.txn.is_some();
+    session.state.value = Some(Box::new(st));
+}
+
+fn commit_err(e: tiox_client::Error, dups: &DupMessages) -> SqlError {
+    match e {
+        tiox_client::Error::AlreadyExist { key } => dups.get(&key).cloned().unwrap_or(SqlError {
+            code: 1062,
+            state: "23000",
+            message: "Duplicate entry for a unique key".into(),
+        }),
+        tiox_client::Error::Conflict { .. } => write_conflict(),
+        other => kv_err(other),
+    }
+}
+
+/// What privilege a statement needs on its database.
+fn privilege_of(st: &Statement) -> Option<&'static str> {
+    Some(match st {
+        Statement::Insert(i) if i.replace_into => "INSERT",
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::CreateTable(_) | Statement::CreateDatabase { .. } => "CREATE",
+        Statement::Drop { .. } | Statement::Truncate(_) => "DROP",
+        Statement::CreateIndex(_) => "INDEX",
+        Statement::AlterTable(_) | Statement::RenameTable(_) => "ALTER",
+        _ => return None,
+    })
+}
+
+/// The database a statement works in (its first named table's, or the
+/// current one).
+fn statement_db(session: &Session, st: &Statement) -> Option<String> {
+    let from_name = |n: &sqlparser::ast::ObjectName| -> Option<String> {
+        if n.0.len() == 2 {
+            Some(n.0[0].to_string().trim_matches('`').to_string())
+        } else {
+            session.db.clone()
+        }
+    };
+    match st {
+        Statement::Insert(i) => match &i.table {
+            sqlparser::ast::TableObject::TableName(n) => from_name(n),
+            _ => session.db.clone(),
+        },
+        Statement::Update(u) => match &u.table.relation {
+            TableFactor::Table { name, .. } => from_name(name),
+            _ => session.db.clone(),
+        },
+        Statement::Delete(d) => match &d.from {
+            sqlparser::ast::FromTable::WithFromKeyword(v)
+            | sqlparser::ast::FromTable::WithoutKeyword(v) => {
+                match v.first().map(|t| &t.relation) {
+                    Some(TableFactor::Table { name, .. }) => from_name(name),
+                    _ => session.db.clone(),
+                }
+            }
+        },
+        Statement::CreateTable(c) => from_name(&c.name),
+        Statement::CreateDatabase { db_name, .. } => {
+            Some(db_name.to_string().trim_matches('`').to_string())
+        }
+        Statement::Drop {
+            names, object_type, ..
+        } => match object_type {
+            sqlparser::ast::ObjectType::Database | sqlparser::ast::ObjectType::Schema => names
+                .first()
+                .map(|n| n.to_string().trim_matches('`').to_string()),
+            _ => names.first().and_then(from_name),
+        },
+        Statement::CreateIndex(c) => from_name(&c.table_name),
+        Statement::AlterTable(a) => from_name(&a.name),
+        Statement::Truncate(t) => t.table_names.first().and_then(|n| from_name(&n.name)),
+        _ => session.db.clone(),
+    }
+}
+
+/// The databases a query reads (tables named in FROM / JOIN at any depth).
+fn query_dbs(session: &Session, q: &sqlparser::ast::Query, out: &mut Vec<String>) {
+    fn factor(session: &Session, f: &TableFactor, out: &mut Vec<String>) {
+        match f {
+            TableFactor::Table { name, .. } => {
+                if name.0.len() == 2 {
+                    out.push(name.0[0].to_string().trim_matches('`').to_string());
+                } else if let Some(d) = &session.db {
+                    out.push(d.clone());
+                }
+            }
+            TableFactor::Derived { subquery, .. } => query_dbs(session, subquery, out),
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                factor(session, &table_with_joins.relation, out);
+                for j in &table_with_joins.joins {
+                    factor(session, &j.relation, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn body(session: &Session, b: &sqlparser::ast::SetExpr, out: &mut Vec<String>) {
+        match b {
+            sqlparser::ast::SetExpr::Select(s) => {
+                for t in &s.from {
+                    factor(session, &t.relation, out);
+                    for j in &t.joins {
+                        factor(session, &j.relation, out);
+                    }
+                }
+            }
+            sqlparser::ast::SetExpr::Query(q) => query_dbs(session, q, out),
+            sqlparser::ast::SetExpr::SetOperation { left, right, .. } => {
+                body(session, left, out);
+                body(session, right, out);
+            }
+            _ => {}
+        }
+    }
+    body(session, &q.body, out);
+}
+
+impl Engine {
+    /// An engine over the cluster (loads the schema; creates `test` on a
+    /// new cluster).
+    pub async fn open(txn: TxnClient) -> Result<Engine, SqlError> {
+        Ok(Engine {
+            catalog: Arc::new(Catalog::open(txn.clone()).await?),
+            txn,
+            interim: Interim,
+        })
+    }
+
+    /// The session's account record, cached for a second.
+    fn me(&self, session: &Session, st: &mut State) -> Result<UserRecord, SqlError> {
+        if let Some((u, at)) = &st.me {
+            if at.elapsed() < PRIVILEGE_CACHE {
+                return Ok(u.clone());
+            }
+        }
+        let users = session
+            .server
+            .users
+            .load()
+            .map_err(|e| er::unknown(e.to_string()))?;
+        let u = users
+            .into_iter()
+            .find(|u| u.user == session.user && u.host == session.account_host)
+            .ok_or_else(|| er::access_denied(&session.user, &session.client_ip, true))?;
+        st.me = Some((u.clone(), Instant::now()));
+        Ok(u)
+    }
+
+    fn check(
+        &self,
+        session: &Session,
+        st: &mut State,
+        db: &str,
+        privilege: &str,
+    ) -> Result<(), SqlError> {
+        if db.eq_ignore_ascii_case("information_schema") && privilege == "SELECT" {
+            return Ok(());
+        }
+        if self.me(session, st)?.has_on_db(db, privilege) {
+            Ok(())
+        } else {
+            Err(SqlError {
+                code: 1142,
+                state: "42000",
+                message: format!(
+                    "{privilege} command denied to user '{}'@'{}' for database '{db}'",
+                    session.user, session.client_ip
+                ),
+            })
+        }
+    }
+
+    fn new_txn_pessimistic(session: &Session, mode: Option<&str>) -> bool {
+        match mode {
+            Some(m) => m == "PESSIMISTIC",
+            None => {
+                !matches!(session.vars.get("tidb_txn_mode"), Some(Value::Text(m)) if m.eq_ignore_ascii_case("optimistic"))
+            }
+        }
+    }
+
+    async fn begin(&self, pessimistic: bool) -> Result<Transaction, SqlError> {
+        if pessimistic {
+            self.txn.begin_pessimistic().await.map_err(kv_err)
+        } else {
+            self.txn.begin().await.map_err(kv_err)
+        }
+    }
+
+    async fn finish(&self, st: &mut State, commit: bool) -> Result<(), SqlError> {
+        let dups = std::mem::take(&mut st.dups);
+        if let Some(t) = st.txn.take() {
+            if commit {
+                t.commit().await.map_err(|e| commit_err(e, &dups))?;
+            } else {
+                t.rollback().await.map_err(kv_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one statement of a COM_QUERY or COM_STMT_EXECUTE.
+    async fn run(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        tokens: &Tokens,
+        params: &[Value],
+    ) -> Result<Output, SqlError> {
+        let stmt = parser::parse(sql, tokens)?;
+        let mut st = take_state(session);
+        let r = self
+            .run_stmt(session, &mut st, sql, tokens, stmt, params)
+            .await;
+        put_state(session, st);
+        r
+    }
+
+    async fn run_stmt(
+        &self,
+        session: &mut Session,
+        st: &mut State,
+        sql: &str,
+        tokens: &Tokens,
+        stmt: Stmt,
+        params: &[Value],
+    ) -> Result<Output, SqlError> {
+        match stmt {
+            Stmt::Transaction("BEGIN") | Stmt::BeginMode(_) => {
+                let mode = match &stmt {
+                    Stmt::BeginMode(m) => Some(*m),
+                    _ => None,
+                };
+                self.finish(st, true).await?;
+                st.txn = Some(self.begin(Self::new_txn_pessimistic(session, mode)).await?);
+                Ok(Output::ok())
+            }
+            Stmt::Transaction(what) => {
+                self.finish(st, what == "COMMIT").await?;
+                Ok(Output::ok())
+            }
+            Stmt::Use(db) => {
+                self.use_db(session, st, &db).await?;
+                Ok(Output::ok())
+            }
+            Stmt::ShowDatabases(filter) => self.show_databases(session, st, &filter).await,
+            Stmt::Set(_) => {
+                let was = session.autocommit();
+                let out = self.interim.run(session, sql, tokens, &stmt, params)?;
+                if !was && session.autocommit() {
+                    // MySQL: turning autocommit on commits the open transaction.
+                    self.finish(st, true).await?;
+                }
+                Ok(out)
+            }
+            Stmt::ShowCreateDatabase(db) => {
+                let sx = self.sx(session, sql, params).await?;
+                show::create_database(&sx, &db)
+            }
+            Stmt::ShowIndex { db, table } => {
+                let sx = self.sx(session, sql, params).await?;
+                let name = match db {
+                    Some(d) => sqlparser::ast::ObjectName::from(vec![
+                        sqlparser::ast::Ident::new(d),
+                        sqlparser::ast::Ident::new(table),
+                    ]),
+                    None => {
+                        sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(table)])
+                    }
+                };
+                let (_, t) = sx.table(&name)?;
+                Ok(show::index(&t))
+            }
+            Stmt::ShowTableStatus { db, filter } => {
+                let sx = self.sx(session, sql, params).await?;
+                show::table_status(&sx, db, &filter)
+            }
+            Stmt::Query(q) => {
+                let mut dbs = Vec::new();
+                query_dbs(session, &q, &mut dbs);
+                for d in &dbs {
+                    self.check(session, st, d, "SELECT")?;
+                }
+                let simple = match q.body.as_ref() {
+                    sqlparser::ast::SetExpr::Select(s) => {
+                        s.projection.iter().all(|i| match i {
+                            sqlparser::ast::SelectItem::UnnamedExpr(e)
+                            | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                                !exec::has_subquery(e)
+                            }
+                            _ => true,
+                        }) && s.selection.as_ref().is_none_or(|e| !exec::has_subquery(e))
+                    }
+                    _ => false,
+                };
+                if dbs.is_empty() && simple {
+                    // No tables: constants and variables.
+                    return self
+                        .interim
+                        .run(session, sql, tokens, &Stmt::Query(q), params);
+                }
+                self.data(session, st, sql, params, Data::Query(&q)).await
+            }
+            Stmt::Other(statement) => {
+                self.other(session, st, sql, tokens, *statement, params)
+                    .await
+            }
+            other => self.interim.run(session, sql, tokens, &other, params),
+        }
+    }
+
+    async fn sx<'a>(
+        &self,
+        session: &'a Session,
+        sql: &'a str,
+        params: &'a [Value],
+    ) -> Result<Sx<'a>, SqlError> {
+        Ok(Sx {
+            session,
+            params,
+            schema: self.catalog.schema().await?,
+            sql,
+        })
+    }
+
+    async fn other(
+        &self,
+        session: &mut Session,
+        st: &mut State,
+        sql: &str,
+        tokens: &Tokens,
+        statement: Statement,
+        params: &[Value],
+    ) -> Result<Output, SqlError> {
+        if let Some(p) = privilege_of(&statement) {
+            let db = statement_db(session, &statement).ok_or_else(er::no_db)?;
+            self.check(session, st, &db, p)?;
+        }
+        match &statement {
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                self.data(session, st, sql, params, Data::Write(&statement))
+                    .await
+            }
+            Statement::CreateTable(_)
+            | Statement::CreateDatabase { .. }
+            | Statement::Drop { .. }
+            | Statement::CreateIndex(_)
+            | Statement::AlterTable(_)
+            | Statement::Truncate(_)
+            | Statement::RenameTable(_) => {
+                // DDL commits the open transaction first, as MySQL does.
+                self.finish(st, true).await?;
+                let sx = self.sx(session, sql, params).await?;
+                ddl::run(&sx, &self.catalog, &statement).await
+            }
+            Statement::ShowTables {
+                full, show_options, ..
+            } => {
+                let sx = self.sx(session, sql, params).await?;
+                let (db, filter) = show::options(show_options);
+                if let Some(d) = db.as_deref().or(session.db.as_deref()) {
+                    self.check_any(session, st, d)?;
+                }
+                show::tables(&sx, db, *full, &filter)
+            }
+            Statement::ShowColumns {
+                full, show_options, ..
+            } => {
+                let sx = self.sx(session, sql, params).await?;
+                let (_, filter) = show::options(show_options);
+                let table = show_options
+                    .show_in
+                    .as_ref()
+                    .and_then(|i| i.parent_name.clone())
+                    .ok_or_else(|| er::parse("", "SHOW COLUMNS needs FROM table"))?;
+                let (db, t) = sx.table(&table)?;
+                self.check_any(session, st, &db)?;
+                show::columns(&sx, &t, *full, &filter)
+            }
+            Statement::ExplainTable { table_name, .. } => {
+                let sx = self.sx(session, sql, params).await?;
+                let (db, t) = sx.table(table_name)?;
+                self.check_any(session, st, &db)?;
+                show::columns(&sx, &t, false, &ShowFilter::None)
+            }
+            Statement::ShowCreate {
+                obj_type: sqlparser::ast::ShowCreateObject::Table,
+                obj_name,
+            } => {
+                let sx = self.sx(session, sql, params).await?;
+                let (db, t) = sx.table(obj_name)?;
+                self.check_any(session, st, &db)?;
+                Ok(show::create_table(&t))
+            }
+            Statement::Explain {
+                statement: inner,
+                analyze: false,
+                ..
+            } => {
+                let sx = self.sx(session, sql, params).await?;
+                explain(&sx, inner)
+            }
+            _ => self.interim.run(
+                session,
+                sql,
+                tokens,
+                &Stmt::Other(Box::new(statement)),
+                params,
+            ),
+        }
+    }
+
+    fn check_any(&self, session: &Session, st: &mut State, db: &str) -> Result<(), SqlError> {
+        if db.eq_ignore_ascii_case("information_schema") || self.me(session, st)?.has_any_on_db(db)
+        {
+            Ok(())
+        } else {
+            Err(er::db_access_denied(&session.user, &session.client_ip, db))
+        }
+    }
+
+    /// Runs a query or write in the session's transaction (see the module
+    /// docs for autocommit and retries).
+    async fn data(
+        &self,
+        session: &mut Session,
+        st: &mut State,
+        sql: &str,
+        params: &[Value],
+        what: Data<'_>,
+    ) -> Result<Output, SqlError> {
+        if st.txn.is_none() && !session.autocommit() {
+            // autocommit=0: the first statement opens a transaction.
+            st.txn = Some(self.begin(Self::new_txn_pessimistic(session, None)).await?);
+        }
+        let mut last_insert_id = 0;
+        let result = if let Some(mut txn) = st.txn.take() {
+            let sp = txn.savepoint();
+            let r = {
+                let sx = self.sx(session, sql, params).await?;
+                self.exec_in(&sx, &mut txn, &mut st.dups, &what, &mut last_insert_id)
+                    .await
+            };
+            if r.is_err() {
+                txn.rollback_to(sp);
+            }
+            st.txn = Some(txn);
+            r
+        } else {
+            let mut attempt = 0;
+            loop {
+                let mut txn = self.begin(false).await?;
+                let mut dups = DupMessages::new();
+                let r = {
+                    let sx = self.sx(session, sql, params).await?;
+                    self.exec_in(&sx, &mut txn, &mut dups, &what, &mut last_insert_id)
+                        .await
+                };
+                match r {
+                    Err(e) => break Err(e),
+                    Ok(out) => match txn.commit().await {
+                        Ok(_) => break Ok(out),
+                        Err(tiox_client::Error::Conflict { .. })
+                            if attempt < AUTOCOMMIT_RETRIES =>
+                        {
+                            attempt += 1;
+                            last_insert_id = 0;
+                            continue;
+                        }
+                        Err(e) => break Err(commit_err(e, &dups)),
+                    },
+                }
+            }
+        };
+        if last_insert_id != 0 {
+            session
+                .vars
+                .insert("last_insert_id".into(), Value::UInt(last_insert_id));
+        }
+        result
+    }
+
+    async fn exec_in(
+        &self,
+        sx: &Sx<'_>,
+        txn: &mut Transaction,
+        dups: &mut DupMessages,
+        what: &Data<'_>,
+        last_insert_id: &mut u64,
+    ) -> Result<Output, SqlError> {
+        match what {
+            Data::Query(q) => {
+                let locking = !q.locks.is_empty();
+                let out = {
+                    let runner = Runner { sx, tx: txn };
+                    runner.query(q, None).await?
+                };
+                if locking {
+                    // SELECT ... FOR UPDATE: lock the rows read (single
+                    // table), so later writes of this transaction hold.
+                    let target = Runner { sx, tx: txn }.single_table(q);
+                    if let Some((t, alias, filter)) = target {
+                        let handles: Vec<i64> = {
+                            let runner = Runner { sx, tx: txn };
+                            runner
+                                .matching_rows(&t, &alias, filter.as_ref(), &[], None)
+                                .await?
+                                .into_iter()
+                                .map(|(h, _)| h)
+                                .collect()
+                        };
+                        let keys: Vec<Vec<u8>> = handles
+                            .iter()
+                            .map(|h| codec::record_key(t.id, *h))
+                            .collect();
+                        if !keys.is_empty() {
+                            txn.lock_keys(&keys).await.map_err(kv_err)?;
+                            if txn.is_pessimistic() {
+                                // Locked rows are read at their newest version.
+                                let runner = Runner { sx, tx: txn };
+                                let fresh = runner.query(q, None).await?;
+                                return Ok(Output::Rows(ResultSet {
+                                    columns: fresh.columns,
+                                    rows: fresh.rows,
+                                }));
+                            }
+                        }
+                    }
+                }
+                Ok(Output::Rows(ResultSet {
+                    columns: out.columns,
+                    rows: out.rows,
+                }))
+            }
+            Data::Write(statement) => {
+                let mut w = Writer {
+                    sx,
+                    catalog: &self.catalog,
+                    dups,
+                    last_insert_id: 0,
+                };
+                let r = match statement {
+                    Statement::Insert(i) => w.insert(txn, i).await,
+                    Statement::Update(u) => w.update(txn, u).await,
+                    Statement::Delete(d) => w.delete(txn, d).await,
+                    _ => Err(er::unknown("not a write".into())),
+                };
+                *last_insert_id = w.last_insert_id;
+                r
+            }
+        }
+    }
+
+    async fn use_db(
+        &self,
+        session: &mut Session,
+        st: &mut State,
+        db: &str,
+    ) -> Result<(), SqlError> {
+        let schema = self.catalog.schema().await?;
+        let name = match schema.db(db) {
+            Some(d) => d.name.clone(),
+            None if ddl::is_system_db(db) => db.to_ascii_lowercase(),
+            None => return Err(er::bad_db(db)),
+        };
+        self.check_any(session, st, &name)?;
+        session.db = Some(name);
+        Ok(())
+    }
+
+    async fn show_databases(
+        &self,
+        session: &Session,
+        st: &mut State,
+        filter: &ShowFilter,
+    ) -> Result<Output, SqlError> {
+        let schema = self.catalog.schema().await?;
+        let me = self.me(session, st)?;
+        let mut names: Vec<String> = ["information_schema", "mysql", "performance_schema"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        names.extend(schema.dbs.values().map(|d| d.name.clone()));
+        names.sort();
+        let data: Vec<Vec<Value>> = names
+            .into_iter()
+            .filter(|d| {
+                d == "information_schema" || me.has_global("SHOW DATABASES") || me.has_any_on_db(d)
+            })
+            .filter(|d| match filter {
+                ShowFilter::Like(p) => crate::users::like_match(p, d),
+                _ => true,
+            })
+            .map(|d| vec![Value::Text(d)])
+            .collect();
+        Ok(Output::Rows(ResultSet {
+            columns: vec![Column::text("Database")],
+            rows: data,
+        }))
+    }
+}
+
+enum Data<'a> {
+    Query(&'a sqlparser::ast::Query),
+    Write(&'a Statement),
+}
+
+/// `EXPLAIN` of a statement: the access path of each table, TiDB-style.
+fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
+    let (tables, filter): (
+        Vec<(sqlparser::ast::ObjectName, String)>,
+        Option<sqlparser::ast::Expr>,
+    ) = match st {
+        Statement::Query(q) => match q.body.as_ref() {
+            sqlparser::ast::SetExpr::Select(s) => {
+                let mut v = Vec::new();
+                for twj in &s.from {
+                    for f in
+                        std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
+                    {
+                        if let TableFactor::Table { name, alias, .. } = f {
+                            let a = alias.as_ref().map_or_else(
+                                || name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+                                |a| a.name.value.clone(),
+                            );
+                            v.push((name.clone(), a));
+                        }
+                    }
+                }
+                (v, s.selection.clone())
+            }
+            _ => (Vec::new(), None),
+        },
+        Statement::Update(u) => match &u.table.relation {
+            TableFactor::Table { name, .. } => (
+                vec![(
+                    name.clone(),
+                    name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+                )],
+                u.selection.clone(),
+            ),
+            _ => (Vec::new(), None),
+        },
+        Statement::Delete(d) => match &d.from {
+            sqlparser::ast::FromTable::WithFromKeyword(v)
+            | sqlparser::ast::FromTable::WithoutKeyword(v) => {
+                match v.first().map(|t| &t.relation) {
+                    Some(TableFactor::Table { name, .. }) => (
+                        vec![(
+                            name.clone(),
+                            name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+                        )],
+                        d.selection.clone(),
+                    ),
+                    _ => (Vec::new(), None),
+                }
+            }
+        },
+        _ => (Vec::new(), None),
+    };
+    let mut rows = Vec::new();
+    let single = tables.len() == 1;
+    for (name, alias) in tables {
+        let (_, t) = sx.table(&name)?;
+        let access = plan::choose(
+            &t,
+            alias.trim_matches('`'),
+            if single { filter.as_ref() } else { None },
+        );
+        let (op, info) = plan::describe(&t, &access);
+        rows.push(vec![
+            Value::Text(op),
+            Value::Text("root".into()),
+            Value::Text(info),
+        ]);
+    }
+    if rows.is_empty() {
+        rows.push(vec![
+            Value::Text("Projection".into()),
+            Value::Text("root".into()),
+            Value::Text(String::new()),
+        ]);
+    }
+    Ok(Output::Rows(ResultSet {
+        columns: vec![
+            Column::text("id"),
+            Column::text("task"),
+            Column::text("operator info"),
+        ],
+        rows,
+    }))
+}
+
+impl Backend for Engine {
+    fn query<'a>(&'a self, session: &'a mut Session, sql: &'a str) -> BoxFuture<'a, QueryResult> {
+        Box::pin(async move {
+            let statements = match parser::split(sql) {
+                Ok(s) => s,
+                Err(e) => return QueryResult::err(e),
+            };
+            if statements.is_empty() {
+                return QueryResult::err(er::empty_query());
+            }
+            if statements.len() > 1 && !session.multi_statements {
+                return QueryResult::err(er::parse(
+                    "",
+                    "multi-statements are off for this connection (CLIENT_MULTI_STATEMENTS)",
+                ));
+            }
+            let mut result = QueryResult::default();
+            for t in &statements {
+                if t.params > 0 {
+                    result.error = Some(
+                        er::parse("?", "placeholders are only allowed in prepared statements")
+                            .into(),
+                    );
+                    break;
+                }
+                match self.run(session, sql, t, &[]).await {
+                    Ok(o) => result.outputs.push(o),
+                    Err(e) => {
+                        result.error = Some(e.into());
+                        break;
+                    }
+                }
+            }
+            result
+        })
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        _session: &'a mut Session,
+        sql: &'a str,
+    ) -> BoxFuture<'a, Result<Prepared, Error>> {
+        Box::pin(async move {
+            let mut statements = parser::split(sql)?;
+            if statements.len() != 1 {
+                return Err(if statements.is_empty() {
+                    er::empty_query()
+                } else {
+                    er::parse("", "a prepared statement holds exactly one statement")
+                }
+                .into());
+            }
+            let tokens = statements.remove(0);
+            parser::parse(sql, &tokens)?;
+            Ok(Prepared {
+                params: tokens.params,
+                columns: Vec::new(),
+                plan: Arc::new(Plan {
+                    sql: sql.to_string(),
+                    tokens,
+                }),
+            })
+        })
+    }
+
+    fn execute<'a>(
+        &'a self,
+        session: &'a mut Session,
+        stmt: &'a Prepared,
+        params: Vec<Value>,
+    ) -> BoxFuture<'a, Result<Output, Error>> {
+        Box::pin(async move {
+            let plan = stmt
+                .plan
+                .downcast_ref::<Plan>()
+                .ok_or_else(|| er::unknown("prepared statement from another backend".into()))?;
+            Ok(self.run(session, &plan.sql, &plan.tokens, &params).await?)
+        })
+    }
+
+    fn init_db<'a>(
+        &'a self,
+        session: &'a mut Session,
+        db: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut st = take_state(session);
+            let r = self.use_db(session, &mut st, db).await;
+            put_state(session, st);
+            Ok(r?)
+        })
+    }
+
+    fn field_list<'a>(
+        &'a self,
+        session: &'a mut Session,
+        table: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Column>, SqlError>> {
+        Box::pin(async move {
+            let sx = self.sx(session, "", &[]).await?;
+            let (_, t) = sx.table(&sqlparser::ast::ObjectName::from(vec![
+                sqlparser::ast::Ident::new(table),
+            ]))?;
+            Ok(t.columns
+                .iter()
+                .map(|c| exec::column_def(&c.name, Some(&c.ty), c.not_null, None))
+                .collect())
+        })
+    }
+}

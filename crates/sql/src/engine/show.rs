@@ -1,0 +1,557 @@
+//! `SHOW` statements about the schema, `DESCRIBE`, and the
+//! `information_schema` tables (SCHEMATA, TABLES, COLUMNS, STATISTICS),
+//! built from the catalog.
+
+use sqlparser::ast::{ShowStatementFilter, ShowStatementFilterPosition, ShowStatementOptions};
+
+use super::exec::{column_def, is_true, Pre, Scope, ScopeCol, Sx};
+use super::schema::{show_create, SchemaState, TableInfo};
+use super::table::Row;
+use crate::backend::{Column, Output, ResultSet};
+use crate::error::{er, SqlError};
+use crate::parser::ShowFilter;
+use crate::users::like_match;
+use crate::value::Value;
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+fn rows(names: &[&str], data: Vec<Row>) -> Output {
+    let columns = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let sample = data.iter().map(|r| &r[i]).find(|v| !v.is_null());
+            column_def(n, None, false, sample)
+        })
+        .collect::<Vec<Column>>();
+    Output::Rows(ResultSet {
+        columns,
+        rows: data,
+    })
+}
+
+/// Keeps the rows whose `name_col` matches a LIKE / WHERE filter.
+fn filtered(
+    sx: &Sx<'_>,
+    names: &[&str],
+    data: Vec<Row>,
+    like_col: usize,
+    filter: Option<&ShowFilter>,
+) -> Result<Vec<Row>, SqlError> {
+    let Some(f) = filter else { return Ok(data) };
+    let scope = Scope {
+        cols: names
+            .iter()
+            .map(|n| ScopeCol {
+                table: String::new(),
+                name: n.to_string(),
+                ty: None,
+                not_null: false,
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for r in data {
+        let keep = match f {
+            ShowFilter::None => true,
+            ShowFilter::Like(p) => like_match(p, &r[like_col].to_string()),
+            ShowFilter::Where(e) => is_true(&sx.eval_row(e, &scope, &r, &Pre::default(), None)?),
+        };
+        if keep {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// sqlparser's SHOW options as our filter and `FROM db`.
+pub fn options(o: &ShowStatementOptions) -> (Option<String>, ShowFilter) {
+    let db = o
+        .show_in
+        .as_ref()
+        .and_then(|i| i.parent_name.as_ref())
+        .map(|n| n.to_string().trim_matches('`').to_string());
+    let f = match &o.filter_position {
+        Some(ShowStatementFilterPosition::Infix(f))
+        | Some(ShowStatementFilterPosition::Suffix(f)) => match f {
+            ShowStatementFilter::Like(p)
+            | ShowStatementFilter::ILike(p)
+            | ShowStatementFilter::NoKeyword(p) => ShowFilter::Like(p.clone()),
+            ShowStatementFilter::Where(e) => ShowFilter::Where(Box::new(e.clone())),
+        },
+        None => ShowFilter::None,
+    };
+    (db, f)
+}
+
+fn db_id(sx: &Sx<'_>, db: &str) -> Result<i64, SqlError> {
+    sx.schema.db(db).map(|d| d.id).ok_or_else(|| er::bad_db(db))
+}
+
+/// `SHOW [FULL] TABLES [FROM db] [LIKE|WHERE]`.
+pub fn tables(
+    sx: &Sx<'_>,
+    db: Option<String>,
+    full: bool,
+    filter: &ShowFilter,
+) -> Result<Output, SqlError> {
+    let db = match db {
+        Some(d) => d,
+        None => sx.current_db()?.to_string(),
+    };
+    let col = format!("Tables_in_{db}");
+    let names: Vec<&str> = if full {
+        vec![&col, "Table_type"]
+    } else {
+        vec![&col]
+    };
+    let data: Vec<Row> = if super::ddl::is_system_db(&db) {
+        if db.eq_ignore_ascii_case("information_schema") {
+            ["COLUMNS", "SCHEMATA", "STATISTICS", "TABLES"]
+                .iter()
+                .map(|t| {
+                    let mut r = vec![text(*t)];
+                    if full {
+                        r.push(text("SYSTEM VIEW"));
+                    }
+                    r
+                })
+                .collect()
+        } else {
+            Vec::new()
+        }
+    } else {
+        sx.schema
+            .tables_of(db_id(sx, &db)?)
+            .iter()
+            .map(|t| {
+                let mut r = vec![text(t.name.clone())];
+                if full {
+                    r.push(text("BASE TABLE"));
+                }
+                r
+            })
+            .collect()
+    };
+    let data = filtered(sx, &names, data, 0, Some(filter))?;
+    Ok(rows(&names, data))
+}
+
+fn column_key(t: &TableInfo, off: usize) -> &'static str {
+    if t.primary_key().first() == Some(&off) {
+        "PRI"
+    } else if t.indexes.iter().any(|i| {
+        i.state == SchemaState::Public && i.unique && i.columns.len() == 1 && i.columns[0] == off
+    }) {
+        "UNI"
+    } else if t
+        .indexes
+        .iter()
+        .any(|i| i.state == SchemaState::Public && i.columns.first() == Some(&off))
+    {
+        "MUL"
+    } else {
+        ""
+    }
+}
+
+fn default_text(d: &Option<String>) -> Value {
+    match d {
+        None => Value::Null,
+        Some(s) if s.eq_ignore_ascii_case("null") => Value::Null,
+        Some(s) => text(s.trim_matches('\'').to_string()),
+    }
+}
+
+/// `SHOW [FULL] COLUMNS FROM t` / `DESCRIBE t`.
+pub fn columns(
+    sx: &Sx<'_>,
+    t: &TableInfo,
+    full: bool,
+    filter: &ShowFilter,
+) -> Result<Output, SqlError> {
+    let mut names = vec!["Field", "Type"];
+    if full {
+        names.push("Collation");
+    }
+    names.extend(["Null", "Key", "Default", "Extra"]);
+    if full {
+        names.extend(["Privileges", "Comment"]);
+    }
+    let data = t
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut r = vec![text(c.name.clone()), text(c.ty.sql())];
+            if full {
+                r.push(if c.ty.is_text() {
+                    text(c.ty.collation.name())
+                } else {
+                    Value::Null
+                });
+            }
+            r.push(text(if c.not_null { "NO" } else { "YES" }));
+            r.push(text(column_key(t, i)));
+            r.push(default_text(&c.default));
+            r.push(text(if c.auto_increment {
+                "auto_increment"
+            } else if c.on_update_now {
+                "DEFAULT_GENERATED on update CURRENT_TIMESTAMP"
+            } else {
+                ""
+            }));
+            if full {
+                r.push(text("select,insert,update,references"));
+                r.push(text(c.comment.clone()));
+            }
+            r
+        })
+        .collect();
+    let data = filtered(sx, &names, data, 0, Some(filter))?;
+    Ok(rows(&names, data))
+}
+
+/// `SHOW INDEX FROM t`.
+pub fn index(t: &TableInfo) -> Output {
+    let names = [
+        "Table",
+        "Non_unique",
+        "Key_name",
+        "Seq_in_index",
+        "Column_name",
+        "Collation",
+        "Cardinality",
+        "Sub_part",
+        "Packed",
+        "Null",
+        "Index_type",
+        "Comment",
+        "Index_comment",
+        "Visible",
+        "Expression",
+        "Clustered",
+    ];
+    let mut data = Vec::new();
+    let mut push = |name: &str, unique: bool, cols: &[usize], clustered: bool| {
+        for (seq, &c) in cols.iter().enumerate() {
+            data.push(vec![
+                text(t.name.clone()),
+                Value::Int(i64::from(!unique)),
+                text(name),
+                Value::Int(seq as i64 + 1),
+                text(t.columns[c].name.clone()),
+                text("A"),
+                Value::Int(0),
+                Value::Null,
+                Value::Null,
+                text(if t.columns[c].not_null { "" } else { "YES" }),
+                text("BTREE"),
+                text(""),
+                text(""),
+                text("YES"),
+                Value::Null,
+                text(if clustered { "YES" } else { "NO" }),
+            ]);
+        }
+    };
+    if let Some(h) = t.handle_col {
+        push("PRIMARY", true, &[h], true);
+    }
+    for ix in t.indexes.iter().filter(|i| i.state == SchemaState::Public) {
+        push(&ix.name, ix.unique, &ix.columns, false);
+    }
+    rows(&names, data)
+}
+
+/// `SHOW CREATE TABLE t`.
+pub fn create_table(t: &TableInfo) -> Output {
+    rows(
+        &["Table", "Create Table"],
+        vec![vec![text(t.name.clone()), text(show_create(t))]],
+    )
+}
+
+/// `SHOW CREATE DATABASE db`.
+pub fn create_database(sx: &Sx<'_>, db: &str) -> Result<Output, SqlError> {
+    let name = match sx.schema.db(db) {
+        Some(d) => d.name.clone(),
+        None if super::ddl::is_system_db(db) => db.to_string(),
+        None => return Err(er::bad_db(db)),
+    };
+    Ok(rows(
+        &["Database", "Create Database"],
+        vec![vec![
+            text(name.clone()),
+            text(format!(
+                "CREATE DATABASE `{name}` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"
+            )),
+        ]],
+    ))
+}
+
+/// `SHOW TABLE STATUS`.
+pub fn table_status(
+    sx: &Sx<'_>,
+    db: Option<String>,
+    filter: &ShowFilter,
+) -> Result<Output, SqlError> {
+    let db = match db {
+        Some(d) => d,
+        None => sx.current_db()?.to_string(),
+    };
+    let names = [
+        "Name",
+        "Engine",
+        "Version",
+        "Row_format",
+        "Rows",
+        "Avg_row_length",
+        "Data_length",
+        "Max_data_length",
+        "Index_length",
+        "Data_free",
+        "Auto_increment",
+        "Create_time",
+        "Update_time",
+        "Check_time",
+        "Collation",
+        "Checksum",
+        "Create_options",
+        "Comment",
+    ];
+    let data = sx
+        .schema
+        .tables_of(db_id(sx, &db)?)
+        .iter()
+        .map(|t| {
+            let mut r = vec![
+                text(t.name.clone()),
+                text("InnoDB"),
+                Value::Int(10),
+                text("Compact"),
+            ];
+            r.extend(std::iter::repeat_n(Value::Int(0), 6));
+            r.extend([
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                text("utf8mb4_general_ci"),
+                Value::Null,
+                text(""),
+                text(t.comment.clone()),
+            ]);
+            r
+        })
+        .collect();
+    let data = filtered(sx, &names, data, 0, Some(filter))?;
+    Ok(rows(&names, data))
+}
+
+/// The rows of `information_schema.<name>`.
+pub fn information_schema(
+    sx: &Sx<'_>,
+    name: &str,
+    alias: &str,
+) -> Result<(Scope, Vec<Row>), SqlError> {
+    let upper = name.to_ascii_uppercase();
+    let (cols, data): (Vec<&str>, Vec<Row>) = match upper.as_str() {
+        "SCHEMATA" => {
+            let mut names: Vec<String> = ["information_schema", "mysql", "performance_schema"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            names.extend(sx.schema.dbs.values().map(|d| d.name.clone()));
+            (
+                vec![
+                    "CATALOG_NAME",
+                    "SCHEMA_NAME",
+                    "DEFAULT_CHARACTER_SET_NAME",
+                    "DEFAULT_COLLATION_NAME",
+                    "SQL_PATH",
+                ],
+                names
+                    .into_iter()
+                    .map(|n| {
+                        vec![
+                            text("def"),
+                            text(n),
+                            text("utf8mb4"),
+                            text("utf8mb4_general_ci"),
+                            Value::Null,
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        "TABLES" => (
+            vec![
+                "TABLE_CATALOG",
+                "TABLE_SCHEMA",
+                "TABLE_NAME",
+                "TABLE_TYPE",
+                "ENGINE",
+                "VERSION",
+                "ROW_FORMAT",
+                "TABLE_ROWS",
+                "AUTO_INCREMENT",
+                "TABLE_COLLATION",
+                "TABLE_COMMENT",
+            ],
+            sx.schema
+                .tables
+                .values()
+                .map(|t| {
+                    let db = sx
+                        .schema
+                        .dbs
+                        .get(&t.db_id)
+                        .map(|d| d.name.clone())
+                        .unwrap_or_default();
+                    vec![
+                        text("def"),
+                        text(db),
+                        text(t.name.clone()),
+                        text("BASE TABLE"),
+                        text("InnoDB"),
+                        Value::Int(10),
+                        text("Compact"),
+                        Value::Int(0),
+                        Value::Null,
+                        text("utf8mb4_general_ci"),
+                        text(t.comment.clone()),
+                    ]
+                })
+                .collect(),
+        ),
+        "COLUMNS" => {
+            let mut data = Vec::new();
+            for t in sx.schema.tables.values() {
+                let db = sx
+                    .schema
+                    .dbs
+                    .get(&t.db_id)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default();
+                for (i, c) in t.columns.iter().enumerate() {
+                    let sql = c.ty.sql();
+                    let data_type = sql.split(['(', ' ']).next().unwrap_or_default().to_string();
+                    let max_len = match c.ty.kind {
+                        super::types::Kind::Char(n)
+                        | super::types::Kind::VarChar(n)
+                        | super::types::Kind::Binary(n)
+                        | super::types::Kind::VarBinary(n)
+                        | super::types::Kind::Text(n)
+                        | super::types::Kind::Blob(n) => Value::Int(n.into()),
+                        _ => Value::Null,
+                    };
+                    data.push(vec![
+                        text("def"),
+                        text(db.clone()),
+                        text(t.name.clone()),
+                        text(c.name.clone()),
+                        Value::Int(i as i64 + 1),
+                        default_text(&c.default),
+                        text(if c.not_null { "NO" } else { "YES" }),
+                        text(data_type),
+                        max_len,
+                        text(sql),
+                        text(column_key(t, i)),
+                        text(if c.auto_increment {
+                            "auto_increment"
+                        } else {
+                            ""
+                        }),
+                        if c.ty.is_text() {
+                            text(c.ty.collation.name())
+                        } else {
+                            Value::Null
+                        },
+                        text(c.comment.clone()),
+                    ]);
+                }
+            }
+            (
+                vec![
+                    "TABLE_CATALOG",
+                    "TABLE_SCHEMA",
+                    "TABLE_NAME",
+                    "COLUMN_NAME",
+                    "ORDINAL_POSITION",
+                    "COLUMN_DEFAULT",
+                    "IS_NULLABLE",
+                    "DATA_TYPE",
+                    "CHARACTER_MAXIMUM_LENGTH",
+                    "COLUMN_TYPE",
+                    "COLUMN_KEY",
+                    "EXTRA",
+                    "COLLATION_NAME",
+                    "COLUMN_COMMENT",
+                ],
+                data,
+            )
+        }
+        "STATISTICS" => {
+            let mut data = Vec::new();
+            for t in sx.schema.tables.values() {
+                let db = sx
+                    .schema
+                    .dbs
+                    .get(&t.db_id)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default();
+                let mut add = |name: &str, unique: bool, cols: &[usize]| {
+                    for (seq, &c) in cols.iter().enumerate() {
+                        data.push(vec![
+                            text("def"),
+                            text(db.clone()),
+                            text(t.name.clone()),
+                            Value::Int(i64::from(!unique)),
+                            text(db.clone()),
+                            text(name),
+                            Value::Int(seq as i64 + 1),
+                            text(t.columns[c].name.clone()),
+                            text("BTREE"),
+                        ]);
+                    }
+                };
+                if let Some(h) = t.handle_col {
+                    add("PRIMARY", true, &[h]);
+                }
+                for ix in t.indexes.iter().filter(|i| i.state == SchemaState::Public) {
+                    add(&ix.name, ix.unique, &ix.columns);
+                }
+            }
+            (
+                vec![
+                    "TABLE_CATALOG",
+                    "TABLE_SCHEMA",
+                    "TABLE_NAME",
+                    "NON_UNIQUE",
+                    "INDEX_SCHEMA",
+                    "INDEX_NAME",
+                    "SEQ_IN_INDEX",
+                    "COLUMN_NAME",
+                    "INDEX_TYPE",
+                ],
+                data,
+            )
+        }
+        _ => return Err(er::no_such_table("information_schema", name)),
+    };
+    let scope = Scope {
+        cols: cols
+            .iter()
+            .map(|c| ScopeCol {
+                table: alias.to_ascii_lowercase(),
+                name: c.to_string(),
+                ty: None,
+                not_null: false,
+            })
+            .collect(),
+    };
+    Ok((scope, data))
+}
