@@ -5,7 +5,7 @@ mod cluster;
 
 use std::process::Command;
 
-use cluster::{bin, Certs, Cluster};
+use cluster::{bin, Certs, Cluster, Options};
 
 fn check(pd: &str, certs: &Certs) -> (Option<i32>, String) {
     let out = Command::new(bin("tiox"))
@@ -34,17 +34,25 @@ fn check(pd: &str, certs: &Certs) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_a_mutual_tls_cluster_and_lists_every_endpoint() {
-    let c = Cluster::start(true, 1).await;
+    // PD with Raft, so that its peer port listens too.
+    let opts = Options {
+        pd_raft: true,
+        ..Options::default()
+    };
+    let c = Cluster::start_opts(true, 1, &opts).await;
     let (code, out) = check(&format!("https://{}", c.pd_addr), c.certs.as_ref().unwrap());
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("VERDICT: PASS"), "{out}");
-    for role in ["PD pd1", "TiKV 1 gRPC", "TiKV 1 status"] {
+    assert!(out.contains("VERDICT: PASS: 4 endpoints"), "{out}");
+    for role in ["PD pd1", "PD pd1 peer", "TiKV 1 gRPC", "TiKV 1 status"] {
         assert!(out.contains(role), "{role} missing:\n{out}");
     }
-    assert!(
-        out.contains("client without certificate refused") && out.contains("plaintext refused"),
+    assert!(out.contains(&c.pd_peer_addr), "{out}");
+    assert_eq!(
+        out.matches("client without certificate refused").count(),
+        4,
         "{out}"
     );
+    assert_eq!(out.matches("plaintext refused").count(), 4, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

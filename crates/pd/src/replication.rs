@@ -71,7 +71,7 @@ const ENTRY_PREFIX: &[u8] = b"e/";
 const MAX_FRAME: usize = 16 << 20;
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The ALPN protocol of the peer port (only PD peers speak it).
-const PEER_ALPN: &[u8] = b"tiox-pd-raft";
+pub const PEER_ALPN: &[u8] = b"tiox-pd-raft";
 
 /// A member's stable Raft id, derived from its name (FNV-1a, never 0).
 pub fn member_id(name: &str) -> u64 {

@@ -2,13 +2,17 @@
 //! operator would, with the cluster's client certificate:
 //!
 //! ```text
-//!  PD endpoints ─► members (client URLs) ─► stores (gRPC and status addresses)
+//!  PD endpoints ─► members (client and peer URLs) ─► stores (gRPC and status addresses)
 //!  for every endpoint:
 //!    mutual TLS handshake      chain to the CA, SAN covers the address dialled
 //!    server certificate        usages (serverAuth + clientAuth), expiry (warn < 30 days)
 //!    no client certificate     must be refused
 //!    plaintext                 must be refused
 //! ```
+//!
+//! PD's peer port speaks PD's Raft transport, not HTTP: it is dialled with
+//! its own ALPN protocol, and a client that is not refused finds the
+//! connection open and silent.
 //!
 //! Prints a table with a verdict and the fix for each failure; exits
 //! non-zero if anything failed.
@@ -49,6 +53,24 @@ struct Row {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a port speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    /// HTTP/1.1 or HTTP/2 (gRPC): PD's client port, TiKV's ports.
+    Http,
+    /// PD's Raft transport (the peer port): no answer to a silent client.
+    PdRaft,
+}
+
+impl Speaks {
+    fn alpn(self) -> Vec<u8> {
+        match self {
+            Speaks::Http => b"http/1.1".to_vec(),
+            Speaks::PdRaft => tiox_pd::replication::PEER_ALPN.to_vec(),
+        }
+    }
+}
+
 fn authority(url: &str) -> String {
     url.split("://")
         .last()
@@ -72,18 +94,20 @@ async fn handshake(tls: &ClientTls, addr: &str) -> Result<CertInfo, String> {
 }
 
 /// Whether a TLS client WITHOUT a certificate is refused.
-async fn refuses_no_client_cert(ca: &str, addr: &str) -> Result<bool, String> {
+async fn refuses_no_client_cert(ca: &str, addr: &str, speaks: Speaks) -> Result<bool, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
         roots
             .add(c.map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(tiox_security::material::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(tiox_security::material::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![speaks.alpn()];
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
     let name = tiox_security::client::server_name(&host).map_err(|e| e.to_string())?;
     let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
@@ -94,15 +118,20 @@ async fn refuses_no_client_cert(ca: &str, addr: &str) -> Result<bool, String> {
         let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await?;
-        s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await?;
+        if speaks == Speaks::Http {
+            s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await?;
+        }
         let mut buf = [0u8; 16];
         let n = s.read(&mut buf).await?;
         Ok::<usize, std::io::Error>(n)
     };
     Ok(match tokio::time::timeout(TIMEOUT, attempt).await {
         Ok(Ok(n)) => n == 0,
-        Ok(Err(_)) | Err(_) => true,
+        Ok(Err(_)) => true,
+        // An HTTP port that accepted the client would have answered; the
+        // peer port keeps an accepted peer's connection open and silent.
+        Err(_) => speaks == Speaks::Http,
     })
 }
 
@@ -120,7 +149,7 @@ async fn refuses_plaintext(addr: &str) -> Result<bool, String> {
     Ok(!String::from_utf8_lossy(&buf).contains("HTTP/"))
 }
 
-async fn audit(tls: &ClientTls, ca: &str, addr: &str, role: &str) -> Row {
+async fn audit(tls: &ClientTls, ca: &str, addr: &str, role: &str, speaks: Speaks) -> Row {
     let mut checks = Vec::new();
     match handshake(tls, addr).await {
         Ok(info) => {
@@ -155,7 +184,7 @@ async fn audit(tls: &ClientTls, ca: &str, addr: &str, role: &str) -> Row {
         }
         Err(e) => checks.push((false, format!("mutual TLS failed: {e}"))),
     }
-    match refuses_no_client_cert(ca, addr).await {
+    match refuses_no_client_cert(ca, addr, speaks).await {
         Ok(true) => checks.push((true, "client without certificate refused".into())),
         Ok(false) => checks.push((false, "a client WITHOUT a certificate was served: this port does not require client certificates".into())),
         Err(e) => checks.push((false, format!("could not test a certificate-less client: {e}"))),
@@ -189,9 +218,12 @@ pub async fn run(a: CheckArgs) -> i32 {
                 return 2;
             }
         };
-    let tls = match ClientTls::with_alpn(settings, vec![b"http/1.1".to_vec()]) {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
+    let (tls, peer_tls) = match (
+        ClientTls::with_alpn(settings.clone(), vec![Speaks::Http.alpn()]),
+        ClientTls::with_alpn(settings, vec![Speaks::PdRaft.alpn()]),
+    ) {
+        (Ok(t), Ok(p)) => (Arc::new(t), p),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("tiox check: {e}");
             return 2;
         }
@@ -216,7 +248,7 @@ pub async fn run(a: CheckArgs) -> i32 {
     let Some(leader) = pd_leader else {
         let mut r = Vec::new();
         for url in &a.pd {
-            r.push(audit(&tls, &a.cacert, &authority(url), "PD").await);
+            r.push(audit(&tls, &a.cacert, &authority(url), "PD", Speaks::Http).await);
         }
         print_rows(&r);
         eprintln!("tiox check: no PD endpoint answered over mutual TLS (see the rows above)");
@@ -237,22 +269,37 @@ pub async fn run(a: CheckArgs) -> i32 {
     match get("/pd/api/v1/members").await {
         Ok(m) => {
             for member in m["members"].as_array().cloned().unwrap_or_default() {
-                for u in member["client_urls"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                {
-                    if let Some(u) = u.as_str() {
-                        rows.push(
-                            audit(
-                                &tls,
-                                &a.cacert,
-                                &authority(u),
-                                &format!("PD {}", member["name"].as_str().unwrap_or("")),
-                            )
-                            .await,
-                        );
+                let name = member["name"].as_str().unwrap_or("");
+                let urls = |key: &str| -> Vec<String> {
+                    member[key]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|u| u.as_str()).map(authority).collect())
+                        .unwrap_or_default()
+                };
+                for addr in urls("client_urls") {
+                    let role = format!("PD {name}");
+                    rows.push(audit(&tls, &a.cacert, &addr, &role, Speaks::Http).await);
+                }
+                for addr in urls("peer_urls") {
+                    let role = format!("PD {name} peer");
+                    let refused = matches!(
+                        TcpStream::connect(&addr).await,
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    );
+                    if refused {
+                        // A PD without --initial-cluster runs no Raft and
+                        // does not listen on its peer URL.
+                        rows.push(Row {
+                            endpoint: addr,
+                            role,
+                            checks: vec![(
+                                true,
+                                "not listening (this PD runs without Raft peers)".into(),
+                            )],
+                        });
+                        continue;
                     }
+                    rows.push(audit(&peer_tls, &a.cacert, &addr, &role, Speaks::PdRaft).await);
                 }
             }
         }
@@ -264,10 +311,12 @@ pub async fn run(a: CheckArgs) -> i32 {
                 let store = &st["store"];
                 let id = store["id"].as_u64().unwrap_or(0);
                 if let Some(addr) = store["address"].as_str() {
-                    rows.push(audit(&tls, &a.cacert, addr, &format!("TiKV {id} gRPC")).await);
+                    let role = format!("TiKV {id} gRPC");
+                    rows.push(audit(&tls, &a.cacert, addr, &role, Speaks::Http).await);
                 }
                 if let Some(addr) = store["status_address"].as_str().filter(|s| !s.is_empty()) {
-                    rows.push(audit(&tls, &a.cacert, addr, &format!("TiKV {id} status")).await);
+                    let role = format!("TiKV {id} status");
+                    rows.push(audit(&tls, &a.cacert, addr, &role, Speaks::Http).await);
                 }
             }
         }
