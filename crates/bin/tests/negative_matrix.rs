@@ -214,9 +214,6 @@ struct Port<'a> {
     log: &'a dyn Fn() -> String,
 }
 
-/// The PD peer port's ALPN (PD's Raft transport).
-const PD_PEER_ALPN: &[u8] = b"tiox-pd-raft";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wrong_cn_and_logs_why()
 {
@@ -282,7 +279,7 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
             what: "PD peer port",
             addr: &c.pd_peer_addr,
             label: "peer port",
-            alpn: PD_PEER_ALPN,
+            alpn: tiox_pd::replication::PEER_ALPN,
             send: b"",
             http: false,
             log: &pd_log,
