@@ -45,6 +45,7 @@ macro_rules! region_response {
 }
 
 region_response!(
+    kvrpcpb::SplitRegionResponse,
     kvrpcpb::GetResponse,
     kvrpcpb::ScanResponse,
     kvrpcpb::BatchGetResponse,

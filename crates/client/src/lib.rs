@@ -54,6 +54,40 @@ impl ClusterClient {
         raw::RawClient::new(self.kv.clone())
     }
 
+    /// Splits the region holding `key` so that a region starts at `key`
+    /// (a transactional user key; `raw` for a raw KV key). Returns the
+    /// regions the split produced (just the current one if `key` already
+    /// starts a region). The SQL layer uses it to give tables and indexes
+    /// their own regions.
+    pub async fn split_region(
+        &self,
+        key: &[u8],
+        raw: bool,
+    ) -> Result<Vec<tiox_proto::metapb::Region>> {
+        let boundary = if raw {
+            key.to_vec()
+        } else {
+            keys::encode_bytes(key)
+        };
+        let (_, resp) = self
+            .kv
+            .request(&boundary, |ctx, mut s| {
+                let req = tiox_proto::kvrpcpb::SplitRegionRequest {
+                    context: Some(ctx),
+                    split_keys: vec![key.to_vec()],
+                    is_raw_kv: raw,
+                    ..Default::default()
+                };
+                async move { s.split_region(req).await }
+            })
+            .await?;
+        // The cache learns the new regions from PD on the next miss.
+        for r in &resp.regions {
+            self.kv.cache().invalidate(r.id);
+        }
+        Ok(resp.regions)
+    }
+
     /// The transactional API.
     pub fn txn(&self) -> txn::TxnClient {
         txn::TxnClient::new(self.kv.clone(), self.tso.clone())

@@ -33,6 +33,9 @@ Commands:
   raw-get -k KEY                     a raw KV value
   raw-put -k KEY -v VALUE            writes a raw KV value
   raw-scan [--from K] [--to K] [--limit N]
+  split-region -r ID -k KEY [--raw]  splits the region (led by this store) at a
+                                     user key (--raw: a raw KV key); prints the
+                                     regions it produced
   metrics                            the store's metrics (Prometheus text)";
 
 /// A parsed command line.
@@ -317,6 +320,55 @@ impl TikvCtl {
                     .map(|p| json!({ "key": String::from_utf8_lossy(&p.key), "value": String::from_utf8_lossy(&p.value) }))
                     .collect();
                 json!({ "count": pairs.len(), "pairs": pairs })
+            }
+            ["split-region", ..] => {
+                let usage = || CtlError::Usage(format!("split-region needs -r ID -k KEY\n{USAGE}"));
+                let id = opt(rest, &["-r", "--region"]).ok_or_else(usage)?;
+                let key = opt(rest, &["-k", "--key"]).ok_or_else(usage)?;
+                let raw = rest.iter().any(|a| a == "--raw");
+                let r = self.json(&format!("/debug/region/{id}")).await?;
+                let num = |v: &Value| v.as_u64().unwrap_or(0);
+                let ctx = kvrpcpb::Context {
+                    region_id: num(&r["id"]),
+                    region_epoch: Some(tiox_proto::metapb::RegionEpoch {
+                        conf_ver: num(&r["epoch"]["conf_ver"]),
+                        version: num(&r["epoch"]["version"]),
+                    }),
+                    ..Default::default()
+                };
+                let resp = self
+                    .grpc()
+                    .await?
+                    .split_region(kvrpcpb::SplitRegionRequest {
+                        context: Some(ctx),
+                        split_keys: vec![key.into_bytes()],
+                        is_raw_kv: raw,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                if let Some(e) = resp.region_error {
+                    return Err(CtlError::Config(format!(
+                        "region error (split-region must be sent to the region's leader): {}",
+                        e.message
+                    )));
+                }
+                let regions: Vec<Value> = resp
+                    .regions
+                    .iter()
+                    .map(|r| {
+                        let e = r.region_epoch.unwrap_or_default();
+                        json!({
+                            "id": r.id,
+                            "start_key": hex(&r.start_key),
+                            "end_key": hex(&r.end_key),
+                            "epoch": { "conf_ver": e.conf_ver, "version": e.version },
+                            "peers": r.peers.iter().map(|p| json!({"id": p.id, "store_id": p.store_id})).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                json!({ "regions": regions })
             }
             [other, ..] => {
                 return Err(CtlError::Usage(format!(

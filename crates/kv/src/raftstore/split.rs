@@ -16,11 +16,15 @@
 //!  Storage::split_region ─► PD ReportBatchSplit
 //! ```
 //!
-//! Split keys are region boundaries: for transactional data the
-//! memcomparable-encoded user key (the part of a data key between the `z`
-//! prefix and the 8-byte timestamp), for raw data the raw key. Every MVCC
-//! version of one user key shares that boundary, so a split never separates
-//! the versions (or the lock) of a key. The data itself does not move: all
+//! Split keys are region boundaries, always valid memcomparable encodings:
+//! for transactional data the encoded user key (the part of a data key
+//! between the `z` prefix and the 8-byte timestamp), for raw data the
+//! encoding of the raw key (tikv-client's transactional client decodes
+//! every region boundary and fails on a bare raw key; the encoding sorts
+//! at or just after the raw key, so the cut moves by at most a few keys).
+//! Every MVCC version of one user key shares its boundary, so a split never
+//! separates the versions (or the lock) of a key. A split requested by key
+//! (the SplitRegion RPC with `is_raw_kv`) uses the key as given. The data itself does not move: all
 //! regions of a store share one engine, and a region owns the keys in its
 //! range.
 
@@ -185,7 +189,11 @@ pub fn check<E: Engine>(
                 let (k, v) = kv?;
                 let body = &k[1..];
                 // Versioned CFs carry an 8-byte timestamp after the key.
-                let boundary = if txn && *cf != Cf::Lock && body.len() >= 8 {
+                let raw_boundary;
+                let boundary = if !txn {
+                    raw_boundary = crate::codec::encode_bytes(body);
+                    &raw_boundary[..]
+                } else if *cf != Cf::Lock && body.len() >= 8 {
                     &body[..body.len() - 8]
                 } else {
                     body
@@ -246,7 +254,12 @@ fn choose(slices: &[Slice], region: &metapb::Region, cfg: &SplitConfig) -> Check
         let Some((next, _, _)) = merged.get(i + 1) else {
             break;
         };
-        if next.as_slice() > region.start_key.as_slice() {
+        let after = out
+            .split_keys
+            .last()
+            .map_or(region.start_key.as_slice(), Vec::as_slice);
+        let inside = region.end_key.is_empty() || next.as_slice() < region.end_key.as_slice();
+        if next.as_slice() > after && inside {
             out.split_keys.push(next.clone());
             if out.split_keys.len() >= MAX_SPLIT_KEYS {
                 break;
@@ -356,6 +369,37 @@ mod tests {
             requests: vec![req(b"c", 2, &[20, 21])],
         };
         assert!(split_regions(&r, &wrong_peers).is_err());
+    }
+
+    #[test]
+    fn raw_data_splits_at_encoded_boundaries_that_transactional_clients_can_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = FjallEngine::open(dir.path(), &FjallOptions::default()).unwrap();
+        let mut wb = WriteBatch::default();
+        for k in 0..40u32 {
+            let key = format!("raw/{k:05}");
+            wb.put(
+                Cf::Default,
+                crate::codec::raw_key(key.as_bytes()),
+                vec![0; 1000],
+            );
+        }
+        engine.write(wb, false).unwrap();
+        let cfg = SplitConfig {
+            region_max_size: 20_000,
+            region_split_size: 10_000,
+            ..SplitConfig::default()
+        };
+        let res = check(&engine, &region(b"", b"", 1), &cfg).unwrap();
+        assert_eq!(res.keys, 40);
+        assert!(res.split_keys.len() >= 2, "{res:?}");
+        for w in res.split_keys.windows(2) {
+            assert!(w[0] < w[1]);
+        }
+        for k in &res.split_keys {
+            let (_, rest) = crate::codec::decode_bytes(k).unwrap();
+            assert!(rest.is_empty(), "{k:?} is not one encoded key");
+        }
     }
 
     #[test]
