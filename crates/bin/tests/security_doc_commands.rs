@@ -1,4 +1,5 @@
-//! Every command docs/security.md shows is run here as written.
+//! Every command docs/security.md shows is run here as written (and the
+//! README's certificate commands).
 //!
 //! The guide's fenced `sh` and `sql` blocks are read from the file itself;
 //! each block is matched to a step below and run with only its paths, hosts
@@ -295,5 +296,34 @@ async fn every_command_in_the_security_guide_runs_as_written() {
     eprintln!(
         "{ran} of {} command blocks of docs/security.md ran",
         commands.len()
+    );
+}
+
+/// The README's certificate commands, with the built `tiox` in place of
+/// `cargo run --release --bin tiox --` (the playground it starts the same
+/// way is run by playground.rs).
+#[test]
+fn readme_certificate_commands_run_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let script: Vec<String> = blocks(&readme)
+        .iter()
+        .filter(|b| b.lang == "sh")
+        .flat_map(|b| b.text.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| l.contains("--bin tiox -- cert "))
+        .map(|l| l.replacen("cargo run --release --bin tiox --", "tiox", 1))
+        .collect();
+    assert_eq!(
+        script.len(),
+        2,
+        "README's cert init and inspect: {script:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = run(dir.path(), &script.join("\n"), "");
+    assert!(ok, "{script:?}:\n{out}");
+    assert!(
+        out.contains("client-key.pem: private key matches") && out.contains("CN=tikv-server"),
+        "{out}"
     );
 }
