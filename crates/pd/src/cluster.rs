@@ -31,7 +31,16 @@ pub struct Cluster {
     pub meta: Meta,
     tso: TsoAllocator,
     ids: IdAllocator,
+    /// Add-a-replica operators in flight, by region: the learner PD asked
+    /// for and when. Every heartbeat until the learner appears gets the
+    /// same peer id (not a fresh one each time); forgotten after
+    /// [`OPERATOR_TIMEOUT_MS`] or once the region has a peer on the store.
+    adding: std::collections::HashMap<u64, (metapb::Peer, u64)>,
 }
+
+/// An add-a-replica operator not seen through by then is given up (a new
+/// one may pick another store and id).
+pub const OPERATOR_TIMEOUT_MS: u64 = 60_000;
 
 impl Cluster {
     /// Opens PD's state in `data_dir` (created if absent). `new_cluster_id`
@@ -50,6 +59,7 @@ impl Cluster {
             meta,
             tso,
             ids,
+            adding: Default::default(),
         })
     }
 
@@ -110,9 +120,19 @@ impl Cluster {
             pending_peers: req.pending_peers.clone(),
             approximate_size: req.approximate_size,
             approximate_keys: req.approximate_keys,
+            term: req.term,
         };
         let id = info.region.id;
         self.meta.put_region(&mut self.storage, info)?;
+        if let Some((p, since)) = self.adding.get(&id) {
+            let done = self
+                .meta
+                .region(id)
+                .is_some_and(|r| r.region.peers.iter().any(|x| x.store_id == p.store_id));
+            if done || now_ms.saturating_sub(*since) > OPERATOR_TIMEOUT_MS {
+                self.adding.remove(&id);
+            }
+        }
         let Some(info) = self.meta.region(id).cloned() else {
             return Ok(None);
         };
@@ -126,14 +146,30 @@ impl Cluster {
             ..Default::default()
         };
         match op {
-            Operator::AddPeer { store_id } => {
-                let peer = metapb::Peer {
-                    id: self.alloc_id()?,
-                    store_id,
-                    role: metapb::PeerRole::Voter as i32,
+            Operator::AddLearner { store_id } => {
+                let peer = match self.adding.get(&id) {
+                    Some((p, _)) if p.store_id == store_id => *p,
+                    _ => {
+                        let p = metapb::Peer {
+                            id: self.alloc_id()?,
+                            store_id,
+                            role: metapb::PeerRole::Learner as i32,
+                        };
+                        self.adding.insert(id, (p, now_ms));
+                        p
+                    }
                 };
                 resp.change_peer = Some(pdpb::ChangePeer {
                     peer: Some(peer),
+                    change_type: eraftpb::ConfChangeType::AddLearnerNode as i32,
+                });
+            }
+            Operator::PromoteLearner(learner) => {
+                resp.change_peer = Some(pdpb::ChangePeer {
+                    peer: Some(metapb::Peer {
+                        role: metapb::PeerRole::Voter as i32,
+                        ..learner
+                    }),
                     change_type: eraftpb::ConfChangeType::AddNode as i32,
                 });
             }
@@ -273,17 +309,151 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_of_an_under_replicated_region_gets_an_add_peer() {
+    fn heartbeat_of_an_under_replicated_region_gets_an_add_learner() {
         let (mut c, region) = cluster_with_stores(3, 1000);
         let resp = c
             .region_heartbeat(&heartbeat(&region, peer(101, 1)), 1000)
             .unwrap()
             .unwrap();
         let change = resp.change_peer.unwrap();
-        assert_eq!(change.change_type, eraftpb::ConfChangeType::AddNode as i32);
+        assert_eq!(
+            change.change_type,
+            eraftpb::ConfChangeType::AddLearnerNode as i32
+        );
         let new = change.peer.unwrap();
         assert_ne!(new.store_id, 1);
         assert!(new.id > 0);
+        assert_eq!(new.role, metapb::PeerRole::Learner as i32);
+    }
+
+    fn learner(id: u64, store_id: u64) -> metapb::Peer {
+        metapb::Peer {
+            id,
+            store_id,
+            role: metapb::PeerRole::Learner as i32,
+        }
+    }
+
+    fn change_of(resp: Option<pdpb::RegionHeartbeatResponse>) -> (i32, metapb::Peer) {
+        let c = resp
+            .expect("an operator")
+            .change_peer
+            .expect("a change_peer");
+        (c.change_type, c.peer.unwrap())
+    }
+
+    #[test]
+    fn add_replica_keeps_its_peer_id_while_in_flight_then_promotes_the_caught_up_learner() {
+        let (mut c, mut region) = cluster_with_stores(2, 1000);
+        let (_, first) = change_of(
+            c.region_heartbeat(&heartbeat(&region, peer(101, 1)), 1000)
+                .unwrap(),
+        );
+        // Heartbeats before the leader has added it: the same operator.
+        for now in [1500, 3000, 9000] {
+            let (kind, again) = change_of(
+                c.region_heartbeat(&heartbeat(&region, peer(101, 1)), now)
+                    .unwrap(),
+            );
+            assert_eq!(kind, eraftpb::ConfChangeType::AddLearnerNode as i32);
+            assert_eq!(again, first, "a new peer id for the same operator");
+        }
+        // The learner is in the region but still catching up: nothing.
+        region.peers.push(learner(first.id, first.store_id));
+        region.region_epoch = Some(metapb::RegionEpoch {
+            conf_ver: 2,
+            version: 1,
+        });
+        let mut hb = heartbeat(&region, peer(101, 1));
+        hb.pending_peers = vec![learner(first.id, first.store_id)];
+        assert!(c.region_heartbeat(&hb, 9500).unwrap().is_none());
+        // Caught up: promote it.
+        let (kind, promoted) = change_of(
+            c.region_heartbeat(&heartbeat(&region, peer(101, 1)), 10_000)
+                .unwrap(),
+        );
+        assert_eq!(kind, eraftpb::ConfChangeType::AddNode as i32);
+        assert_eq!(promoted.id, first.id);
+        assert_eq!(promoted.role, metapb::PeerRole::Voter as i32);
+    }
+
+    #[test]
+    fn a_peer_reported_down_is_replaced_then_removed() {
+        let (mut c, mut region) = cluster_with_stores(4, 1000);
+        region.peers = vec![peer(101, 1), peer(102, 2), peer(103, 3)];
+        region.region_epoch = Some(metapb::RegionEpoch {
+            conf_ver: 5,
+            version: 1,
+        });
+        let mut hb = heartbeat(&region, peer(101, 1));
+        hb.down_peers = vec![pdpb::PeerStats {
+            peer: Some(peer(103, 3)),
+            down_seconds: 5,
+        }];
+        // Briefly down: left alone.
+        assert!(c.region_heartbeat(&hb, 1000).unwrap().is_none());
+        hb.down_peers[0].down_seconds = crate::schedule::MAX_PEER_DOWN_SECS;
+        let (kind, new) = change_of(c.region_heartbeat(&hb, 1000).unwrap());
+        assert_eq!(kind, eraftpb::ConfChangeType::AddLearnerNode as i32);
+        assert_eq!(new.store_id, 4);
+        // With the replacement promoted, the down peer goes.
+        region.peers.push(peer(new.id, 4));
+        region.region_epoch = Some(metapb::RegionEpoch {
+            conf_ver: 7,
+            version: 1,
+        });
+        hb.region = Some(region.clone());
+        let (kind, gone) = change_of(c.region_heartbeat(&hb, 1000).unwrap());
+        assert_eq!(kind, eraftpb::ConfChangeType::RemoveNode as i32);
+        assert_eq!(gone.id, 103);
+    }
+
+    #[test]
+    fn heartbeat_with_an_older_raft_term_is_refused() {
+        let (mut c, mut region) = cluster_with_stores(1, 1000);
+        region.peers = vec![peer(101, 1)];
+        let mut hb = heartbeat(&region, peer(101, 1));
+        hb.term = 7;
+        c.region_heartbeat(&hb, 1000).unwrap();
+        // A deposed leader reports late, same epoch, older term.
+        hb.term = 6;
+        hb.leader = Some(peer(999, 1));
+        assert!(c.region_heartbeat(&hb, 1000).is_err());
+        assert_eq!(c.meta.region(100).unwrap().leader, Some(peer(101, 1)));
+        // A split report (no term) keeps the known term.
+        c.report_batch_split(vec![region.clone()]).unwrap();
+        assert_eq!(c.meta.region(100).unwrap().term, 7);
+    }
+
+    #[test]
+    fn leadership_is_not_moved_to_a_pending_peer() {
+        let (mut c, _) = cluster_with_stores(3, 1000);
+        let full = |id: u64, start: &[u8], end: &[u8]| metapb::Region {
+            id,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 3,
+                version: 2,
+            }),
+            peers: vec![
+                peer(id * 10 + 1, 1),
+                peer(id * 10 + 2, 2),
+                peer(id * 10 + 3, 3),
+            ],
+        };
+        let regions = [
+            full(100, b"", b"g"),
+            full(200, b"g", b"p"),
+            full(300, b"p", b""),
+        ];
+        let mut last = None;
+        for r in &regions {
+            let mut hb = heartbeat(r, peer(r.id * 10 + 1, 1));
+            hb.pending_peers = vec![peer(r.id * 10 + 2, 2), peer(r.id * 10 + 3, 3)];
+            last = c.region_heartbeat(&hb, 1000).unwrap();
+        }
+        assert!(last.is_none(), "{last:?}");
     }
 
     #[test]

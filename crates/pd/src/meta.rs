@@ -69,6 +69,10 @@ pub struct RegionInfo {
     pub approximate_size: u64,
     /// Approximate number of keys.
     pub approximate_keys: u64,
+    /// The Raft term of the leader's report (0: unknown, e.g. a split
+    /// report; the known term is kept). A report with an older term than
+    /// the known one comes from a deposed leader and is refused.
+    pub term: u64,
 }
 
 impl RegionInfo {
@@ -321,7 +325,7 @@ impl Meta {
     /// Applies a region report (heartbeat, split report): refuses stale
     /// epochs, replaces overlapping regions, persists if anything durable
     /// changed. Returns whether the durable metadata changed.
-    pub fn put_region(&mut self, storage: &mut Storage, info: RegionInfo) -> Result<bool> {
+    pub fn put_region(&mut self, storage: &mut Storage, mut info: RegionInfo) -> Result<bool> {
         self.require_bootstrapped()?;
         let region = &info.region;
         if region.id == 0 {
@@ -341,6 +345,17 @@ impl Meta {
         }
         let (version, conf_ver) = epoch(region);
         if let Some(old) = self.regions.get(&region.id) {
+            if info.term == 0 {
+                info.term = old.term;
+            } else if info.term < old.term {
+                return Err(Error::StaleRegion {
+                    id: region.id,
+                    detail: format!(
+                        "reported by a leader at raft term {}, older than the known term {}",
+                        info.term, old.term
+                    ),
+                });
+            }
             let (ov, oc) = epoch(&old.region);
             if version < ov || conf_ver < oc {
                 return Err(Error::StaleRegion {

@@ -1,15 +1,22 @@
 //! Scheduling basics: the operator PD answers a region heartbeat with.
 //!
 //! Rules, checked in order for the reporting region:
-//! 1. fewer peers than `max-replicas` and an alive store without a peer of
-//!    the region: add a peer there (the store holding the fewest peers);
-//! 2. more peers than `max-replicas`: remove a follower (one on a dead store
-//!    first);
-//! 3. leader balance: if the leader's store leads at least two regions more
-//!    than an alive follower's store, transfer the leadership there.
+//! 1. a learner that has caught up (not pending, not down): promote it —
+//!    PD adds a replica as a learner first, so the quorum never waits for a
+//!    peer still receiving its snapshot;
+//! 2. fewer healthy peers than `max-replicas` (a peer is unhealthy when its
+//!    store stopped heartbeating or its leader has reported it down for
+//!    [`MAX_PEER_DOWN_SECS`]) and an alive store without a peer of the
+//!    region: add a learner there (the store holding the fewest peers);
+//! 3. more peers than `max-replicas`: remove a follower (an unhealthy one
+//!    first) — so a dead store's peer is replaced, then dropped;
+//! 4. leader balance: if the leader's store leads at least two regions more
+//!    than an alive follower's store, transfer the leadership there (never
+//!    to a pending, down or learner peer).
 //!
 //! Pure: reads the metadata and a time, returns a decision; the caller
-//! allocates ids and builds the `RegionHeartbeatResponse`.
+//! allocates (or reuses, for an operator in flight) ids and builds the
+//! `RegionHeartbeatResponse`.
 
 use std::collections::HashMap;
 
@@ -20,14 +27,20 @@ use crate::meta::{Meta, RegionInfo};
 /// A store counts as alive if it sent a heartbeat this recently.
 pub const STORE_ALIVE_MS: u64 = 60_000;
 
+/// A peer its leader reports down this long is replaced.
+pub const MAX_PEER_DOWN_SECS: u64 = 60;
+
 /// What PD asks a region's leader to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operator {
-    /// Add a voter on this store (the caller allocates the peer id).
-    AddPeer {
+    /// Add a learner on this store (the caller allocates the peer id, or
+    /// reuses the one of the same operator still in flight).
+    AddLearner {
         /// The target store.
         store_id: u64,
     },
+    /// Promote this caught-up learner to voter.
+    PromoteLearner(metapb::Peer),
     /// Remove this peer.
     RemovePeer(metapb::Peer),
     /// Move the leadership to this peer.
@@ -42,11 +55,42 @@ fn alive(meta: &Meta, store_id: u64, now_ms: u64) -> bool {
     })
 }
 
+fn is_pending(region: &RegionInfo, p: &metapb::Peer) -> bool {
+    region.pending_peers.iter().any(|x| x.id == p.id)
+}
+
+fn down_secs(region: &RegionInfo, p: &metapb::Peer) -> Option<u64> {
+    region
+        .down_peers
+        .iter()
+        .find(|d| d.peer.is_some_and(|x| x.id == p.id))
+        .map(|d| d.down_seconds)
+}
+
+/// Whether a peer is lost for scheduling purposes.
+fn unhealthy(meta: &Meta, region: &RegionInfo, p: &metapb::Peer, now_ms: u64) -> bool {
+    !alive(meta, p.store_id, now_ms)
+        || down_secs(region, p).is_some_and(|s| s >= MAX_PEER_DOWN_SECS)
+}
+
 /// The operator for `region`, if any.
 pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> {
     let max = meta.cluster.max_peer_count.max(1) as usize;
     let peers = &region.region.peers;
-    if peers.len() < max {
+    let learner = metapb::PeerRole::Learner as i32;
+    if let Some(l) = peers.iter().find(|p| {
+        p.role == learner
+            && !is_pending(region, p)
+            && down_secs(region, p).is_none()
+            && alive(meta, p.store_id, now_ms)
+    }) {
+        return Some(Operator::PromoteLearner(*l));
+    }
+    let healthy = peers
+        .iter()
+        .filter(|p| !unhealthy(meta, region, p, now_ms))
+        .count();
+    if healthy < max {
         let mut load: HashMap<u64, usize> = HashMap::new();
         for r in meta.regions() {
             for p in &r.region.peers {
@@ -59,7 +103,7 @@ pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> 
             .filter(|id| alive(meta, *id, now_ms) && !peers.iter().any(|p| p.store_id == *id))
             .min_by_key(|id| (load.get(id).copied().unwrap_or(0), *id));
         if let Some(store_id) = target {
-            return Some(Operator::AddPeer { store_id });
+            return Some(Operator::AddLearner { store_id });
         }
     }
     let leader_store = region.leader.as_ref().map(|l| l.store_id);
@@ -67,7 +111,7 @@ pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> 
         let mut followers = peers.iter().filter(|p| Some(p.store_id) != leader_store);
         let victim = followers
             .clone()
-            .find(|p| !alive(meta, p.store_id, now_ms))
+            .find(|p| unhealthy(meta, region, p, now_ms))
             .or_else(|| followers.next_back());
         if let Some(p) = victim {
             return Some(Operator::RemovePeer(*p));
@@ -85,6 +129,7 @@ pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> 
         .iter()
         .filter(|p| p.store_id != leader_store && alive(meta, p.store_id, now_ms))
         .filter(|p| p.role == metapb::PeerRole::Voter as i32)
+        .filter(|p| !is_pending(region, p) && down_secs(region, p).is_none())
         .min_by_key(|p| (leaders.get(&p.store_id).copied().unwrap_or(0), p.store_id))?;
     if leaders.get(&best.store_id).copied().unwrap_or(0) + 2 <= mine {
         return Some(Operator::TransferLeader(*best));

@@ -137,7 +137,7 @@ async fn storage_node_rpcs_work_end_to_end() {
     assert!(missing.header.unwrap().error.is_some());
 
     // Heartbeats make stores alive; the under-replicated region gets an
-    // AddNode operator on its heartbeat stream.
+    // add-learner operator on its heartbeat stream.
     for id in [1, 4, 5] {
         let r = c
             .store_heartbeat(pdpb::StoreHeartbeatRequest {
@@ -177,7 +177,10 @@ async fn storage_node_rpcs_work_end_to_end() {
     ok(op.header);
     assert_eq!(op.region_id, 2);
     let change = op.change_peer.unwrap();
-    assert_eq!(change.change_type, eraftpb::ConfChangeType::AddNode as i32);
+    assert_eq!(
+        change.change_type,
+        eraftpb::ConfChangeType::AddLearnerNode as i32
+    );
     assert!([4, 5].contains(&change.peer.unwrap().store_id));
     // A stale epoch on the same stream is refused, and says so.
     tx.send(pdpb::RegionHeartbeatRequest {

@@ -452,19 +452,25 @@ impl Peer {
         if !self.is_leader() {
             return None;
         }
-        let committed = self.node.raft.raft_log.committed;
         self.region
             .peers
             .iter()
             .filter(|p| p.role == metapb::PeerRole::Learner as i32)
-            .find(|p| {
-                self.node
-                    .raft
-                    .prs()
-                    .get(p.id)
-                    .is_some_and(|pr| pr.matched + 16 >= committed && pr.matched > 0)
-            })
+            .find(|p| self.caught_up(p.id))
             .copied()
+    }
+
+    /// Whether peer `id` has matched the log to within 16 entries of the
+    /// commit index (leader's view).
+    pub fn caught_up(&self, id: u64) -> bool {
+        let committed = self.node.raft.raft_log.committed;
+        self.is_leader()
+            && self
+                .node
+                .raft
+                .prs()
+                .get(id)
+                .is_some_and(|pr| pr.matched + 16 >= committed && pr.matched > 0)
     }
 
     /// The lowest log index any peer still needs (leader), or the applied

@@ -714,8 +714,16 @@ impl<E: Engine> RaftLoop<E> {
                         ..target
                     }),
                     Some(p) if p.role == metapb::PeerRole::Learner as i32 => {
-                        // Promotion happens when it has caught up.
-                        return;
+                        // PD promotes a learner it sees caught up; the
+                        // leader checks with its own progress too (and
+                        // promotes on its own once it has caught up).
+                        if !peer.caught_up(p.id) {
+                            return;
+                        }
+                        Change::AddVoter(metapb::Peer {
+                            role: metapb::PeerRole::Voter as i32,
+                            ..p
+                        })
                     }
                     Some(_) => return,
                 },
