@@ -5,8 +5,12 @@
 //! peak resident memory, and the TLS/plaintext ratio measured in this run.
 //!
 //! ```text
-//! cargo run --release --bin kv-bench -- [--seconds 5] [--fill-mib 0]
+//! cargo run --release --bin kv-bench -- [--seconds 5] [--fill-mib 0] [--replicas 3]
 //! ```
+//! `--replicas 3` runs the plaintext and mTLS clusters with three stores
+//! (every region replicated three ways, PD's default) and adds a third
+//! cluster, mTLS with one store, to print the cost of replication (3
+//! replicas vs 1) beside the TLS/plaintext ratio.
 //! `--fill-mib N` first writes N MiB of 64 KiB raw values and reports the
 //! store's resident memory while it holds them.
 
@@ -29,6 +33,10 @@ struct Args {
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     concurrency: Vec<usize>,
+    /// Stores per cluster (1, or 3 for three-way replication plus a
+    /// one-store mTLS cluster to compare with).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -116,43 +124,100 @@ async fn run(client: &ClusterClient, w: Workload, conc: usize, secs: u64) -> Res
     }
 }
 
-/// Runs every (workload, concurrency) against both clusters, interleaved
-/// (plain, mTLS, plain, mTLS) so that load from anything else on the
-/// machine falls on both sides alike; each side's result is the mean of its
-/// two rounds.
-async fn measure_both(args: &Args) -> Vec<((Workload, usize), Result, Result)> {
-    let plain = Cluster::start(false, 1).await;
-    let tls = Cluster::start(true, 1).await;
+/// Waits until PD reports the first region with `n` voters and a leader.
+async fn wait_voters(c: &Cluster, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok((200, body)) = c.pd_get("/pd/api/v1/regions").await {
+            if body.matches("\"role_name\":\"Voter\"").count() >= n && body.contains("\"leader\":{")
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the region did not reach {n} voters within 120s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// One measured row: plaintext, mTLS, and (with `--replicas 3`) mTLS on
+/// one store.
+type Row = ((Workload, usize), Result, Result, Option<Result>);
+
+/// Runs every (workload, concurrency) against the clusters, interleaved
+/// (plain, mTLS[, mTLS x1], plain, mTLS[, mTLS x1]) so that load from
+/// anything else on the machine falls on every side alike; each side's
+/// result is the mean of its two rounds.
+async fn measure(args: &Args) -> Vec<Row> {
+    let n = args.replicas.max(1);
+    let plain = Cluster::start(false, n).await;
+    let tls = Cluster::start(true, n).await;
+    let single = if n > 1 {
+        Some(Cluster::start(true, 1).await)
+    } else {
+        None
+    };
+    wait_voters(&plain, n).await;
+    wait_voters(&tls, n).await;
     let (cp, ct) = (connect(&plain).await, connect(&tls).await);
+    let c1 = match &single {
+        Some(c) => Some(connect(c).await),
+        None => None,
+    };
     let half = (args.seconds / 2).max(1);
+    let mean = |a: Result, b: Result| Result {
+        ops_per_sec: (a.ops_per_sec + b.ops_per_sec) / 2.0,
+        p99_ms: a.p99_ms.max(b.p99_ms),
+        errors: a.errors + b.errors,
+    };
     let mut out = Vec::new();
     for w in [Workload::RawPut, Workload::RawGet, Workload::Txn2Key] {
         for &conc in &args.concurrency {
-            let p1 = run(&cp, w, conc, half).await;
-            let t1 = run(&ct, w, conc, half).await;
-            let p2 = run(&cp, w, conc, half).await;
-            let t2 = run(&ct, w, conc, half).await;
-            let mean = |a: Result, b: Result| Result {
-                ops_per_sec: (a.ops_per_sec + b.ops_per_sec) / 2.0,
-                p99_ms: a.p99_ms.max(b.p99_ms),
-                errors: a.errors + b.errors,
+            let mut rounds: [Vec<Result>; 3] = Default::default();
+            for _ in 0..2 {
+                rounds[0].push(run(&cp, w, conc, half).await);
+                rounds[1].push(run(&ct, w, conc, half).await);
+                if let Some(c1) = &c1 {
+                    rounds[2].push(run(c1, w, conc, half).await);
+                }
+            }
+            let mut side = |i: usize| {
+                let b = rounds[i].pop()?;
+                let a = rounds[i].pop()?;
+                Some(mean(a, b))
             };
-            let (p, t) = (mean(p1, p2), mean(t1, t2));
+            let (Some(p), Some(t), one) = (side(0), side(1), side(2)) else {
+                continue;
+            };
+            let errors = p.errors + t.errors + one.as_ref().map_or(0, |o| o.errors);
             eprintln!(
-                "  {w:?} x{conc}: plain {:.0} ops/s (p99 {:.2} ms), mTLS {:.0} ops/s (p99 {:.2} ms){}",
+                "  {w:?} x{conc}: plain {:.0} ops/s (p99 {:.2} ms), mTLS {:.0} ops/s (p99 {:.2} ms){}{}",
                 p.ops_per_sec,
                 p.p99_ms,
                 t.ops_per_sec,
                 t.p99_ms,
-                if p.errors + t.errors > 0 { format!(", {} errors", p.errors + t.errors) } else { String::new() }
+                one.as_ref().map_or(String::new(), |o| format!(
+                    ", mTLS 1 replica {:.0} ops/s (p99 {:.2} ms)",
+                    o.ops_per_sec, o.p99_ms
+                )),
+                if errors > 0 { format!(", {errors} errors") } else { String::new() }
             );
-            out.push(((w, conc), p, t));
+            out.push(((w, conc), p, t, one));
         }
     }
+    let rss = |c: &Cluster| {
+        c.kv.iter()
+            .map(|k| k.peak_rss_bytes().unwrap_or(0))
+            .max()
+            .unwrap_or(0) as f64
+            / 1048576.0
+    };
     eprintln!(
-        "  tikv-server peak resident memory: plaintext {:.1} MiB, mTLS {:.1} MiB",
-        plain.kv[0].peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
-        tls.kv[0].peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
+        "  tikv-server peak resident memory (largest store): plaintext {:.1} MiB, mTLS {:.1} MiB",
+        rss(&plain),
+        rss(&tls)
     );
     out
 }
@@ -239,30 +304,45 @@ async fn main() {
     if args.fill_mib > 0 {
         fill(&args).await;
     }
+    let n = args.replicas.max(1);
     eprintln!(
-        "kv-bench: {}s per measurement (two interleaved rounds per side), 1 PD + 1 TiKV per cluster on this machine",
-        args.seconds
+        "kv-bench: {}s per measurement (two interleaved rounds per side), 1 PD + {n} TiKV per cluster{} on this machine",
+        args.seconds,
+        if n > 1 { " (+ a 1-TiKV mTLS cluster)" } else { "" }
     );
     tso_batching().await;
-    let rows = measure_both(&args).await;
-    println!(
-        "\n{:<10} {:>5} {:>12} {:>10} {:>12} {:>10} {:>10}",
-        "workload", "conc", "plain ops/s", "p99 ms", "mTLS ops/s", "p99 ms", "TLS/plain"
-    );
-    for ((w, conc), p, t) in &rows {
+    let rows = measure(&args).await;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    if n > 1 {
         println!(
-            "{:<10} {:>5} {:>12.0} {:>10.2} {:>12.0} {:>10.2} {:>10.3}",
+            "\n{n} replicas (plain and mTLS) vs 1 replica (mTLS)\n{:<10} {:>5} {:>12} {:>8} {:>12} {:>8} {:>10} {:>12} {:>8} {:>10}",
+            "workload", "conc", "plain ops/s", "p99 ms", "mTLS ops/s", "p99 ms", "TLS/plain", "1-rep ops/s", "p99 ms", format!("{n}rep/1rep")
+        );
+    } else {
+        println!(
+            "\n{:<10} {:>5} {:>12} {:>8} {:>12} {:>8} {:>10}",
+            "workload", "conc", "plain ops/s", "p99 ms", "mTLS ops/s", "p99 ms", "TLS/plain"
+        );
+    }
+    for ((w, conc), p, t, one) in &rows {
+        print!(
+            "{:<10} {:>5} {:>12.0} {:>8.2} {:>12.0} {:>8.2} {:>10.3}",
             format!("{w:?}"),
             conc,
             p.ops_per_sec,
             p.p99_ms,
             t.ops_per_sec,
             t.p99_ms,
-            if p.ops_per_sec > 0.0 {
-                t.ops_per_sec / p.ops_per_sec
-            } else {
-                0.0
-            }
+            ratio(t.ops_per_sec, p.ops_per_sec)
         );
+        match one {
+            Some(o) => println!(
+                " {:>12.0} {:>8.2} {:>10.3}",
+                o.ops_per_sec,
+                o.p99_ms,
+                ratio(t.ops_per_sec, o.ops_per_sec)
+            ),
+            None => println!(),
+        }
     }
 }
