@@ -36,6 +36,13 @@ impl Backoff {
         Backoff::new(10, 1000, 40, seed())
     }
 
+    /// Waiting for another transaction's pessimistic lock: short sleeps
+    /// (locks of short transactions go within milliseconds); the caller's
+    /// deadline bounds the total.
+    pub fn lock_wait() -> Backoff {
+        Backoff::new(1, 20, u32::MAX, seed())
+    }
+
     fn next_rand(&mut self) -> u64 {
         // xorshift64*
         self.seed ^= self.seed >> 12;

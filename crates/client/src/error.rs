@@ -50,6 +50,14 @@ pub enum Error {
         /// The locking transaction.
         lock_ts: u64,
     },
+    /// Waiting for a lock would close a cycle of waiting transactions:
+    /// this transaction must roll back so the others can proceed.
+    Deadlock {
+        /// The key whose lock was awaited.
+        key: Vec<u8>,
+        /// The transaction holding it.
+        lock_ts: u64,
+    },
     /// The transaction cannot commit (it was rolled back by another client
     /// after its lock expired, or the store refused it).
     Aborted(String),
@@ -82,6 +90,11 @@ impl fmt::Display for Error {
             Error::Locked { key, lock_ts } => write!(
                 f,
                 "key {:?} is still locked by live transaction {lock_ts}; retry later",
+                String::from_utf8_lossy(key)
+            ),
+            Error::Deadlock { key, lock_ts } => write!(
+                f,
+                "deadlock: waiting for the lock of transaction {lock_ts} on key {:?} closes a cycle of waiting transactions",
                 String::from_utf8_lossy(key)
             ),
             Error::Aborted(m) => write!(f, "transaction aborted: {m}"),

@@ -50,11 +50,58 @@ pub enum Mutation {
 /// A user key and its change (the payload of a prewrite item).
 type KeyedMutation = (Vec<u8>, Mutation);
 
+/// How long a pessimistic lock waits for another transaction's lock by
+/// default (it must stay below the lock TTL, or the waiter would roll back
+/// a live transaction's locks).
+pub const LOCK_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Who waits for whom among this client's transactions (start ts -> the
+/// start ts of the lock holder). A wait that would close a cycle is a
+/// deadlock and is refused at once. Cycles through transactions of other
+/// clients are broken by the lock-wait timeout instead.
+#[derive(Default)]
+pub struct Detector {
+    waits: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+impl Detector {
+    /// Records that `waiter` waits for `holder`; false if that deadlocks.
+    pub fn wait(&self, waiter: u64, holder: u64) -> bool {
+        let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cur = holder;
+        let mut steps = 0;
+        while let Some(&next) = w.get(&cur) {
+            if next == waiter || cur == waiter {
+                return false;
+            }
+            cur = next;
+            steps += 1;
+            if steps > 10_000 {
+                break;
+            }
+        }
+        if holder == waiter {
+            return false;
+        }
+        w.insert(waiter, holder);
+        true
+    }
+
+    /// `waiter` no longer waits.
+    pub fn done(&self, waiter: u64) {
+        self.waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&waiter);
+    }
+}
+
 /// The transactional client.
 #[derive(Clone)]
 pub struct TxnClient {
     kv: Arc<KvClient>,
     tso: TsoClient,
+    detector: Arc<Detector>,
 }
 
 fn key_error(e: &kvrpcpb::KeyError, start_ts: u64) -> Error {
@@ -84,7 +131,11 @@ fn key_error(e: &kvrpcpb::KeyError, start_ts: u64) -> Error {
 impl TxnClient {
     /// A client over the stores and PD's TSO.
     pub fn new(kv: Arc<KvClient>, tso: TsoClient) -> TxnClient {
-        TxnClient { kv, tso }
+        TxnClient {
+            kv,
+            tso,
+            detector: Arc::new(Detector::default()),
+        }
     }
 
     /// A fresh timestamp.
@@ -218,17 +269,73 @@ impl TxnClient {
         Ok(out)
     }
 
+    /// Removes an expired pessimistic lock: the primary is checked (and
+    /// rolled back if it is an expired pessimistic lock too), then this
+    /// key's lock is rolled back. False while the primary is alive.
+    async fn resolve_pessimistic(
+        &self,
+        lock: &kvrpcpb::LockInfo,
+        caller_ts: u64,
+        current_ts: u64,
+    ) -> Result<bool> {
+        let primary = lock.primary_lock.clone();
+        let (_, st) = self
+            .kv
+            .request(&encode_bytes(&primary), |ctx, mut s| {
+                let req = kvrpcpb::CheckTxnStatusRequest {
+                    context: Some(ctx),
+                    primary_key: primary.clone(),
+                    lock_ts: lock.lock_version,
+                    caller_start_ts: caller_ts,
+                    current_ts,
+                    rollback_if_not_exist: true,
+                    resolving_pessimistic_lock: true,
+                    ..Default::default()
+                };
+                async move { s.kv_check_txn_status(req).await }
+            })
+            .await?;
+        if let Some(e) = &st.error {
+            return Err(key_error(e, caller_ts));
+        }
+        if st.commit_version == 0 && st.lock_ttl > 0 {
+            return Ok(false);
+        }
+        let key = lock.key.clone();
+        let (_, r) = self
+            .kv
+            .request(&encode_bytes(&key), |ctx, mut s| {
+                let req = kvrpcpb::PessimisticRollbackRequest {
+                    context: Some(ctx),
+                    start_version: lock.lock_version,
+                    for_update_ts: u64::MAX,
+                    keys: vec![key.clone()],
+                };
+                async move { s.kv_pessimistic_rollback(req).await }
+            })
+            .await?;
+        match r.errors.first() {
+            Some(e) => Err(key_error(e, caller_ts)),
+            None => Ok(true),
+        }
+    }
+
     /// Resolves a lock met by a reader or writer at `caller_ts`. Returns
     /// whether the lock is gone (committed or rolled back); false when its
     /// transaction is alive (back off and retry).
     pub async fn resolve_lock(&self, lock: &kvrpcpb::LockInfo, caller_ts: u64) -> Result<bool> {
-        if lock.lock_type == kvrpcpb::Op::PessimisticLock as i32 {
-            // Readers never block on pessimistic locks; writers wait for them.
-            return Ok(false);
-        }
         let current_ts = self.tso.get_ts().await?;
         let expired =
             (current_ts >> LOGICAL_BITS) >= (lock.lock_version >> LOGICAL_BITS) + lock.lock_ttl;
+        if lock.lock_type == kvrpcpb::Op::PessimisticLock as i32 {
+            // Readers never block on pessimistic locks; writers wait for
+            // them until they expire (their transaction died: a client that
+            // went away without rolling back).
+            if !expired {
+                return Ok(false);
+            }
+            return self.resolve_pessimistic(lock, caller_ts, current_ts).await;
+        }
         let primary = lock.primary_lock.clone();
         let caller = if caller_ts == u64::MAX {
             current_ts
@@ -300,6 +407,7 @@ pub struct Transaction {
     buffer: BTreeMap<Vec<u8>, Mutation>,
     locked: BTreeSet<Vec<u8>>,
     primary: Option<Vec<u8>>,
+    lock_wait: std::time::Duration,
 }
 
 impl Transaction {
@@ -312,7 +420,14 @@ impl Transaction {
             buffer: BTreeMap::new(),
             locked: BTreeSet::new(),
             primary: None,
+            lock_wait: LOCK_WAIT_TIMEOUT,
         }
+    }
+
+    /// How long pessimistic locking waits for other transactions' locks
+    /// (capped below the lock TTL).
+    pub fn set_lock_wait_timeout(&mut self, d: std::time::Duration) {
+        self.lock_wait = d.min(LOCK_WAIT_TIMEOUT);
     }
 
     /// The start timestamp (snapshot).
@@ -437,92 +552,107 @@ impl Transaction {
             .primary
             .get_or_insert_with(|| keys.first().cloned().unwrap_or_default())
             .clone();
-        let mut backoff = Backoff::lock();
+        let mut backoff = Backoff::lock_wait();
+        let deadline = std::time::Instant::now() + self.lock_wait;
         let mut values = BTreeMap::new();
-        loop {
-            let items: Vec<(Vec<u8>, Vec<u8>)> =
-                keys.iter().map(|k| (encode_bytes(k), k.clone())).collect();
-            let start_ts = self.start_ts;
-            let p = primary.clone();
-            let resps = self
-                .client
-                .kv
-                .request_batch(items, |ctx, mut s, group| {
-                    let req = kvrpcpb::PessimisticLockRequest {
-                        context: Some(ctx),
-                        mutations: group
-                            .iter()
-                            .map(|(_, k)| kvrpcpb::Mutation {
-                                op: kvrpcpb::Op::PessimisticLock as i32,
-                                key: k.clone(),
-                                ..Default::default()
-                            })
-                            .collect(),
-                        primary_lock: p.clone(),
-                        start_version: start_ts,
-                        lock_ttl: LOCK_TTL_MS * 7,
-                        for_update_ts,
-                        return_values: true,
-                        ..Default::default()
-                    };
-                    let keys: Vec<Vec<u8>> = group.into_iter().map(|(_, k)| k).collect();
-                    async move {
-                        s.kv_pessimistic_lock(req)
-                            .await
-                            .map(|r| r.map(|resp| (keys, resp)))
+        let detector = self.client.detector.clone();
+        let me = self.start_ts;
+        let result = async {
+            loop {
+                let items: Vec<(Vec<u8>, Vec<u8>)> =
+                    keys.iter().map(|k| (encode_bytes(k), k.clone())).collect();
+                let start_ts = self.start_ts;
+                let p = primary.clone();
+                let resps = self
+                    .client
+                    .kv
+                    .request_batch(items, |ctx, mut s, group| {
+                        let req = kvrpcpb::PessimisticLockRequest {
+                            context: Some(ctx),
+                            mutations: group
+                                .iter()
+                                .map(|(_, k)| kvrpcpb::Mutation {
+                                    op: kvrpcpb::Op::PessimisticLock as i32,
+                                    key: k.clone(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            primary_lock: p.clone(),
+                            start_version: start_ts,
+                            lock_ttl: LOCK_TTL_MS * 7,
+                            for_update_ts,
+                            return_values: true,
+                            ..Default::default()
+                        };
+                        let keys: Vec<Vec<u8>> = group.into_iter().map(|(_, k)| k).collect();
+                        async move {
+                            s.kv_pessimistic_lock(req)
+                                .await
+                                .map(|r| r.map(|resp| (keys, resp)))
+                        }
+                    })
+                    .await?;
+                let mut blocked = None;
+                let mut newer_commit = false;
+                for (keys, r) in resps {
+                    if let Some(e) = r.errors.first() {
+                        match (&e.locked, &e.conflict) {
+                            (Some(lock), _) => blocked = Some(lock.clone()),
+                            // Someone committed the key after our for_update_ts:
+                            // pessimistic locks are taken on the newest version,
+                            // so lock again at a fresh for_update_ts (as TiDB does).
+                            (None, Some(_)) => newer_commit = true,
+                            (None, None) => return Err(key_error(e, self.start_ts)),
+                        }
+                        continue;
                     }
-                })
-                .await?;
-            let mut blocked = None;
-            let mut newer_commit = false;
-            for (keys, r) in resps {
-                if let Some(e) = r.errors.first() {
-                    match (&e.locked, &e.conflict) {
-                        (Some(lock), _) => blocked = Some(lock.clone()),
-                        // Someone committed the key after our for_update_ts:
-                        // pessimistic locks are taken on the newest version,
-                        // so lock again at a fresh for_update_ts (as TiDB does).
-                        (None, Some(_)) => newer_commit = true,
-                        (None, None) => return Err(key_error(e, self.start_ts)),
+                    for (i, k) in keys.into_iter().enumerate() {
+                        let absent = r.not_founds.get(i).copied().unwrap_or(true);
+                        values.insert(
+                            k,
+                            if absent {
+                                None
+                            } else {
+                                r.values.get(i).cloned()
+                            },
+                        );
                     }
-                    continue;
                 }
-                for (i, k) in keys.into_iter().enumerate() {
-                    let absent = r.not_founds.get(i).copied().unwrap_or(true);
-                    values.insert(
-                        k,
-                        if absent {
-                            None
-                        } else {
-                            r.values.get(i).cloned()
-                        },
-                    );
-                }
-            }
-            if newer_commit && blocked.is_none() {
-                if !backoff.wait().await {
-                    return Err(Error::Locked {
-                        key: keys.first().cloned().unwrap_or_default(),
-                        lock_ts: 0,
-                    });
-                }
-                for_update_ts = self.client.tso.get_ts().await?;
-                continue;
-            }
-            match blocked {
-                None => break,
-                Some(lock) => {
-                    if !self.client.resolve_lock(&lock, self.start_ts).await?
-                        && !backoff.wait().await
-                    {
+                if newer_commit && blocked.is_none() {
+                    if std::time::Instant::now() >= deadline || !backoff.wait().await {
                         return Err(Error::Locked {
-                            key: lock.key,
-                            lock_ts: lock.lock_version,
+                            key: keys.first().cloned().unwrap_or_default(),
+                            lock_ts: 0,
                         });
                     }
+                    for_update_ts = self.client.tso.get_ts().await?;
+                    continue;
+                }
+                match blocked {
+                    None => break,
+                    Some(lock) => {
+                        if !detector.wait(me, lock.lock_version) {
+                            return Err(Error::Deadlock {
+                                key: lock.key,
+                                lock_ts: lock.lock_version,
+                            });
+                        }
+                        if !self.client.resolve_lock(&lock, self.start_ts).await?
+                            && (std::time::Instant::now() >= deadline || !backoff.wait().await)
+                        {
+                            return Err(Error::Locked {
+                                key: lock.key,
+                                lock_ts: lock.lock_version,
+                            });
+                        }
+                    }
                 }
             }
+            Ok(for_update_ts)
         }
+        .await;
+        detector.done(me);
+        let for_update_ts = result?;
         self.for_update_ts = self.for_update_ts.max(for_update_ts);
         self.locked.extend(keys.iter().cloned());
         Ok(keys

@@ -261,6 +261,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         db: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>>;
 
+    /// The connection ended: roll back what the session left open.
+    fn close<'a>(&'a self, session: &'a mut Session) -> BoxFuture<'a, ()> {
+        let _ = session;
+        Box::pin(async {})
+    }
+
     /// The columns of a table (COM_FIELD_LIST).
     fn field_list<'a>(
         &'a self,

@@ -61,7 +61,12 @@ pub fn kv_err(e: tiox_client::Error) -> SqlError {
             state: "HY000",
             message: "Lock wait timeout exceeded; try restarting transaction".into(),
         },
-        tiox_client::Error::Conflict { .. } => write_conflict(),
+        tiox_client::Error::Conflict { key, .. } => write_conflict(&key),
+        tiox_client::Error::Deadlock { .. } => SqlError {
+            code: 1213,
+            state: "40001",
+            message: "Deadlock found when trying to get lock; try restarting transaction".into(),
+        },
         other => SqlError {
             code: 9005,
             state: "HY000",
@@ -70,12 +75,20 @@ pub fn kv_err(e: tiox_client::Error) -> SqlError {
     }
 }
 
-/// A write conflict at commit (TiDB's code 9007).
-pub fn write_conflict() -> SqlError {
+/// A write conflict at commit (TiDB's code 9007), naming the key
+/// (`t{table}_r{handle}`, `t{table}_i{index}`, or hex).
+pub fn write_conflict(key: &[u8]) -> SqlError {
+    let what = match super::codec::decode_record_key(key) {
+        Ok((t, h)) => format!("row {h} of table id {t}"),
+        Err(_) => match super::codec::table_id_of(key) {
+            Some(t) => format!("an index entry of table id {t}"),
+            None => key.iter().map(|b| format!("{b:02x}")).collect(),
+        },
+    };
     SqlError {
         code: 9007,
         state: "HY000",
-        message: "Write conflict: another transaction changed a row this transaction wrote after it started; the transaction was rolled back [try again later]".into(),
+        message: format!("Write conflict on {what}: another transaction changed it after this transaction started; the transaction was rolled back [try again later]"),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Writer<'a> {
     pub dups: &'a mut DupMessages,
     /// First AUTO_INCREMENT value generated (LAST_INSERT_ID()).
     pub last_insert_id: u64,
+    /// Keys written by this statement in a pessimistic transaction, locked
+    /// before the statement returns.
+    pub touched: Vec<Vec<u8>>,
 }
 
 fn column_count_mismatch(row: usize) -> SqlError {
@@ -155,7 +158,11 @@ impl Writer<'_> {
                     }
                 }
                 _ => {
-                    let runner = Runner { sx: self.sx, tx };
+                    let runner = Runner {
+                        sx: self.sx,
+                        tx,
+                        dry: false,
+                    };
                     let out = runner.query(src, None).await?;
                     for (i, r) in out.rows.into_iter().enumerate() {
                         if r.len() != cols.len() {
@@ -175,6 +182,7 @@ impl Writer<'_> {
         for (handle, row) in rows {
             affected += self.write_new(tx, &t, handle, row, mode, upsert).await?;
         }
+        self.lock_touched(tx).await?;
         Ok(self.ok(affected, String::new()))
     }
 
@@ -296,6 +304,24 @@ impl Writer<'_> {
         upsert: &[Assignment],
     ) -> Result<u64, SqlError> {
         let uniques = Self::unique_keys(t, handle, &row);
+        if mode == Mode::Plain && tx.is_pessimistic() {
+            // In-place check under locks, as TiDB's pessimistic mode.
+            let keys: Vec<Vec<u8>> = uniques.iter().map(|(k, _, _)| k.clone()).collect();
+            let latest = tx.lock_keys(&keys).await.map_err(kv_err)?;
+            for ((k, name, cols), v) in uniques.iter().zip(latest) {
+                let buffered = tx.buffered(k);
+                let exists = match buffered {
+                    Some(Mutation::Put(_)) | Some(Mutation::Insert(_)) => true,
+                    Some(Mutation::Delete) => false,
+                    _ => v.is_some(),
+                };
+                if exists {
+                    return Err(table::duplicate_entry(t, name, cols, &row));
+                }
+            }
+            self.put_row(tx, t, handle, &row, None, false);
+            return Ok(1);
+        }
         if mode == Mode::Plain {
             for (k, name, cols) in &uniques {
                 let dup = if t.handle_col.is_none() && name == "PRIMARY" {
@@ -422,7 +448,7 @@ impl Writer<'_> {
     /// at prewrite (insert mutations) unless this transaction deleted the
     /// key before.
     fn put_row(
-        &self,
+        &mut self,
         tx: &mut Transaction,
         t: &TableInfo,
         handle: i64,
@@ -432,19 +458,48 @@ impl Writer<'_> {
     ) {
         let key = codec::record_key(t.id, handle);
         let value = table::encode_row(t, row);
-        put(tx, key, value, lazy);
+        self.put(tx, key, value, lazy);
         for ix in t.indexes.iter().filter(|ix| writes_index(ix)) {
             let (k, v) = table::index_entry(t, ix, row, handle);
-            put(tx, k, v, lazy && ix.unique);
+            self.put(tx, k, v, lazy && ix.unique);
         }
     }
 
-    fn delete_row(&self, tx: &mut Transaction, t: &TableInfo, handle: i64, row: &[Value]) {
-        tx.delete(codec::record_key(t.id, handle));
+    fn delete_row(&mut self, tx: &mut Transaction, t: &TableInfo, handle: i64, row: &[Value]) {
+        self.del(tx, codec::record_key(t.id, handle));
         for ix in &t.indexes {
             let (k, _) = table::index_entry(t, ix, row, handle);
-            tx.delete(k);
+            self.del(tx, k);
         }
+    }
+
+    fn del(&mut self, tx: &mut Transaction, key: Vec<u8>) {
+        if tx.is_pessimistic() {
+            self.touched.push(key.clone());
+        }
+        tx.delete(key);
+    }
+
+    fn put(&mut self, tx: &mut Transaction, key: Vec<u8>, value: Vec<u8>, lazy_unique: bool) {
+        if tx.is_pessimistic() {
+            self.touched.push(key.clone());
+        }
+        match (lazy_unique, tx.buffered(&key)) {
+            // Deleted earlier in this transaction: the committed key exists.
+            (_, Some(Mutation::Delete)) | (false, _) => tx.put(key, value),
+            (true, _) => tx.insert(key, value),
+        }
+    }
+
+    /// Pessimistic transactions lock every key a statement wrote, so
+    /// commit cannot fail on them (TiDB locks row and index keys too).
+    async fn lock_touched(&mut self, tx: &mut Transaction) -> Result<(), SqlError> {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        let keys = std::mem::take(&mut self.touched);
+        tx.lock_keys(&keys).await.map_err(kv_err)?;
+        Ok(())
     }
 
     /// Replaces row `handle` (`old`) by `new`, checking unique keys.
@@ -501,16 +556,21 @@ impl Writer<'_> {
             self.put_row(tx, t, new_handle, &new, None, true);
             return Ok(());
         }
-        tx.put(codec::record_key(t.id, handle), table::encode_row(t, &new));
+        self.put(
+            tx,
+            codec::record_key(t.id, handle),
+            table::encode_row(t, &new),
+            false,
+        );
         for ix in &t.indexes {
             if ix.columns.iter().all(|&c| old[c] == new[c]) {
                 continue;
             }
             let (ok, _) = table::index_entry(t, ix, old, handle);
-            tx.delete(ok);
+            self.del(tx, ok);
             if writes_index(ix) {
                 let (k, v) = table::index_entry(t, ix, &new, handle);
-                put(tx, k, v, ix.unique);
+                self.put(tx, k, v, ix.unique);
             }
         }
         Ok(())
@@ -536,7 +596,11 @@ impl Writer<'_> {
             None => None,
         };
         let rows = {
-            let runner = Runner { sx: self.sx, tx };
+            let runner = Runner {
+                sx: self.sx,
+                tx,
+                dry: false,
+            };
             runner
                 .matching_rows(t, alias, selection, order, limit)
                 .await?
@@ -602,6 +666,7 @@ impl Writer<'_> {
                 changed += 1;
             }
         }
+        self.lock_touched(tx).await?;
         Ok(self.ok(
             changed,
             format!("Rows matched: {matched}  Changed: {changed}  Warnings: 0"),
@@ -643,15 +708,8 @@ impl Writer<'_> {
         for (h, row) in rows {
             self.delete_row(tx, &t, h, &row);
         }
+        self.lock_touched(tx).await?;
         Ok(self.ok(n, String::new()))
-    }
-}
-
-fn put(tx: &mut Transaction, key: Vec<u8>, value: Vec<u8>, lazy_unique: bool) {
-    match (lazy_unique, tx.buffered(&key)) {
-        // Deleted earlier in this transaction: the committed key exists.
-        (_, Some(Mutation::Delete)) | (false, _) => tx.put(key, value),
-        (true, _) => tx.insert(key, value),
     }
 }
 

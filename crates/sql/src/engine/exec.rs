@@ -731,6 +731,8 @@ pub struct Runner<'a> {
     pub sx: &'a Sx<'a>,
     /// The transaction (reads at its snapshot plus its own writes).
     pub tx: &'a Transaction,
+    /// Describe only: tables yield no rows (result columns at prepare).
+    pub dry: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -1031,6 +1033,13 @@ impl<'a> Runner<'a> {
                     });
                 }
                 let (_, t) = self.sx.table(name)?;
+                if self.dry {
+                    return Ok(Source {
+                        scope: Scope::of_table(&t, &alias_name),
+                        rows: Vec::new(),
+                        handles: None,
+                    });
+                }
                 let access = plan::choose(&t, &alias_name, filter);
                 // No resolver: the planner only uses constants.
                 let ctx = self.sx.ctx(None);
@@ -1543,7 +1552,8 @@ impl<'a> Runner<'a> {
                 let sample = rows.iter().map(|r| &r[i]).find(|v| !v.is_null());
                 match meta {
                     Some((Some(t), nn)) => column_def(name, Some(t), *nn, sample),
-                    _ => column_def(name, None, false, sample),
+                    _ => static_column(name, &items[i].1, &src.scope)
+                        .unwrap_or_else(|| column_def(name, None, false, sample)),
                 }
             })
             .collect();
@@ -1676,6 +1686,56 @@ pub async fn reread(
         }
     }
     Ok(out)
+}
+
+/// The result column of an aggregate, known without rows (so a prepared
+/// statement's columns match its executions').
+fn static_column(name: &str, e: &Expr, scope: &Scope) -> Option<Column> {
+    let Expr::Function(f) = e else { return None };
+    let fname = f.name.to_string().to_ascii_lowercase();
+    let arg_col = || match walk::args(f).first() {
+        Some(Expr::Identifier(i)) => scope.find(std::slice::from_ref(i)).ok().flatten(),
+        Some(Expr::CompoundIdentifier(p)) => scope.find(p).ok().flatten(),
+        _ => None,
+    };
+    match fname.as_str() {
+        "count" => Some(column_def(
+            name,
+            Some(&ColumnType::new(Kind::BigInt)),
+            true,
+            None,
+        )),
+        "sum" | "avg" => {
+            let float = arg_col()
+                .and_then(|i| scope.cols[i].ty.as_ref())
+                .is_some_and(|t| matches!(t.kind, Kind::Float | Kind::Double));
+            if float {
+                Some(column_def(
+                    name,
+                    Some(&ColumnType::new(Kind::Double)),
+                    false,
+                    None,
+                ))
+            } else {
+                Some(column_def(
+                    name,
+                    Some(&ColumnType::new(Kind::Decimal {
+                        precision: 65,
+                        scale: if fname == "avg" { 4 } else { 0 },
+                    })),
+                    false,
+                    None,
+                ))
+            }
+        }
+        "min" | "max" => arg_col().and_then(|i| {
+            scope.cols[i]
+                .ty
+                .as_ref()
+                .map(|t| column_def(name, Some(t), false, None))
+        }),
+        _ => None,
+    }
 }
 
 fn col_expr(c: &ScopeCol) -> Expr {

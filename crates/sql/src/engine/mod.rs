@@ -112,7 +112,7 @@ fn commit_err(e: tiox_client::Error, dups: &DupMessages) -> SqlError {
             state: "23000",
             message: "Duplicate entry for a unique key".into(),
         }),
-        tiox_client::Error::Conflict { .. } => write_conflict(),
+        tiox_client::Error::Conflict { key, .. } => write_conflict(&key),
         other => kv_err(other),
     }
 }
@@ -234,6 +234,38 @@ impl Engine {
         })
     }
 
+    /// The result columns of a query, without reading rows (prepare).
+    async fn describe(
+        &self,
+        session: &Session,
+        sql: &str,
+        params: usize,
+        q: &sqlparser::ast::Query,
+    ) -> Result<Vec<Column>, SqlError> {
+        let mut dbs = Vec::new();
+        query_dbs(session, q, &mut dbs);
+        if dbs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nulls = vec![Value::Null; params];
+        let sx = self.sx(session, sql, &nulls).await?;
+        let tx = self.begin(false).await?;
+        let runner = Runner {
+            sx: &sx,
+            tx: &tx,
+            dry: true,
+        };
+        // A query that cannot be described now (unknown table, ...) fails
+        // at execution with the right error.
+        match runner.query(q, None).await {
+            Ok(o) => Ok(o.columns),
+            Err(e) => {
+                tracing::debug!(error = %e, "a prepared query could not be described; its columns come with each execution");
+                Ok(Vec::new())
+            }
+        }
+    }
+
     /// The session's account record, cached for a second.
     fn me(&self, session: &Session, st: &mut State) -> Result<UserRecord, SqlError> {
         if let Some((u, at)) = &st.me {
@@ -295,6 +327,22 @@ impl Engine {
         }
     }
 
+    /// A transaction for `session` (honours `innodb_lock_wait_timeout`).
+    async fn begin_for(
+        &self,
+        session: &Session,
+        pessimistic: bool,
+    ) -> Result<Transaction, SqlError> {
+        let mut t = self.begin(pessimistic).await?;
+        if let Some(v) = session.vars.get("innodb_lock_wait_timeout") {
+            let secs = crate::executor::eval::to_f64(v);
+            if secs > 0.0 {
+                t.set_lock_wait_timeout(Duration::from_secs_f64(secs));
+            }
+        }
+        Ok(t)
+    }
+
     async fn finish(&self, st: &mut State, commit: bool) -> Result<(), SqlError> {
         let dups = std::mem::take(&mut st.dups);
         if let Some(t) = st.txn.take() {
@@ -340,7 +388,10 @@ impl Engine {
                     _ => None,
                 };
                 self.finish(st, true).await?;
-                st.txn = Some(self.begin(Self::new_txn_pessimistic(session, mode)).await?);
+                st.txn = Some(
+                    self.begin_for(session, Self::new_txn_pessimistic(session, mode))
+                        .await?,
+                );
                 Ok(Output::ok())
             }
             Stmt::Transaction(what) => {
@@ -539,7 +590,10 @@ impl Engine {
     ) -> Result<Output, SqlError> {
         if st.txn.is_none() && !session.autocommit() {
             // autocommit=0: the first statement opens a transaction.
-            st.txn = Some(self.begin(Self::new_txn_pessimistic(session, None)).await?);
+            st.txn = Some(
+                self.begin_for(session, Self::new_txn_pessimistic(session, None))
+                    .await?,
+            );
         }
         let mut last_insert_id = 0;
         let result = if let Some(mut txn) = st.txn.take() {
@@ -549,10 +603,19 @@ impl Engine {
                 self.exec_in(&sx, &mut txn, &mut st.dups, &what, &mut last_insert_id)
                     .await
             };
-            if r.is_err() {
-                txn.rollback_to(sp);
+            match &r {
+                // MySQL: a deadlock rolls back the whole transaction (and
+                // frees its locks for the others in the cycle).
+                Err(e) if e.code == 1213 => {
+                    let _ = txn.rollback().await;
+                    st.dups.clear();
+                }
+                Err(_) => {
+                    txn.rollback_to(sp);
+                    st.txn = Some(txn);
+                }
+                Ok(_) => st.txn = Some(txn),
             }
-            st.txn = Some(txn);
             r
         } else {
             let mut attempt = 0;
@@ -600,16 +663,29 @@ impl Engine {
             Data::Query(q) => {
                 let locking = !q.locks.is_empty();
                 let out = {
-                    let runner = Runner { sx, tx: txn };
+                    let runner = Runner {
+                        sx,
+                        tx: txn,
+                        dry: false,
+                    };
                     runner.query(q, None).await?
                 };
                 if locking {
                     // SELECT ... FOR UPDATE: lock the rows read (single
                     // table), so later writes of this transaction hold.
-                    let target = Runner { sx, tx: txn }.single_table(q);
+                    let target = Runner {
+                        sx,
+                        tx: txn,
+                        dry: false,
+                    }
+                    .single_table(q);
                     if let Some((t, alias, filter)) = target {
                         let handles: Vec<i64> = {
-                            let runner = Runner { sx, tx: txn };
+                            let runner = Runner {
+                                sx,
+                                tx: txn,
+                                dry: false,
+                            };
                             runner
                                 .matching_rows(&t, &alias, filter.as_ref(), &[], None)
                                 .await?
@@ -625,7 +701,11 @@ impl Engine {
                             txn.lock_keys(&keys).await.map_err(kv_err)?;
                             if txn.is_pessimistic() {
                                 // Locked rows are read at their newest version.
-                                let runner = Runner { sx, tx: txn };
+                                let runner = Runner {
+                                    sx,
+                                    tx: txn,
+                                    dry: false,
+                                };
                                 let fresh = runner.query(q, None).await?;
                                 return Ok(Output::Rows(ResultSet {
                                     columns: fresh.columns,
@@ -646,6 +726,7 @@ impl Engine {
                     catalog: &self.catalog,
                     dups,
                     last_insert_id: 0,
+                    touched: Vec::new(),
                 };
                 let r = match statement {
                     Statement::Insert(i) => w.insert(txn, i).await,
@@ -838,7 +919,7 @@ impl Backend for Engine {
 
     fn prepare<'a>(
         &'a self,
-        _session: &'a mut Session,
+        session: &'a mut Session,
         sql: &'a str,
     ) -> BoxFuture<'a, Result<Prepared, Error>> {
         Box::pin(async move {
@@ -852,10 +933,14 @@ impl Backend for Engine {
                 .into());
             }
             let tokens = statements.remove(0);
-            parser::parse(sql, &tokens)?;
+            let stmt = parser::parse(sql, &tokens)?;
+            let columns = match &stmt {
+                Stmt::Query(q) => self.describe(session, sql, tokens.params, q).await?,
+                _ => Vec::new(),
+            };
             Ok(Prepared {
                 params: tokens.params,
-                columns: Vec::new(),
+                columns,
                 plan: Arc::new(Plan {
                     sql: sql.to_string(),
                     tokens,
@@ -875,7 +960,25 @@ impl Backend for Engine {
                 .plan
                 .downcast_ref::<Plan>()
                 .ok_or_else(|| er::unknown("prepared statement from another backend".into()))?;
-            Ok(self.run(session, &plan.sql, &plan.tokens, &params).await?)
+            let mut out = self.run(session, &plan.sql, &plan.tokens, &params).await?;
+            // Rows are sent as the columns announced at prepare time said.
+            if let Output::Rows(rs) = &mut out {
+                if !stmt.columns.is_empty() && stmt.columns.len() == rs.columns.len() {
+                    rs.columns = stmt.columns.clone();
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn close<'a>(&'a self, session: &'a mut Session) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut st = take_state(session);
+            if let Some(t) = st.txn.take() {
+                if let Err(e) = t.rollback().await {
+                    tracing::warn!(conn_id = session.conn_id, error = %e, "rolling back the transaction of a closed connection failed; its locks expire on their own");
+                }
+            }
         })
     }
 

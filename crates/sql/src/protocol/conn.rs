@@ -284,7 +284,11 @@ where
         statements: HashMap::new(),
         next_stmt: 1,
     };
-    conn.command_loop(&mut pio).await
+    let closed = conn.command_loop(&mut pio).await;
+    // An open transaction dies with its connection (its locks go now,
+    // not when they expire).
+    conn.backend.close(&mut conn.session).await;
+    closed
 }
 
 async fn handshake<IO>(
