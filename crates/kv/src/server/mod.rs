@@ -257,6 +257,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         Arc::new(handle.clone()),
     ));
     let storage = Arc::new(Storage::new(engine.clone(), handle.clone()).with_pd(pd.clone()));
+    let sizes: RegionSizes = Arc::default();
     let metrics = Arc::new(Metrics::default());
 
     let grpc = tonic::service::Routes::new(
@@ -286,7 +287,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
             "tikv-server status port",
             metrics.status.clone(),
         )),
-        tokio::spawn(split_check(storage.clone(), cfg.split)),
+        tokio::spawn(split_check(storage.clone(), cfg.split, sizes.clone())),
         tokio::spawn(heartbeats(
             pd.clone(),
             handle.clone(),
@@ -294,6 +295,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
             cfg.clone(),
             store_id,
             metrics.clone(),
+            sizes,
         )),
         // Last: `RunningServer::wait` waits on the gRPC port.
         tokio::spawn(serve(
@@ -314,27 +316,44 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
     })
 }
 
-/// Every `check_interval`, scans each region this store leads and splits
+/// Per region: (bytes, keys) as the last split check measured them; the
+/// region heartbeats report them to PD.
+type RegionSizes = Arc<std::sync::Mutex<HashMap<u64, (u64, u64)>>>;
+
+/// Every `check_interval`, scans each region this store leads that
+/// changed since its last check (applied index or epoch moved) and splits
 /// those over `[coprocessor]`'s limits (see `raftstore::split`).
-async fn split_check(storage: Arc<Storage>, cfg: crate::raftstore::split::SplitConfig) {
+async fn split_check(
+    storage: Arc<Storage>,
+    cfg: crate::raftstore::split::SplitConfig,
+    sizes: RegionSizes,
+) {
     if cfg.check_interval.is_zero() {
         return;
     }
+    let mut checked: HashMap<u64, (u64, u64)> = HashMap::new();
     loop {
         tokio::time::sleep(cfg.check_interval).await;
-        let leaders = storage
+        let leaders: Vec<_> = storage
             .store()
             .regions()
             .into_iter()
-            .filter(|r| r.is_leader);
+            .filter(|r| r.is_leader)
+            .collect();
+        checked.retain(|id, _| leaders.iter().any(|r| r.region.id == *id));
         for r in leaders {
+            let state = (r.applied, r.region.region_epoch.unwrap_or_default().version);
+            if checked.get(&r.region.id) == Some(&state) {
+                continue;
+            }
+            checked.insert(r.region.id, state);
             let engine = storage.engine().clone();
             let region = r.region.clone();
-            let checked = tokio::task::spawn_blocking(move || {
+            let scanned = tokio::task::spawn_blocking(move || {
                 crate::raftstore::split::check(&engine, &region, &cfg)
             })
             .await;
-            let found = match checked {
+            let found = match scanned {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     tracing::warn!(region_id = r.region.id, "split check failed: {e}");
@@ -345,6 +364,10 @@ async fn split_check(storage: Arc<Storage>, cfg: crate::raftstore::split::SplitC
                     continue;
                 }
             };
+            sizes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(r.region.id, (found.size, found.keys));
             if found.split_keys.is_empty() {
                 continue;
             }
@@ -367,8 +390,14 @@ async fn split_check(storage: Arc<Storage>, cfg: crate::raftstore::split::SplitC
                     new = ?regions.iter().skip(1).map(|x| x.id).collect::<Vec<_>>(),
                     "split done"
                 ),
-                Err(Ok(e)) => tracing::info!(region_id = r.region.id, "split not done: {e:?}"),
-                Err(Err(e)) => tracing::warn!(region_id = r.region.id, "split failed: {e:?}"),
+                Err(e) => {
+                    // Checked again next round, writes or not.
+                    checked.remove(&r.region.id);
+                    match e {
+                        Ok(e) => tracing::info!(region_id = r.region.id, "split not done: {e:?}"),
+                        Err(e) => tracing::warn!(region_id = r.region.id, "split failed: {e:?}"),
+                    }
+                }
             }
         }
     }
@@ -399,6 +428,7 @@ async fn heartbeats(
     cfg: Validated,
     store_id: u64,
     metrics: Arc<Metrics>,
+    sizes: RegionSizes,
 ) {
     use tiox_engine::Engine as _;
     let started = now_secs();
@@ -473,6 +503,14 @@ async fn heartbeats(
                 if !due {
                     continue;
                 }
+                // Bytes and keys as the split check last measured them
+                // (the store's engine size before the first check).
+                let size = sizes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&r.region.id)
+                    .copied()
+                    .unwrap_or((engine.disk_size(), 0));
                 let req = pdpb::RegionHeartbeatRequest {
                     header: Some(pd.request_header()),
                     region: Some(r.region.clone()),
@@ -487,7 +525,8 @@ async fn heartbeats(
                             down_seconds: *secs,
                         })
                         .collect(),
-                    approximate_size: engine.disk_size() / 1024 / 1024,
+                    approximate_size: size.0,
+                    approximate_keys: size.1,
                     ..Default::default()
                 };
                 if tx.send(req).await.is_err() {
