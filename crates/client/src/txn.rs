@@ -152,6 +152,13 @@ impl TxnClient {
         ))
     }
 
+    /// A read-only view at the newest committed versions, without a TSO
+    /// round trip. Only for reading a single key (see `get_latest`); it
+    /// must not write (its commit of an empty buffer is a no-op).
+    pub fn at_latest(&self) -> Transaction {
+        Transaction::new(self.clone(), u64::MAX, false)
+    }
+
     /// Starts a pessimistic transaction (locks taken by `lock_keys` and
     /// `get_for_update` are held until commit or rollback).
     pub async fn begin_pessimistic(&self) -> Result<Transaction> {

@@ -88,6 +88,8 @@ struct State {
 struct Plan {
     sql: String,
     tokens: Tokens,
+    /// Parsed once at prepare time.
+    stmt: Stmt,
 }
 
 fn take_state(session: &mut Session) -> State {
@@ -234,6 +236,51 @@ impl Engine {
         })
     }
 
+    /// Whether `q` reads one row by its handle and nothing else (no
+    /// locks, no subqueries, one table): such a read is consistent on its
+    /// own at the newest committed version.
+    async fn is_point_get(&self, session: &Session, q: &sqlparser::ast::Query) -> bool {
+        if !q.locks.is_empty() || q.with.is_some() {
+            return false;
+        }
+        let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() else {
+            return false;
+        };
+        if s.from.len() != 1 || !s.from[0].joins.is_empty() {
+            return false;
+        }
+        let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
+            return false;
+        };
+        if s.selection.as_ref().is_some_and(exec::has_subquery)
+            || s.projection.iter().any(|i| match i {
+                sqlparser::ast::SelectItem::UnnamedExpr(e)
+                | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    exec::has_subquery(e)
+                }
+                _ => false,
+            })
+        {
+            return false;
+        }
+        let Ok(schema) = self.catalog.schema().await else {
+            return false;
+        };
+        let sx = Sx {
+            session,
+            params: &[],
+            schema,
+            sql: "",
+        };
+        let Ok((_, t)) = sx.table(name) else {
+            return false;
+        };
+        let alias = alias
+            .as_ref()
+            .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
+        matches!(plan::choose(&t, &alias, s.selection.as_ref()), plan::Access::Handles(v) if v.len() == 1)
+    }
+
     /// The result columns of a query, without reading rows (prepare).
     async fn describe(
         &self,
@@ -364,6 +411,17 @@ impl Engine {
         params: &[Value],
     ) -> Result<Output, SqlError> {
         let stmt = parser::parse(sql, tokens)?;
+        self.run_parsed(session, sql, tokens, stmt, params).await
+    }
+
+    async fn run_parsed(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        tokens: &Tokens,
+        stmt: Stmt,
+        params: &[Value],
+    ) -> Result<Output, SqlError> {
         let mut st = take_state(session);
         let r = self
             .run_stmt(session, &mut st, sql, tokens, stmt, params)
@@ -620,7 +678,12 @@ impl Engine {
         } else {
             let mut attempt = 0;
             loop {
-                let mut txn = self.begin(false).await?;
+                // A single-row read by primary key needs no timestamp: it
+                // reads the newest committed version (see docs/sql.md).
+                let mut txn = match &what {
+                    Data::Query(q) if self.is_point_get(session, q).await => self.txn.at_latest(),
+                    _ => self.begin(false).await?,
+                };
                 let mut dups = DupMessages::new();
                 let r = {
                     let sx = self.sx(session, sql, params).await?;
@@ -944,6 +1007,7 @@ impl Backend for Engine {
                 plan: Arc::new(Plan {
                     sql: sql.to_string(),
                     tokens,
+                    stmt,
                 }),
             })
         })
@@ -960,7 +1024,9 @@ impl Backend for Engine {
                 .plan
                 .downcast_ref::<Plan>()
                 .ok_or_else(|| er::unknown("prepared statement from another backend".into()))?;
-            let mut out = self.run(session, &plan.sql, &plan.tokens, &params).await?;
+            let mut out = self
+                .run_parsed(session, &plan.sql, &plan.tokens, plan.stmt.clone(), &params)
+                .await?;
             // Rows are sent as the columns announced at prepare time said.
             if let Output::Rows(rs) = &mut out {
                 if !stmt.columns.is_empty() && stmt.columns.len() == rs.columns.len() {
