@@ -379,6 +379,26 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// Waits until PD reports at least `n` voters and a leader (PD's
+    /// scheduler adds replicas one at a time after the stores come up), so
+    /// that a store can be killed without losing the region's quorum.
+    pub async fn wait_for_voters(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok((200, body)) = self.pd_get("/pd/api/v1/regions").await {
+                if body.matches("\"role_name\":\"Voter\"").count() >= n
+                    && body.contains("\"leader\":{")
+                {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no {n} voters within 90s\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
 }
 
 fn tail(s: &str) -> String {

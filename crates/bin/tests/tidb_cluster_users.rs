@@ -4,21 +4,13 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/sql.rs"]
+mod sql;
 mod tidb_common;
 
 use cluster::Cluster;
+use sql::cluster_args;
 use tidb_common::{mysql, mysql_client, plain_args, TidbServer};
-
-fn cluster_args(c: &Cluster) -> Vec<String> {
-    let certs = c.certs.as_ref().unwrap();
-    vec![
-        "--store=tikv".into(),
-        format!("--path={}", c.pd_addr),
-        format!("--cluster-ssl-ca={}", certs.path("ca.pem")),
-        format!("--cluster-ssl-cert={}", certs.path("tidb-server.pem")),
-        format!("--cluster-ssl-key={}", certs.path("tidb-server-key.pem")),
-    ]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_created_on_one_tidb_server_log_in_on_another() {

@@ -1,0 +1,283 @@
+//! The bank-transfer checker through SQL: N accounts in a table, transfers
+//! in explicit (pessimistic) transactions over several MySQL connections
+//! (TLS) to `tidb-server --store=tikv` on a 3-replica mutual-TLS cluster,
+//! while TiKV stores are SIGKILLed and restarted one after another. A
+//! reader sums the balances in a transaction over and over: every sum, and
+//! the final one, must be the initial total.
+//!
+//! Transactions that fail with an error the workload may retry (deadlock,
+//! lock wait timeout, write conflict, cluster unavailable during failover)
+//! are rolled back and run again; they are counted and printed. Any other
+//! error fails the test, and so does any wrong total.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/sql.rs"]
+mod sql;
+mod tidb_common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster::Cluster;
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+use mysql_async::Opts;
+use sql::{connect_opts, error_code, opts, start_tidb, RETRYABLE};
+use tidb_common::TidbServer;
+
+const ACCOUNTS: u32 = 10;
+const INITIAL: i64 = 1000;
+/// Longest any one statement may take (a store is down for 4 s at most).
+const STATEMENT: Duration = Duration::from_secs(30);
+
+/// What the workload met, by MySQL error code, and the errors it may not
+/// meet (with their messages).
+#[derive(Default)]
+struct Tally {
+    retried: Mutex<BTreeMap<u16, u64>>,
+    unexpected: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    /// Records a failed statement; true if the transaction may be retried.
+    fn failed(&self, what: &str, e: &StmtError) -> bool {
+        if let StmtError::Sql(e) = e {
+            if let Some(code) = error_code(e).filter(|c| RETRYABLE.contains(c)) {
+                *self.retried.lock().unwrap().entry(code).or_default() += 1;
+                return true;
+            }
+        }
+        self.unexpected.lock().unwrap().push(format!("{what}: {e}"));
+        false
+    }
+}
+
+#[derive(Debug)]
+enum StmtError {
+    Sql(mysql_async::Error),
+    TimedOut,
+}
+
+impl std::fmt::Display for StmtError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StmtError::Sql(e) => write!(f, "{e}"),
+            StmtError::TimedOut => write!(f, "no answer within {STATEMENT:?}"),
+        }
+    }
+}
+
+async fn bounded<T>(
+    f: impl std::future::Future<Output = mysql_async::Result<T>>,
+) -> Result<T, StmtError> {
+    match tokio::time::timeout(STATEMENT, f).await {
+        Ok(r) => r.map_err(StmtError::Sql),
+        Err(_) => Err(StmtError::TimedOut),
+    }
+}
+
+/// One transfer of `amount` from `from` to `to`. `lock_first` reads the
+/// source row with `SELECT ... FOR UPDATE` before the updates; otherwise
+/// the UPDATEs take the locks themselves.
+async fn transfer(
+    conn: &mut Conn,
+    from: u32,
+    to: u32,
+    amount: i64,
+    lock_first: bool,
+) -> Result<(), StmtError> {
+    bounded(conn.query_drop("BEGIN")).await?;
+    if lock_first {
+        let balance: Option<i64> = bounded(conn.exec_first(
+            "SELECT balance FROM bank.accounts WHERE id = ? FOR UPDATE",
+            (from,),
+        ))
+        .await?;
+        assert!(balance.is_some(), "account {from} disappeared");
+    }
+    bounded(conn.exec_drop(
+        "UPDATE bank.accounts SET balance = balance - ? WHERE id = ?",
+        (amount, from),
+    ))
+    .await?;
+    bounded(conn.exec_drop(
+        "UPDATE bank.accounts SET balance = balance + ? WHERE id = ?",
+        (amount, to),
+    ))
+    .await?;
+    bounded(conn.query_drop("COMMIT")).await
+}
+
+/// The total in one transaction, twice: `SUM()` by the server and the rows
+/// summed here. Both must see the same snapshot.
+async fn read_total(conn: &mut Conn) -> Result<(i64, i64, usize), StmtError> {
+    bounded(conn.query_drop("BEGIN")).await?;
+    let sum: Option<(String, i64)> =
+        bounded(conn.query_first("SELECT SUM(balance), COUNT(*) FROM bank.accounts")).await?;
+    let rows: Vec<(u32, i64)> =
+        bounded(conn.query("SELECT id, balance FROM bank.accounts ORDER BY id")).await?;
+    bounded(conn.query_drop("COMMIT")).await?;
+    let (sum, count) = sum.expect("SUM returns a row");
+    let sum: i64 = sum
+        .parse()
+        .unwrap_or_else(|e| panic!("SUM(balance) = {sum:?}: {e}"));
+    assert_eq!(count, rows.len() as i64, "COUNT(*) and the rows read agree");
+    Ok((sum, rows.iter().map(|r| r.1).sum(), rows.len()))
+}
+
+/// After a failed statement: roll back (the connection may be gone, then
+/// open a new one).
+async fn recover(conn: &mut Conn, o: &Opts, s: &TidbServer) {
+    if bounded(conn.query_drop("ROLLBACK")).await.is_err() {
+        *conn = connect_opts(o, s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_bank_transfers_keep_the_total_while_stores_are_killed() {
+    let mut c = Cluster::start(true, 3).await;
+    c.wait_for_voters(3).await;
+    let work = tempfile::tempdir().unwrap();
+    let s = Arc::new(start_tidb(&c, work.path()));
+    let o = opts(&c, &s);
+    let mut conn = connect_opts(&o, &s).await;
+    conn.query_drop("CREATE DATABASE bank").await.unwrap();
+    conn.query_drop("CREATE TABLE bank.accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
+    conn.query_drop(format!(
+        "INSERT INTO bank.accounts VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .unwrap();
+    let expected = INITIAL * i64::from(ACCOUNTS);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let committed = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..3u32 {
+        let (stop, tally, committed) = (stop.clone(), tally.clone(), committed.clone());
+        let (o, s) = (o.clone(), s.clone());
+        let mut conn = connect_opts(&o, &s).await;
+        workers.push(tokio::spawn(async move {
+            let mut n = w + 1;
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let from = n % ACCOUNTS;
+                let to = (from + 1 + (n / 16) % (ACCOUNTS - 1)) % ACCOUNTS;
+                let amount = i64::from(n % 50);
+                // Retry this transfer until it commits (or the run ends).
+                loop {
+                    match transfer(&mut conn, from, to, amount, n % 2 == 0).await {
+                        Ok(()) => {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) => {
+                            let retry = tally.failed("transfer", &e);
+                            recover(&mut conn, &o, &s).await;
+                            if !retry || stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let checker = {
+        let (stop, tally) = (stop.clone(), tally.clone());
+        let (o, s) = (o.clone(), s.clone());
+        let mut conn = connect_opts(&o, &s).await;
+        tokio::spawn(async move {
+            let mut checks = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                match read_total(&mut conn).await {
+                    Ok((sum, rows_sum, rows)) => {
+                        assert_eq!(rows, ACCOUNTS as usize, "every account is there");
+                        assert_eq!(sum, expected, "SUM(balance) in a transaction");
+                        assert_eq!(rows_sum, expected, "the rows' balances in a transaction");
+                        checks += 1;
+                    }
+                    Err(e) => {
+                        tally.failed("read", &e);
+                        recover(&mut conn, &o, &s).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            checks
+        })
+    };
+
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let victim = round % 3;
+        c.kv[victim].kill();
+        eprintln!("killed kv{victim}");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        c.kv[victim].start();
+        eprintln!("restarted kv{victim}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        if tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .is_err()
+        {
+            panic!("a transfer worker hung\n{}", c.logs());
+        }
+    }
+    let checks = match tokio::time::timeout(Duration::from_secs(60), checker).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => panic!("checker failed: {e}\n{}\n{}", c.logs(), s.log()),
+        Err(_) => panic!("checker hung\n{}", c.logs()),
+    };
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let final_total = loop {
+        match read_total(&mut conn).await {
+            Ok((sum, rows_sum, _)) => {
+                assert_eq!(sum, rows_sum);
+                break sum;
+            }
+            Err(e) => {
+                tally.failed("final read", &e);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the final read failed: {e}\n{}",
+                    c.logs()
+                );
+                recover(&mut conn, &o, &s).await;
+            }
+        }
+    };
+    let n = committed.load(Ordering::Relaxed);
+    let retried = tally.retried.lock().unwrap().clone();
+    let unexpected = tally.unexpected.lock().unwrap().clone();
+    eprintln!(
+        "sql bank: {n} transfers committed, {checks} transactional totals checked, \
+         retried after (MySQL error code: count) {retried:?}, unexpected errors: {}",
+        unexpected.len()
+    );
+    for e in &unexpected {
+        eprintln!("  unexpected: {e}");
+    }
+    assert_eq!(final_total, expected, "the final total");
+    assert!(
+        unexpected.is_empty(),
+        "{} statements failed with errors that are not retryable:\n{}\n{}",
+        unexpected.len(),
+        unexpected.join("\n"),
+        s.log()
+    );
+    assert!(n > 20, "too few transfers committed\n{}", c.logs());
+    assert!(checks > 5, "too few checks");
+}
