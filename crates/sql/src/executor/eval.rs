@@ -380,6 +380,129 @@ fn now() -> Value {
     }
 }
 
+fn days_in_month(y: i64, m: i64) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `DATE_FORMAT` of a date/datetime with MySQL's % specifiers.
+fn date_format(v: &Value, fmt: &str) -> Option<String> {
+    let Some(Value::DateTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micros,
+    }) = crate::engine::types::to_datetime(v)
+    else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    let dn = days_from_civil(year.into(), month.into(), day.into());
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(s) = chars.next() else { break };
+        let h12 = if hour % 12 == 0 { 12 } else { hour % 12 };
+        match s {
+            'Y' => out.push_str(&format!("{year:04}")),
+            'y' => out.push_str(&format!("{:02}", year % 100)),
+            'm' => out.push_str(&format!("{month:02}")),
+            'c' => out.push_str(&month.to_string()),
+            'M' => out.push_str(
+                MONTHS
+                    .get(usize::from(month).wrapping_sub(1))
+                    .unwrap_or(&""),
+            ),
+            'b' => out.push_str(
+                MONTHS
+                    .get(usize::from(month).wrapping_sub(1))
+                    .map_or("", |m| &m[..3]),
+            ),
+            'd' => out.push_str(&format!("{day:02}")),
+            'e' => out.push_str(&day.to_string()),
+            'H' => out.push_str(&format!("{hour:02}")),
+            'k' => out.push_str(&hour.to_string()),
+            'h' | 'I' => out.push_str(&format!("{h12:02}")),
+            'l' => out.push_str(&h12.to_string()),
+            'i' => out.push_str(&format!("{minute:02}")),
+            's' | 'S' => out.push_str(&format!("{second:02}")),
+            'f' => out.push_str(&format!("{micros:06}")),
+            'p' => out.push_str(if hour < 12 { "AM" } else { "PM" }),
+            'T' => out.push_str(&format!("{hour:02}:{minute:02}:{second:02}")),
+            'r' => out.push_str(&format!(
+                "{h12:02}:{minute:02}:{second:02} {}",
+                if hour < 12 { "AM" } else { "PM" }
+            )),
+            'W' => out.push_str(DAYS[dn.rem_euclid(7) as usize]),
+            'a' => out.push_str(&DAYS[dn.rem_euclid(7) as usize][..3]),
+            'w' => out.push_str(&((dn + 4).rem_euclid(7)).to_string()),
+            'j' => out.push_str(&format!(
+                "{:03}",
+                dn - days_from_civil(year.into(), 1, 1) + 1
+            )),
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 /// `v IN (items)` with MySQL's NULL rules.
 fn in_list(
     v: &Value,
@@ -855,6 +978,101 @@ impl Ctx<'_> {
         })
     }
 
+    /// `DATE_ADD(d, INTERVAL n unit)` and friends (`ADDDATE(d, n)` adds days).
+    fn date_add(&self, f: &sqlparser::ast::Function, subtract: bool) -> Result<Value, SqlError> {
+        let FunctionArguments::List(list) = &f.args else {
+            return Err(er::wrong_paramcount("date_add"));
+        };
+        let exprs: Vec<&Expr> = list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        let [date, amount] = exprs.as_slice() else {
+            return Err(er::wrong_paramcount("date_add"));
+        };
+        let base = self.eval(date)?;
+        let (n, unit) = match amount {
+            Expr::Interval(iv) => (
+                self.eval(&iv.value)?,
+                iv.leading_field
+                    .as_ref()
+                    .map_or("DAY".to_string(), |u| u.to_string().to_ascii_uppercase()),
+            ),
+            other => (self.eval(other)?, "DAY".to_string()),
+        };
+        if base.is_null() || n.is_null() {
+            return Ok(Value::Null);
+        }
+        let Some(Value::DateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+        }) = crate::engine::types::to_datetime(&base)
+        else {
+            return Ok(Value::Null);
+        };
+        let k = to_f64(&n).trunc() as i64 * if subtract { -1 } else { 1 };
+        let (mut y, mut mo, mut d) = (i64::from(year), i64::from(month), i64::from(day));
+        let mut secs = i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+        match unit.as_str() {
+            "YEAR" | "MONTH" | "QUARTER" => {
+                let months = k * match unit.as_str() {
+                    "YEAR" => 12,
+                    "QUARTER" => 3,
+                    _ => 1,
+                };
+                let total = y * 12 + (mo - 1) + months;
+                y = total.div_euclid(12);
+                mo = total.rem_euclid(12) + 1;
+                d = d.min(i64::from(days_in_month(y, mo)));
+            }
+            "WEEK" | "DAY" | "HOUR" | "MINUTE" | "SECOND" => {
+                let delta = k * match unit.as_str() {
+                    "WEEK" => 7 * 86_400,
+                    "DAY" => 86_400,
+                    "HOUR" => 3600,
+                    "MINUTE" => 60,
+                    _ => 1,
+                };
+                let total = days_from_civil(y, mo, d) * 86_400 + secs + delta;
+                let (ny, nm, nd) = civil_from_days(total.div_euclid(86_400));
+                (y, mo, d) = (ny, nm, nd);
+                secs = total.rem_euclid(86_400);
+            }
+            other => return Err(er::not_supported_yet(&format!("INTERVAL unit {other}"))),
+        }
+        if !(1..=9999).contains(&y) {
+            return Ok(Value::Null);
+        }
+        let date_only = matches!(base, Value::Date { .. })
+            && matches!(unit.as_str(), "YEAR" | "MONTH" | "QUARTER" | "WEEK" | "DAY");
+        Ok(if date_only {
+            Value::Date {
+                year: y as u16,
+                month: mo as u8,
+                day: d as u8,
+            }
+        } else {
+            Value::DateTime {
+                year: y as u16,
+                month: mo as u8,
+                day: d as u8,
+                hour: (secs / 3600) as u8,
+                minute: (secs / 60 % 60) as u8,
+                second: (secs % 60) as u8,
+                micros,
+            }
+        })
+    }
+
     fn args(&self, f: &sqlparser::ast::Function) -> Result<Vec<Value>, SqlError> {
         match &f.args {
             FunctionArguments::None => Ok(Vec::new()),
@@ -874,6 +1092,12 @@ impl Ctx<'_> {
 
     fn function(&self, f: &sqlparser::ast::Function) -> Result<Value, SqlError> {
         let name = f.name.to_string().to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "date_add" | "date_sub" | "adddate" | "subdate"
+        ) {
+            return self.date_add(f, name.ends_with("sub") || name == "subdate");
+        }
         let args = self.args(f)?;
         let n = args.len();
         let arity = |ok: bool| {
@@ -1275,6 +1499,40 @@ impl Ctx<'_> {
                     _ => Value::Null,
                 }
             }
+            "date_format" => {
+                arity(n == 2)?;
+                if args.iter().any(Value::is_null) {
+                    Value::Null
+                } else {
+                    date_format(&args[0], &args[1].to_string()).map_or(Value::Null, Value::Text)
+                }
+            }
+            "datediff" => {
+                arity(n == 2)?;
+                match (
+                    crate::engine::types::to_datetime(&args[0]),
+                    crate::engine::types::to_datetime(&args[1]),
+                ) {
+                    (
+                        Some(Value::DateTime {
+                            year: y1,
+                            month: m1,
+                            day: d1,
+                            ..
+                        }),
+                        Some(Value::DateTime {
+                            year: y2,
+                            month: m2,
+                            day: d2,
+                            ..
+                        }),
+                    ) => Value::Int(
+                        days_from_civil(y1.into(), m1.into(), d1.into())
+                            - days_from_civil(y2.into(), m2.into(), d2.into()),
+                    ),
+                    _ => Value::Null,
+                }
+            }
             "md5" | "sha1" | "sha" | "sha2" => {
                 if args.first().is_none_or(Value::is_null) {
                     Value::Null
@@ -1355,6 +1613,25 @@ mod tests {
         let start = std::time::Instant::now();
         assert_eq!(to_f64(&Value::Text(dots)), 1.0);
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn civil_day_arithmetic_round_trips_and_formats_like_mysql() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (2000, 2, 29),
+            (2024, 12, 31),
+            (1, 1, 1),
+            (9999, 12, 31),
+        ] {
+            assert_eq!(civil_from_days(days_from_civil(y, m, d)), (y, m, d));
+        }
+        assert_eq!(days_from_civil(1970, 1, 2), 1);
+        let v = Value::Text("2024-03-05 14:07:09".into());
+        assert_eq!(
+            date_format(&v, "%Y-%m-%d %H:%i:%s %W %b %e %p %j").unwrap(),
+            "2024-03-05 14:07:09 Tuesday Mar 5 PM 065"
+        );
     }
 
     #[test]
