@@ -380,6 +380,21 @@ impl Cluster {
         }
     }
 
+    /// The fault schedule of the bank checkers: for each store in turn,
+    /// `up` of normal running, then a SIGKILL, `down` later a restart
+    /// (same data directory and arguments); finally `up` once more.
+    pub async fn kill_and_restart_each_store(&mut self, up: Duration, down: Duration) {
+        for victim in 0..self.kv.len() {
+            tokio::time::sleep(up).await;
+            self.kv[victim].kill();
+            eprintln!("killed kv{victim}");
+            tokio::time::sleep(down).await;
+            self.kv[victim].start();
+            eprintln!("restarted kv{victim}");
+        }
+        tokio::time::sleep(up).await;
+    }
+
     /// Waits until PD reports at least `n` voters and a leader (PD's
     /// scheduler adds replicas one at a time after the stores come up), so
     /// that a store can be killed without losing the region's quorum.

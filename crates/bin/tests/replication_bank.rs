@@ -202,16 +202,7 @@ async fn split_accounts(c: &Cluster) {
 
 async fn bank(split: bool) {
     let mut c = Cluster::start(true, 3).await;
-    // Wait for three voters (PD's scheduler adds them one at a time).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, body) = c.pd_get("/pd/api/v1/regions").await.unwrap();
-        if body.matches("\"role_name\":\"Voter\"").count() >= 3 && body.contains("\"leader\":{") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no 3 voters\n{}", c.logs());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    c.wait_for_voters(3).await;
     let txn = client(&c).await;
     let mut t = txn.begin_optimistic().await.unwrap();
     for i in 0..ACCOUNTS {
@@ -267,16 +258,8 @@ async fn bank(split: bool) {
             checks
         })
     };
-    for round in 0..3 {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let victim = round % 3;
-        c.kv[victim].kill();
-        eprintln!("killed kv{victim}");
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        c.kv[victim].start();
-        eprintln!("restarted kv{victim}");
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.kill_and_restart_each_store(Duration::from_secs(3), Duration::from_secs(4))
+        .await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(30), w).await;

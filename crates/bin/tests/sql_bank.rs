@@ -216,16 +216,8 @@ async fn sql_bank_transfers_keep_the_total_while_stores_are_killed() {
         })
     };
 
-    for round in 0..3 {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let victim = round % 3;
-        c.kv[victim].kill();
-        eprintln!("killed kv{victim}");
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        c.kv[victim].start();
-        eprintln!("restarted kv{victim}");
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.kill_and_restart_each_store(Duration::from_secs(3), Duration::from_secs(4))
+        .await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         if tokio::time::timeout(Duration::from_secs(60), w)
