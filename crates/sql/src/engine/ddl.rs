@@ -201,6 +201,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
             let opts = ct.table_options.to_string().to_ascii_lowercase();
             let collation = opts
                 .split(|c: char| c.is_whitespace() || c == '=')
+                .filter(|w| !w.is_empty())
                 .skip_while(|w| *w != "collate")
                 .nth(1)
                 .and_then(Collation::from_name)
