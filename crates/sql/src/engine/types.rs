@@ -166,11 +166,13 @@ fn too_long(col: &str) -> SqlError {
     }
 }
 
-/// ERROR 1366 (incorrect value for a column).
+/// ERROR 1366 (incorrect value for a column); 1292 (22007) for temporal
+/// kinds, as MySQL reports them.
 pub fn incorrect_value(kind: &str, v: &Value, col: &str) -> SqlError {
+    let temporal = matches!(kind, "date" | "datetime" | "time" | "timestamp");
     SqlError {
-        code: 1366,
-        state: "HY000",
+        code: if temporal { 1292 } else { 1366 },
+        state: if temporal { "22007" } else { "HY000" },
         message: format!("Incorrect {kind} value: '{v}' for column '{col}' at row 1"),
     }
 }
