@@ -1052,7 +1052,9 @@ impl Ctx<'_> {
         if !(1..=9999).contains(&y) {
             return Ok(Value::Null);
         }
-        let date_only = matches!(base, Value::Date { .. })
+        // A DATE, or a string with no time part, stays a date (MySQL).
+        let date_only = (matches!(base, Value::Date { .. })
+            || matches!(&base, Value::Text(t) if !t.contains(':') && !t.trim().contains(' ')))
             && matches!(unit.as_str(), "YEAR" | "MONTH" | "QUARTER" | "WEEK" | "DAY");
         Ok(if date_only {
             Value::Date {
@@ -1092,6 +1094,14 @@ impl Ctx<'_> {
 
     fn function(&self, f: &sqlparser::ast::Function) -> Result<Value, SqlError> {
         let name = f.name.to_string().to_ascii_lowercase();
+        if crate::engine::walk::is_aggregate(&name) {
+            // Not computed by a grouping step: WHERE COUNT(*) > 1 and the like.
+            return Err(SqlError {
+                code: 1111,
+                state: "HY000",
+                message: "Invalid use of group function".into(),
+            });
+        }
         if matches!(
             name.as_str(),
             "date_add" | "date_sub" | "adddate" | "subdate"
