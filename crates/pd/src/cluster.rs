@@ -36,6 +36,8 @@ pub struct Cluster {
     /// same peer id (not a fresh one each time); forgotten after
     /// [`OPERATOR_TIMEOUT_MS`] or once the region has a peer on the store.
     adding: std::collections::HashMap<u64, (metapb::Peer, u64)>,
+    /// `[schedule] max-store-down-time` in ms.
+    max_store_down_ms: u64,
 }
 
 /// An add-a-replica operator not seen through by then is given up (a new
@@ -60,7 +62,13 @@ impl Cluster {
             tso,
             ids,
             adding: Default::default(),
+            max_store_down_ms: schedule::DEFAULT_MAX_STORE_DOWN_MS,
         })
+    }
+
+    /// Sets `[schedule] max-store-down-time` (ms).
+    pub fn set_max_store_down_ms(&mut self, ms: u64) {
+        self.max_store_down_ms = ms.max(1);
     }
 
     /// The cluster id.
@@ -136,7 +144,7 @@ impl Cluster {
         let Some(info) = self.meta.region(id).cloned() else {
             return Ok(None);
         };
-        let Some(op) = schedule::check(&self.meta, &info, now_ms) else {
+        let Some(op) = schedule::check(&self.meta, &info, now_ms, self.max_store_down_ms) else {
             return Ok(None);
         };
         let mut resp = pdpb::RegionHeartbeatResponse {
@@ -392,7 +400,7 @@ mod tests {
         }];
         // Briefly down: left alone.
         assert!(c.region_heartbeat(&hb, 1000).unwrap().is_none());
-        hb.down_peers[0].down_seconds = crate::schedule::MAX_PEER_DOWN_SECS;
+        hb.down_peers[0].down_seconds = crate::schedule::DEFAULT_MAX_STORE_DOWN_MS / 1000;
         let (kind, new) = change_of(c.region_heartbeat(&hb, 1000).unwrap());
         assert_eq!(kind, eraftpb::ConfChangeType::AddLearnerNode as i32);
         assert_eq!(new.store_id, 4);

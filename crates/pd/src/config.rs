@@ -47,6 +47,43 @@ impl Default for ReplicationConfig {
     }
 }
 
+/// Scheduling settings (`[schedule]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// How long a store may be silent, or a peer reported down by its
+    /// region's leader, before PD replaces its replicas on other stores
+    /// ("60s"; PD's own default is "30m", which keeps replicas through
+    /// long restarts at the cost of running under-replicated meanwhile).
+    pub max_store_down_time: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            max_store_down_time: "60s".into(),
+        }
+    }
+}
+
+/// Parses "30m", "60s", "500ms", "1h" into milliseconds.
+pub fn parse_duration_ms(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration (e.g. \"30m\", \"60s\")"))?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => return Err(format!("unknown duration unit \"{other}\" in \"{s}\"")),
+    };
+    Ok(n.saturating_mul(unit_ms))
+}
+
 /// `pd-server`'s configuration, as in PD's TOML file.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -69,6 +106,8 @@ pub struct PdConfig {
     pub join: String,
     /// Replication settings.
     pub replication: ReplicationConfig,
+    /// Scheduling settings.
+    pub schedule: ScheduleConfig,
     /// Mutual TLS for the client and peer ports.
     pub security: SecurityConfig,
 }
@@ -85,6 +124,7 @@ impl Default for PdConfig {
             initial_cluster: String::new(),
             join: String::new(),
             replication: ReplicationConfig::default(),
+            schedule: ScheduleConfig::default(),
             security: SecurityConfig::default(),
         }
     }
@@ -204,6 +244,8 @@ pub struct Validated {
     /// `join` was given. Without either, PD runs as a single member with no
     /// Raft at all (and cannot be joined later).
     pub replicated: bool,
+    /// `[schedule] max-store-down-time`, in milliseconds.
+    pub max_store_down_ms: u64,
 }
 
 impl PdConfig {
@@ -240,6 +282,8 @@ impl PdConfig {
                 "[replication] max-replicas must be at least 1".into(),
             ));
         }
+        let max_store_down_ms = parse_duration_ms(&self.schedule.max_store_down_time)
+            .map_err(|e| ConfigError(format!("[schedule] max-store-down-time: {e}")))?;
         let client_urls = parse_urls(&self.client_urls, "client-urls (--client-urls)")?;
         let peer_urls = parse_urls(&self.peer_urls, "peer-urls (--peer-urls)")?;
         let advertise_client_urls = parse_urls(
@@ -336,6 +380,7 @@ impl PdConfig {
             initial_cluster: initial,
             join,
             replicated,
+            max_store_down_ms,
         })
     }
 }

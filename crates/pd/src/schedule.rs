@@ -5,9 +5,10 @@
 //!    PD adds a replica as a learner first, so the quorum never waits for a
 //!    peer still receiving its snapshot;
 //! 2. fewer healthy peers than `max-replicas` (a peer is unhealthy when its
-//!    store stopped heartbeating or its leader has reported it down for
-//!    [`MAX_PEER_DOWN_SECS`]) and an alive store without a peer of the
-//!    region: add a learner there (the store holding the fewest peers);
+//!    leader has reported it down, or its store has not heartbeated, for
+//!    `[schedule] max-store-down-time`) and an alive store without a peer
+//!    of the region: add a learner there (the store holding the fewest
+//!    peers);
 //! 3. more peers than `max-replicas`: remove a follower (an unhealthy one
 //!    first) — so a dead store's peer is replaced, then dropped;
 //! 4. leader balance: if the leader's store leads at least two regions more
@@ -24,11 +25,13 @@ use tiox_proto::metapb;
 
 use crate::meta::{Meta, RegionInfo};
 
-/// A store counts as alive if it sent a heartbeat this recently.
+/// A store counts as alive (a target for new replicas) if it sent a
+/// heartbeat this recently (stores heartbeat every 10 s).
 pub const STORE_ALIVE_MS: u64 = 60_000;
 
-/// A peer its leader reports down this long is replaced.
-pub const MAX_PEER_DOWN_SECS: u64 = 60;
+/// Default `[schedule] max-store-down-time`: a store silent this long, or
+/// a peer its leader reports down this long, is replaced.
+pub const DEFAULT_MAX_STORE_DOWN_MS: u64 = 60_000;
 
 /// What PD asks a region's leader to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,13 +71,24 @@ fn down_secs(region: &RegionInfo, p: &metapb::Peer) -> Option<u64> {
 }
 
 /// Whether a peer is lost for scheduling purposes.
-fn unhealthy(meta: &Meta, region: &RegionInfo, p: &metapb::Peer, now_ms: u64) -> bool {
-    !alive(meta, p.store_id, now_ms)
-        || down_secs(region, p).is_some_and(|s| s >= MAX_PEER_DOWN_SECS)
+fn unhealthy(
+    meta: &Meta,
+    region: &RegionInfo,
+    p: &metapb::Peer,
+    now_ms: u64,
+    max_down_ms: u64,
+) -> bool {
+    let silent = meta.store(p.store_id).map_or(true, |s| {
+        s.store.state != metapb::StoreState::Up as i32
+            || s.last_heartbeat_ms == 0
+            || now_ms.saturating_sub(s.last_heartbeat_ms) > max_down_ms.max(STORE_ALIVE_MS)
+    });
+    silent || down_secs(region, p).is_some_and(|s| s.saturating_mul(1000) >= max_down_ms)
 }
 
-/// The operator for `region`, if any.
-pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> {
+/// The operator for `region`, if any; `max_down_ms` is
+/// `[schedule] max-store-down-time`.
+pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64, max_down_ms: u64) -> Option<Operator> {
     let max = meta.cluster.max_peer_count.max(1) as usize;
     let peers = &region.region.peers;
     let learner = metapb::PeerRole::Learner as i32;
@@ -88,7 +102,7 @@ pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> 
     }
     let healthy = peers
         .iter()
-        .filter(|p| !unhealthy(meta, region, p, now_ms))
+        .filter(|p| !unhealthy(meta, region, p, now_ms, max_down_ms))
         .count();
     if healthy < max {
         let mut load: HashMap<u64, usize> = HashMap::new();
@@ -111,7 +125,7 @@ pub fn check(meta: &Meta, region: &RegionInfo, now_ms: u64) -> Option<Operator> 
         let mut followers = peers.iter().filter(|p| Some(p.store_id) != leader_store);
         let victim = followers
             .clone()
-            .find(|p| unhealthy(meta, region, p, now_ms))
+            .find(|p| unhealthy(meta, region, p, now_ms, max_down_ms))
             .or_else(|| followers.next_back());
         if let Some(p) = victim {
             return Some(Operator::RemovePeer(*p));

@@ -216,6 +216,7 @@ impl State {
         let storage = Storage::replicated(r.applied_map(), r.proposer());
         let mut cluster = Cluster::with_storage(storage, now_ms(), self.cluster_id)?;
         apply_max_replicas(&mut cluster, self.config.config.replication.max_replicas)?;
+        cluster.set_max_store_down_ms(self.config.max_store_down_ms);
         Ok(cluster)
     }
 
@@ -493,6 +494,7 @@ impl Server {
         } else {
             let mut cluster = Cluster::open(&config.data_dir, now, new_cluster_id(now))?;
             apply_max_replicas(&mut cluster, config.config.replication.max_replicas)?;
+            cluster.set_max_store_down_ms(config.max_store_down_ms);
             let id = cluster.cluster_id();
             (Some(cluster), id, None)
         };
