@@ -344,8 +344,18 @@ fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
         "SIGNED" | "INT" | "INTEGER" | "BIGINT" => match v {
             Value::Int(i) => Value::Int(i),
             Value::UInt(u) => Value::Int(u as i64),
+            // MySQL rounds numbers (CAST(3.7 AS SIGNED) is 4) but reads a
+            // string's integer prefix (CAST('3.7' AS SIGNED) is 3).
+            Value::Decimal(_) | Value::Double(_) => Value::Int(to_f64(&v).round() as i64),
             other => Value::Int(to_f64(&other).trunc() as i64),
         },
+        "DATE" => match crate::engine::types::to_datetime(&v) {
+            Some(Value::DateTime {
+                year, month, day, ..
+            }) => Value::Date { year, month, day },
+            _ => Value::Null,
+        },
+        "DATETIME" => crate::engine::types::to_datetime(&v).unwrap_or(Value::Null),
         "UNSIGNED" => match v {
             Value::UInt(u) => Value::UInt(u),
             Value::Int(i) => Value::UInt(i as u64),
@@ -899,6 +909,13 @@ impl Ctx<'_> {
             Expr::Cast {
                 expr, data_type, ..
             } => cast(self.eval(expr)?, &data_type.to_string())?,
+            Expr::Convert {
+                expr, data_type, ..
+            } => match data_type {
+                Some(t) => cast(self.eval(expr)?, &t.to_string())?,
+                // CONVERT(x USING charset): every string is utf8mb4 here.
+                None => self.eval(expr)?,
+            },
             other => {
                 return Err(er::not_supported_yet(&format!(
                     "the expression `{other}` (the SQL engine comes with issue 8)"
@@ -976,6 +993,73 @@ impl Ctx<'_> {
             }
             other => return Err(er::not_supported_yet(&format!("the operator {other}"))),
         })
+    }
+
+    /// `TIMESTAMPDIFF(unit, a, b)`: whole units from `a` to `b`, truncated
+    /// toward zero (months count only once the day and time are reached).
+    fn timestampdiff(&self, f: &sqlparser::ast::Function) -> Result<Value, SqlError> {
+        let exprs = crate::engine::walk::args(f);
+        let [unit, a, b] = exprs.as_slice() else {
+            return Err(er::wrong_paramcount("timestampdiff"));
+        };
+        let unit = unit.to_string().to_ascii_uppercase();
+        let split = |v: &Value| match crate::engine::types::to_datetime(v) {
+            Some(Value::DateTime {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                micros,
+            }) => Some((
+                i64::from(year) * 12 + i64::from(month) - 1,
+                days_from_civil(year.into(), month.into(), day.into()) * 86_400
+                    + i64::from(hour) * 3600
+                    + i64::from(minute) * 60
+                    + i64::from(second),
+                (
+                    day,
+                    u64::from(hour) * 3_600_000_000
+                        + u64::from(minute) * 60_000_000
+                        + u64::from(second) * 1_000_000
+                        + u64::from(micros),
+                ),
+                micros,
+            )),
+            _ => None,
+        };
+        let (Some((m1, s1, rest1, us1)), Some((m2, s2, rest2, us2))) =
+            (split(&self.eval(a)?), split(&self.eval(b)?))
+        else {
+            return Ok(Value::Null);
+        };
+        let months = || {
+            let mut n = m2 - m1;
+            if n > 0 && rest2 < rest1 {
+                n -= 1;
+            } else if n < 0 && rest2 > rest1 {
+                n += 1;
+            }
+            n
+        };
+        let micros = (s2 - s1) * 1_000_000 + i64::from(us2) - i64::from(us1);
+        Ok(Value::Int(match unit.as_str() {
+            "YEAR" => months() / 12,
+            "QUARTER" => months() / 3,
+            "MONTH" => months(),
+            "WEEK" => micros / (7 * 86_400_000_000),
+            "DAY" => micros / 86_400_000_000,
+            "HOUR" => micros / 3_600_000_000,
+            "MINUTE" => micros / 60_000_000,
+            "SECOND" => micros / 1_000_000,
+            "MICROSECOND" => micros,
+            other => {
+                return Err(er::not_supported_yet(&format!(
+                    "TIMESTAMPDIFF unit {other}"
+                )))
+            }
+        }))
     }
 
     /// `DATE_ADD(d, INTERVAL n unit)` and friends (`ADDDATE(d, n)` adds days).
@@ -1107,6 +1191,9 @@ impl Ctx<'_> {
             "date_add" | "date_sub" | "adddate" | "subdate"
         ) {
             return self.date_add(f, name.ends_with("sub") || name == "subdate");
+        }
+        if name == "timestampdiff" {
+            return self.timestampdiff(f);
         }
         let args = self.args(f)?;
         let n = args.len();
@@ -1488,6 +1575,24 @@ impl Ctx<'_> {
             }
             "year" | "month" | "day" | "dayofmonth" | "hour" | "minute" | "second" | "date" => {
                 arity(n == 1)?;
+                let time_part = matches!(name.as_str(), "hour" | "minute" | "second");
+                if time_part && crate::engine::types::to_datetime(&args[0]).is_none() {
+                    // HOUR('13:05:09'): a TIME (hours past 23 in a duration).
+                    return Ok(match crate::engine::types::to_time(&args[0]) {
+                        Some(Value::Time {
+                            days,
+                            hours,
+                            minutes,
+                            seconds,
+                            ..
+                        }) => Value::Int(match name.as_str() {
+                            "hour" => i64::from(days) * 24 + i64::from(hours),
+                            "minute" => minutes.into(),
+                            _ => seconds.into(),
+                        }),
+                        _ => Value::Null,
+                    });
+                }
                 match crate::engine::types::to_datetime(&args[0]) {
                     Some(Value::DateTime {
                         year,
@@ -1541,6 +1646,63 @@ impl Ctx<'_> {
                             - days_from_civil(y2.into(), m2.into(), d2.into()),
                     ),
                     _ => Value::Null,
+                }
+            }
+            "dayofweek" | "weekday" | "dayname" | "dayofyear" | "last_day" => {
+                arity(n == 1)?;
+                let Some(Value::DateTime {
+                    year, month, day, ..
+                }) = crate::engine::types::to_datetime(&args[0])
+                else {
+                    return Ok(Value::Null);
+                };
+                let days = days_from_civil(year.into(), month.into(), day.into());
+                // 1970-01-01 was a Thursday: (days + 4) % 7 counts from Sunday.
+                let from_sunday = (days + 4).rem_euclid(7);
+                match name.as_str() {
+                    "dayofweek" => Value::Int(from_sunday + 1),
+                    "weekday" => Value::Int((from_sunday + 6) % 7),
+                    "dayname" => Value::Text(
+                        [
+                            "Sunday",
+                            "Monday",
+                            "Tuesday",
+                            "Wednesday",
+                            "Thursday",
+                            "Friday",
+                            "Saturday",
+                        ][from_sunday as usize]
+                            .into(),
+                    ),
+                    "dayofyear" => Value::Int(days - days_from_civil(year.into(), 1, 1) + 1),
+                    _ => Value::Date {
+                        year,
+                        month,
+                        day: days_in_month(year.into(), month.into()) as u8,
+                    },
+                }
+            }
+            "substring_index" => {
+                arity(n == 3)?;
+                if args.iter().any(Value::is_null) {
+                    return Ok(Value::Null);
+                }
+                let (s, delim) = (args[0].to_string(), args[1].to_string());
+                let count = to_f64(&args[2]) as i64;
+                if delim.is_empty() || count == 0 {
+                    Value::Text(String::new())
+                } else if count > 0 {
+                    let end = s
+                        .match_indices(delim.as_str())
+                        .nth(count as usize - 1)
+                        .map_or(s.len(), |(i, _)| i);
+                    Value::Text(s[..end].to_string())
+                } else {
+                    let start = s
+                        .rmatch_indices(delim.as_str())
+                        .nth(count.unsigned_abs() as usize - 1)
+                        .map_or(0, |(i, _)| i + delim.len());
+                    Value::Text(s[start..].to_string())
                 }
             }
             "md5" | "sha1" | "sha" | "sha2" => {
