@@ -324,11 +324,9 @@ impl Writer<'_> {
         }
         if mode == Mode::Plain {
             for (k, name, cols) in &uniques {
-                let dup = if t.handle_col.is_none() && name == "PRIMARY" {
-                    table::duplicate_entry(t, name, &[], &row)
-                } else {
-                    table::duplicate_entry(t, name, cols, &row)
-                };
+                // A hidden handle's row key has no columns; a non-integer
+                // PRIMARY KEY is an index and names its values.
+                let dup = table::duplicate_entry(t, name, cols, &row);
                 if matches!(
                     tx.buffered(k),
                     Some(Mutation::Put(_)) | Some(Mutation::Insert(_))
