@@ -210,11 +210,10 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         if let (Value::Bytes(x), Value::Bytes(y)) = (a, b) {
             return Some(x.cmp(y));
         }
-        return Some(
-            a.to_string()
-                .to_lowercase()
-                .cmp(&b.to_string().to_lowercase()),
-        );
+        // The default collation's order, as index keys and ORDER BY use it
+        // (case folded, trailing spaces ignored: utf8mb4_general_ci).
+        let key = |v: &Value| crate::engine::types::Collation::GeneralCi.sort_key(&v.to_string());
+        return Some(key(a).cmp(&key(b)));
     }
     if let (Some(x), Some(y)) = (to_dec(a), to_dec(b)) {
         let scale = x.1.max(y.1);
