@@ -380,6 +380,69 @@ impl Cluster {
         }
     }
 
+    /// A client of our own (`tiox_client`) with the cluster's client
+    /// certificate (plaintext on a plaintext cluster).
+    pub async fn client(&self) -> tiox_client::ClusterClient {
+        let settings = self.certs.as_ref().map(|certs| {
+            SecurityConfig::from_paths(
+                &certs.path("ca.pem"),
+                &certs.path("client.pem"),
+                &certs.path("client-key.pem"),
+            )
+            .validate(Component::Tiox)
+            .unwrap()
+            .unwrap()
+        });
+        let scheme = if settings.is_some() { "https" } else { "http" };
+        tiox_client::ClusterClient::connect(&[format!("{scheme}://{}", self.pd_addr)], settings)
+            .await
+            .unwrap()
+    }
+
+    /// Splits so that a region starts at each of `keys` (transactional user
+    /// keys), then waits until PD reports the new regions, every region
+    /// with `voters` voters and a leader.
+    pub async fn split_at(&self, keys: &[Vec<u8>], voters: usize) {
+        let regions = || async {
+            let (_, body) = self.pd_get("/pd/api/v1/regions").await.ok()?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            Some((v["regions"].as_array().cloned().unwrap_or_default(), body))
+        };
+        let before = regions().await.map_or(0, |(r, _)| r.len());
+        let client = self.client().await;
+        for key in keys {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while let Err(e) = client.split_region(key, false).await {
+                assert!(Instant::now() < deadline, "split at {key:?}: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut seen = String::new();
+            if let Some((list, body)) = regions().await {
+                let settled = list.len() >= before + keys.len()
+                    && list.iter().all(|r| {
+                        r["leader"]["id"].as_u64().is_some()
+                            && r["peers"].as_array().map_or(0, |p| {
+                                p.iter().filter(|x| x["role_name"] == "Voter").count()
+                            }) == voters
+                    });
+                if settled {
+                    return;
+                }
+                seen = body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} more regions with {voters} voters each not settled: {seen}\n{}",
+                keys.len(),
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// The fault schedule of the bank checkers: for each store in turn,
     /// `up` of normal running, then a SIGKILL, `down` later a restart
     /// (same data directory and arguments); finally `up` once more.

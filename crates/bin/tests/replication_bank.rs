@@ -151,55 +151,6 @@ async fn bank_transfers_across_split_regions_keep_the_total_while_stores_are_kil
     bank(true).await;
 }
 
-/// Splits the accounts into four regions with our client's SplitRegion.
-async fn split_accounts(c: &Cluster) {
-    let certs = c.certs.as_ref().unwrap();
-    let settings = tiox_security::SecurityConfig::from_paths(
-        &certs.path("ca.pem"),
-        &certs.path("client.pem"),
-        &certs.path("client-key.pem"),
-    )
-    .validate(tiox_security::Component::Tiox)
-    .unwrap();
-    let client = tiox_client::ClusterClient::connect(&[format!("https://{}", c.pd_addr)], settings)
-        .await
-        .unwrap();
-    for i in [2, 4, 6] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match client.split_region(account(i).as_bytes(), false).await {
-                Ok(_) => break,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "split at {}: {e}", account(i));
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-            }
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = c.pd_get("/pd/api/v1/regions").await.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let regions = v["regions"].as_array().cloned().unwrap_or_default();
-        let settled = regions.len() == 4
-            && regions.iter().all(|r| {
-                r["leader"]["id"].as_u64().is_some()
-                    && r["peers"].as_array().map_or(0, |p| {
-                        p.iter().filter(|x| x["role_name"] == "Voter").count()
-                    }) == 3
-            });
-        if settled {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "4 regions not settled: {body}\n{}",
-            c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 async fn bank(split: bool) {
     let mut c = Cluster::start(true, 3).await;
     c.wait_for_voters(3).await;
@@ -211,7 +162,9 @@ async fn bank(split: bool) {
     t.commit().await.unwrap();
     let expected = INITIAL * i64::from(ACCOUNTS);
     if split {
-        split_accounts(&c).await;
+        // Four regions: split at accounts 2, 4 and 6.
+        let keys: Vec<Vec<u8>> = [2, 4, 6].map(|i| account(i).into_bytes()).into();
+        c.split_at(&keys, 3).await;
     }
 
     let stop = Arc::new(AtomicBool::new(false));

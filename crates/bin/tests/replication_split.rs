@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use cluster::Cluster;
 use tikv_client::{Config, RawClient, TransactionClient};
-use tiox_client::ClusterClient;
-use tiox_security::{Component, SecurityConfig};
 
 /// Small limits so a few hundred KiB split the region several times.
 const SPLIT_TOML: &str = r#"
@@ -318,20 +316,7 @@ async fn writes_split_the_region_and_every_piece_is_replicated_and_readable() {
 async fn client_region_cache_follows_a_split_it_did_not_see() {
     let c = Cluster::start_with(true, 1, Some(NO_SPLIT_TOML)).await;
     wait_regions(&c, 1, 1, "one region").await;
-    let certs = c.certs.as_ref().unwrap();
-    let settings = || {
-        SecurityConfig::from_paths(
-            &certs.path("ca.pem"),
-            &certs.path("client.pem"),
-            &certs.path("client-key.pem"),
-        )
-        .validate(Component::Tiox)
-        .unwrap()
-    };
-    let endpoints = [format!("https://{}", c.pd_addr)];
-    let client = ClusterClient::connect(&endpoints, settings())
-        .await
-        .unwrap();
+    let client = c.client().await;
     let raw = client.raw();
     let txn = client.txn();
     raw.put(b"a", b"1").await.unwrap();
@@ -344,9 +329,7 @@ async fn client_region_cache_follows_a_split_it_did_not_see() {
     assert!(cached.start_key.is_empty() && cached.end_key.is_empty());
 
     // Another client splits: ours still caches the whole key space.
-    let other = ClusterClient::connect(&endpoints, settings())
-        .await
-        .unwrap();
+    let other = c.client().await;
     let made = other.split_region(b"m", true).await.unwrap();
     assert_eq!(made.len(), 2, "{made:?}");
     let made = other.split_region(b"t/m", false).await.unwrap();

@@ -23,10 +23,9 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use tiox_client::ClusterClient;
 use tiox_security::certgen::{CertAuthority, Profile, Spec};
 use tiox_security::inspect::fingerprint;
-use tiox_security::{ClientTls, Component, SecurityConfig};
+use tiox_security::ClientTls;
 
 /// The two scenarios run one after the other (2 cores).
 static SERIAL: std::sync::LazyLock<tokio::sync::Mutex<()>> =
@@ -91,16 +90,7 @@ async fn rotating_every_certificate_under_load_fails_no_operation() {
     let _serial = SERIAL.lock().await;
     let c = Cluster::start(true, 1).await;
     let certs = c.certs.as_ref().unwrap();
-    let settings = SecurityConfig::from_paths(
-        &certs.path("ca.pem"),
-        &certs.path("client.pem"),
-        &certs.path("client-key.pem"),
-    )
-    .validate(Component::Tiox)
-    .unwrap();
-    let client = ClusterClient::connect(&[format!("https://{}", c.pd_addr)], settings)
-        .await
-        .unwrap();
+    let client = c.client().await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load = {

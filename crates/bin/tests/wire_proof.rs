@@ -23,8 +23,6 @@ use std::time::Duration;
 
 use cluster::Cluster;
 use mysql_async::prelude::*;
-use tiox_client::ClusterClient;
-use tiox_security::{Component, SecurityConfig};
 
 /// The scenarios run one after the other (several clusters on 2 cores).
 static SERIAL: std::sync::LazyLock<tokio::sync::Mutex<()>> =
@@ -99,20 +97,7 @@ fn port(addr: &str) -> u16 {
 }
 
 async fn write_marker(c: &Cluster, marker: &[u8]) {
-    let settings = c.certs.as_ref().map(|certs| {
-        SecurityConfig::from_paths(
-            &certs.path("ca.pem"),
-            &certs.path("client.pem"),
-            &certs.path("client-key.pem"),
-        )
-        .validate(Component::Tiox)
-        .unwrap()
-        .unwrap()
-    });
-    let scheme = if settings.is_some() { "https" } else { "http" };
-    let client = ClusterClient::connect(&[format!("{scheme}://{}", c.pd_addr)], settings)
-        .await
-        .unwrap();
+    let client = c.client().await;
     client.raw().put(b"wire/raw", marker).await.unwrap();
     let mut t = client.txn().begin().await.unwrap();
     t.put(b"wire/txn".to_vec(), marker.to_vec());
