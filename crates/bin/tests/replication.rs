@@ -369,6 +369,9 @@ async fn region_grows_to_three_peers_and_survives_sigkill_of_the_leader_store() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_that_missed_compacted_log_catches_up_by_snapshot() {
+    // 8 KiB values: the snapshot (~24 MiB) is larger than a client
+    // request may be, so it must fit the Raft transport's own limit.
+    let value = |i: u32| format!("v{i}-{}", "x".repeat(8 << 10));
     let mut c = Cluster::start(true, 3).await;
     let region = wait_three_voters(&c).await;
     let leader_store = region["leader"]["store_id"].as_u64().unwrap();
@@ -386,7 +389,7 @@ async fn store_that_missed_compacted_log_catches_up_by_snapshot() {
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while i < n {
-                raw.put(format!("s/{i:06}"), format!("v{i}")).await.unwrap();
+                raw.put(format!("s/{i:06}"), value(i)).await.unwrap();
                 i += 16;
             }
         }));
@@ -394,9 +397,19 @@ async fn store_that_missed_compacted_log_catches_up_by_snapshot() {
     for t in tasks {
         t.await.unwrap();
     }
+    // (It applied one snapshot when it joined; a new one must follow.)
+    let before = c.kv[follower]
+        .log_text()
+        .matches("applied a snapshot")
+        .count();
     c.kv[follower].start();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !c.kv[follower].log_text().contains("applied a snapshot") {
+    while c.kv[follower]
+        .log_text()
+        .matches("applied a snapshot")
+        .count()
+        <= before
+    {
         if Instant::now() > deadline {
             panic!("kv{follower} did not receive a snapshot\n{}", c.logs());
         }
@@ -419,7 +432,7 @@ async fn store_that_missed_compacted_log_catches_up_by_snapshot() {
             },
         )
         .await;
-        assert_eq!(v, Some(format!("v{i}").into_bytes()), "key s/{i:06}");
+        assert_eq!(v, Some(value(i).into_bytes()), "key s/{i:06}");
     }
 }
 

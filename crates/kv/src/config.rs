@@ -13,8 +13,8 @@
 //! [storage.block-cache]
 //! capacity = "64MiB"
 //! [coprocessor]                     # when regions split (TiKV's keys)
-//! region-max-size = "144MiB"
-//! region-split-size = "96MiB"
+//! region-max-size = "48MiB"             # TiKV: 144MiB (see etc/tikv.toml)
+//! region-split-size = "32MiB"
 //! region-max-keys = 1440000
 //! region-split-keys = 960000
 //! [raftstore]
@@ -111,7 +111,9 @@ impl Default for StorageSection {
     }
 }
 
-/// `[coprocessor]`: region split thresholds, as TiKV spells them.
+/// `[coprocessor]`: region split thresholds, as TiKV spells them. The size
+/// defaults are a third of TiKV's: a region's snapshot travels whole in one
+/// Raft message of at most 64 MiB (no chunked snapshots yet).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct CoprocessorSection {
@@ -128,8 +130,8 @@ pub struct CoprocessorSection {
 impl Default for CoprocessorSection {
     fn default() -> Self {
         CoprocessorSection {
-            region_max_size: toml::Value::String("144MiB".into()),
-            region_split_size: toml::Value::String("96MiB".into()),
+            region_max_size: toml::Value::String("48MiB".into()),
+            region_split_size: toml::Value::String("32MiB".into()),
             region_max_keys: 1_440_000,
             region_split_keys: 960_000,
         }

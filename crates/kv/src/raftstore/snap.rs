@@ -74,6 +74,14 @@ pub fn build<E: Engine>(engine: &E, region: &metapb::Region) -> Result<Vec<u8>> 
         }
     }
     w.u8(END);
+    if w.0.len() + (1 << 20) > super::transport::MAX_RAFT_MESSAGE {
+        tracing::error!(
+            region_id = region.id,
+            bytes = w.0.len(),
+            limit = super::transport::MAX_RAFT_MESSAGE,
+            "region snapshot larger than one Raft message may be; it cannot be delivered. Lower [coprocessor] region-max-size so the region splits"
+        );
+    }
     Ok(w.0)
 }
 

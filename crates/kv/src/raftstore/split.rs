@@ -58,11 +58,13 @@ pub struct SplitConfig {
 }
 
 impl Default for SplitConfig {
-    /// TiKV's defaults.
+    /// TiKV's key counts; sizes a third of TiKV's (144/96 MiB) so that a
+    /// region's snapshot, sent whole in one message, stays under
+    /// [`super::transport::MAX_RAFT_MESSAGE`].
     fn default() -> Self {
         SplitConfig {
-            region_max_size: 144 << 20,
-            region_split_size: 96 << 20,
+            region_max_size: 48 << 20,
+            region_split_size: 32 << 20,
             region_max_keys: 1_440_000,
             region_split_keys: 960_000,
             check_interval: Duration::from_secs(10),

@@ -32,6 +32,13 @@ use tokio::sync::mpsc;
 
 /// Messages per `BatchRaftMessage`.
 const MAX_BATCH: usize = 256;
+/// A batch stops growing at this many bytes (a message larger than this
+/// travels alone), so one `BatchRaftMessage` stays within
+/// [`MAX_RAFT_MESSAGE`].
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// The largest `BatchRaftMessage` a store sends or accepts: bounds a
+/// region snapshot, which travels whole in one message (see `snap.rs`).
+pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 /// Messages queued per destination store before new ones are dropped.
 const QUEUE_PER_STORE: usize = 8192;
 
@@ -143,8 +150,8 @@ async fn per_store(
             }
         };
         let mut client = tikvpb::tikv_client::TikvClient::new(channel)
-            .max_encoding_message_size(64 * 1024 * 1024)
-            .max_decoding_message_size(64 * 1024 * 1024);
+            .max_encoding_message_size(MAX_RAFT_MESSAGE + (1 << 20))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE + (1 << 20));
         let (btx, brx) = mpsc::channel::<tikvpb::BatchRaftMessage>(64);
         let call = tokio::spawn(async move {
             client
@@ -163,9 +170,18 @@ async fn per_store(
                     None => return,
                 }
             }
+            let mut bytes: usize = msgs.iter().map(|m| m.encoded_len()).sum();
             while msgs.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(m) => msgs.push(m),
+                    Ok(m) => {
+                        let len = m.encoded_len();
+                        if bytes + len > MAX_BATCH_BYTES {
+                            pending = Some(m);
+                            break;
+                        }
+                        bytes += len;
+                        msgs.push(m);
+                    }
                     Err(_) => break,
                 }
             }

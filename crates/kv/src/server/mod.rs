@@ -222,6 +222,14 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         )),
         None => None,
     };
+    if cfg.split.region_max_size + (8 << 20) > crate::raftstore::transport::MAX_RAFT_MESSAGE as u64
+    {
+        tracing::warn!(
+            region_max_size = cfg.split.region_max_size,
+            "[coprocessor] region-max-size is close to or above the {} MiB a region snapshot may take (snapshots travel whole in one Raft message); a region that large cannot get a new replica. Use 48MiB or less",
+            crate::raftstore::transport::MAX_RAFT_MESSAGE >> 20
+        );
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("tikv-server: --data-dir {}: {e}", cfg.data_dir.display()))?;
     let grpc_listener = TcpListener::bind(&cfg.addr)
@@ -265,7 +273,12 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
             storage.clone(),
             metrics.clone(),
         ))
-        .max_decoding_message_size(crate::storage::MAX_VALUE_SIZE * 2)
+        // Client requests are bounded by MAX_VALUE_SIZE per value; a
+        // store's BatchRaft message may carry a whole region snapshot.
+        .max_decoding_message_size(
+            (crate::storage::MAX_VALUE_SIZE * 2)
+                .max(crate::raftstore::transport::MAX_RAFT_MESSAGE + (1 << 20)),
+        )
         .max_encoding_message_size(64 * 1024 * 1024),
     )
     .into_axum_router();
