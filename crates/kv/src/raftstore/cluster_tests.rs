@@ -381,3 +381,43 @@ async fn split_applies_on_every_replica_and_the_new_region_serves_writes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_that_missed_its_removal_takes_a_new_peer_of_the_region() {
+    let net = three_voters().await;
+    net.wait("the data on store 3", |n| n.has(3, "before"))
+        .await;
+    // Store 3 is away while its peer is removed: it never hears of it.
+    net.cut.lock().unwrap().insert(3);
+    let leader = net.leader().unwrap();
+    let region = leader.region(REGION).unwrap().region;
+    let stale = *region.peers.iter().find(|p| p.store_id == 3).unwrap();
+    leader.operator(pdpb::RegionHeartbeatResponse {
+        region_id: REGION,
+        region_epoch: region.region_epoch,
+        change_peer: Some(pdpb::ChangePeer {
+            peer: Some(stale),
+            change_type: eraftpb::ConfChangeType::RemoveNode as i32,
+        }),
+        ..Default::default()
+    });
+    net.wait("the removal", |n| {
+        n.leader().is_some_and(|l| {
+            l.region(REGION)
+                .is_some_and(|r| r.region.peers.iter().all(|p| p.store_id != 3))
+        })
+    })
+    .await;
+    net.put("while-away").await;
+    assert_eq!(net.handle(3).region(REGION).unwrap().peer.id, stale.id);
+    // Back, and PD puts a new peer of the region on it.
+    net.cut.lock().unwrap().clear();
+    net.add_voter(stale.id + 100, 3).await;
+    net.wait("store 3 to hold the new peer and the data", |n| {
+        n.handle(3)
+            .region(REGION)
+            .is_some_and(|r| r.peer.id == stale.id + 100)
+            && n.has(3, "while-away")
+    })
+    .await;
+}

@@ -521,6 +521,27 @@ impl<E: Engine> RaftLoop<E> {
             );
             return;
         }
+        if let Some(p) = self.peers.get(&region_id) {
+            // PD added a new peer of this region here: the one we hold was
+            // removed while this store was away (it never heard), and
+            // would drop every message for the new one.
+            let theirs = env.region_epoch.unwrap_or_default().conf_ver;
+            let ours = p.region.region_epoch.unwrap_or_default().conf_ver;
+            if to.id > p.peer_id && is_initial_msg(msg.get_msg_type()) && theirs > ours {
+                tracing::info!(
+                    region_id,
+                    stale = p.peer_id,
+                    new = to.id,
+                    ours,
+                    theirs,
+                    "a newer peer of this region is on this store: destroying the stale one"
+                );
+                if let Err(e) = self.destroy(region_id) {
+                    tracing::error!(region_id, "cannot destroy the stale peer: {e}");
+                    return;
+                }
+            }
+        }
         if !self.peers.contains_key(&region_id) {
             if !is_initial_msg(msg.get_msg_type()) {
                 return;
