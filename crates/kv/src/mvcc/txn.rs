@@ -280,7 +280,17 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                     // A retried prewrite after commit: nothing to do.
                     return Ok(());
                 }
-                self.check_write_conflict(key, params.start_ts, params)?;
+                // A pessimistic transaction's keys without a pessimistic
+                // lock (non-unique index entries, which only a holder of
+                // the row's lock writes) conflict only with commits after
+                // its newest for_update_ts, as in TiKV: it read their rows
+                // at that timestamp.
+                let since = if params.for_update_ts > 0 {
+                    params.for_update_ts + 1
+                } else {
+                    params.start_ts
+                };
+                self.check_write_conflict(key, since, params)?;
             }
         }
         if matches!(m.op, Op::Insert(_) | Op::CheckNotExists) && self.key_exists(key)? {
@@ -562,6 +572,29 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
     /// asked (None for absent keys).
     #[allow(clippy::too_many_arguments)]
     pub fn pessimistic_lock(
+        &mut self,
+        keys: &[(Vec<u8>, bool)],
+        primary: &[u8],
+        start_ts: u64,
+        for_update_ts: u64,
+        ttl: u64,
+        return_values: bool,
+        min_commit_ts: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let result = self.pessimistic_lock_keys(
+            keys,
+            primary,
+            start_ts,
+            for_update_ts,
+            ttl,
+            return_values,
+            min_commit_ts,
+        );
+        self.discard_on_error(result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pessimistic_lock_keys(
         &mut self,
         keys: &[(Vec<u8>, bool)],
         primary: &[u8],
