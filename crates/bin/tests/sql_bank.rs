@@ -81,35 +81,74 @@ async fn bounded<T>(
     }
 }
 
-/// One transfer of `amount` from `from` to `to`. `lock_first` reads the
-/// source row with `SELECT ... FOR UPDATE` before the updates; otherwise
-/// the UPDATEs take the locks themselves.
+/// How a transfer is written.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Pessimistic; `UPDATE ... SET balance = balance - ?` takes the locks.
+    Relative,
+    /// Pessimistic; `SELECT ... FOR UPDATE` of the source row first (in
+    /// transfer order, so deadlocks happen), then as `Relative`.
+    LockThenRelative,
+    /// `BEGIN OPTIMISTIC`; plain SELECTs, then write the new balances
+    /// computed here: only the commit's conflict check (9007) prevents a
+    /// lost update, and the transaction must not be retried silently.
+    Optimistic,
+    /// Pessimistic; `SELECT ... FOR UPDATE` both rows, then write the new
+    /// balances computed here from what the locking reads returned.
+    LockedRead,
+}
+
+/// The modes of the runs with store kills (see
+/// `sql_bank_locking_reads_then_computed_writes_keep_the_total` for
+/// `LockedRead`).
+const MODES: [Mode; 3] = [Mode::Relative, Mode::LockThenRelative, Mode::Optimistic];
+
+async fn balance(conn: &mut Conn, id: u32, for_update: bool) -> Result<i64, StmtError> {
+    let sql = if for_update {
+        "SELECT balance FROM bank.accounts WHERE id = ? FOR UPDATE"
+    } else {
+        "SELECT balance FROM bank.accounts WHERE id = ?"
+    };
+    let b: Option<i64> = bounded(conn.exec_first(sql, (id,))).await?;
+    Ok(b.unwrap_or_else(|| panic!("account {id} disappeared")))
+}
+
+/// One transfer of `amount` from `from` to `to`.
 async fn transfer(
     conn: &mut Conn,
     from: u32,
     to: u32,
     amount: i64,
-    lock_first: bool,
+    mode: Mode,
 ) -> Result<(), StmtError> {
-    bounded(conn.query_drop("BEGIN")).await?;
-    if lock_first {
-        let balance: Option<i64> = bounded(conn.exec_first(
-            "SELECT balance FROM bank.accounts WHERE id = ? FOR UPDATE",
-            (from,),
-        ))
-        .await?;
-        assert!(balance.is_some(), "account {from} disappeared");
+    let set = "UPDATE bank.accounts SET balance = ? WHERE id = ?";
+    match mode {
+        Mode::Relative | Mode::LockThenRelative => {
+            bounded(conn.query_drop("BEGIN")).await?;
+            if matches!(mode, Mode::LockThenRelative) {
+                balance(conn, from, true).await?;
+            }
+            bounded(conn.exec_drop(
+                "UPDATE bank.accounts SET balance = balance - ? WHERE id = ?",
+                (amount, from),
+            ))
+            .await?;
+            bounded(conn.exec_drop(
+                "UPDATE bank.accounts SET balance = balance + ? WHERE id = ?",
+                (amount, to),
+            ))
+            .await?;
+        }
+        Mode::LockedRead | Mode::Optimistic => {
+            let locking = matches!(mode, Mode::LockedRead);
+            let begin = if locking { "BEGIN" } else { "BEGIN OPTIMISTIC" };
+            bounded(conn.query_drop(begin)).await?;
+            let a = balance(conn, from, locking).await?;
+            let b = balance(conn, to, locking).await?;
+            bounded(conn.exec_drop(set, (a - amount, from))).await?;
+            bounded(conn.exec_drop(set, (b + amount, to))).await?;
+        }
     }
-    bounded(conn.exec_drop(
-        "UPDATE bank.accounts SET balance = balance - ? WHERE id = ?",
-        (amount, from),
-    ))
-    .await?;
-    bounded(conn.exec_drop(
-        "UPDATE bank.accounts SET balance = balance + ? WHERE id = ?",
-        (amount, to),
-    ))
-    .await?;
     bounded(conn.query_drop("COMMIT")).await
 }
 
@@ -146,7 +185,7 @@ static SERIAL: std::sync::LazyLock<tokio::sync::Mutex<()>> =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_bank_transfers_keep_the_total_while_stores_are_killed() {
     let _serial = SERIAL.lock().await;
-    sql_bank(false).await;
+    sql_bank(false, &MODES, true).await;
 }
 
 /// The table's rows live in four regions (split by hand after the
@@ -154,10 +193,24 @@ async fn sql_bank_transfers_keep_the_total_while_stores_are_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_bank_transfers_across_split_regions_keep_the_total_while_stores_are_killed() {
     let _serial = SERIAL.lock().await;
-    sql_bank(true).await;
+    sql_bank(true, &MODES, true).await;
 }
 
-async fn sql_bank(split: bool) {
+/// Transfers that compute the new balances from `SELECT ... FOR UPDATE`
+/// (no store kills). Fails today: the locking read returns the row as of
+/// the transaction's start timestamp, not its newest committed version, so
+/// a transfer that waited for another one's lock overwrites it (a lost
+/// update; the total drifts within seconds). Run it with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug: SELECT ... FOR UPDATE in a pessimistic transaction reads the start_ts snapshot"]
+async fn sql_bank_locking_reads_then_computed_writes_keep_the_total() {
+    let _serial = SERIAL.lock().await;
+    sql_bank(false, &[Mode::LockedRead], false).await;
+}
+
+/// One run: accounts (in four regions if `split`), transfers written in
+/// each of `modes` in turn, stores killed and restarted if `kill`.
+async fn sql_bank(split: bool, modes: &'static [Mode], kill: bool) {
     let mut c = Cluster::start(true, 3).await;
     c.wait_for_voters(3).await;
     let work = tempfile::tempdir().unwrap();
@@ -191,7 +244,7 @@ async fn sql_bank(split: bool) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let committed = Arc::new(AtomicU64::new(0));
+    let committed: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     let mut workers = Vec::new();
     for w in 0..3u32 {
         let (stop, tally, committed) = (stop.clone(), tally.clone(), committed.clone());
@@ -206,9 +259,10 @@ async fn sql_bank(split: bool) {
                 let amount = i64::from(n % 50);
                 // Retry this transfer until it commits (or the run ends).
                 loop {
-                    match transfer(&mut conn, from, to, amount, n % 2 == 0).await {
+                    let mode = modes[n as usize % modes.len()];
+                    match transfer(&mut conn, from, to, amount, mode).await {
                         Ok(()) => {
-                            committed.fetch_add(1, Ordering::Relaxed);
+                            committed[mode as usize].fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         Err(e) => {
@@ -248,8 +302,12 @@ async fn sql_bank(split: bool) {
         })
     };
 
-    c.kill_and_restart_each_store(Duration::from_secs(3), Duration::from_secs(4))
-        .await;
+    if kill {
+        c.kill_and_restart_each_store(Duration::from_secs(3), Duration::from_secs(4))
+            .await;
+    } else {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         if tokio::time::timeout(Duration::from_secs(60), w)
@@ -283,11 +341,15 @@ async fn sql_bank(split: bool) {
             }
         }
     };
-    let n = committed.load(Ordering::Relaxed);
+    let by_mode: Vec<(Mode, u64)> = modes
+        .iter()
+        .map(|m| (*m, committed[*m as usize].load(Ordering::Relaxed)))
+        .collect();
+    let n: u64 = by_mode.iter().map(|(_, k)| k).sum();
     let retried = tally.retried.lock().unwrap().clone();
     let unexpected = tally.unexpected.lock().unwrap().clone();
     eprintln!(
-        "sql bank (split: {split}): {n} transfers committed, {checks} transactional totals checked, \
+        "sql bank (split: {split}): {n} transfers committed {by_mode:?}, {checks} transactional totals checked, \
          retried after (MySQL error code: count) {retried:?}, unexpected errors: {}",
         unexpected.len()
     );
@@ -302,6 +364,10 @@ async fn sql_bank(split: bool) {
         unexpected.join("\n"),
         s.log()
     );
-    assert!(n > 20, "too few transfers committed\n{}", c.logs());
+    assert!(
+        by_mode.iter().all(|(_, k)| *k > 5),
+        "too few transfers committed: {by_mode:?}\n{}",
+        c.logs()
+    );
     assert!(checks > 5, "too few checks");
 }
