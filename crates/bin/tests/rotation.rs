@@ -3,9 +3,11 @@
 //! operation fails, and every new handshake presents the new certificates.
 //!
 //! Two workloads: the KV client (PD, TiKV and the client's own certificate
-//! rotate), and SQL over MySQL TLS to `tidb-server --store=tikv` (PD, TiKV,
-//! tidb-server's cluster certificate and its MySQL server certificate
-//! rotate, the last one also reloaded by `ALTER INSTANCE RELOAD TLS`).
+//! rotate), and SQL over MySQL TLS to `tidb-server --store=tikv` on three
+//! replicas (PD, TiKV, tidb-server's cluster certificate and its MySQL
+//! server certificate rotate, the last one also reloaded by `ALTER INSTANCE
+//! RELOAD TLS`; then every store is restarted in turn, so Raft links and
+//! tidb-server's connections are made again with the new certificates).
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -225,7 +227,8 @@ async fn rotating_every_certificate_under_a_sql_workload_fails_no_statement() {
     /// MySQL port) every this many transactions.
     const TXNS_PER_CONNECTION: u64 = 4;
     let _serial = SERIAL.lock().await;
-    let mut c = Cluster::start(true, 1).await;
+    let mut c = Cluster::start(true, 3).await;
+    c.wait_for_voters(3).await;
     let certs = c.certs.as_ref().unwrap();
     let work = tempfile::tempdir().unwrap();
     let s = Arc::new(sql::start_tidb(&c, work.path()));
@@ -324,13 +327,39 @@ async fn rotating_every_certificate_under_a_sql_workload_fails_no_statement() {
         .unwrap();
     assert_eq!(rows, Some(txns as i64), "one row per committed transaction");
 
-    // tidb-server's cluster client uses its new certificate for its next
-    // connection: restart TiKV so that it has to reconnect, then read. (Done
-    // before anything connects to tidb-server's status port, which would
-    // reload the same files.)
-    c.kv[0].kill();
-    c.kv[0].start();
-    c.wait_store_serving(0).await;
+    // The new certificates work on links made from now on: each store in
+    // turn is killed, a row is written while it is down (the quorum of the
+    // two others: stores restarted earlier take part through Raft links
+    // made with their new certificates) and it is restarted. tidb-server's
+    // cluster client reconnects to restarted stores with its new
+    // certificate. (Done before anything connects to tidb-server's status
+    // port, which would reload the same files.)
+    for victim in 0..c.kv.len() {
+        c.kv[victim].kill();
+        let id = 9_000_000 + victim as u64;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = admin
+                .exec_drop(
+                    "INSERT INTO rot.t (id, worker, n, v) VALUES (?, 9, 0, 'while a store is down')",
+                    (id,),
+                )
+                .await;
+            match r {
+                Ok(()) => break,
+                // An earlier attempt whose answer was lost did commit.
+                Err(e) if sql::error_code(&e) == Some(1062) => break,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "no write with kv{victim} down after the rotation: {e}\n{}",
+                    c.logs()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        c.kv[victim].start();
+    }
+    c.wait_for_stores(c.kv.len()).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match admin
@@ -338,11 +367,11 @@ async fn rotating_every_certificate_under_a_sql_workload_fails_no_statement() {
             .await
         {
             Ok(n) => {
-                assert_eq!(n, Some(txns as i64));
+                assert_eq!(n, Some(txns as i64 + c.kv.len() as i64));
                 break;
             }
             Err(e) => {
-                assert!(Instant::now() < deadline, "no read after the restart: {e}");
+                assert!(Instant::now() < deadline, "no read after the restarts: {e}");
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
@@ -364,11 +393,13 @@ async fn rotating_every_certificate_under_a_sql_workload_fails_no_statement() {
         fps["pd-server"],
         "PD serves its new certificate"
     );
-    assert_eq!(
-        served_fp(&probe, &c.kv_addrs[0]).await,
-        fps["tikv-server"],
-        "TiKV serves its new certificate"
-    );
+    for kv in &c.kv_addrs {
+        assert_eq!(
+            served_fp(&probe, kv).await,
+            fps["tikv-server"],
+            "TiKV {kv} serves its new certificate"
+        );
+    }
     assert_eq!(
         served_fp(&probe, &format!("127.0.0.1:{}", s.status_port)).await,
         fps["tidb-server"],
