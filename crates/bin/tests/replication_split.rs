@@ -370,3 +370,73 @@ async fn client_region_cache_follows_a_split_it_did_not_see() {
     let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| k.as_slice()).collect();
     assert_eq!(keys, vec![&b"a"[..], b"y", b"z"], "{pairs:?}");
 }
+
+/// Splits happen while stores are killed and restarted: a writer keeps
+/// going through tikv-client; afterwards every acknowledged write is
+/// readable and every region has three voters and a leader (a restarted
+/// store applies the splits it missed from the log or by snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_split_while_stores_are_killed_and_restarted() {
+    let mut c = Cluster::start_with(true, 3, Some(SPLIT_TOML)).await;
+    wait_regions(&c, 3, 1, "three voters").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        let (pd, cfg) = (c.pd_addr.clone(), config(&c));
+        tokio::spawn(async move {
+            let mut raw = RawClient::new_with_config(vec![pd.clone()], cfg.clone())
+                .await
+                .unwrap();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let put = raw.put(format!("w/{i:06}").into_bytes(), value(i));
+                match tokio::time::timeout(Duration::from_secs(5), put).await {
+                    Ok(Ok(())) => acked.lock().unwrap().push(i),
+                    _ => {
+                        // A fresh client after a failure (see replication.rs).
+                        if let Ok(r) =
+                            RawClient::new_with_config(vec![pd.clone()], cfg.clone()).await
+                        {
+                            raw = r;
+                        }
+                    }
+                }
+                i += 1;
+            }
+        })
+    };
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let victim = round % 3;
+        c.kv[victim].kill();
+        eprintln!("killed kv{victim}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        c.kv[victim].start();
+        eprintln!("restarted kv{victim}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "few writes acknowledged\n{}", c.logs());
+    let regions = wait_regions(&c, 3, 2, "regions after the kills").await;
+    eprintln!(
+        "{} writes acknowledged, {} regions",
+        acked.len(),
+        regions.len()
+    );
+    let raw = RawClient::new_with_config(vec![c.pd_addr.clone()], config(&c))
+        .await
+        .unwrap();
+    for i in acked {
+        let key = format!("w/{i:06}").into_bytes();
+        let got = retry("read back", || raw.get(key.clone())).await;
+        assert_eq!(
+            got,
+            Some(value(i)),
+            "acknowledged w/{i:06} lost\n{}",
+            c.logs()
+        );
+    }
+}
