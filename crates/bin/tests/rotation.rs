@@ -291,10 +291,22 @@ async fn rotating_every_certificate_under_a_sql_workload_fails_no_statement() {
         fps.insert(prefix, reissue(ca, certs, prefix, cn, profile));
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    // The MySQL certificate is also reloaded on request.
+    // The MySQL certificate was reloaded on the file change (the next
+    // handshake), and is reloaded on request too.
+    assert_eq!(
+        sql::mysql_served_fp(&mysql_ca, s.port).await,
+        fps["mysql/server"],
+        "the MySQL port serves the new certificate after the files changed"
+    );
     tally.record(
         "ALTER INSTANCE RELOAD TLS",
         admin.query_drop("ALTER INSTANCE RELOAD TLS").await,
+    );
+    assert!(
+        s.log()
+            .contains("ALTER INSTANCE RELOAD TLS: certificate reloaded"),
+        "{}",
+        s.log()
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
