@@ -112,8 +112,8 @@ impl Default for StorageSection {
 }
 
 /// `[coprocessor]`: region split thresholds, as TiKV spells them. The size
-/// defaults are a third of TiKV's: a region's snapshot travels whole in one
-/// Raft message of at most 64 MiB (no chunked snapshots yet).
+/// defaults are a third of TiKV's: a region's snapshot is built in memory
+/// by the Raft thread, which smaller regions keep short.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct CoprocessorSection {

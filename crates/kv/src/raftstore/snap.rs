@@ -13,9 +13,9 @@
 //!         u8 0xff
 //! ```
 //!
-//! The whole snapshot travels in one `MsgSnapshot` on the Raft stream, so
-//! its size is bounded by the gRPC message limit (64 MiB); streaming large
-//! snapshots in chunks (TiKV's `Snapshot` RPC) is not built.
+//! The snapshot is built in memory and travels as one `MsgSnapshot` on the
+//! Raft stream, cut into `transport::SNAPSHOT_CHUNK` pieces that the
+//! receiving stream joins again (`transport::SnapshotAssembler`).
 
 use prost::Message as _;
 use tiox_engine::{Cf, Engine, Snapshot as _, WriteBatch};
@@ -74,14 +74,6 @@ pub fn build<E: Engine>(engine: &E, region: &metapb::Region) -> Result<Vec<u8>> 
         }
     }
     w.u8(END);
-    if w.0.len() + (1 << 20) > super::transport::MAX_RAFT_MESSAGE {
-        tracing::error!(
-            region_id = region.id,
-            bytes = w.0.len(),
-            limit = super::transport::MAX_RAFT_MESSAGE,
-            "region snapshot larger than one Raft message may be; it cannot be delivered. Lower [coprocessor] region-max-size so the region splits"
-        );
-    }
     Ok(w.0)
 }
 

@@ -58,9 +58,8 @@ pub struct SplitConfig {
 }
 
 impl Default for SplitConfig {
-    /// TiKV's key counts; sizes a third of TiKV's (144/96 MiB) so that a
-    /// region's snapshot, sent whole in one message, stays under
-    /// [`super::transport::MAX_RAFT_MESSAGE`].
+    /// TiKV's key counts; sizes a third of TiKV's (144/96 MiB): a region's
+    /// snapshot is built in memory by the Raft thread (see `snap.rs`).
     fn default() -> Self {
         SplitConfig {
             region_max_size: 48 << 20,

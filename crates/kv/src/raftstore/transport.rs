@@ -36,9 +36,105 @@ const MAX_BATCH: usize = 256;
 /// travels alone), so one `BatchRaftMessage` stays within
 /// [`MAX_RAFT_MESSAGE`].
 const MAX_BATCH_BYTES: usize = 8 << 20;
-/// The largest `BatchRaftMessage` a store sends or accepts: bounds a
-/// region snapshot, which travels whole in one message (see `snap.rs`).
+/// The largest `BatchRaftMessage` a store sends or accepts (a snapshot
+/// travels in [`SNAPSHOT_CHUNK`] pieces, so this bounds an entry batch).
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// Snapshot data is sent in slices of this size, one message each.
+pub const SNAPSHOT_CHUNK: usize = 4 << 20;
+/// A snapshot being reassembled is dropped beyond this size.
+const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
+
+/// Splits a snapshot message whose data is larger than [`SNAPSHOT_CHUNK`]
+/// into consecutive chunk messages (see `raft_serverpb.RaftMessage`);
+/// other messages come back as they are.
+pub fn chunk_snapshot(msg: RaftMessage) -> Vec<RaftMessage> {
+    let len = msg
+        .message
+        .as_ref()
+        .and_then(|m| m.snapshot.as_ref())
+        .map_or(0, |s| s.data.len());
+    if len <= SNAPSHOT_CHUNK {
+        return vec![msg];
+    }
+    let mut msg = msg;
+    let data = msg
+        .message
+        .as_mut()
+        .and_then(|m| m.snapshot.as_mut())
+        .map(|s| std::mem::take(&mut s.data))
+        .unwrap_or_default();
+    let n = data.len().div_ceil(SNAPSHOT_CHUNK) as u32;
+    data.chunks(SNAPSHOT_CHUNK)
+        .enumerate()
+        .map(|(i, part)| {
+            let mut m = msg.clone();
+            if let Some(s) = m.message.as_mut().and_then(|m| m.snapshot.as_mut()) {
+                s.data = part.to_vec();
+            }
+            m.snapshot_chunk = i as u32;
+            m.snapshot_chunks = n;
+            m
+        })
+        .collect()
+}
+
+/// Joins chunked snapshots on the receiving side of one stream.
+#[derive(Default)]
+pub struct SnapshotAssembler {
+    /// (region, target peer) -> (next chunk expected, chunks, data so far).
+    partial: HashMap<(u64, u64), (u32, u32, Vec<u8>)>,
+}
+
+impl SnapshotAssembler {
+    /// The message to step: `msg` itself, or the whole snapshot once its
+    /// last chunk has arrived; None while one is incomplete. A chunk out
+    /// of order drops the assembly (raft sends the snapshot again).
+    pub fn push(&mut self, mut msg: RaftMessage) -> Option<RaftMessage> {
+        if msg.snapshot_chunks <= 1 {
+            return Some(msg);
+        }
+        let key = (msg.region_id, msg.to_peer.map_or(0, |p| p.id));
+        let (i, n) = (msg.snapshot_chunk, msg.snapshot_chunks);
+        let part = msg
+            .message
+            .as_mut()
+            .and_then(|m| m.snapshot.as_mut())
+            .map(|s| std::mem::take(&mut s.data))
+            .unwrap_or_default();
+        if i == 0 {
+            self.partial.insert(key, (1, n, part));
+        } else {
+            match self.partial.get_mut(&key) {
+                Some((next, total, buf))
+                    if *next == i
+                        && *total == n
+                        && buf.len() + part.len() <= MAX_SNAPSHOT_BYTES =>
+                {
+                    buf.extend_from_slice(&part);
+                    *next += 1;
+                }
+                _ => {
+                    self.partial.remove(&key);
+                    return None;
+                }
+            }
+        }
+        if self
+            .partial
+            .get(&key)
+            .is_some_and(|(next, total, _)| next == total)
+        {
+            let (_, _, data) = self.partial.remove(&key)?;
+            if let Some(s) = msg.message.as_mut().and_then(|m| m.snapshot.as_mut()) {
+                s.data = data;
+            }
+            msg.snapshot_chunk = 0;
+            msg.snapshot_chunks = 0;
+            return Some(msg);
+        }
+        None
+    }
+}
 /// Messages queued per destination store before new ones are dropped.
 const QUEUE_PER_STORE: usize = 8192;
 
@@ -103,9 +199,12 @@ pub async fn run(
             ));
             tx
         });
-        if q.try_send(msg).is_err() {
-            // The store is slow or down: Raft will retry.
-            feedback.unreachable(store_id);
+        for m in chunk_snapshot(msg) {
+            if q.try_send(m).is_err() {
+                // The store is slow or down: Raft will retry.
+                feedback.unreachable(store_id);
+                break;
+            }
         }
     }
 }
@@ -243,6 +342,61 @@ mod tests {
         assert_eq!(pb.msg_type, MessageType::MsgAppend as i32);
         let back = from_pb(&pb).unwrap();
         assert_eq!(back, m);
+    }
+
+    fn snapshot_envelope(region_id: u64, data: Vec<u8>) -> RaftMessage {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgSnapshot);
+        m.mut_snapshot().data = data.into();
+        m.mut_snapshot().mut_metadata().index = 77;
+        RaftMessage {
+            region_id,
+            to_peer: Some(tiox_proto::metapb::Peer {
+                id: 5,
+                store_id: 2,
+                ..Default::default()
+            }),
+            message: Some(to_pb(&m).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn large_snapshot_travels_in_chunks_and_is_reassembled_whole() {
+        let data: Vec<u8> = (0..(SNAPSHOT_CHUNK * 2 + 123)).map(|i| i as u8).collect();
+        let whole = snapshot_envelope(9, data.clone());
+        let chunks = chunk_snapshot(whole.clone());
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks
+            .iter()
+            .all(|c| c.encoded_len() < SNAPSHOT_CHUNK + 4096));
+        let mut a = SnapshotAssembler::default();
+        let mut out = Vec::new();
+        for (i, c) in chunks.into_iter().enumerate() {
+            // Another region's message in between passes straight through.
+            if i == 1 {
+                let other = RaftMessage {
+                    region_id: 10,
+                    ..Default::default()
+                };
+                assert_eq!(a.push(other.clone()), Some(other));
+            }
+            out.extend(a.push(c));
+        }
+        assert_eq!(out, vec![whole]);
+        // Small snapshots are not chunked.
+        let small = snapshot_envelope(9, vec![1, 2, 3]);
+        assert_eq!(chunk_snapshot(small.clone()), vec![small]);
+    }
+
+    #[test]
+    fn a_missing_chunk_drops_the_snapshot() {
+        let data = vec![7u8; SNAPSHOT_CHUNK * 3];
+        let chunks = chunk_snapshot(snapshot_envelope(9, data));
+        let mut a = SnapshotAssembler::default();
+        assert_eq!(a.push(chunks[0].clone()), None);
+        assert_eq!(a.push(chunks[2].clone()), None);
+        assert!(a.partial.is_empty());
     }
 
     #[test]

@@ -222,12 +222,10 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         )),
         None => None,
     };
-    if cfg.split.region_max_size + (8 << 20) > crate::raftstore::transport::MAX_RAFT_MESSAGE as u64
-    {
+    if cfg.split.region_max_size > 256 << 20 {
         tracing::warn!(
             region_max_size = cfg.split.region_max_size,
-            "[coprocessor] region-max-size is close to or above the {} MiB a region snapshot may take (snapshots travel whole in one Raft message); a region that large cannot get a new replica. Use 48MiB or less",
-            crate::raftstore::transport::MAX_RAFT_MESSAGE >> 20
+            "[coprocessor] region-max-size is large: a region's snapshot (for a new or far-behind replica) is built in memory by the Raft thread, which stalls every region on this store meanwhile"
         );
     }
     std::fs::create_dir_all(&cfg.data_dir)

@@ -12,6 +12,7 @@ use tiox_proto::{kvrpcpb, raft_serverpb};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::raftstore::transport::SnapshotAssembler;
 use crate::storage::{Outcome, Refusal, Storage};
 
 /// The gRPC service.
@@ -285,8 +286,11 @@ impl Tikv for TikvService {
         req: Request<Streaming<raft_serverpb::RaftMessage>>,
     ) -> Result<Response<raft_serverpb::Done>, Status> {
         let mut stream = req.into_inner();
+        let mut snapshots = SnapshotAssembler::default();
         while let Some(msg) = stream.message().await? {
-            self.step_raft(msg)?;
+            if let Some(msg) = snapshots.push(msg) {
+                self.step_raft(msg)?;
+            }
         }
         Ok(Response::new(raft_serverpb::Done {}))
     }
@@ -296,9 +300,12 @@ impl Tikv for TikvService {
         req: Request<Streaming<tikvpb::BatchRaftMessage>>,
     ) -> Result<Response<raft_serverpb::Done>, Status> {
         let mut stream = req.into_inner();
+        let mut snapshots = SnapshotAssembler::default();
         while let Some(batch) = stream.message().await? {
             for msg in batch.msgs {
-                self.step_raft(msg)?;
+                if let Some(msg) = snapshots.push(msg) {
+                    self.step_raft(msg)?;
+                }
             }
         }
         Ok(Response::new(raft_serverpb::Done {}))
