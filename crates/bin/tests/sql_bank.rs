@@ -98,10 +98,13 @@ enum Mode {
     LockedRead,
 }
 
-/// The modes of the runs with store kills (see
-/// `sql_bank_locking_reads_then_computed_writes_keep_the_total` for
-/// `LockedRead`).
-const MODES: [Mode; 3] = [Mode::Relative, Mode::LockThenRelative, Mode::Optimistic];
+/// The modes of the runs with store kills.
+const MODES: [Mode; 4] = [
+    Mode::Relative,
+    Mode::LockThenRelative,
+    Mode::Optimistic,
+    Mode::LockedRead,
+];
 
 async fn balance(conn: &mut Conn, id: u32, for_update: bool) -> Result<i64, StmtError> {
     let sql = if for_update {
@@ -197,12 +200,10 @@ async fn sql_bank_transfers_across_split_regions_keep_the_total_while_stores_are
 }
 
 /// Transfers that compute the new balances from `SELECT ... FOR UPDATE`
-/// (no store kills). Fails today: the locking read returns the row as of
-/// the transaction's start timestamp, not its newest committed version, so
-/// a transfer that waited for another one's lock overwrites it (a lost
-/// update; the total drifts within seconds). Run it with `--ignored`.
+/// (no store kills): the locking read must return the newest committed
+/// version it locked (it once returned the start_ts snapshot, and a
+/// transfer that waited for another's lock overwrote it: a lost update).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: SELECT ... FOR UPDATE in a pessimistic transaction reads the start_ts snapshot"]
 async fn sql_bank_locking_reads_then_computed_writes_keep_the_total() {
     let _serial = SERIAL.lock().await;
     sql_bank(false, &[Mode::LockedRead], false).await;

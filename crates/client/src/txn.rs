@@ -447,7 +447,19 @@ impl Transaction {
         match self.buffer.get(key) {
             Some(Mutation::Put(v)) | Some(Mutation::Insert(v)) => Ok(Some(v.clone())),
             Some(Mutation::Delete) => Ok(None),
-            Some(Mutation::Lock) | None => self.client.snapshot_get(key, self.start_ts).await,
+            Some(Mutation::Lock) | None => self.client.snapshot_get(key, self.read_ts(key)).await,
+        }
+    }
+
+    /// The timestamp `key` is read at: a key this (pessimistic) transaction
+    /// locked is read at its newest for_update_ts — nothing can commit on
+    /// it while the lock is held, and `SELECT ... FOR UPDATE` must return
+    /// the version it locked, not the snapshot's (TiDB/MySQL's rule).
+    fn read_ts(&self, key: &[u8]) -> u64 {
+        if self.locked.contains(key) {
+            self.for_update_ts
+        } else {
+            self.start_ts
         }
     }
 
@@ -458,12 +470,28 @@ impl Transaction {
         end: &[u8],
         limit: u32,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        // Over-read by the number of own deletes so the limit still holds.
+        // Locked keys in the range: their newest versions (see `read_ts`).
+        let upper_bound = |k: &Vec<u8>| end.is_empty() || k.as_slice() < end;
+        let locked: Vec<Vec<u8>> = self
+            .locked
+            .range(start.to_vec()..)
+            .take_while(|k| upper_bound(k))
+            .filter(|k| {
+                !matches!(
+                    self.buffer.get(*k),
+                    Some(Mutation::Put(_)) | Some(Mutation::Insert(_)) | Some(Mutation::Delete)
+                )
+            })
+            .cloned()
+            .collect();
+        // Over-read by the number of own deletes (and of locked keys, which
+        // may be gone at their newest version) so the limit still holds.
         let extra = self
             .buffer
             .values()
             .filter(|m| **m == Mutation::Delete)
-            .count() as u32;
+            .count() as u32
+            + locked.len() as u32;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
             .client
             .snapshot_scan(start, end, limit.saturating_add(extra), self.start_ts)
@@ -475,6 +503,16 @@ impl Transaction {
         } else {
             Some(end.to_vec())
         };
+        for k in locked {
+            match self.client.snapshot_get(&k, self.for_update_ts).await? {
+                Some(v) => {
+                    merged.insert(k, v);
+                }
+                None => {
+                    merged.remove(&k);
+                }
+            }
+        }
         for (k, m) in self.buffer.range(start.to_vec()..) {
             if upper.as_ref().is_some_and(|u| k >= u) {
                 break;
@@ -497,6 +535,11 @@ impl Transaction {
     pub async fn batch_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let reads = keys.iter().map(|k| self.get(k));
         futures::future::try_join_all(reads).await
+    }
+
+    /// Whether this (pessimistic) transaction holds a lock on `key`.
+    pub fn is_locked(&self, key: &[u8]) -> bool {
+        self.locked.contains(key)
     }
 
     /// This transaction's buffered change of `key`, if any.

@@ -456,30 +456,40 @@ impl Writer<'_> {
     ) {
         let key = codec::record_key(t.id, handle);
         let value = table::encode_row(t, row);
-        self.put(tx, key, value, lazy);
+        self.put(tx, key, value, lazy, true);
         for ix in t.indexes.iter().filter(|ix| writes_index(ix)) {
             let (k, v) = table::index_entry(t, ix, row, handle);
-            self.put(tx, k, v, lazy && ix.unique);
+            self.put(tx, k, v, lazy && ix.unique, ix.unique);
         }
     }
 
     fn delete_row(&mut self, tx: &mut Transaction, t: &TableInfo, handle: i64, row: &[Value]) {
-        self.del(tx, codec::record_key(t.id, handle));
+        self.del(tx, codec::record_key(t.id, handle), true);
         for ix in &t.indexes {
             let (k, _) = table::index_entry(t, ix, row, handle);
-            self.del(tx, k);
+            self.del(tx, k, ix.unique);
         }
     }
 
-    fn del(&mut self, tx: &mut Transaction, key: Vec<u8>) {
-        if tx.is_pessimistic() {
+    /// Buffers a delete; `lock`: the key needs a pessimistic lock (row and
+    /// unique-index keys; a non-unique entry belongs to its row's lock).
+    fn del(&mut self, tx: &mut Transaction, key: Vec<u8>, lock: bool) {
+        if lock && tx.is_pessimistic() && !tx.is_locked(&key) {
             self.touched.push(key.clone());
         }
         tx.delete(key);
     }
 
-    fn put(&mut self, tx: &mut Transaction, key: Vec<u8>, value: Vec<u8>, lazy_unique: bool) {
-        if tx.is_pessimistic() {
+    /// Buffers a write (see [`Writer::del`] for `lock`).
+    fn put(
+        &mut self,
+        tx: &mut Transaction,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lazy_unique: bool,
+        lock: bool,
+    ) {
+        if lock && tx.is_pessimistic() && !tx.is_locked(&key) {
             self.touched.push(key.clone());
         }
         match (lazy_unique, tx.buffered(&key)) {
@@ -489,8 +499,10 @@ impl Writer<'_> {
         }
     }
 
-    /// Pessimistic transactions lock every key a statement wrote, so
-    /// commit cannot fail on them (TiDB locks row and index keys too).
+    /// Pessimistic transactions lock the row and unique-index keys a
+    /// statement wrote and had not locked yet, so commit cannot fail on
+    /// them; non-unique index entries are checked at prewrite against the
+    /// newest for_update_ts (TiDB/TiKV's rule).
     async fn lock_touched(&mut self, tx: &mut Transaction) -> Result<(), SqlError> {
         if self.touched.is_empty() {
             return Ok(());
@@ -559,16 +571,17 @@ impl Writer<'_> {
             codec::record_key(t.id, handle),
             table::encode_row(t, &new),
             false,
+            true,
         );
         for ix in &t.indexes {
             if ix.columns.iter().all(|&c| old[c] == new[c]) {
                 continue;
             }
             let (ok, _) = table::index_entry(t, ix, old, handle);
-            self.del(tx, ok);
+            self.del(tx, ok, ix.unique);
             if writes_index(ix) {
                 let (k, v) = table::index_entry(t, ix, &new, handle);
-                self.put(tx, k, v, ix.unique);
+                self.put(tx, k, v, ix.unique, ix.unique);
             }
         }
         Ok(())
