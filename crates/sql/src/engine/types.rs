@@ -117,23 +117,40 @@ impl Collation {
                 let t = s.trim_end_matches(' ');
                 let mut out = Vec::with_capacity(t.len() * 2);
                 for c in t.chars() {
-                    // utf8mb4_general_ci: one weight per character, simple
-                    // upper-case folding; characters outside the BMP weigh
-                    // as U+FFFD.
-                    let u = if (c as u32) > 0xFFFF {
-                        0xFFFD
-                    } else {
-                        let mut up = c.to_uppercase();
-                        match (up.next(), up.next()) {
-                            (Some(x), None) if (x as u32) <= 0xFFFF => x as u32,
-                            _ => c as u32,
-                        }
-                    };
-                    out.extend_from_slice(&(u as u16).to_be_bytes());
+                    out.extend_from_slice(&general_ci_weight(c).to_be_bytes());
                 }
                 out
             }
         }
+    }
+
+    /// Orders `a` and `b` as their sort keys order, without building them
+    /// (ORDER BY and WHERE compare strings this way once per pair).
+    pub fn cmp_str(self, a: &str, b: &str) -> std::cmp::Ordering {
+        match self {
+            Collation::Bin => a.as_bytes().cmp(b.as_bytes()),
+            Collation::GeneralCi => a
+                .trim_end_matches(' ')
+                .chars()
+                .map(general_ci_weight)
+                .cmp(b.trim_end_matches(' ').chars().map(general_ci_weight)),
+        }
+    }
+}
+
+/// utf8mb4_general_ci: one weight per character, simple upper-case folding;
+/// characters outside the BMP weigh as U+FFFD.
+fn general_ci_weight(c: char) -> u16 {
+    if c.is_ascii() {
+        return c.to_ascii_uppercase() as u16;
+    }
+    if (c as u32) > 0xFFFF {
+        return 0xFFFD;
+    }
+    let mut up = c.to_uppercase();
+    match (up.next(), up.next()) {
+        (Some(x), None) if (x as u32) <= 0xFFFF => x as u32 as u16,
+        _ => c as u32 as u16,
     }
 }
 
@@ -838,5 +855,26 @@ mod tests {
         assert_eq!(c.sort_key("Abc  "), c.sort_key("aBC"));
         assert!(c.sort_key("a") < c.sort_key("B"));
         assert_ne!(Collation::Bin.sort_key("a"), Collation::Bin.sort_key("A"));
+    }
+
+    #[test]
+    fn cmp_str_orders_as_the_sort_keys_do() {
+        // Case, trailing spaces, multi-character upper cases, titlecase,
+        // dotless i, characters outside the BMP, controls.
+        let words: Vec<&str> =
+            "| |a|A|a |ab|aB |b|B|abc|ab c|ß|SS|é|É|e|z|😀|�|ǅ|ǆ|Ǆ|ı|I|i|\t|a\t|0|~"
+                .split('|')
+                .collect();
+        for c in [Collation::GeneralCi, Collation::Bin] {
+            for a in &words {
+                for b in &words {
+                    assert_eq!(
+                        c.cmp_str(a, b),
+                        c.sort_key(a).cmp(&c.sort_key(b)),
+                        "{c:?}: {a:?} vs {b:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -212,8 +212,11 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         }
         // The default collation's order, as index keys and ORDER BY use it
         // (case folded, trailing spaces ignored: utf8mb4_general_ci).
-        let key = |v: &Value| crate::engine::types::Collation::GeneralCi.sort_key(&v.to_string());
-        return Some(key(a).cmp(&key(b)));
+        let ci = crate::engine::types::Collation::GeneralCi;
+        return Some(match (a, b) {
+            (Value::Text(x), Value::Text(y)) => ci.cmp_str(x, y),
+            _ => ci.cmp_str(&a.to_string(), &b.to_string()),
+        });
     }
     if let (Some(x), Some(y)) = (to_dec(a), to_dec(b)) {
         let scale = x.1.max(y.1);
