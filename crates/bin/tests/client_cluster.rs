@@ -238,3 +238,38 @@ async fn concurrent_timestamp_requests_share_tso_rpcs() {
         "{n} timestamps took {rpcs} RPCs: concurrent callers must share RPCs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_versions_hidden_before_the_safe_point_and_keeps_the_visible_one() {
+    let c = Cluster::start(true, 1).await;
+    let txn = connect(&c).await.txn();
+    let mut stamps = Vec::new();
+    for v in [b"v1", b"v2", b"v3"] {
+        let mut t = txn.begin().await.unwrap();
+        t.put(b"gc-key".to_vec(), v.to_vec());
+        stamps.push(t.commit().await.unwrap());
+    }
+    let between_v1_and_v2 = stamps[0] + 1;
+    assert_eq!(
+        txn.snapshot_get(b"gc-key", between_v1_and_v2)
+            .await
+            .unwrap(),
+        Some(b"v1".to_vec()),
+        "before GC the old snapshot sees v1"
+    );
+    let safe_point = txn.current_ts().await.unwrap();
+    let regions = txn.gc(safe_point).await.unwrap();
+    assert!(regions >= 1);
+    assert_eq!(
+        txn.snapshot_get(b"gc-key", safe_point).await.unwrap(),
+        Some(b"v3".to_vec()),
+        "the version visible at the safe point is kept"
+    );
+    assert_eq!(
+        txn.snapshot_get(b"gc-key", between_v1_and_v2)
+            .await
+            .unwrap(),
+        None,
+        "v1, hidden by v2 before the safe point, is gone"
+    );
+}

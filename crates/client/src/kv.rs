@@ -67,6 +67,7 @@ region_response!(
     kvrpcpb::RawScanResponse,
     kvrpcpb::RawDeleteRangeResponse,
     kvrpcpb::RawCasResponse,
+    kvrpcpb::GcResponse,
 );
 
 /// Items routed to one region.

@@ -152,6 +152,38 @@ impl TxnClient {
         ))
     }
 
+    /// Removes, in every region, the MVCC versions no snapshot at or after
+    /// `safe_point` can see (TiDB's GC). Returns the number of regions.
+    pub async fn gc(&self, safe_point: u64) -> Result<usize> {
+        let mut cursor = Vec::new();
+        let mut regions = 0;
+        loop {
+            let (entry, r) = self
+                .kv
+                .request(&encode_bytes(&cursor), |ctx, mut s| {
+                    let req = kvrpcpb::GcRequest {
+                        context: Some(ctx),
+                        safe_point,
+                    };
+                    async move { s.kv_gc(req).await }
+                })
+                .await?;
+            if let Some(e) = r.error {
+                return Err(key_error(&e, safe_point));
+            }
+            regions += 1;
+            let end = entry.region.end_key;
+            if end.is_empty() {
+                break;
+            }
+            let Ok((next, _)) = crate::keys::decode_bytes(&end) else {
+                break;
+            };
+            cursor = next;
+        }
+        Ok(regions)
+    }
+
     /// A read-only view at the newest committed versions, without a TSO
     /// round trip. Only for reading a single key (see `get_latest`); it
     /// must not write (its commit of an empty buffer is a no-op).

@@ -62,6 +62,13 @@ use exec::{Runner, Sx};
 /// Conflicting autocommit statements are re-run at most this often.
 const AUTOCOMMIT_RETRIES: usize = 10;
 
+/// How often MVCC garbage collection runs (TiDB's `tikv_gc_run_interval`).
+pub const GC_RUN_INTERVAL: Duration = Duration::from_secs(600);
+
+/// How long old versions are kept (TiDB's `tikv_gc_life_time`): a
+/// transaction may read a snapshot this old.
+pub const GC_LIFE_TIME: Duration = Duration::from_secs(600);
+
 /// How long a session trusts its cached account record (privileges).
 const PRIVILEGE_CACHE: Duration = Duration::from_secs(1);
 
@@ -230,11 +237,13 @@ impl Engine {
     /// An engine over the cluster (loads the schema; creates `test` on a
     /// new cluster).
     pub async fn open(txn: TxnClient) -> Result<Engine, SqlError> {
-        Ok(Engine {
+        let engine = Engine {
             catalog: Arc::new(Catalog::open(txn.clone()).await?),
             txn,
             interim: Interim,
-        })
+        };
+        tokio::spawn(gc_loop(engine.txn.clone()));
+        Ok(engine)
     }
 
     /// Whether `q` reads one row by its handle and nothing else (no
@@ -850,6 +859,29 @@ impl Engine {
             columns: vec![Column::text("Database")],
             rows: data,
         }))
+    }
+}
+
+/// MVCC garbage collection: every [`GC_RUN_INTERVAL`], versions older than
+/// [`GC_LIFE_TIME`] that a newer version hides are removed in every region
+/// (each tidb-server runs it; running it twice is harmless).
+async fn gc_loop(txn: TxnClient) {
+    loop {
+        tokio::time::sleep(GC_RUN_INTERVAL).await;
+        let now = match txn.current_ts().await {
+            Ok(ts) => ts,
+            Err(e) => {
+                tracing::warn!(error = %e, "GC: no timestamp from PD; will retry");
+                continue;
+            }
+        };
+        let life_ms = GC_LIFE_TIME.as_millis() as u64;
+        let physical = (now >> tiox_client::tso::LOGICAL_BITS).saturating_sub(life_ms);
+        let safe_point = physical << tiox_client::tso::LOGICAL_BITS;
+        match txn.gc(safe_point).await {
+            Ok(n) => tracing::info!(regions = n, safe_point, "GC: old MVCC versions removed"),
+            Err(e) => tracing::warn!(error = %e, "GC failed; will retry at the next interval"),
+        }
     }
 }
 
