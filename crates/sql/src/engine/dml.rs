@@ -173,7 +173,9 @@ impl Writer<'_> {
                 }
             }
         }
-        let rows = self.build_rows(&t, &cols, inputs).await?;
+        let rows = self
+            .build_rows(&t, &cols, inputs, mode == Mode::Ignore)
+            .await?;
         let upsert = match &ins.on {
             Some(OnInsert::DuplicateKeyUpdate(a)) => a.as_slice(),
             _ => &[],
@@ -187,11 +189,14 @@ impl Writer<'_> {
     }
 
     /// Full rows from inputs: defaults, AUTO_INCREMENT, coercion, NOT NULL.
+    /// `lenient` (INSERT IGNORE): values that do not fit are clipped and a
+    /// NULL in a NOT NULL column becomes the type's zero value.
     async fn build_rows(
         &mut self,
         t: &Arc<TableInfo>,
         cols: &[usize],
         inputs: Vec<Vec<Option<Value>>>,
+        lenient: bool,
     ) -> Result<Vec<(i64, Row)>, SqlError> {
         let auto = t.auto_inc_col();
         let mut rows = Vec::with_capacity(inputs.len());
@@ -211,6 +216,8 @@ impl Writer<'_> {
                             && (v.is_null() || matches!(v, Value::Int(0) | Value::UInt(0)))
                         {
                             Value::Null
+                        } else if lenient {
+                            c.ty.clip(v, &c.name)
                         } else {
                             c.ty.coerce(v, &c.name)?
                         }
@@ -221,9 +228,14 @@ impl Writer<'_> {
                         None => return Err(no_default(&c.name)),
                     },
                 };
-                if v.is_null() && c.not_null && Some(i) != auto {
-                    return Err(table::cannot_be_null(&c.name));
-                }
+                let v = if v.is_null() && c.not_null && Some(i) != auto {
+                    if !lenient {
+                        return Err(table::cannot_be_null(&c.name));
+                    }
+                    c.ty.zero()
+                } else {
+                    v
+                };
                 row.push(v);
             }
             if let Some(a) = auto {

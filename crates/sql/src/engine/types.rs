@@ -483,6 +483,111 @@ impl ColumnType {
         }
     }
 
+    /// [`ColumnType::coerce`] as `INSERT IGNORE` does it: a value that does
+    /// not fit is clipped to the type's range, cut to its length, or
+    /// replaced by the type's zero value, instead of failing.
+    pub fn clip(&self, v: Value, col: &str) -> Value {
+        if let Ok(x) = self.coerce(v.clone(), col) {
+            return x;
+        }
+        let f = eval::to_f64(&v);
+        let f = if f.is_finite() { f } else { 0.0 };
+        match &self.kind {
+            _ if self.is_integer() => {
+                let (lo, hi) = self.int_range();
+                let i = if f >= hi as f64 {
+                    hi
+                } else if f <= lo as f64 {
+                    lo
+                } else {
+                    f.round() as i128
+                };
+                if self.unsigned {
+                    Value::UInt(i as u64)
+                } else {
+                    Value::Int(i as i64)
+                }
+            }
+            Kind::Decimal { precision, scale } => {
+                let max = 10f64.powi(i32::from(*precision) - i32::from(*scale))
+                    - 10f64.powi(-i32::from(*scale));
+                let lo = if self.unsigned { 0.0 } else { -max };
+                Value::Decimal(
+                    decimal_round(
+                        &format!("{:.*}", usize::from(*scale), f.clamp(lo, max)),
+                        *scale,
+                    )
+                    .unwrap_or_else(|| "0".into()),
+                )
+            }
+            Kind::Char(n) | Kind::VarChar(n) => {
+                Value::Text(v.to_string().chars().take(*n as usize).collect())
+            }
+            Kind::Text(n) => {
+                let s = v.to_string();
+                let mut end = (*n as usize).min(s.len());
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::Text(s[..end].to_string())
+            }
+            Kind::Binary(n) | Kind::VarBinary(n) | Kind::Blob(n) => {
+                let mut b = v.to_text().unwrap_or_default();
+                b.truncate(*n as usize);
+                if let Kind::Binary(n) = self.kind {
+                    b.resize(n as usize, 0);
+                }
+                Value::Bytes(b)
+            }
+            _ => self.zero(),
+        }
+    }
+
+    /// The type's zero value (what `INSERT IGNORE` stores for a NULL in a
+    /// NOT NULL column).
+    pub fn zero(&self) -> Value {
+        match &self.kind {
+            _ if self.is_integer() => {
+                if self.unsigned {
+                    Value::UInt(0)
+                } else {
+                    Value::Int(0)
+                }
+            }
+            Kind::Decimal { scale, .. } => {
+                Value::Decimal(decimal_round("0", *scale).unwrap_or_else(|| "0".into()))
+            }
+            Kind::Float => Value::Float(0.0),
+            Kind::Double => Value::Double(0.0),
+            Kind::Binary(n) => Value::Bytes(vec![0; *n as usize]),
+            Kind::VarBinary(_) | Kind::Blob(_) => Value::Bytes(Vec::new()),
+            Kind::Enum(items) => Value::Text(items.first().cloned().unwrap_or_default()),
+            Kind::Date => Value::Date {
+                year: 0,
+                month: 0,
+                day: 0,
+            },
+            Kind::DateTime(_) | Kind::Timestamp(_) => Value::DateTime {
+                year: 0,
+                month: 0,
+                day: 0,
+                hour: 0,
+                minute: 0,
+                second: 0,
+                micros: 0,
+            },
+            Kind::Time(_) => Value::Time {
+                negative: false,
+                days: 0,
+                hours: 0,
+                minutes: 0,
+                seconds: 0,
+                micros: 0,
+            },
+            _ => Value::Text(String::new()),
+        }
+    }
+
     fn float(&self, v: &Value, col: &str) -> Result<f64, SqlError> {
         let f = match v {
             Value::Text(s) => s
@@ -778,6 +883,32 @@ mod tests {
             u.coerce(Value::Decimal("2.5".into()), "a").unwrap(),
             Value::UInt(3)
         );
+    }
+
+    #[test]
+    fn insert_ignore_clips_to_the_type_instead_of_failing() {
+        let t = ColumnType::new(Kind::TinyInt);
+        assert_eq!(t.clip(Value::Int(1000), "a"), Value::Int(127));
+        assert_eq!(t.clip(Value::Int(-1000), "a"), Value::Int(-128));
+        let u = ColumnType {
+            unsigned: true,
+            ..ColumnType::new(Kind::Int)
+        };
+        assert_eq!(u.clip(Value::Int(-5), "a"), Value::UInt(0));
+        let s = ColumnType::new(Kind::VarChar(3));
+        assert_eq!(
+            s.clip(Value::Text("abcdef".into()), "a"),
+            Value::Text("abc".into())
+        );
+        let d = ColumnType::new(Kind::Decimal {
+            precision: 4,
+            scale: 2,
+        });
+        assert_eq!(
+            d.clip(Value::Int(1000), "a"),
+            Value::Decimal("99.99".into())
+        );
+        assert_eq!(ColumnType::new(Kind::Int).zero(), Value::Int(0));
     }
 
     #[test]
