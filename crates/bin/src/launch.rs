@@ -53,17 +53,34 @@ pub struct Proc {
     /// Its arguments.
     pub args: Vec<String>,
     bin: PathBuf,
+    /// A command that runs the binary somewhere else (e.g. `ip netns exec
+    /// NAME`); empty to run it directly.
+    prefix: Vec<String>,
 }
 
 impl Proc {
     /// Starts `bin` with `args`, stderr and stdout to `log`.
     pub fn spawn(name: &str, bin: &Path, args: &[String], log: PathBuf) -> Proc {
+        Self::spawn_in(&[], name, bin, args, log)
+    }
+
+    /// Like `spawn`, run through `prefix` (a command that execs its
+    /// arguments, such as `ip netns exec NAME`, so that the child's pid is
+    /// the binary's and a SIGKILL reaches it).
+    pub fn spawn_in(
+        prefix: &[String],
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> Proc {
         let mut p = Proc {
             name: name.into(),
             child: None,
             log,
             args: args.to_vec(),
             bin: bin.to_path_buf(),
+            prefix: prefix.to_vec(),
         };
         p.start();
         p
@@ -76,7 +93,15 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(&self.bin)
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(file.try_clone().unwrap()))
@@ -128,10 +153,18 @@ pub struct Certs {
 impl Certs {
     /// Makes a full set in `dir`.
     pub fn make(dir: &Path) -> Certs {
+        Self::make_for_hosts(dir, &[])
+    }
+
+    /// Makes a full set in `dir` whose server certificates also name
+    /// `hosts` (addresses or names) besides 127.0.0.1 and localhost.
+    pub fn make_for_hosts(dir: &Path, hosts: &[String]) -> Certs {
+        let mut all: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
+        all.extend(hosts.iter().cloned());
         init_dir(
             dir,
             &InitOptions {
-                hosts: vec!["127.0.0.1".into(), "localhost".into()],
+                hosts: all,
                 days: 30,
                 key_type: Default::default(),
                 force: false,
@@ -183,6 +216,19 @@ pub struct Cluster {
     pub kv_status: Vec<String>,
     /// Extra TOML for every tikv-server (`--config`).
     pub kv_toml: Option<String>,
+    /// Where the stores run ([`Options::kv_hosts`]).
+    pub kv_hosts: Vec<Host>,
+}
+
+/// Where a process runs when it is not on loopback: the address it
+/// listens on and advertises, and the command prefix that starts it there
+/// (e.g. `ip netns exec NAME` for a network namespace).
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Its IP address.
+    pub ip: String,
+    /// The prefix (see [`Proc::spawn_in`]).
+    pub exec_prefix: Vec<String>,
 }
 
 /// How to start a [`Cluster`] beyond TLS and the number of stores.
@@ -195,6 +241,12 @@ pub struct Options {
     /// PD runs Raft (`--initial-cluster` naming itself), so its peer port
     /// listens.
     pub pd_raft: bool,
+    /// The IP PD listens on (127.0.0.1 if None); it must be reachable
+    /// from the stores and from this process.
+    pub pd_ip: Option<String>,
+    /// Store `i` runs on `kv_hosts[i]` (on 127.0.0.1, directly, past the
+    /// end of the list). The certificates name every IP given here.
+    pub kv_hosts: Vec<Host>,
 }
 
 /// The path of a sibling binary (tests run from `target/*/deps`).
@@ -226,11 +278,18 @@ impl Cluster {
     /// Like `start`, with [`Options`].
     pub async fn start_opts(tls: bool, n_kv: usize, opts: &Options) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let certs = tls.then(|| Certs::make(&dir.path().join("certs")));
+        let ips: Vec<String> = opts
+            .pd_ip
+            .iter()
+            .chain(opts.kv_hosts.iter().map(|h| &h.ip))
+            .cloned()
+            .collect();
+        let certs = tls.then(|| Certs::make_for_hosts(&dir.path().join("certs"), &ips));
         let scheme = if tls { "https" } else { "http" };
+        let pd_ip = opts.pd_ip.as_deref().unwrap_or("127.0.0.1");
         let pd_port = free_port();
-        let pd_addr = format!("127.0.0.1:{pd_port}");
-        let pd_peer_addr = format!("127.0.0.1:{}", free_port());
+        let pd_addr = format!("{pd_ip}:{pd_port}");
+        let pd_peer_addr = format!("{pd_ip}:{}", free_port());
         let mut args = vec![
             "--name".into(),
             "pd1".into(),
@@ -273,6 +332,7 @@ impl Cluster {
             kv_addrs: Vec::new(),
             kv_status: Vec::new(),
             kv_toml: opts.kv_toml.clone(),
+            kv_hosts: opts.kv_hosts.clone(),
         };
         for i in 0..n_kv {
             cluster.add_store(i);
@@ -282,8 +342,10 @@ impl Cluster {
     }
 
     fn add_store(&mut self, i: usize) {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let status = format!("127.0.0.1:{}", free_port());
+        let host = self.kv_hosts.get(i).cloned();
+        let ip = host.as_ref().map_or("127.0.0.1", |h| h.ip.as_str());
+        let addr = format!("{ip}:{}", free_port());
+        let status = format!("{ip}:{}", free_port());
         let scheme = if self.certs.is_some() {
             "https"
         } else {
@@ -316,8 +378,14 @@ impl Cluster {
         }
         let name = format!("kv{i}");
         let log = self.dir.path().join(format!("{name}.log"));
-        self.kv
-            .push(Proc::spawn(&name, &bin("tikv-server"), &args, log));
+        let prefix = host.map(|h| h.exec_prefix).unwrap_or_default();
+        self.kv.push(Proc::spawn_in(
+            &prefix,
+            &name,
+            &bin("tikv-server"),
+            &args,
+            log,
+        ));
         self.kv_addrs.push(addr);
         self.kv_status.push(status);
     }

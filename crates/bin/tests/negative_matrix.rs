@@ -225,6 +225,7 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
             pd_toml: Some(format!("[security]\ncert-allowed-cn = {allowed}\n")),
             kv_toml: Some(format!("[security]\ncert-allowed-cn = {allowed}\n")),
             pd_raft: true,
+            ..Options::default()
         },
     )
     .await;
