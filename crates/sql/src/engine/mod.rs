@@ -979,26 +979,14 @@ fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
 impl Backend for Engine {
     fn query<'a>(&'a self, session: &'a mut Session, sql: &'a str) -> BoxFuture<'a, QueryResult> {
         Box::pin(async move {
-            let statements = match parser::split(sql) {
+            let statements = match parser::query_statements(sql, session.multi_statements) {
                 Ok(s) => s,
                 Err(e) => return QueryResult::err(e),
             };
-            if statements.is_empty() {
-                return QueryResult::err(er::empty_query());
-            }
-            if statements.len() > 1 && !session.multi_statements {
-                return QueryResult::err(er::parse(
-                    "",
-                    "multi-statements are off for this connection (CLIENT_MULTI_STATEMENTS)",
-                ));
-            }
             let mut result = QueryResult::default();
             for t in &statements {
-                if t.params > 0 {
-                    result.error = Some(
-                        er::parse("?", "placeholders are only allowed in prepared statements")
-                            .into(),
-                    );
+                if let Err(e) = parser::check_no_placeholders(t) {
+                    result.error = Some(e.into());
                     break;
                 }
                 match self.run(session, sql, t, &[]).await {
@@ -1019,16 +1007,7 @@ impl Backend for Engine {
         sql: &'a str,
     ) -> BoxFuture<'a, Result<Prepared, Error>> {
         Box::pin(async move {
-            let mut statements = parser::split(sql)?;
-            if statements.len() != 1 {
-                return Err(if statements.is_empty() {
-                    er::empty_query()
-                } else {
-                    er::parse("", "a prepared statement holds exactly one statement")
-                }
-                .into());
-            }
-            let tokens = statements.remove(0);
+            let tokens = parser::prepared_statement(sql)?;
             let stmt = parser::parse(sql, &tokens)?;
             let columns = match &stmt {
                 Stmt::Query(q) => self.describe(session, sql, tokens.params, q).await?,

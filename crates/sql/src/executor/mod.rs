@@ -968,42 +968,15 @@ fn normalize(privileges: &[String], level: &GrantLevel) -> Result<Vec<String>, S
 impl Backend for Interim {
     fn query<'a>(&'a self, session: &'a mut Session, sql: &'a str) -> BoxFuture<'a, QueryResult> {
         Box::pin(async move {
-            let statements = match parser::split(sql) {
+            let statements = match parser::query_statements(sql, session.multi_statements) {
                 Ok(s) => s,
                 Err(e) => return QueryResult::err(e),
             };
-            if statements.is_empty() {
-                return QueryResult::err(er::empty_query());
-            }
-            if statements.len() > 1 && !session.multi_statements {
-                let second = statements[1].tokens.first().map(|t| t.span.start);
-                let near = second
-                    .and_then(|loc| {
-                        sql.lines()
-                            .nth((loc.line as usize).saturating_sub(1))
-                            .map(|l| {
-                                l.chars()
-                                    .skip((loc.column as usize).saturating_sub(1))
-                                    .collect::<String>()
-                            })
-                    })
-                    .unwrap_or_default();
-                return QueryResult::err(er::parse(
-                    &near,
-                    "multi-statements are off for this connection (CLIENT_MULTI_STATEMENTS)",
-                ));
-            }
             let mut result = QueryResult::default();
             for t in &statements {
-                if t.params > 0 {
-                    result.error = Some(
-                        er::parse("?", "placeholders are only allowed in prepared statements")
-                            .into(),
-                    );
-                    break;
-                }
-                let out =
-                    parser::parse(sql, t).and_then(|stmt| self.run(session, sql, t, &stmt, &[]));
+                let out = parser::check_no_placeholders(t)
+                    .and_then(|()| parser::parse(sql, t))
+                    .and_then(|stmt| self.run(session, sql, t, &stmt, &[]));
                 match out {
                     Ok(o) => result.outputs.push(o),
                     Err(e) => {
@@ -1022,16 +995,7 @@ impl Backend for Interim {
         sql: &'a str,
     ) -> BoxFuture<'a, Result<Prepared, Error>> {
         Box::pin(async move {
-            let mut statements = parser::split(sql)?;
-            if statements.len() != 1 {
-                return Err(if statements.is_empty() {
-                    er::empty_query()
-                } else {
-                    er::parse("", "a prepared statement holds exactly one statement")
-                }
-                .into());
-            }
-            let tokens = statements.remove(0);
+            let tokens = parser::prepared_statement(sql)?;
             // Parse now so syntax errors surface at prepare time.
             let stmt = parser::parse(sql, &tokens)?;
             let texts = projection_texts(sql, &tokens);

@@ -866,6 +866,63 @@ impl<'a> P<'a> {
     }
 }
 
+/// The statements of one COM_QUERY: at least one, several only when the
+/// connection allows multi-statements (else ERROR 1064 near the second),
+/// none with `?` placeholders.
+pub fn query_statements(sql: &str, multi_statements: bool) -> Result<Vec<Tokens>, SqlError> {
+    let statements = split(sql)?;
+    if statements.is_empty() {
+        return Err(er::empty_query());
+    }
+    if statements.len() > 1 && !multi_statements {
+        let near = statements[1]
+            .tokens
+            .first()
+            .map(|t| t.span.start)
+            .and_then(|loc| {
+                sql.lines()
+                    .nth((loc.line as usize).saturating_sub(1))
+                    .map(|l| {
+                        l.chars()
+                            .skip((loc.column as usize).saturating_sub(1))
+                            .collect::<String>()
+                    })
+            })
+            .unwrap_or_default();
+        return Err(er::parse(
+            &near,
+            "multi-statements are off for this connection (CLIENT_MULTI_STATEMENTS)",
+        ));
+    }
+    Ok(statements)
+}
+
+/// Whether a statement of a COM_QUERY may run: `?` placeholders belong to
+/// prepared statements only.
+pub fn check_no_placeholders(t: &Tokens) -> Result<(), SqlError> {
+    if t.params > 0 {
+        Err(er::parse(
+            "?",
+            "placeholders are only allowed in prepared statements",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The one statement of a COM_STMT_PREPARE.
+pub fn prepared_statement(sql: &str) -> Result<Tokens, SqlError> {
+    let mut statements = split(sql)?;
+    match statements.len() {
+        0 => Err(er::empty_query()),
+        1 => Ok(statements.remove(0)),
+        _ => Err(er::parse(
+            "",
+            "a prepared statement holds exactly one statement",
+        )),
+    }
+}
+
 /// Parses one statement's tokens.
 pub fn parse(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     let mut p = P::new(sql, tokens);
