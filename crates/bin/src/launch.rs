@@ -517,13 +517,19 @@ impl Cluster {
     pub async fn kill_and_restart_each_store(&mut self, up: Duration, down: Duration) {
         for victim in 0..self.kv.len() {
             tokio::time::sleep(up).await;
-            self.kv[victim].kill();
-            eprintln!("killed kv{victim}");
-            tokio::time::sleep(down).await;
-            self.kv[victim].start();
-            eprintln!("restarted kv{victim}");
+            self.kill_and_restart(victim, down).await;
         }
         tokio::time::sleep(up).await;
+    }
+
+    /// SIGKILLs store `i` and restarts it `down` later (same data
+    /// directory, arguments and host).
+    pub async fn kill_and_restart(&mut self, i: usize, down: Duration) {
+        self.kv[i].kill();
+        eprintln!("killed kv{i}");
+        tokio::time::sleep(down).await;
+        self.kv[i].start();
+        eprintln!("restarted kv{i}");
     }
 
     /// Waits until PD reports at least `n` voters and a leader (PD's

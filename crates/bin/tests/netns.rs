@@ -6,8 +6,14 @@
 //! others' (same applied index, same keys); then its process is SIGKILLed
 //! and restarted inside its namespace and converges again.
 //!
+//! The bank checker (`support/bank.rs`) runs here too, over our client's
+//! transactions, while hosts are partitioned and healed and a store is
+//! SIGKILLed and restarted.
+//!
 //! Needs root (skipped loudly otherwise).
 
+#[path = "support/bank.rs"]
+mod bank;
 #[path = "support/cluster.rs"]
 mod cluster;
 #[path = "support/netns.rs"]
@@ -15,29 +21,48 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
+use bank::{Bank, TioxBank, Workload};
 use cluster::{http_get, Cluster, Options};
 use tiox_kv::raftstore::store::LOG_RETAIN_ENTRIES;
 
-const TEST: &str = "partitioned_host_beyond_log_retention_rejoins_by_snapshot_and_converges";
-
 #[test]
 fn partitioned_host_beyond_log_retention_rejoins_by_snapshot_and_converges() {
-    if !netns::isolate(TEST) {
-        return;
+    let test = "partitioned_host_beyond_log_retention_rejoins_by_snapshot_and_converges";
+    if let Some(net) = hosts(test) {
+        block_on(partition_and_heal(&net));
     }
-    let net = match netns::Net::new(3) {
-        Ok(n) => n,
+}
+
+#[test]
+fn bank_transfers_keep_the_total_while_hosts_are_partitioned_and_killed() {
+    let test = "bank_transfers_keep_the_total_while_hosts_are_partitioned_and_killed";
+    if let Some(net) = hosts(test) {
+        block_on(bank_under_partitions(&net));
+    }
+}
+
+/// In the isolated child: three hosts. None in the parent (the child ran
+/// the test) or when the test is skipped.
+fn hosts(test: &str) -> Option<netns::Net> {
+    if !netns::isolate(test) {
+        return None;
+    }
+    match netns::Net::new(3) {
+        Ok(n) => Some(n),
         Err(e) => {
-            netns::skip(TEST, &format!("cannot make the namespaces: {e}"));
-            return;
+            netns::skip(test, &format!("cannot make the namespaces: {e}"));
+            None
         }
-    };
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
-        .block_on(partition_and_heal(&net));
+        .block_on(f)
 }
 
 async fn json(c: &Cluster, addr: &str, path: &str) -> Option<serde_json::Value> {
@@ -113,17 +138,8 @@ fn snapshots_applied(c: &Cluster, i: usize) -> usize {
     c.kv[i].log_text().matches("applied a snapshot").count()
 }
 
-async fn partition_and_heal(net: &netns::Net) {
-    let started = Instant::now();
-    let opts = Options {
-        pd_ip: Some(net.hub_ip()),
-        kv_hosts: net.hosts(),
-        // One region: the split check stays off.
-        kv_toml: Some("[raftstore]\nsplit-region-check-tick-interval = \"0s\"\n".into()),
-        ..Options::default()
-    };
-    let mut c = Cluster::start_opts(true, 3, &opts).await;
-    c.wait_for_voters(3).await;
+/// The first region's id and the index of the store leading it, from PD.
+async fn leader(c: &Cluster) -> (u64, usize) {
     let (_, body) = c.pd_get("/pd/api/v1/regions").await.unwrap();
     let regions: serde_json::Value = serde_json::from_str(&body).unwrap();
     let region = &regions["regions"][0];
@@ -143,6 +159,30 @@ async fn partition_and_heal(net: &netns::Net) {
         "stores advertise their own hosts' addresses: {leader_addr}"
     );
     let li = c.kv_addrs.iter().position(|a| a == leader_addr).unwrap();
+    (region_id, li)
+}
+
+/// PD on the hub, a store on each host, TLS; once the region has three
+/// voters.
+async fn cluster(net: &netns::Net, kv_toml: Option<String>) -> Cluster {
+    let opts = Options {
+        pd_ip: Some(net.hub_ip()),
+        kv_hosts: net.hosts(),
+        kv_toml,
+        ..Options::default()
+    };
+    let c = Cluster::start_opts(true, 3, &opts).await;
+    c.wait_for_voters(3).await;
+    c
+}
+
+async fn partition_and_heal(net: &netns::Net) {
+    let started = Instant::now();
+    // One region: the split check stays off.
+    let toml = "[raftstore]\nsplit-region-check-tick-interval = \"0s\"\n";
+    let mut c = cluster(net, Some(toml.into())).await;
+    let (region_id, li) = leader(&c).await;
+    let leader_addr = &c.kv_addrs[li];
     let f = (li + 1) % 3;
     eprintln!(
         "region {region_id}: leader kv{li} at {leader_addr}; partitioning kv{f} at {}",
@@ -204,4 +244,82 @@ async fn partition_and_heal(net: &netns::Net) {
         }
     }
     eprintln!("done in {:?}", started.elapsed());
+}
+
+/// A fault of the bank scenario.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// The host's veth down for a while, then up.
+    Partition(usize),
+    /// SIGKILL, restart a while later in the same namespace.
+    Kill(usize),
+}
+
+/// xorshift64: the fault schedule's victims. The seed is printed; set
+/// `TIOX_BANK_SEED` to replay a schedule.
+fn victims(n: usize) -> (u64, Vec<usize>) {
+    let seed = std::env::var("TIOX_BANK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            t.map_or(1, |d| d.as_nanos() as u64) | 1
+        });
+    let mut x = seed;
+    let picks = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 3) as usize
+        })
+        .collect();
+    (seed, picks)
+}
+
+/// The bank workload over our client's transactions (3 workers, a
+/// snapshot checker) while hosts are cut off and healed and a store is
+/// SIGKILLed and restarted: first the region leader's host is partitioned,
+/// then a random store is killed, then two random hosts are partitioned in
+/// turn. Every snapshot total and the final one must be the initial total.
+async fn bank_under_partitions(net: &netns::Net) {
+    let started = Instant::now();
+    let mut c = cluster(net, None).await;
+    let setup = TioxBank::connect(&c).await;
+    setup.init().await.expect("write the accounts");
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(TioxBank::connect(&c).await);
+    }
+    let load = Workload::start(workers, TioxBank::connect(&c).await);
+
+    let (_, li) = leader(&c).await;
+    let (seed, picks) = victims(3);
+    let faults = [
+        Fault::Partition(li),
+        Fault::Kill(picks[0]),
+        Fault::Partition(picks[1]),
+        Fault::Partition(picks[2]),
+    ];
+    eprintln!("seed {seed} (TIOX_BANK_SEED): faults {faults:?}, kv{li} leads the region");
+    let (up, down) = (Duration::from_secs(3), Duration::from_secs(4));
+    for fault in faults {
+        tokio::time::sleep(up).await;
+        match fault {
+            Fault::Partition(i) => {
+                net.partition(i);
+                eprintln!("partitioned kv{i}");
+                tokio::time::sleep(down).await;
+                net.heal(i);
+                eprintln!("healed kv{i}");
+            }
+            Fault::Kill(i) => c.kill_and_restart(i, down).await,
+        }
+    }
+    tokio::time::sleep(up).await;
+    let report = load.finish(&setup, &c).await;
+    eprintln!(
+        "bank over partitions: {report}; done in {:?}",
+        started.elapsed()
+    );
 }

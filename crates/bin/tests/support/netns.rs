@@ -52,7 +52,8 @@ fn have(tool: &str) -> bool {
 
 /// Decides where the test body runs. In the test process: skips loudly
 /// (returns false) without root, `ip` or `unshare`; otherwise re-runs this
-/// test binary, filtered to `test`, inside `unshare --net --mount`, panics
+/// test binary, filtered to `test`, inside `unshare --net --mount` (one such
+/// test at a time), panics
 /// if that run failed, and returns false. In that child: returns true, and
 /// the caller runs the body.
 pub fn isolate(test: &str) -> bool {
@@ -93,6 +94,9 @@ pub fn isolate(test: &str) -> bool {
             return false;
         }
     }
+    // One isolated test at a time: each runs a cluster of four processes.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("the test binary's path");
     let status = Command::new("unshare")
         .args(["--net", "--mount", "--"])
