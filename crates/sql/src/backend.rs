@@ -146,6 +146,21 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
+    /// Records one statement's outcome; false once a statement failed (the
+    /// rest of the COM_QUERY is not run).
+    pub fn record(&mut self, outcome: Result<Output, impl Into<Error>>) -> bool {
+        match outcome {
+            Ok(o) => {
+                self.outputs.push(o);
+                true
+            }
+            Err(e) => {
+                self.error = Some(e.into());
+                false
+            }
+        }
+    }
+
     /// A single failure.
     pub fn err(e: impl Into<Error>) -> QueryResult {
         QueryResult {

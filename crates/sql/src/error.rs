@@ -21,6 +21,17 @@ pub struct SqlError {
     pub message: String,
 }
 
+impl SqlError {
+    /// An error with MySQL's `code`, `state` and `message`.
+    pub fn new(code: u16, state: &'static str, message: String) -> SqlError {
+        SqlError {
+            code,
+            state,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ERROR {} ({}): {}", self.code, self.state, self.message)
@@ -72,11 +83,7 @@ impl From<std::io::Error> for Error {
 }
 
 fn e(code: u16, state: &'static str, message: String) -> SqlError {
-    SqlError {
-        code,
-        state,
-        message,
-    }
+    SqlError::new(code, state, message)
 }
 
 /// Constructors for the MySQL errors we send, named after MySQL's `ER_*`.

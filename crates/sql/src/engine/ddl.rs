@@ -23,14 +23,6 @@ use super::types::Collation;
 use crate::backend::Output;
 use crate::error::{er, SqlError};
 
-fn err(code: u16, state: &'static str, message: String) -> SqlError {
-    SqlError {
-        code,
-        state,
-        message,
-    }
-}
-
 fn unquote(n: &ObjectName) -> Vec<String> {
     n.0.iter()
         .map(|p| p.to_string().trim_matches('`').to_string())
@@ -48,7 +40,11 @@ fn db_and_table(sx: &Sx<'_>, n: &ObjectName) -> Result<(String, String), SqlErro
 
 fn check_name(name: &str) -> Result<(), SqlError> {
     if name.is_empty() || name.len() > 64 || name.ends_with(' ') {
-        return Err(err(1103, "42000", format!("Incorrect table name '{name}'")));
+        return Err(SqlError::new(
+            1103,
+            "42000",
+            format!("Incorrect table name '{name}'"),
+        ));
     }
     Ok(())
 }
@@ -64,7 +60,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
             let name = unquote(db_name).join(".");
             check_name(&name)?;
             if is_system_db(&name) {
-                return Err(err(
+                return Err(SqlError::new(
                     1007,
                     "HY000",
                     format!("Can't create database '{name}'; database exists"),
@@ -76,7 +72,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                         return if *if_not_exists {
                             Ok(())
                         } else {
-                            Err(err(
+                            Err(SqlError::new(
                                 1007,
                                 "HY000",
                                 format!("Can't create database '{name}'; database exists"),
@@ -117,7 +113,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                             return if *if_exists {
                                 Ok(())
                             } else {
-                                Err(err(
+                                Err(SqlError::new(
                                     1008,
                                     "HY000",
                                     format!("Can't drop database '{name}'; database doesn't exist"),
@@ -172,7 +168,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                     purge_later(catalog, codec::table_prefix(id));
                 }
                 if !missing.is_empty() && !*if_exists {
-                    return Err(err(
+                    return Err(SqlError::new(
                         1051,
                         "42S02",
                         format!("Unknown table '{}'", missing.join(",")),
@@ -224,7 +220,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                 },
             )?;
             if ct.columns.is_empty() {
-                return Err(err(
+                return Err(SqlError::new(
                     1113,
                     "42000",
                     "A table must have at least 1 column".into(),
@@ -239,7 +235,11 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                         return if ct.if_not_exists {
                             Ok(())
                         } else {
-                            Err(err(1050, "42S01", format!("Table '{name}' already exists")))
+                            Err(SqlError::new(
+                                1050,
+                                "42S01",
+                                format!("Table '{name}' already exists"),
+                            ))
                         };
                     }
                     info.id = s.alloc_id();
@@ -310,7 +310,11 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                             return Err(er::bad_db(&ndb));
                         };
                         if s.table(&ndb, &nt).is_some() {
-                            return Err(err(1050, "42S01", format!("Table '{nt}' already exists")));
+                            return Err(SqlError::new(
+                                1050,
+                                "42S01",
+                                format!("Table '{nt}' already exists"),
+                            ));
                         }
                         let mut m = (*info).clone();
                         m.name = nt.clone();
@@ -403,7 +407,7 @@ async fn alter(
                     return if *if_not_exists {
                         Ok(())
                     } else {
-                        Err(err(
+                        Err(SqlError::new(
                             1060,
                             "42S21",
                             format!("Duplicate column name '{}'", col.name),
@@ -427,10 +431,10 @@ async fn alter(
                 let cname = cn.value.clone();
                 edit_table(catalog, &db, &t, |m: &mut TableInfo| {
                     let Some(off) = m.column(&cname) else {
-                        return if *if_exists { Ok(()) } else { Err(err(1091, "42000", format!("Can't DROP '{cname}'; check that column/key exists"))) };
+                        return if *if_exists { Ok(()) } else { Err(SqlError::new(1091, "42000", format!("Can't DROP '{cname}'; check that column/key exists"))) };
                     };
                     if m.columns.len() == 1 {
-                        return Err(err(1090, "42000", "You can't delete all columns with ALTER TABLE; use DROP TABLE instead".into()));
+                        return Err(SqlError::new(1090, "42000", "You can't delete all columns with ALTER TABLE; use DROP TABLE instead".into()));
                     }
                     if m.handle_col == Some(off) || m.indexes.iter().any(|i| i.columns.contains(&off)) {
                         return Err(er::not_supported_yet(&format!("dropping column '{cname}', which is in an index (drop the index first)")));
@@ -506,7 +510,7 @@ async fn alter(
                     .column(&old_column_name.value)
                     .ok_or_else(|| schema::unknown_column(&old_column_name.value, t.as_str()))?;
                 if m.column(&new_column_name.value).is_some() {
-                    return Err(err(
+                    return Err(SqlError::new(
                         1060,
                         "42S21",
                         format!("Duplicate column name '{}'", new_column_name.value),
@@ -542,7 +546,7 @@ async fn drop_index(
                 return if if_exists {
                     Ok(None)
                 } else {
-                    Err(err(
+                    Err(SqlError::new(
                         1091,
                         "42000",
                         format!("Can't DROP '{ix}'; check that column/key exists"),
@@ -691,7 +695,7 @@ async fn backfill(catalog: &Catalog, tid: i64, iid: i64) -> Result<(), SqlError>
                 Ok(_) => break (next, batch.len()),
                 Err(tiox_client::Error::Conflict { .. }) if attempts < 50 => continue,
                 Err(tiox_client::Error::AlreadyExist { .. }) => {
-                    return Err(err(
+                    return Err(SqlError::new(
                         1062,
                         "23000",
                         format!("Duplicate entry for key '{}.{}'", t.name, ix.name),

@@ -331,7 +331,7 @@ impl Writer<'_> {
                     return Err(table::duplicate_entry(t, name, cols, &row));
                 }
             }
-            self.put_row(tx, t, handle, &row, None, false);
+            self.put_row(tx, t, handle, &row, false);
             return Ok(1);
         }
         if mode == Mode::Plain {
@@ -347,7 +347,7 @@ impl Writer<'_> {
                 }
                 self.dups.insert(k.clone(), dup);
             }
-            self.put_row(tx, t, handle, &row, None, true);
+            self.put_row(tx, t, handle, &row, true);
             return Ok(1);
         }
         // Read the unique keys to find conflicting rows.
@@ -370,7 +370,7 @@ impl Writer<'_> {
             }
         }
         if conflict_handles.is_empty() {
-            self.put_row(tx, t, handle, &row, None, false);
+            self.put_row(tx, t, handle, &row, false);
             return Ok(1);
         }
         match mode {
@@ -383,13 +383,13 @@ impl Writer<'_> {
                         n += 1;
                     }
                 }
-                self.put_row(tx, t, handle, &row, None, false);
+                self.put_row(tx, t, handle, &row, false);
                 Ok(n + 1)
             }
             _ => {
                 let h = conflict_handles[0];
                 let Some(old) = table::get_row(tx, t, h).await? else {
-                    self.put_row(tx, t, handle, &row, None, false);
+                    self.put_row(tx, t, handle, &row, false);
                     return Ok(1);
                 };
                 // VALUES(col) is the value this row would have inserted.
@@ -447,7 +447,7 @@ impl Writer<'_> {
         if new != *old {
             for (i, c) in t.columns.iter().enumerate() {
                 if c.on_update_now && !assigned[i] {
-                    new[i] = c.ty.coerce(table::now_datetime(), &c.name)?;
+                    new[i] = c.ty.coerce(crate::executor::eval::now(), &c.name)?;
                 }
             }
         }
@@ -463,7 +463,6 @@ impl Writer<'_> {
         t: &TableInfo,
         handle: i64,
         row: &[Value],
-        _old: Option<&Row>,
         lazy: bool,
     ) {
         let key = codec::record_key(t.id, handle);
@@ -575,7 +574,7 @@ impl Writer<'_> {
         }
         if new_handle != handle {
             self.delete_row(tx, t, handle, old);
-            self.put_row(tx, t, new_handle, &new, None, true);
+            self.put_row(tx, t, new_handle, &new, true);
             return Ok(());
         }
         self.put(

@@ -24,11 +24,10 @@ use sqlparser::ast::{
 };
 use tiox_client::txn::Transaction;
 
-use super::catalog::{kv_err, Schema};
-use super::codec;
+use super::catalog::Schema;
 use super::plan;
 use super::schema::TableInfo;
-use super::table::{self, Row};
+use super::table::Row;
 use super::types::{ColumnType, Kind};
 use super::walk::{self, is_aggregate};
 use crate::backend::{BoxFuture, Column, Session};
@@ -706,6 +705,17 @@ pub fn has_subquery(e: &Expr) -> bool {
         !found
     });
     found
+}
+
+/// Whether a SELECT's list or WHERE holds a subquery.
+pub fn select_has_subquery(s: &Select) -> bool {
+    s.selection.as_ref().is_some_and(has_subquery)
+        || s.projection.iter().any(|i| match i {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                has_subquery(e)
+            }
+            _ => false,
+        })
 }
 
 fn subqueries<'q>(e: &'q Expr, out: &mut Vec<&'q Expr>) {
@@ -1651,41 +1661,27 @@ impl<'a> Runner<'a> {
 
     /// Whether a single-table query `q` reads table `t` (FOR UPDATE).
     pub fn single_table(&self, q: &Query) -> Option<(Arc<TableInfo>, String, Option<Expr>)> {
-        let SetExpr::Select(s) = q.body.as_ref() else {
-            return None;
-        };
-        if s.from.len() != 1 || !s.from[0].joins.is_empty() {
-            return None;
-        }
-        let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
-            return None;
-        };
-        let (_, t) = self.sx.table(name).ok()?;
-        let alias = alias
-            .as_ref()
-            .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
-        Some((t, alias, s.selection.clone()))
+        single_table(self.sx, q)
     }
 }
 
-/// Reads the rows by key anew (after locking) and decodes them.
-pub async fn reread(
-    tx: &Transaction,
-    t: &TableInfo,
-    handles: &[i64],
-) -> Result<Vec<(i64, Row)>, SqlError> {
-    let keys: Vec<Vec<u8>> = handles
-        .iter()
-        .map(|h| codec::record_key(t.id, *h))
-        .collect();
-    let vals = tx.batch_get(&keys).await.map_err(kv_err)?;
-    let mut out = Vec::new();
-    for (h, v) in handles.iter().zip(vals) {
-        if let Some(v) = v {
-            out.push((*h, table::decode_row(t, *h, &v)?));
-        }
+/// The one base table a plain `SELECT ... FROM t [WHERE ...]` reads (no
+/// joins), with its alias and WHERE.
+pub fn single_table(sx: &Sx<'_>, q: &Query) -> Option<(Arc<TableInfo>, String, Option<Expr>)> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if s.from.len() != 1 || !s.from[0].joins.is_empty() {
+        return None;
     }
-    Ok(out)
+    let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
+        return None;
+    };
+    let (_, t) = sx.table(name).ok()?;
+    let alias = alias
+        .as_ref()
+        .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
+    Some((t, alias, s.selection.clone()))
 }
 
 /// The result column of an aggregate, known without rows (so a prepared
@@ -1793,10 +1789,12 @@ fn projection_texts(s: &Select, sql: &str) -> Vec<String> {
     use sqlparser::ast::Spanned;
     s.projection
         .iter()
-        .map(|item| match offset(sql, item.span().start) {
-            Some(a) if a < sql.len() => item_text(&sql[a..]),
-            _ => item.to_string(),
-        })
+        .map(
+            |item| match crate::executor::byte_offset(sql, item.span().start) {
+                Some(a) if a < sql.len() => item_text(&sql[a..]),
+                _ => item.to_string(),
+            },
+        )
         .collect()
 }
 
@@ -1851,20 +1849,4 @@ fn item_text(rest: &str) -> String {
         i += 1;
     }
     rest.trim_end().to_string()
-}
-
-fn offset(sql: &str, loc: sqlparser::tokenizer::Location) -> Option<usize> {
-    let mut off = 0;
-    for (i, l) in sql.split_inclusive('\n').enumerate() {
-        if i as u64 + 1 == loc.line {
-            let col = loc.column.checked_sub(1)? as usize;
-            return l
-                .char_indices()
-                .nth(col)
-                .map(|(b, _)| off + b)
-                .or(Some(off + l.len()));
-        }
-        off += l.len();
-    }
-    None
 }

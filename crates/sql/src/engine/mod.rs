@@ -256,21 +256,7 @@ impl Engine {
         let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() else {
             return false;
         };
-        if s.from.len() != 1 || !s.from[0].joins.is_empty() {
-            return false;
-        }
-        let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
-            return false;
-        };
-        if s.selection.as_ref().is_some_and(exec::has_subquery)
-            || s.projection.iter().any(|i| match i {
-                sqlparser::ast::SelectItem::UnnamedExpr(e)
-                | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                    exec::has_subquery(e)
-                }
-                _ => false,
-            })
-        {
+        if exec::select_has_subquery(s) {
             return false;
         }
         let Ok(schema) = self.catalog.schema().await else {
@@ -282,13 +268,10 @@ impl Engine {
             schema,
             sql: "",
         };
-        let Ok((_, t)) = sx.table(name) else {
+        let Some((t, alias, filter)) = exec::single_table(&sx, q) else {
             return false;
         };
-        let alias = alias
-            .as_ref()
-            .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
-        matches!(plan::choose(&t, &alias, s.selection.as_ref()), plan::Access::Handles(v) if v.len() == 1)
+        matches!(plan::choose(&t, &alias, filter.as_ref()), plan::Access::Handles(v) if v.len() == 1)
     }
 
     /// The result columns of a query, without reading rows (prepare).
@@ -306,7 +289,8 @@ impl Engine {
         }
         let nulls = vec![Value::Null; params];
         let sx = self.sx(session, sql, &nulls).await?;
-        let tx = self.begin(false).await?;
+        // Nothing is read (dry run): no timestamp needed.
+        let tx = self.txn.at_latest();
         let runner = Runner {
             sx: &sx,
             tx: &tx,
@@ -509,15 +493,7 @@ impl Engine {
                     self.check(session, st, d, "SELECT")?;
                 }
                 let simple = match q.body.as_ref() {
-                    sqlparser::ast::SetExpr::Select(s) => {
-                        s.projection.iter().all(|i| match i {
-                            sqlparser::ast::SelectItem::UnnamedExpr(e)
-                            | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                                !exec::has_subquery(e)
-                            }
-                            _ => true,
-                        }) && s.selection.as_ref().is_none_or(|e| !exec::has_subquery(e))
-                    }
+                    sqlparser::ast::SetExpr::Select(s) => !exec::select_has_subquery(s),
                     _ => false,
                 };
                 if dbs.is_empty() && simple {
@@ -985,16 +961,12 @@ impl Backend for Engine {
             };
             let mut result = QueryResult::default();
             for t in &statements {
-                if let Err(e) = parser::check_no_placeholders(t) {
-                    result.error = Some(e.into());
+                let out = match parser::check_no_placeholders(t) {
+                    Ok(()) => self.run(session, sql, t, &[]).await,
+                    Err(e) => Err(e),
+                };
+                if !result.record(out) {
                     break;
-                }
-                match self.run(session, sql, t, &[]).await {
-                    Ok(o) => result.outputs.push(o),
-                    Err(e) => {
-                        result.error = Some(e.into());
-                        break;
-                    }
                 }
             }
             result

@@ -148,14 +148,6 @@ pub fn unknown_column(name: &str, clause: &str) -> SqlError {
     }
 }
 
-fn ddl_err(code: u16, state: &'static str, message: String) -> SqlError {
-    SqlError {
-        code,
-        state,
-        message,
-    }
-}
-
 /// A MySQL type from its SQL spelling (`INT(11) UNSIGNED`, `CHAR(120)`,
 /// `DECIMAL(10,2)`, `ENUM('a','b')`, ...).
 pub fn column_type(dt: &DataType) -> Result<ColumnType, SqlError> {
@@ -195,7 +187,7 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType, SqlError> {
             let precision = n(10).clamp(1, 65) as u8;
             let scale = nums.get(1).copied().unwrap_or(0).min(30) as u8;
             if scale > precision {
-                return Err(ddl_err(
+                return Err(SqlError::new(
                     1427,
                     "42000",
                     "For float(M,D), double(M,D) or decimal(M,D), M must be >= D".into(),
@@ -229,7 +221,7 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType, SqlError> {
         "TIME" => Kind::Time(n(0).min(6) as u8),
         "ENUM" => Kind::Enum(parse_enum_items(&args)),
         _ => {
-            return Err(ddl_err(
+            return Err(SqlError::new(
                 1064,
                 "42000",
                 format!("You have an error in your SQL syntax; the type '{text}' is not supported"),
@@ -306,7 +298,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
             .iter()
             .any(|x| x.name.eq_ignore_ascii_case(&c.name.value))
         {
-            return Err(ddl_err(
+            return Err(SqlError::new(
                 1060,
                 "42S21",
                 format!("Duplicate column name '{}'", c.name.value),
@@ -375,7 +367,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         if col.auto_increment
             && !(col.ty.is_integer() || matches!(col.ty.kind, Kind::Float | Kind::Double))
         {
-            return Err(ddl_err(
+            return Err(SqlError::new(
                 1063,
                 "42000",
                 format!("Incorrect column specifier for column '{}'", col.name),
@@ -412,7 +404,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         }
     }
     if columns.iter().filter(|c| c.auto_increment).count() > 1 {
-        return Err(ddl_err(
+        return Err(SqlError::new(
             1075,
             "42000",
             "Incorrect table definition; there can be only one auto column and it must be defined as a key".into(),
@@ -457,7 +449,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         let keyed =
             t.handle_col == Some(a) || t.indexes.iter().any(|i| i.columns.first() == Some(&a));
         if !keyed {
-            return Err(ddl_err(
+            return Err(SqlError::new(
                 1075,
                 "42000",
                 "Incorrect table definition; there can be only one auto column and it must be defined as a key".into(),
@@ -468,11 +460,11 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
 }
 
 fn multiple_pk() -> SqlError {
-    ddl_err(1068, "42000", "Multiple primary key defined".into())
+    SqlError::new(1068, "42000", "Multiple primary key defined".into())
 }
 
 fn key_column_missing(name: &str) -> SqlError {
-    ddl_err(
+    SqlError::new(
         1072,
         "42000",
         format!("Key column '{name}' doesn't exist in table"),
@@ -506,7 +498,7 @@ pub fn add_index(
         }
     };
     if t.index(&name).is_some() {
-        return Err(ddl_err(
+        return Err(SqlError::new(
             1061,
             "42000",
             format!("Duplicate key name '{name}'"),

@@ -10,7 +10,7 @@ use super::catalog::kv_err;
 use super::codec;
 use super::schema::{ColumnInfo, IndexInfo, TableInfo};
 use super::types::Kind;
-use crate::error::{er, SqlError};
+use crate::error::SqlError;
 use crate::executor::eval;
 use crate::value::Value;
 
@@ -62,7 +62,7 @@ pub fn default_value(c: &ColumnInfo) -> Result<Option<Value>, SqlError> {
         || upper.starts_with("NOW(")
         || upper.starts_with("LOCALTIME")
     {
-        now_datetime()
+        eval::now()
     } else if upper == "TRUE" || upper == "FALSE" {
         Value::Int(i64::from(upper == "TRUE"))
     } else if let Some(inner) = t.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
@@ -73,20 +73,6 @@ pub fn default_value(c: &ColumnInfo) -> Result<Option<Value>, SqlError> {
         eval::number(t)
     };
     c.ty.coerce(v, &c.name).map(Some)
-}
-
-/// The current time as a DATETIME value.
-pub fn now_datetime() -> Value {
-    let t = time::OffsetDateTime::now_utc();
-    Value::DateTime {
-        year: t.year().clamp(0, 9999) as u16,
-        month: u8::from(t.month()),
-        day: t.day(),
-        hour: t.hour(),
-        minute: t.minute(),
-        second: t.second(),
-        micros: 0,
-    }
 }
 
 /// Decodes a stored row.
@@ -323,9 +309,4 @@ pub fn cannot_be_null(col: &str) -> SqlError {
         state: "23000",
         message: format!("Column '{col}' cannot be null"),
     }
-}
-
-/// A corrupt-data error naming the table.
-pub fn corrupt(t: &TableInfo, what: &str) -> SqlError {
-    er::unknown(format!("table `{}`: {what}", t.name))
 }

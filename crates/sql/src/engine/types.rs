@@ -689,7 +689,8 @@ fn num(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
+/// Days in `month` of `year` (proleptic Gregorian); 0 for a bad month.
+pub fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

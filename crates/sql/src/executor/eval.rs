@@ -379,7 +379,8 @@ fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
     })
 }
 
-fn now() -> Value {
+/// The current UTC time as a DATETIME.
+pub fn now() -> Value {
     let t = time::OffsetDateTime::now_utc();
     Value::DateTime {
         year: t.year().clamp(0, 9999) as u16,
@@ -389,15 +390,6 @@ fn now() -> Value {
         minute: t.minute(),
         second: t.second(),
         micros: 0,
-    }
-}
-
-fn days_in_month(y: i64, m: i64) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
     }
 }
 
@@ -557,12 +549,6 @@ pub fn sort_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
         (false, true) => std::cmp::Ordering::Greater,
         _ => compare(a, b).unwrap_or(std::cmp::Ordering::Equal),
     }
-}
-
-/// Compares two non-NULL values with MySQL's coercions (`None` if either
-/// is NULL).
-pub fn compare_values(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    compare(a, b)
 }
 
 fn substring(v: &Value, from: Option<&Value>, len: Option<&Value>) -> Value {
@@ -1118,7 +1104,9 @@ impl Ctx<'_> {
                 let total = y * 12 + (mo - 1) + months;
                 y = total.div_euclid(12);
                 mo = total.rem_euclid(12) + 1;
-                d = d.min(i64::from(days_in_month(y, mo)));
+                d = d.min(i64::from(crate::engine::types::days_in_month(
+                    y as u32, mo as u32,
+                )));
             }
             "WEEK" | "DAY" | "HOUR" | "MINUTE" | "SECOND" => {
                 let delta = k * match unit.as_str() {
@@ -1680,7 +1668,7 @@ impl Ctx<'_> {
                     _ => Value::Date {
                         year,
                         month,
-                        day: days_in_month(year.into(), month.into()) as u8,
+                        day: crate::engine::types::days_in_month(year.into(), month.into()) as u8,
                     },
                 }
             }

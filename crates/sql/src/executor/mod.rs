@@ -62,7 +62,8 @@ fn rows(columns: &[&str], data: Vec<Vec<Value>>) -> Output {
     })
 }
 
-fn byte_offset(sql: &str, loc: sqlparser::tokenizer::Location) -> Option<usize> {
+/// The byte offset in `sql` of a tokenizer location (1-based line/column).
+pub(crate) fn byte_offset(sql: &str, loc: sqlparser::tokenizer::Location) -> Option<usize> {
     let mut off = 0;
     for (i, l) in sql.split_inclusive('\n').enumerate() {
         if i as u64 + 1 == loc.line {
@@ -977,12 +978,8 @@ impl Backend for Interim {
                 let out = parser::check_no_placeholders(t)
                     .and_then(|()| parser::parse(sql, t))
                     .and_then(|stmt| self.run(session, sql, t, &stmt, &[]));
-                match out {
-                    Ok(o) => result.outputs.push(o),
-                    Err(e) => {
-                        result.error = Some(e.into());
-                        break;
-                    }
+                if !result.record(out) {
+                    break;
                 }
             }
             result
