@@ -447,6 +447,7 @@ pub struct Transaction {
     locked: BTreeSet<Vec<u8>>,
     primary: Option<Vec<u8>>,
     lock_wait: std::time::Duration,
+    begun: std::time::Instant,
 }
 
 impl Transaction {
@@ -460,7 +461,18 @@ impl Transaction {
             locked: BTreeSet::new(),
             primary: None,
             lock_wait: LOCK_WAIT_TIMEOUT,
+            begun: std::time::Instant::now(),
         }
+    }
+
+    /// A lock TTL of `base` ms counted from now. TiKV counts a lock's TTL
+    /// from its transaction's start_ts, so a transaction that has run for a
+    /// while adds its age (as TiDB does); otherwise its locks would look
+    /// expired the moment they are written and any reader could roll the
+    /// transaction back.
+    fn lock_ttl(&self, base: u64) -> u64 {
+        let age = u64::try_from(self.begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        age.saturating_add(base)
     }
 
     /// How long pessimistic locking waits for other transactions' locks
@@ -645,6 +657,7 @@ impl Transaction {
                     keys.iter().map(|k| (encode_bytes(k), k.clone())).collect();
                 let start_ts = self.start_ts;
                 let p = primary.clone();
+                let lock_ttl = self.lock_ttl(LOCK_TTL_MS * 7);
                 let resps = self
                     .client
                     .kv
@@ -661,7 +674,7 @@ impl Transaction {
                                 .collect(),
                             primary_lock: p.clone(),
                             start_version: start_ts,
-                            lock_ttl: LOCK_TTL_MS * 7,
+                            lock_ttl,
                             for_update_ts,
                             return_values: true,
                             ..Default::default()
@@ -857,6 +870,7 @@ impl Transaction {
                 self.buffer.len() as u64,
             );
             let locked = &self.locked;
+            let lock_ttl = self.lock_ttl(LOCK_TTL_MS);
             let resps = self
                 .client
                 .kv
@@ -865,7 +879,7 @@ impl Transaction {
                         context: Some(ctx),
                         primary_lock: primary.to_vec(),
                         start_version: start_ts,
-                        lock_ttl: LOCK_TTL_MS,
+                        lock_ttl,
                         txn_size,
                         for_update_ts,
                         ..Default::default()

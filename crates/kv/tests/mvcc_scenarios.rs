@@ -387,3 +387,4 @@ scenario!(insert_fails_on_existing_key);
 scenario!(gc_keeps_newest_version_at_safe_point);
 scenario!(scan_reports_locks_in_place_and_respects_limit);
 scenario!(rollback_after_undetermined_commit_keeps_the_transaction_whole);
+scenario!(pessimistic_lock_sees_commits_hidden_behind_newer_rollbacks);

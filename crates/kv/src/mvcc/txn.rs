@@ -624,8 +624,15 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                         key: key.clone(),
                     });
                 }
-                if let Some((commit_ts, w)) = self.reader.seek_write(key, u64::MAX)? {
-                    if commit_ts > for_update_ts && w.write_type != WriteType::Rollback {
+                // Every record after for_update_ts, not only the newest: a
+                // later transaction's rollback record can hide a commit
+                // (the locker would then read a stale row at for_update_ts).
+                let mut ts = u64::MAX;
+                while let Some((commit_ts, w)) = self.reader.seek_write(key, ts)? {
+                    if commit_ts <= for_update_ts {
+                        break;
+                    }
+                    if w.write_type != WriteType::Rollback {
                         return Err(Error::WriteConflict {
                             start_ts,
                             conflict_start_ts: w.start_ts,
@@ -634,6 +641,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                             primary: primary.to_vec(),
                         });
                     }
+                    ts = commit_ts - 1;
                 }
             }
             let value = match self.reader.seek_data_write(key, u64::MAX)? {
