@@ -628,19 +628,50 @@ impl Transaction {
     }
 
     /// Locks keys: pessimistic transactions take the locks now (SELECT ...
-    /// FOR UPDATE) and return the current values; optimistic ones lock at
-    /// commit (a conflict then aborts the commit).
+    /// FOR UPDATE) and return the values as this transaction sees them —
+    /// its own writes, else the newest committed version; optimistic ones
+    /// lock at commit (a conflict then aborts the commit) and return the
+    /// snapshot's values.
+    ///
+    /// Keys this transaction already holds are not locked again (no
+    /// timestamp, no Raft write): nothing can commit on them meanwhile, so
+    /// they are read at the newest for_update_ts.
     pub async fn lock_keys(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         if !self.pessimistic {
             for k in keys {
                 self.buffer.entry(k.clone()).or_insert(Mutation::Lock);
             }
-            let mut out = Vec::new();
-            for k in keys {
-                out.push(self.get(k).await?);
-            }
-            return Ok(out);
+            return self.batch_get(keys).await;
         }
+        let mut fresh: Vec<Vec<u8>> = Vec::new();
+        for k in keys {
+            if !self.locked.contains(k) && !fresh.contains(k) {
+                fresh.push(k.clone());
+            }
+        }
+        let mut locked_values = if fresh.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.lock_fresh(&fresh).await?
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(match (self.buffer.get(k), locked_values.remove(k)) {
+                (Some(Mutation::Put(v)) | Some(Mutation::Insert(v)), _) => Some(v.clone()),
+                (Some(Mutation::Delete), _) => None,
+                (_, Some(v)) => v,
+                (_, None) => self.get(k).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes pessimistic locks on keys this transaction does not hold yet;
+    /// returns their newest committed values.
+    async fn lock_fresh(
+        &mut self,
+        keys: &[Vec<u8>],
+    ) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
         let mut for_update_ts = self.client.tso.get_ts().await?;
         let primary = self
             .primary
@@ -752,17 +783,13 @@ impl Transaction {
         self.locked.extend(keys.iter().cloned());
         Ok(keys
             .iter()
-            .map(|k| values.get(k).cloned().flatten())
+            .map(|k| (k.clone(), values.get(k).cloned().flatten()))
             .collect())
     }
 
-    /// Locks `key` and reads its newest committed value.
+    /// Locks `key` and reads it as this transaction sees it (see
+    /// [`Transaction::lock_keys`]).
     pub async fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(m) = self.buffer.get(key) {
-            if *m != Mutation::Lock {
-                return self.get(key).await;
-            }
-        }
         Ok(self.lock_keys(&[key.to_vec()]).await?.pop().flatten())
     }
 
