@@ -19,6 +19,10 @@ pub enum TxnRecord {
     None,
 }
 
+/// Versions of one key a forward scan steps over (after the one it reads)
+/// before it seeks past the key instead.
+pub const SEEK_AFTER: usize = 2;
+
 /// One key's versions: (commit_ts, write), newest first.
 pub type Versions = Vec<(u64, Write)>;
 
@@ -241,6 +245,79 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
         Ok(())
     }
 
+    /// Every key in `[start, end)` in key order with its newest Put/Delete
+    /// visible at `ts` (None when it has none), calling `f` until it returns
+    /// false. Older versions are skipped: after [`SEEK_AFTER`] of them the
+    /// walk starts a new iterator past the key instead of stepping through
+    /// the rest (a hot row can have hundreds of versions until GC; a scan
+    /// over it stepped through every one of them).
+    pub fn for_each_visible(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        ts: u64,
+        mut f: impl FnMut(Vec<u8>, Option<Write>) -> Result<bool>,
+    ) -> Result<()> {
+        let upper = end.map(lock_key);
+        let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut lower = lock_key(start);
+        let mut lower_excluded = false;
+        // The key being read: (user key, its chosen version, decided?).
+        let mut current: Option<(Vec<u8>, Option<Write>, bool)> = None;
+        'seek: loop {
+            let lo = if lower_excluded {
+                Bound::Excluded(lower.as_slice())
+            } else {
+                Bound::Included(lower.as_slice())
+            };
+            let mut skipped = 0usize;
+            for kv in self.snap.iter(Cf::Write, lo, upper, false) {
+                let (k, v) = kv?;
+                let (user, commit_ts) = split_versioned_key(&k)?;
+                match &mut current {
+                    Some((ck, _, decided)) if *ck == user => {
+                        if *decided {
+                            skipped += 1;
+                            if skipped > SEEK_AFTER {
+                                // Past every version of this key: its data
+                                // keys are the encoded key plus 8 bytes.
+                                lower = lock_key(&user);
+                                lower.extend_from_slice(&[0xff; 8]);
+                                lower_excluded = true;
+                                continue 'seek;
+                            }
+                            continue;
+                        }
+                    }
+                    _ => {
+                        if let Some((ck, w, _)) = current.take() {
+                            if !f(ck, w)? {
+                                return Ok(());
+                            }
+                        }
+                        skipped = 0;
+                        current = Some((user, None, false));
+                    }
+                }
+                if commit_ts > ts {
+                    continue;
+                }
+                let w = Write::from_bytes(&v)?;
+                if w.is_data_change() {
+                    if let Some((_, chosen, decided)) = &mut current {
+                        *chosen = Some(w);
+                        *decided = true;
+                    }
+                }
+            }
+            break;
+        }
+        if let Some((ck, w, _)) = current {
+            f(ck, w)?;
+        }
+        Ok(())
+    }
+
     /// Snapshot scan at `ts`: visible pairs in `[start, end)`, at most
     /// `limit` (0 = no limit). Locked keys come back as errors in place.
     pub fn scan(&self, p: &ScanParams<'_>) -> Result<Vec<ScanItem>> {
@@ -268,7 +345,7 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
         let mut locks = pending_locks.into_iter().peekable();
         let full = |out: &Vec<_>| limit > 0 && out.len() >= limit;
         let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
-        self.for_each_key(start, end, reverse, |key, versions| {
+        let mut visit = |key: Vec<u8>, visible: Option<Write>| -> Result<bool> {
             // Emit locks on keys that come before this one.
             while let Some((lk, lock)) = locks.peek() {
                 if before(lk, &key) {
@@ -288,21 +365,30 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
                     return Ok(!full(&out));
                 }
             }
-            let visible = versions
-                .iter()
-                .find(|(commit_ts, w)| *commit_ts <= ts && w.is_data_change());
-            if let Some((_, w)) = visible {
+            if let Some(w) = visible {
                 if w.write_type == WriteType::Put {
                     let value = if key_only {
                         Vec::new()
                     } else {
-                        self.load_value(&key, w)?.unwrap_or_default()
+                        self.load_value(&key, &w)?.unwrap_or_default()
                     };
                     out.push(Ok((key, value)));
                 }
             }
             Ok(!full(&out))
-        })?;
+        };
+        if reverse {
+            // Backwards, a key's versions come oldest first: read them all.
+            self.for_each_key(start, end, true, |key, versions| {
+                let visible = versions
+                    .into_iter()
+                    .find(|(commit_ts, w)| *commit_ts <= ts && w.is_data_change())
+                    .map(|(_, w)| w);
+                visit(key, visible)
+            })?;
+        } else {
+            self.for_each_visible(start, end, ts, &mut visit)?;
+        }
         for (lk, lock) in locks {
             if full(&out) {
                 break;
@@ -327,4 +413,88 @@ pub fn lock_blocks_read(lock: &Lock, key: &[u8], ts: u64, bypass: &[u64]) -> Res
         return Ok(());
     }
     Err(Error::KeyIsLocked(lock.info(key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine_fjall::{FjallEngine, FjallOptions};
+    use crate::mvcc::txn::{Mutation, MvccTxn, Op, PrewriteParams};
+    use tiox_engine::Engine;
+
+    fn commit(e: &FjallEngine, key: &[u8], op: Op, start_ts: u64, commit_ts: u64) {
+        let snap = e.snapshot();
+        let mut txn = MvccTxn::new(&snap);
+        let params = PrewriteParams {
+            primary: key.to_vec(),
+            start_ts,
+            lock_ttl: 3000,
+            ..Default::default()
+        };
+        let m = Mutation {
+            key: key.to_vec(),
+            op,
+            expect_pessimistic_lock: false,
+        };
+        txn.prewrite(&params, &[m]).unwrap();
+        e.write(std::mem::take(&mut txn.writes), false).unwrap();
+        let snap = e.snapshot();
+        let mut txn = MvccTxn::new(&snap);
+        txn.commit(&[key.to_vec()], start_ts, commit_ts).unwrap();
+        e.write(std::mem::take(&mut txn.writes), false).unwrap();
+    }
+
+    #[test]
+    fn forward_scan_over_keys_with_many_versions_reads_the_version_at_its_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = FjallEngine::open(dir.path(), &FjallOptions::default()).unwrap();
+        // a and c: 30 versions each (more than SEEK_AFTER), b: one, d: deleted.
+        for i in 1..=30u64 {
+            let v = format!("{i}").into_bytes();
+            commit(&e, b"a", Op::Put(v.clone()), i * 10, i * 10 + 1);
+            commit(&e, b"c", Op::Put(v), i * 10 + 2, i * 10 + 3);
+        }
+        commit(&e, b"b", Op::Put(b"b".to_vec()), 5, 6);
+        commit(&e, b"d", Op::Put(b"d".to_vec()), 7, 8);
+        commit(&e, b"d", Op::Delete, 100, 101);
+        let snap = e.snapshot();
+        let r = MvccReader::new(&snap);
+        let scan = |ts: u64, reverse: bool, limit: usize| -> Vec<(String, String)> {
+            r.scan(&ScanParams {
+                start: b"a",
+                end: Some(b"z"),
+                limit,
+                ts,
+                reverse,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())
+            })
+            .collect()
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            scan(u64::MAX, false, 0),
+            pairs(&[("a", "30"), ("b", "b"), ("c", "30")])
+        );
+        assert_eq!(
+            scan(95, false, 0),
+            pairs(&[("a", "9"), ("b", "b"), ("c", "9"), ("d", "d")])
+        );
+        assert_eq!(scan(95, true, 0), {
+            let mut v = pairs(&[("a", "9"), ("b", "b"), ("c", "9"), ("d", "d")]);
+            v.reverse();
+            v
+        });
+        assert_eq!(scan(95, false, 2), pairs(&[("a", "9"), ("b", "b")]));
+        assert_eq!(scan(5, false, 0), pairs(&[]));
+    }
 }
