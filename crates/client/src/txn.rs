@@ -668,10 +668,7 @@ impl Transaction {
 
     /// Takes pessimistic locks on keys this transaction does not hold yet;
     /// returns their newest committed values.
-    async fn lock_fresh(
-        &mut self,
-        keys: &[Vec<u8>],
-    ) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
+    async fn lock_fresh(&mut self, keys: &[Vec<u8>]) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
         let mut for_update_ts = self.client.tso.get_ts().await?;
         let primary = self
             .primary
