@@ -155,6 +155,36 @@ async fn pessimistic_lock_holds_off_a_second_locker_until_commit() {
     );
 }
 
+/// A transaction that sits between statements longer than its lock TTL
+/// keeps its locks (its heartbeat extends the primary's TTL): another
+/// locker waits and gives up rather than taking them over, and the holder
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pessimistic_locks_outlive_their_ttl_while_the_transaction_is_alive() {
+    let c = Cluster::start(true, 1).await;
+    let txn = connect(&c)
+        .await
+        .txn()
+        .with_pessimistic_lock_ttl(Duration::from_millis(1500));
+    let mut holder = txn.begin_pessimistic().await.unwrap();
+    holder.lock_keys(&[b"p".to_vec()]).await.unwrap();
+    holder.lock_keys(&[b"s".to_vec()]).await.unwrap();
+    // Well past the TTL (and the age added to it when the locks were taken).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut other = txn.begin_pessimistic().await.unwrap();
+    other.set_lock_wait_timeout(Duration::from_millis(1500));
+    let taken = other.lock_keys(&[b"s".to_vec()]).await;
+    assert!(
+        matches!(taken, Err(tiox_client::Error::Locked { .. })),
+        "the live transaction's lock must not be taken over: {taken:?}"
+    );
+    other.rollback().await.unwrap();
+    holder.put(b"p".to_vec(), b"1".to_vec());
+    holder.put(b"s".to_vec(), b"1".to_vec());
+    holder.commit().await.unwrap();
+    assert_eq!(txn.get_latest(b"s").await.unwrap(), Some(b"1".to_vec()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_rolls_back_the_locks_of_a_dead_transaction() {
     use tiox_proto::kvrpcpb;

@@ -13,6 +13,13 @@
 //! expired -> roll it back, alive -> back off and retry. Write conflicts
 //! surface as [`Error::Conflict`] with the key; nothing is retried silently.
 //!
+//! Pessimistic locks carry a TTL (21 s plus the transaction's age when
+//! taken); while the transaction is alive a background heartbeat extends
+//! its primary lock's TTL every half TTL (TxnHeartBeat, as TiDB does), for
+//! at most [`MAX_TXN_TTL`]. A transaction that sits between statements
+//! longer than the TTL keeps its locks; one whose client died loses them
+//! once the TTL passes.
+//!
 //! Point reads outside a transaction ([`TxnClient::get_latest`]) skip the
 //! TSO round trip: they read at ts = MAX, which returns the newest committed
 //! version after resolving any lock on the key. That sees every transaction
@@ -96,12 +103,17 @@ impl Detector {
     }
 }
 
+/// Longest a transaction's heartbeat keeps its locks alive (TiDB's
+/// `max-txn-ttl` default).
+pub const MAX_TXN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The transactional client.
 #[derive(Clone)]
 pub struct TxnClient {
     kv: Arc<KvClient>,
     tso: TsoClient,
     detector: Arc<Detector>,
+    pessimistic_ttl_ms: u64,
 }
 
 fn key_error(e: &kvrpcpb::KeyError, start_ts: u64) -> Error {
@@ -135,7 +147,68 @@ impl TxnClient {
             kv,
             tso,
             detector: Arc::new(Detector::default()),
+            pessimistic_ttl_ms: LOCK_TTL_MS * 7,
         }
+    }
+
+    /// Sets the TTL of pessimistic locks (default 21 s); the heartbeat
+    /// runs every half of it. Shorter TTLs are for tests.
+    pub fn with_pessimistic_lock_ttl(mut self, ttl: std::time::Duration) -> TxnClient {
+        self.pessimistic_ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self
+    }
+
+    /// Keeps `primary`'s lock of transaction `start_ts` alive: every half
+    /// TTL its TTL becomes the transaction's age plus the pessimistic TTL.
+    /// Stops when the lock is gone (committed, rolled back) or after
+    /// [`MAX_TXN_TTL`]; the caller aborts it when the transaction ends.
+    fn spawn_heartbeat(
+        &self,
+        primary: Vec<u8>,
+        start_ts: u64,
+        begun: std::time::Instant,
+    ) -> tokio::task::AbortHandle {
+        let client = self.clone();
+        let every = std::time::Duration::from_millis(self.pessimistic_ttl_ms / 2);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let age = begun.elapsed();
+                if age > MAX_TXN_TTL {
+                    tracing::warn!(
+                        start_ts,
+                        "transaction older than max-txn-ttl: its locks are no longer kept alive"
+                    );
+                    return;
+                }
+                let advise =
+                    u64::try_from(age.as_millis()).unwrap_or(u64::MAX) + client.pessimistic_ttl_ms;
+                let p = primary.clone();
+                let r = client
+                    .kv
+                    .request(&encode_bytes(&primary), |ctx, mut s| {
+                        let req = kvrpcpb::TxnHeartBeatRequest {
+                            context: Some(ctx),
+                            primary_lock: p.clone(),
+                            start_version: start_ts,
+                            advise_lock_ttl: advise,
+                            ..Default::default()
+                        };
+                        async move { s.kv_txn_heart_beat(req).await }
+                    })
+                    .await;
+                match r {
+                    Ok((_, resp)) if resp.error.is_none() => {}
+                    // The lock is gone: committed, rolled back, or taken
+                    // over after it expired (the commit will say so).
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::debug!(start_ts, "lock heartbeat failed (retrying): {e}")
+                    }
+                }
+            }
+        })
+        .abort_handle()
     }
 
     /// A fresh timestamp.
@@ -448,6 +521,15 @@ pub struct Transaction {
     primary: Option<Vec<u8>>,
     lock_wait: std::time::Duration,
     begun: std::time::Instant,
+    heartbeat: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
 }
 
 impl Transaction {
@@ -462,6 +544,7 @@ impl Transaction {
             primary: None,
             lock_wait: LOCK_WAIT_TIMEOUT,
             begun: std::time::Instant::now(),
+            heartbeat: None,
         }
     }
 
@@ -685,7 +768,7 @@ impl Transaction {
                     keys.iter().map(|k| (encode_bytes(k), k.clone())).collect();
                 let start_ts = self.start_ts;
                 let p = primary.clone();
-                let lock_ttl = self.lock_ttl(LOCK_TTL_MS * 7);
+                let lock_ttl = self.lock_ttl(self.client.pessimistic_ttl_ms);
                 let resps = self
                     .client
                     .kv
@@ -778,6 +861,12 @@ impl Transaction {
         let for_update_ts = result?;
         self.for_update_ts = self.for_update_ts.max(for_update_ts);
         self.locked.extend(keys.iter().cloned());
+        if self.heartbeat.is_none() && self.locked.contains(&primary) {
+            self.heartbeat = Some(
+                self.client
+                    .spawn_heartbeat(primary, self.start_ts, self.begun),
+            );
+        }
         Ok(keys
             .iter()
             .map(|k| (k.clone(), values.get(k).cloned().flatten()))
