@@ -155,6 +155,39 @@ async fn pessimistic_lock_holds_off_a_second_locker_until_commit() {
     );
 }
 
+/// Reads of many concurrent callers share the store's BatchCommands
+/// stream; each caller gets the answer to its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_over_the_batch_stream_each_get_their_own_answer() {
+    let c = Cluster::start(true, 1).await;
+    let txn = connect(&c).await.txn();
+    let mut w = txn.begin().await.unwrap();
+    for i in 0..100u32 {
+        w.put(
+            format!("k{i:03}").into_bytes(),
+            format!("v{i}").into_bytes(),
+        );
+    }
+    w.commit().await.unwrap();
+    let snapshot = txn.begin().await.unwrap();
+    let reads = (0..400u32).map(|n| {
+        let (txn, snap) = (txn.clone(), &snapshot);
+        async move {
+            let i = n % 100;
+            let key = format!("k{i:03}").into_bytes();
+            let got = if n % 2 == 0 {
+                snap.get(&key).await.unwrap()
+            } else {
+                txn.get_latest(&key).await.unwrap()
+            };
+            assert_eq!(got, Some(format!("v{i}").into_bytes()), "read {n}");
+            let range = snap.scan(&key, b"k999", 3).await.unwrap();
+            assert_eq!(range.first().map(|(k, _)| k.clone()), Some(key));
+        }
+    });
+    futures::future::join_all(reads).await;
+}
+
 /// A transaction that sits between statements longer than its lock TTL
 /// keeps its locks (its heartbeat extends the primary's TTL): another
 /// locker waits and gives up rather than taking them over, and the holder

@@ -8,12 +8,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tiox_proto::tikvpb::batch_commands_request::request::Cmd as Req;
+use tiox_proto::tikvpb::batch_commands_response::response::Cmd as Resp;
 use tiox_proto::tikvpb::tikv_client::TikvClient;
 use tiox_proto::{errorpb, kvrpcpb};
 use tiox_security::ClientTls;
 use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
+use crate::batch::BatchStream;
 use crate::channel::{channel, rpc_error};
 use crate::error::{Error, Result};
 use crate::region_cache::{RegionCache, RegionEntry};
@@ -73,11 +76,70 @@ region_response!(
 /// Items routed to one region.
 pub type Group<T> = (RegionEntry, Vec<(Vec<u8>, T)>);
 
+/// A store connection as request closures see it: the unary stub (it
+/// derefs to [`TikvClient`]) and the store's read batch stream.
+#[derive(Clone)]
+pub struct Conn {
+    stub: TikvClient<Channel>,
+    batch: Arc<BatchStream>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = TikvClient<Channel>;
+    fn deref(&self) -> &Self::Target {
+        &self.stub
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.stub
+    }
+}
+
+/// Generates a read that goes over the batch stream, or over its unary
+/// RPC if the stream failed before answering.
+macro_rules! batched_read {
+    ($name:ident, $unary:ident, $req:ty, $resp:ty, $variant:ident) => {
+        /// The read over the store's batch stream (see [`crate::batch`]).
+        pub async fn $name(
+            mut self,
+            r: $req,
+        ) -> std::result::Result<tonic::Response<$resp>, tonic::Status> {
+            match self.batch.call(Req::$variant(r)).await {
+                Ok(Ok(Resp::$variant(resp))) => Ok(tonic::Response::new(resp)),
+                Ok(Ok(_)) => Err(tonic::Status::internal("mismatched BatchCommands response")),
+                Ok(Err(status)) => Err(status),
+                Err(Req::$variant(r)) => self.stub.$unary(r).await,
+                Err(_) => Err(tonic::Status::internal("mismatched BatchCommands request")),
+            }
+        }
+    };
+}
+
+impl Conn {
+    batched_read!(get, kv_get, kvrpcpb::GetRequest, kvrpcpb::GetResponse, Get);
+    batched_read!(
+        batch_get,
+        kv_batch_get,
+        kvrpcpb::BatchGetRequest,
+        kvrpcpb::BatchGetResponse,
+        BatchGet
+    );
+    batched_read!(
+        scan,
+        kv_scan,
+        kvrpcpb::ScanRequest,
+        kvrpcpb::ScanResponse,
+        Scan
+    );
+}
+
 /// Connections to stores and the routing loop.
 pub struct KvClient {
     cache: Arc<RegionCache>,
     tls: Option<Arc<ClientTls>>,
-    conns: Mutex<HashMap<String, TikvClient<Channel>>>,
+    conns: Mutex<HashMap<String, Conn>>,
 }
 
 impl KvClient {
@@ -95,14 +157,18 @@ impl KvClient {
         &self.cache
     }
 
-    fn stub(&self, addr: &str) -> Result<TikvClient<Channel>> {
+    fn stub(&self, addr: &str) -> Result<Conn> {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = conns.get(addr) {
             return Ok(c.clone());
         }
-        let c = TikvClient::new(channel(addr, self.tls.clone())?)
+        let stub = TikvClient::new(channel(addr, self.tls.clone())?)
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
+        let c = Conn {
+            batch: Arc::new(BatchStream::new(stub.clone())),
+            stub,
+        };
         conns.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -135,7 +201,7 @@ impl KvClient {
     pub async fn request<R, F, Fut>(&self, key: &[u8], f: F) -> Result<(RegionEntry, R)>
     where
         R: RegionResponse,
-        F: Fn(kvrpcpb::Context, TikvClient<Channel>) -> Fut,
+        F: Fn(kvrpcpb::Context, Conn) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let mut backoff = Backoff::region();
@@ -164,7 +230,7 @@ impl KvClient {
     ) -> Result<(std::result::Result<R, String>, String)>
     where
         R: RegionResponse,
-        F: Fn(kvrpcpb::Context, TikvClient<Channel>) -> Fut,
+        F: Fn(kvrpcpb::Context, Conn) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let leader = entry
@@ -238,7 +304,7 @@ impl KvClient {
     where
         T: Clone,
         R: RegionResponse,
-        F: Fn(kvrpcpb::Context, TikvClient<Channel>, Vec<(Vec<u8>, T)>) -> Fut,
+        F: Fn(kvrpcpb::Context, Conn, Vec<(Vec<u8>, T)>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let mut pending = items;

@@ -4,6 +4,7 @@
 //! APIs grow here (issue 6).
 
 pub mod backoff;
+pub mod batch;
 pub mod channel;
 pub mod error;
 pub mod keys;

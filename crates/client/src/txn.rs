@@ -287,13 +287,13 @@ impl TxnClient {
             let k = key.to_vec();
             let (_, r) = self
                 .kv
-                .request(&encode_bytes(key), |ctx, mut s| {
+                .request(&encode_bytes(key), |ctx, s| {
                     let req = kvrpcpb::GetRequest {
                         context: Some(ctx),
                         key: k.clone(),
                         version: ts,
                     };
-                    async move { s.kv_get(req).await }
+                    async move { s.get(req).await }
                 })
                 .await?;
             match r.error {
@@ -329,7 +329,7 @@ impl TxnClient {
             let (from, to, want) = (cursor.clone(), end.to_vec(), limit - out.len() as u32);
             let (entry, r) = self
                 .kv
-                .request(&encode_bytes(&cursor), |ctx, mut s| {
+                .request(&encode_bytes(&cursor), |ctx, s| {
                     let req = kvrpcpb::ScanRequest {
                         context: Some(ctx),
                         start_key: from.clone(),
@@ -338,7 +338,7 @@ impl TxnClient {
                         version: ts,
                         ..Default::default()
                     };
-                    async move { s.kv_scan(req).await }
+                    async move { s.scan(req).await }
                 })
                 .await?;
             if let Some(e) = r.error {

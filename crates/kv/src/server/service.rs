@@ -15,6 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::raftstore::transport::SnapshotAssembler;
 use crate::storage::{Outcome, Refusal, Storage};
 
+/// Most BatchCommands responses merged into one stream message.
+const MAX_MERGED: usize = 64;
+
 /// The gRPC service.
 #[derive(Clone)]
 pub struct TikvService {
@@ -350,9 +353,29 @@ impl Tikv for TikvService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
+        // Responses ready at the same moment go out as one message.
+        let chunks = futures::StreamExt::ready_chunks(
             tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+            MAX_MERGED,
+        );
+        let merged = futures::StreamExt::flat_map(chunks, |chunk| {
+            let mut merged = tikvpb::BatchCommandsResponse::default();
+            let mut out = Vec::new();
+            for item in chunk {
+                match item {
+                    Ok(mut r) => {
+                        merged.responses.append(&mut r.responses);
+                        merged.request_ids.append(&mut r.request_ids);
+                    }
+                    Err(s) => out.push(Err(s)),
+                }
+            }
+            if !merged.responses.is_empty() {
+                out.insert(0, Ok(merged));
+            }
+            futures::stream::iter(out)
+        });
+        Ok(Response::new(Box::pin(merged)))
     }
 }
 
