@@ -248,6 +248,9 @@ impl KvClient {
         let outcome = match tokio::time::timeout(RPC_TIMEOUT, f(ctx, stub)).await {
             Err(_) => {
                 self.cache.invalidate(entry.region.id);
+                // A connection (or batch stream) that went quiet is not
+                // reused: the next attempt dials again.
+                self.drop_conn(&addr);
                 Err(format!(
                     "no answer from {addr} within {}s",
                     RPC_TIMEOUT.as_secs()
