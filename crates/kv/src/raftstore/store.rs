@@ -271,6 +271,17 @@ impl StoreHandle {
         let _ = self.tx.send(StoreMsg::Operator(Box::new(resp)));
     }
 
+    /// Whether this store may serve a read of `region_id` right now (see
+    /// [`RegionStatus::can_read_locally`]), without copying its status.
+    pub fn can_read_now(&self, region_id: u64) -> bool {
+        self.meta
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .regions
+            .get(&region_id)
+            .is_some_and(RegionStatus::can_read_locally)
+    }
+
     /// A region's status.
     pub fn region(&self, region_id: u64) -> Option<RegionStatus> {
         self.meta

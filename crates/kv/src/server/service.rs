@@ -331,24 +331,22 @@ impl Tikv for TikvService {
                     Err(_) => return,
                 };
                 for (req, id) in batch.requests.into_iter().zip(batch.request_ids) {
+                    // Point reads of a region readable here right now are
+                    // answered in place (no lease to wait for, no write);
+                    // everything else gets its own task.
+                    let in_place = match &req.cmd {
+                        Some(Req::Get(r)) => readable_now(&storage, r.context.as_ref()),
+                        Some(Req::BatchGet(r)) => readable_now(&storage, r.context.as_ref()),
+                        _ => false,
+                    };
+                    if in_place {
+                        let _ = tx.send(answer(&storage, req.cmd, id).await).await;
+                        continue;
+                    }
                     let storage = storage.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let resp = match req.cmd {
-                            Some(cmd) => dispatch(&storage, cmd).await,
-                            None => Err(Status::invalid_argument("empty BatchCommands request")),
-                        };
-                        let msg = match resp {
-                            Ok(cmd) => Ok(tikvpb::BatchCommandsResponse {
-                                responses: vec![tikvpb::batch_commands_response::Response {
-                                    cmd: Some(cmd),
-                                }],
-                                request_ids: vec![id],
-                                transport_layer_load: 0,
-                            }),
-                            Err(s) => Err(s),
-                        };
-                        let _ = tx.send(msg).await;
+                        let _ = tx.send(answer(&storage, req.cmd, id).await).await;
                     });
                 }
             }
@@ -377,6 +375,27 @@ impl Tikv for TikvService {
         });
         Ok(Response::new(Box::pin(merged)))
     }
+}
+
+fn readable_now(s: &Storage, ctx: Option<&kvrpcpb::Context>) -> bool {
+    s.store().can_read_now(ctx.map_or(0, |c| c.region_id))
+}
+
+/// Runs one BatchCommands request and wraps its answer as a stream message.
+async fn answer(
+    s: &Storage,
+    cmd: Option<Req>,
+    id: u64,
+) -> Result<tikvpb::BatchCommandsResponse, Status> {
+    let resp = match cmd {
+        Some(cmd) => dispatch(s, cmd).await?,
+        None => return Err(Status::invalid_argument("empty BatchCommands request")),
+    };
+    Ok(tikvpb::BatchCommandsResponse {
+        responses: vec![tikvpb::batch_commands_response::Response { cmd: Some(resp) }],
+        request_ids: vec![id],
+        transport_layer_load: 0,
+    })
 }
 
 /// Runs one BatchCommands request.
