@@ -405,7 +405,7 @@ impl Engine {
         params: &[Value],
     ) -> Result<Output, SqlError> {
         let stmt = parser::parse(sql, tokens)?;
-        self.run_parsed(session, sql, tokens, stmt, params).await
+        self.run_parsed(session, sql, tokens, &stmt, params).await
     }
 
     async fn run_parsed(
@@ -413,7 +413,7 @@ impl Engine {
         session: &mut Session,
         sql: &str,
         tokens: &Tokens,
-        stmt: Stmt,
+        stmt: &Stmt,
         params: &[Value],
     ) -> Result<Output, SqlError> {
         let mut st = take_state(session);
@@ -430,12 +430,12 @@ impl Engine {
         st: &mut State,
         sql: &str,
         tokens: &Tokens,
-        stmt: Stmt,
+        stmt: &Stmt,
         params: &[Value],
     ) -> Result<Output, SqlError> {
         match stmt {
             Stmt::Transaction("BEGIN") | Stmt::BeginMode(_) => {
-                let mode = match &stmt {
+                let mode = match stmt {
                     Stmt::BeginMode(m) => Some(*m),
                     _ => None,
                 };
@@ -447,17 +447,17 @@ impl Engine {
                 Ok(Output::ok())
             }
             Stmt::Transaction(what) => {
-                self.finish(st, what == "COMMIT").await?;
+                self.finish(st, *what == "COMMIT").await?;
                 Ok(Output::ok())
             }
             Stmt::Use(db) => {
-                self.use_db(session, st, &db).await?;
+                self.use_db(session, st, db).await?;
                 Ok(Output::ok())
             }
-            Stmt::ShowDatabases(filter) => self.show_databases(session, st, &filter).await,
+            Stmt::ShowDatabases(filter) => self.show_databases(session, st, filter).await,
             Stmt::Set(_) => {
                 let was = session.autocommit();
-                let out = self.interim.run(session, sql, tokens, &stmt, params)?;
+                let out = self.interim.run(session, sql, tokens, stmt, params)?;
                 if !was && session.autocommit() {
                     // MySQL: turning autocommit on commits the open transaction.
                     self.finish(st, true).await?;
@@ -466,7 +466,7 @@ impl Engine {
             }
             Stmt::ShowCreateDatabase(db) => {
                 let sx = self.sx(session, sql, params).await?;
-                show::create_database(&sx, &db)
+                show::create_database(&sx, db)
             }
             Stmt::ShowIndex { db, table } => {
                 let sx = self.sx(session, sql, params).await?;
@@ -484,11 +484,11 @@ impl Engine {
             }
             Stmt::ShowTableStatus { db, filter } => {
                 let sx = self.sx(session, sql, params).await?;
-                show::table_status(&sx, db, &filter)
+                show::table_status(&sx, db.clone(), filter)
             }
             Stmt::Query(q) => {
                 let mut dbs = Vec::new();
-                query_dbs(session, &q, &mut dbs);
+                query_dbs(session, q, &mut dbs);
                 for d in &dbs {
                     self.check(session, st, d, "SELECT")?;
                 }
@@ -498,17 +498,15 @@ impl Engine {
                 };
                 if dbs.is_empty() && simple {
                     // No tables: constants and variables.
-                    return self
-                        .interim
-                        .run(session, sql, tokens, &Stmt::Query(q), params);
+                    return self.interim.run(session, sql, tokens, stmt, params);
                 }
-                self.data(session, st, sql, params, Data::Query(&q)).await
+                self.data(session, st, sql, params, Data::Query(q)).await
             }
             Stmt::Other(statement) => {
-                self.other(session, st, sql, tokens, *statement, params)
+                self.other(session, st, sql, tokens, statement, params)
                     .await
             }
-            other => self.interim.run(session, sql, tokens, &other, params),
+            other => self.interim.run(session, sql, tokens, other, params),
         }
     }
 
@@ -532,16 +530,16 @@ impl Engine {
         st: &mut State,
         sql: &str,
         tokens: &Tokens,
-        statement: Statement,
+        statement: &Statement,
         params: &[Value],
     ) -> Result<Output, SqlError> {
-        if let Some(p) = privilege_of(&statement) {
-            let db = statement_db(session, &statement).ok_or_else(er::no_db)?;
+        if let Some(p) = privilege_of(statement) {
+            let db = statement_db(session, statement).ok_or_else(er::no_db)?;
             self.check(session, st, &db, p)?;
         }
         match &statement {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                self.data(session, st, sql, params, Data::Write(&statement))
+                self.data(session, st, sql, params, Data::Write(statement))
                     .await
             }
             Statement::CreateTable(_)
@@ -554,7 +552,7 @@ impl Engine {
                 // DDL commits the open transaction first, as MySQL does.
                 self.finish(st, true).await?;
                 let sx = self.sx(session, sql, params).await?;
-                ddl::run(&sx, &self.catalog, &statement).await
+                ddl::run(&sx, &self.catalog, statement).await
             }
             Statement::ShowTables {
                 full, show_options, ..
@@ -607,7 +605,8 @@ impl Engine {
                 session,
                 sql,
                 tokens,
-                &Stmt::Other(Box::new(statement)),
+                // Rare statements the interim executor answers.
+                &Stmt::Other(Box::new(statement.clone())),
                 params,
             ),
         }
@@ -1009,7 +1008,7 @@ impl Backend for Engine {
                 .downcast_ref::<Plan>()
                 .ok_or_else(|| er::unknown("prepared statement from another backend".into()))?;
             let mut out = self
-                .run_parsed(session, &plan.sql, &plan.tokens, plan.stmt.clone(), &params)
+                .run_parsed(session, &plan.sql, &plan.tokens, &plan.stmt, &params)
                 .await?;
             // Rows are sent as the columns announced at prepare time said.
             if let Output::Rows(rs) = &mut out {
