@@ -103,6 +103,16 @@ impl Detector {
     }
 }
 
+/// A lock TTL of `base` ms counted from now for a transaction begun at
+/// `begun`. TiKV counts a lock's TTL from its transaction's start_ts, so a
+/// transaction that has run for a while adds its age (as TiDB does);
+/// otherwise its locks would look expired the moment they are written and
+/// any reader could roll the transaction back.
+fn ttl_from(begun: std::time::Instant, base: u64) -> u64 {
+    let age = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+    age.saturating_add(base)
+}
+
 /// Longest a transaction's heartbeat keeps its locks alive (TiDB's
 /// `max-txn-ttl` default).
 pub const MAX_TXN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -173,16 +183,14 @@ impl TxnClient {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let age = begun.elapsed();
-                if age > MAX_TXN_TTL {
+                if begun.elapsed() > MAX_TXN_TTL {
                     tracing::warn!(
                         start_ts,
                         "transaction older than max-txn-ttl: its locks are no longer kept alive"
                     );
                     return;
                 }
-                let advise =
-                    u64::try_from(age.as_millis()).unwrap_or(u64::MAX) + client.pessimistic_ttl_ms;
+                let advise = ttl_from(begun, client.pessimistic_ttl_ms);
                 let p = primary.clone();
                 let r = client
                     .kv
@@ -548,16 +556,6 @@ impl Transaction {
         }
     }
 
-    /// A lock TTL of `base` ms counted from now. TiKV counts a lock's TTL
-    /// from its transaction's start_ts, so a transaction that has run for a
-    /// while adds its age (as TiDB does); otherwise its locks would look
-    /// expired the moment they are written and any reader could roll the
-    /// transaction back.
-    fn lock_ttl(&self, base: u64) -> u64 {
-        let age = u64::try_from(self.begun.elapsed().as_millis()).unwrap_or(u64::MAX);
-        age.saturating_add(base)
-    }
-
     /// How long pessimistic locking waits for other transactions' locks
     /// (capped below the lock TTL).
     pub fn set_lock_wait_timeout(&mut self, d: std::time::Duration) {
@@ -603,12 +601,7 @@ impl Transaction {
             .locked
             .range(start.to_vec()..)
             .take_while(|k| upper_bound(k))
-            .filter(|k| {
-                !matches!(
-                    self.buffer.get(*k),
-                    Some(Mutation::Put(_)) | Some(Mutation::Insert(_)) | Some(Mutation::Delete)
-                )
-            })
+            .filter(|k| !self.wrote(k))
             .cloned()
             .collect();
         // Over-read by the number of own deletes (and of locked keys, which
@@ -739,14 +732,21 @@ impl Transaction {
         };
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            out.push(match (self.buffer.get(k), locked_values.remove(k)) {
-                (Some(Mutation::Put(v)) | Some(Mutation::Insert(v)), _) => Some(v.clone()),
-                (Some(Mutation::Delete), _) => None,
-                (_, Some(v)) => v,
-                (_, None) => self.get(k).await?,
+            out.push(match locked_values.remove(k) {
+                Some(v) if !self.wrote(k) => v,
+                _ => self.get(k).await?,
             });
         }
         Ok(out)
+    }
+
+    /// Whether this transaction wrote `key` (a put, insert or delete, not
+    /// just a lock): its reads of `key` come from the buffer.
+    fn wrote(&self, key: &[u8]) -> bool {
+        matches!(
+            self.buffer.get(key),
+            Some(Mutation::Put(_)) | Some(Mutation::Insert(_)) | Some(Mutation::Delete)
+        )
     }
 
     /// Takes pessimistic locks on keys this transaction does not hold yet;
@@ -768,7 +768,7 @@ impl Transaction {
                     keys.iter().map(|k| (encode_bytes(k), k.clone())).collect();
                 let start_ts = self.start_ts;
                 let p = primary.clone();
-                let lock_ttl = self.lock_ttl(self.client.pessimistic_ttl_ms);
+                let lock_ttl = ttl_from(self.begun, self.client.pessimistic_ttl_ms);
                 let resps = self
                     .client
                     .kv
@@ -983,7 +983,7 @@ impl Transaction {
                 self.buffer.len() as u64,
             );
             let locked = &self.locked;
-            let lock_ttl = self.lock_ttl(LOCK_TTL_MS);
+            let lock_ttl = ttl_from(self.begun, LOCK_TTL_MS);
             let resps = self
                 .client
                 .kv

@@ -231,6 +231,19 @@ impl Engine for FjallEngine {
 mod tests {
     use super::*;
 
+    /// The keys of `cf` in `[lower, upper)`, in order or reversed.
+    fn keys(
+        s: &FjallSnapshot,
+        cf: Cf,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> Vec<Vec<u8>> {
+        s.iter(cf, lower, upper, reverse)
+            .map(|r| r.unwrap().0)
+            .collect()
+    }
+
     #[test]
     fn batches_are_atomic_across_column_families_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -263,25 +276,21 @@ mod tests {
             b.delete(Cf::Lock, b"k1".to_vec());
             b.put(Cf::Lock, b"k3".to_vec(), b"l3".to_vec());
             e.write(b, true).unwrap();
-            let keys = |s: &FjallSnapshot, rev: bool| -> Vec<Vec<u8>> {
-                s.iter(Cf::Lock, Bound::Unbounded, Bound::Unbounded, rev)
-                    .map(|r| r.unwrap().0)
-                    .collect()
+            let all = |s: &FjallSnapshot, rev: bool| {
+                keys(s, Cf::Lock, Bound::Unbounded, Bound::Unbounded, rev)
             };
-            assert_eq!(keys(&before, false), vec![b"k1".to_vec(), b"k2".to_vec()]);
+            assert_eq!(all(&before, false), vec![b"k1".to_vec(), b"k2".to_vec()]);
             assert_eq!(before.get(Cf::Lock, b"k3").unwrap(), None);
             let now = e.snapshot();
-            assert_eq!(keys(&now, true), vec![b"k3".to_vec(), b"k2".to_vec()]);
+            assert_eq!(all(&now, true), vec![b"k3".to_vec(), b"k2".to_vec()]);
             assert_eq!(now.get(Cf::Lock, b"k1").unwrap(), None);
-            let ranged: Vec<_> = now
-                .iter(
-                    Cf::Lock,
-                    Bound::Included(b"k2"),
-                    Bound::Excluded(b"k3"),
-                    false,
-                )
-                .map(|r| r.unwrap().0)
-                .collect();
+            let ranged = keys(
+                &now,
+                Cf::Lock,
+                Bound::Included(b"k2"),
+                Bound::Excluded(b"k3"),
+                false,
+            );
             assert_eq!(ranged, vec![b"k2".to_vec()]);
         }
         let e = FjallEngine::open(dir.path(), &FjallOptions::default()).unwrap();
@@ -304,20 +313,15 @@ mod tests {
         let mut b = WriteBatch::default();
         b.delete(Cf::Default, b"b".to_vec());
         e.write(b, false).unwrap();
-        let keys: Vec<_> = s
-            .iter(
-                Cf::Default,
-                Bound::Included(b"a"),
-                Bound::Excluded(b"c"),
-                false,
-            )
-            .map(|r| r.unwrap().0)
-            .collect();
-        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
-        let rev: Vec<_> = s
-            .iter(Cf::Default, Bound::Unbounded, Bound::Unbounded, true)
-            .map(|r| r.unwrap().0)
-            .collect();
+        let ranged = keys(
+            &s,
+            Cf::Default,
+            Bound::Included(b"a"),
+            Bound::Excluded(b"c"),
+            false,
+        );
+        assert_eq!(ranged, vec![b"a".to_vec(), b"b".to_vec()]);
+        let rev = keys(&s, Cf::Default, Bound::Unbounded, Bound::Unbounded, true);
         assert_eq!(rev, vec![b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
         assert_eq!(e.snapshot().get(Cf::Default, b"b").unwrap(), None);
         assert_eq!(

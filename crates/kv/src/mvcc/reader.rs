@@ -262,8 +262,8 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
         let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let mut lower = lock_key(start);
         let mut lower_excluded = false;
-        // The key being read: (user key, its chosen version, decided?).
-        let mut current: Option<(Vec<u8>, Option<Write>, bool)> = None;
+        // The key being read and the version chosen for it so far.
+        let mut current: Option<(Vec<u8>, Option<Write>)> = None;
         'seek: loop {
             let lo = if lower_excluded {
                 Bound::Excluded(lower.as_slice())
@@ -275,8 +275,8 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
                 let (k, v) = kv?;
                 let (user, commit_ts) = split_versioned_key(&k)?;
                 match &mut current {
-                    Some((ck, _, decided)) if *ck == user => {
-                        if *decided {
+                    Some((ck, chosen)) if *ck == user => {
+                        if chosen.is_some() {
                             skipped += 1;
                             if skipped > SEEK_AFTER {
                                 // Past every version of this key: its data
@@ -290,13 +290,13 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
                         }
                     }
                     _ => {
-                        if let Some((ck, w, _)) = current.take() {
+                        if let Some((ck, w)) = current.take() {
                             if !f(ck, w)? {
                                 return Ok(());
                             }
                         }
                         skipped = 0;
-                        current = Some((user, None, false));
+                        current = Some((user, None));
                     }
                 }
                 if commit_ts > ts {
@@ -304,15 +304,14 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
                 }
                 let w = Write::from_bytes(&v)?;
                 if w.is_data_change() {
-                    if let Some((_, chosen, decided)) = &mut current {
+                    if let Some((_, chosen)) = &mut current {
                         *chosen = Some(w);
-                        *decided = true;
                     }
                 }
             }
             break;
         }
-        if let Some((ck, w, _)) = current {
+        if let Some((ck, w)) = current {
             f(ck, w)?;
         }
         Ok(())

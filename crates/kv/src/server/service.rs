@@ -335,8 +335,8 @@ impl Tikv for TikvService {
                     // answered in place (no lease to wait for, no write);
                     // everything else gets its own task.
                     let in_place = match &req.cmd {
-                        Some(Req::Get(r)) => readable_now(&storage, r.context.as_ref()),
-                        Some(Req::BatchGet(r)) => readable_now(&storage, r.context.as_ref()),
+                        Some(Req::Get(r)) => storage.readable_now(r.context.as_ref()),
+                        Some(Req::BatchGet(r)) => storage.readable_now(r.context.as_ref()),
                         _ => false,
                     };
                     if in_place {
@@ -375,10 +375,6 @@ impl Tikv for TikvService {
         });
         Ok(Response::new(Box::pin(merged)))
     }
-}
-
-fn readable_now(s: &Storage, ctx: Option<&kvrpcpb::Context>) -> bool {
-    s.store().can_read_now(ctx.map_or(0, |c| c.region_id))
 }
 
 /// Runs one BatchCommands request and wraps its answer as a stream message.
