@@ -526,10 +526,10 @@ impl Cluster {
     /// directory, arguments and host).
     pub async fn kill_and_restart(&mut self, i: usize, down: Duration) {
         self.kv[i].kill();
-        eprintln!("killed kv{i}");
+        eprintln!("{} killed kv{i}", unix_ms());
         tokio::time::sleep(down).await;
         self.kv[i].start();
-        eprintln!("restarted kv{i}");
+        eprintln!("{} restarted kv{i}", unix_ms());
     }
 
     /// Waits until PD reports at least `n` voters and a leader (PD's
@@ -551,6 +551,14 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, the clock of the fault lines (the
+/// bank checker's history uses the same).
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn tail(s: &str) -> String {

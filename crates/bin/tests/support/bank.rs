@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
+use tikv_client::TimestampExt as _;
 
 pub const ACCOUNTS: u32 = 8;
 pub const INITIAL: i64 = 1000;
@@ -50,14 +51,50 @@ pub enum Outcome {
     Undetermined(String),
 }
 
+/// What one transfer attempt did, for the history.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// The transaction's start timestamp (0 if it never began).
+    pub start_ts: u64,
+    /// The commit timestamp the client reported, if it committed.
+    pub commit_ts: Option<u64>,
+    /// The balances it read (from, to).
+    pub read: Option<(i64, i64)>,
+    /// The error in full, if any.
+    pub error: Option<String>,
+}
+
+/// Every account's balance at one snapshot.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The snapshot's timestamp.
+    pub ts: u64,
+    pub balances: Vec<i64>,
+}
+
+impl Snapshot {
+    pub fn total(&self) -> i64 {
+        self.balances.iter().sum()
+    }
+}
+
 /// A client the workload runs over.
 pub trait Bank: Clone + Send + Sync + 'static {
     /// Writes every account's initial balance in one transaction.
     fn init(&self) -> impl Future<Output = Result<(), String>> + Send;
     /// Moves `amount` from account `from` to `to` in one transaction.
-    fn transfer(&self, from: u32, to: u32, amount: i64) -> impl Future<Output = Outcome> + Send;
+    fn transfer(
+        &self,
+        from: u32,
+        to: u32,
+        amount: i64,
+    ) -> impl Future<Output = (Outcome, Trace)> + Send;
+    /// Reads every account at one snapshot; Err(kind) if the read failed.
+    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, String>> + Send;
     /// Sums every account at one snapshot; Err(kind) if the read failed.
-    fn total(&self) -> impl Future<Output = Result<i64, String>> + Send;
+    fn total(&self) -> impl Future<Output = Result<i64, String>> + Send {
+        async { self.snapshot().await.map(|s| s.total()) }
+    }
 }
 
 /// The variant name of an error's `Debug` form (`Conflict`, `Unavailable`).
@@ -109,6 +146,35 @@ impl TikvBank {
     }
 }
 
+/// Whether a failed `commit()` of tikv-client 0.4 surely left the
+/// transaction uncommitted: every error is a key error from prewrite (a
+/// write conflict, a lock that would not go away, a duplicate), so the
+/// primary's commit was never sent and rolling back is safe.
+///
+/// Anything else may follow a commit of the primary that was applied: this
+/// checker once lost 33 (a total of 7967) because tikv-client 0.4 marks a
+/// failed commit of the primary as undetermined only for
+/// `Error::Grpc` (tonic's transport error). A store SIGKILLed while the
+/// primary's commit was in flight gives `Error::GrpcAPI` (a tonic Status,
+/// "Unavailable: connection refused") after the retries instead; the
+/// checker took that for a plain failure and rolled back, BatchRollback
+/// removed the secondary's lock in the other region while the primary
+/// stayed committed, and half the transfer was gone for good. client-go
+/// marks the commit undetermined after any RPC error on the primary
+/// (pingcap/tidb#5043), and so does this checker now.
+pub fn prewrite_refused(e: &tikv_client::Error) -> bool {
+    use tikv_client::Error;
+    match e {
+        Error::KeyError(k) => {
+            k.conflict.is_some() || k.already_exist.is_some() || k.locked.is_some()
+        }
+        Error::MultipleKeyErrors(errs) | Error::ExtractedErrors(errs) => {
+            !errs.is_empty() && errs.iter().all(prewrite_refused)
+        }
+        _ => false,
+    }
+}
+
 impl Bank for TikvBank {
     async fn init(&self) -> Result<(), String> {
         let mut t = self
@@ -124,58 +190,73 @@ impl Bank for TikvBank {
         t.commit().await.map(|_| ()).map_err(|e| e.to_string())
     }
 
-    async fn transfer(&self, from: u32, to: u32, amount: i64) -> Outcome {
+    async fn transfer(&self, from: u32, to: u32, amount: i64) -> (Outcome, Trace) {
+        let mut trace = Trace::default();
         let mut t = match self.txn.begin_optimistic().await {
             Ok(t) => t,
-            Err(e) => return Outcome::Failed(kind(&format!("{e:?}"))),
+            Err(e) => {
+                trace.error = Some(format!("{e:?}"));
+                return (Outcome::Failed(kind(&format!("{e:?}"))), trace);
+            }
         };
+        trace.start_ts = t.start_timestamp().version();
         let mut committing = false;
+        let read = &mut trace.read;
         let res = tokio::time::timeout(OP_TIMEOUT, async {
             let a = balance(t.get(account(from)).await?);
             let b = balance(t.get(account(to)).await?);
+            *read = Some((a, b));
             t.put(account(from), (a - amount).to_string()).await?;
             t.put(account(to), (b + amount).to_string()).await?;
             committing = true;
             t.commit().await
         })
         .await;
-        // The commit's outcome is unknown when it timed out or the client
-        // says so; a conflict or a refused prewrite is a plain failure.
+        // Once the commit began, its outcome is unknown unless the error
+        // proves the prewrite was refused (see `prewrite_refused`).
         let (undetermined, what) = match &res {
-            Ok(Ok(_)) => return Outcome::Committed,
-            Ok(Err(e @ tikv_client::Error::UndeterminedError(_))) => {
-                (true, kind(&format!("{e:?}")))
+            Ok(Ok(ts)) => {
+                trace.commit_ts = ts.as_ref().map(|ts| ts.version());
+                return (Outcome::Committed, trace);
             }
-            Ok(Err(e)) => (false, kind(&format!("{e:?}"))),
+            Ok(Err(e)) => (committing && !prewrite_refused(e), kind(&format!("{e:?}"))),
             Err(_) => (committing, "timeout".to_string()),
         };
+        trace.error = Some(match &res {
+            Ok(Err(e)) => format!("{e:?}"),
+            _ => "timeout".to_string(),
+        });
         if !undetermined || self.rollback_undetermined {
             let _ = tokio::time::timeout(Duration::from_secs(5), t.rollback()).await;
         }
-        if undetermined {
+        let outcome = if undetermined {
             Outcome::Undetermined(what)
         } else {
             Outcome::Failed(what)
-        }
+        };
+        (outcome, trace)
     }
 
-    async fn total(&self) -> Result<i64, String> {
+    async fn snapshot(&self) -> Result<Snapshot, String> {
         let ts = self
             .txn
             .current_timestamp()
             .await
             .map_err(|e| kind(&format!("{e:?}")))?;
-        let mut snap = self.txn.snapshot(ts, Default::default());
-        let mut sum = 0;
+        let mut snap = self.txn.snapshot(ts.clone(), Default::default());
+        let mut balances = Vec::new();
         for i in 0..ACCOUNTS {
             let v = tokio::time::timeout(OP_TIMEOUT, snap.get(account(i)))
                 .await
                 .map_err(|_| "timeout".to_string())?
                 .map_err(|e| kind(&format!("{e:?}")))?;
             assert!(v.is_some(), "account {i} disappeared");
-            sum += balance(v);
+            balances.push(balance(v));
         }
-        Ok(sum)
+        Ok(Snapshot {
+            ts: ts.version(),
+            balances,
+        })
     }
 }
 
@@ -204,13 +285,17 @@ impl Bank for TioxBank {
         t.commit().await.map(|_| ()).map_err(|e| e.to_string())
     }
 
-    async fn transfer(&self, from: u32, to: u32, amount: i64) -> Outcome {
+    async fn transfer(&self, from: u32, to: u32, amount: i64) -> (Outcome, Trace) {
         use tiox_client::Error;
+        let mut trace = Trace::default();
         let mut committing = false;
+        let (start_ts, read) = (&mut trace.start_ts, &mut trace.read);
         let res = tokio::time::timeout(OP_TIMEOUT, async {
             let mut t = self.txn.begin().await?;
+            *start_ts = t.start_ts();
             let a = balance(t.get(account(from).as_bytes()).await?);
             let b = balance(t.get(account(to).as_bytes()).await?);
+            *read = Some((a, b));
             t.put(
                 account(from).into_bytes(),
                 (a - amount).to_string().into_bytes(),
@@ -223,7 +308,15 @@ impl Bank for TioxBank {
             t.commit().await
         })
         .await;
-        match res {
+        trace.error = match &res {
+            Ok(Ok(ts)) => {
+                trace.commit_ts = Some(*ts);
+                None
+            }
+            Ok(Err(e)) => Some(format!("{e:?}")),
+            Err(_) => Some("timeout".into()),
+        };
+        let outcome = match res {
             Ok(Ok(_)) => Outcome::Committed,
             // Refused by a prewrite (nothing committed, rolled back), or
             // failed before the commit began.
@@ -237,29 +330,38 @@ impl Bank for TioxBank {
             Ok(Err(e)) => Outcome::Undetermined(kind(&format!("{e:?}"))),
             Err(_) if !committing => Outcome::Failed("timeout".into()),
             Err(_) => Outcome::Undetermined("timeout".into()),
-        }
+        };
+        (outcome, trace)
     }
 
-    async fn total(&self) -> Result<i64, String> {
+    async fn snapshot(&self) -> Result<Snapshot, String> {
         let keys: Vec<Vec<u8>> = (0..ACCOUNTS).map(|i| account(i).into_bytes()).collect();
-        let read = tokio::time::timeout(OP_TIMEOUT, async {
+        let (ts, read) = tokio::time::timeout(OP_TIMEOUT, async {
             // One start timestamp: every key is read at the same snapshot.
             let t = self.txn.begin().await?;
-            t.batch_get(&keys).await
+            Ok::<_, tiox_client::Error>((t.start_ts(), t.batch_get(&keys).await?))
         })
         .await
         .map_err(|_| "timeout".to_string())?
         .map_err(|e| kind(&format!("{e:?}")))?;
-        let mut sum = 0;
+        let mut balances = Vec::new();
         for (i, v) in read.into_iter().enumerate() {
             assert!(v.is_some(), "account {i} disappeared");
-            sum += balance(v);
+            balances.push(balance(v));
         }
-        Ok(sum)
+        Ok(Snapshot { ts, balances })
     }
 }
 
-/// Counters shared by the workers and the checker.
+/// Milliseconds since the Unix epoch: the history's clock, shared with the
+/// launcher's "killed kvN" lines.
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// Counters shared by the workers and the checker, and the history.
 #[derive(Default)]
 struct Counts {
     committed: AtomicU64,
@@ -268,6 +370,55 @@ struct Counts {
     gave_up: AtomicU64,
     /// Failures by "transfer: kind" / "read: kind".
     errors: Mutex<BTreeMap<String, u64>>,
+    /// Every transfer attempt and every snapshot, in the order they ended.
+    history: Mutex<Vec<Event>>,
+    /// The first snapshot whose total was wrong.
+    bad: Mutex<Option<Snapshot>>,
+}
+
+/// One line of the history.
+#[derive(Debug)]
+enum Event {
+    Transfer {
+        at_ms: u128,
+        worker: usize,
+        from: u32,
+        to: u32,
+        amount: i64,
+        outcome: String,
+        trace: Trace,
+    },
+    Snapshot {
+        at_ms: u128,
+        ts: u64,
+        total: i64,
+    },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Transfer {
+                at_ms,
+                worker,
+                from,
+                to,
+                amount,
+                outcome,
+                trace,
+            } => write!(
+                f,
+                "{at_ms} w{worker} {from}->{to} {amount}: {outcome} start_ts={} commit_ts={:?} read={:?} error={}",
+                trace.start_ts,
+                trace.commit_ts,
+                trace.read,
+                trace.error.as_deref().unwrap_or("-")
+            ),
+            Event::Snapshot { at_ms, ts, total } => {
+                write!(f, "{at_ms} snapshot ts={ts} total={total}")
+            }
+        }
+    }
 }
 
 impl Counts {
@@ -278,6 +429,10 @@ impl Counts {
             .unwrap()
             .entry(format!("{what}: {kind}"))
             .or_default() += 1;
+    }
+
+    fn record(&self, e: Event) {
+        self.history.lock().unwrap().push(e);
     }
 }
 
@@ -329,7 +484,8 @@ impl Workload {
                     if from == to {
                         continue;
                     }
-                    transfer_with_retries(&bank, &counts, &stop, from, to, i64::from(n % 50)).await;
+                    let t = (w, from, to, i64::from(n % 50));
+                    transfer_with_retries(&bank, &counts, &stop, t).await;
                 }
             }));
         }
@@ -338,9 +494,21 @@ impl Workload {
             tokio::spawn(async move {
                 let mut checks = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    match checker.total().await {
-                        Ok(sum) => {
-                            assert_eq!(sum, expected, "a snapshot saw a total of {sum}");
+                    match checker.snapshot().await {
+                        Ok(snap) => {
+                            let total = snap.total();
+                            counts.record(Event::Snapshot {
+                                at_ms: now_ms(),
+                                ts: snap.ts,
+                                total,
+                            });
+                            if total != expected {
+                                // Stop everything and let `finish` gather
+                                // the evidence while the cluster is up.
+                                *counts.bad.lock().unwrap() = Some(snap);
+                                stop.store(true, Ordering::Relaxed);
+                                break;
+                            }
                             checks += 1;
                         }
                         Err(kind) => counts.error("read", &kind),
@@ -359,8 +527,17 @@ impl Workload {
         }
     }
 
+    /// Whether the checker has seen a wrong total (the workload then stops
+    /// by itself).
+    pub fn failed(&self) -> bool {
+        self.counts.bad.lock().unwrap().is_some()
+    }
+
     /// Stops the workload, reads the final total through `reader` (retrying
-    /// for up to 30 s) and asserts it and that enough happened.
+    /// for up to 30 s) and asserts it and that enough happened. A wrong
+    /// total fails with the evidence: the history (written whole to a file
+    /// under the temp dir), the transfers of the accounts that were off,
+    /// and those accounts' MVCC records on every store.
     pub async fn finish<B: Bank>(self, reader: &B, c: &Cluster) -> Report {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
@@ -372,15 +549,29 @@ impl Workload {
             Err(_) => panic!("checker hung\n{}", c.logs()),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        let final_total = loop {
-            match reader.total().await {
+        let final_snap = loop {
+            match reader.snapshot().await {
                 Ok(s) => break s,
                 Err(kind) => self.counts.error("final read", &kind),
             }
             assert!(Instant::now() < deadline, "final read failed\n{}", c.logs());
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
-        assert_eq!(final_total, self.expected, "the final total");
+        let bad = self.counts.bad.lock().unwrap().take();
+        if let Some(bad) = bad {
+            let why = format!("a snapshot saw a total of {}", bad.total());
+            panic!(
+                "{}",
+                evidence(&self.counts, &why, &bad, &final_snap, c).await
+            );
+        }
+        if final_snap.total() != self.expected {
+            let why = format!("the final total is {}", final_snap.total());
+            panic!(
+                "{}",
+                evidence(&self.counts, &why, &final_snap, &final_snap, c).await
+            );
+        }
         let counts = &self.counts;
         let report = Report {
             committed: counts.committed.load(Ordering::Relaxed),
@@ -400,18 +591,93 @@ impl Workload {
     }
 }
 
-/// One transfer, retried as a new transaction while it fails with its
-/// outcome known (backing off a little more each time).
+/// The failure report: what was wrong, the history file, the transfers
+/// worth a look, and every account's MVCC records on every store.
+async fn evidence(
+    counts: &Counts,
+    why: &str,
+    bad: &Snapshot,
+    final_snap: &Snapshot,
+    c: &Cluster,
+) -> String {
+    let mut out = {
+        let history = counts.history.lock().unwrap();
+        let file = std::env::temp_dir().join(format!(
+            "bank-history-{}-{}.txt",
+            std::process::id(),
+            now_ms()
+        ));
+        let all: Vec<String> = history.iter().map(|e| e.to_string()).collect();
+        let _ = std::fs::write(&file, all.join("\n"));
+        // Shown here: the transfers that did not end in a clean commit,
+        // and every transfer that started or committed within a second of
+        // the bad snapshot.
+        let near = |ts: u64| (ts >> 18).abs_diff(bad.ts >> 18) < 1000;
+        let mut out = format!(
+            "{why} (snapshot ts {}, balances {:?}; final ts {}, balances {:?}, total {})\nhistory ({} events): {}\n",
+            bad.ts,
+            bad.balances,
+            final_snap.ts,
+            final_snap.balances,
+            final_snap.total(),
+            history.len(),
+            file.display()
+        );
+        out.push_str("transfers not cleanly committed, or near the snapshot:\n");
+        for e in history.iter() {
+            if let Event::Transfer { outcome, trace, .. } = e {
+                if outcome != "Committed"
+                    || near(trace.start_ts)
+                    || trace.commit_ts.is_some_and(near)
+                {
+                    out.push_str(&format!("  {e}\n"));
+                }
+            }
+        }
+        out
+    };
+    let tls = c.certs.as_ref().map(|certs| certs.client_tls());
+    for i in 0..ACCOUNTS {
+        let key: String = account(i).bytes().map(|b| format!("{b:02x}")).collect();
+        for (s, addr) in c.kv_addrs.iter().enumerate() {
+            let body =
+                match super::cluster::http_get(addr, &format!("/debug/mvcc/{key}"), tls.clone())
+                    .await
+                {
+                    Ok((_, b)) => b,
+                    Err(e) => e,
+                };
+            out.push_str(&format!("mvcc {} on kv{s}: {body}\n", account(i)));
+        }
+    }
+    out.push_str(&c.logs());
+    out
+}
+
+/// One transfer `(worker, from, to, amount)`, retried as a new transaction
+/// while it fails with its outcome known (backing off a little more each
+/// time). Every attempt goes into the history.
 async fn transfer_with_retries<B: Bank>(
     bank: &B,
     counts: &Counts,
     stop: &AtomicBool,
-    from: u32,
-    to: u32,
-    amount: i64,
+    (worker, from, to, amount): (usize, u32, u32, i64),
 ) {
     for attempt in 1..=ATTEMPTS {
-        match bank.transfer(from, to, amount).await {
+        let (outcome, trace) = bank.transfer(from, to, amount).await;
+        counts.record(Event::Transfer {
+            at_ms: now_ms(),
+            worker,
+            from,
+            to,
+            amount,
+            outcome: match &outcome {
+                Outcome::Committed => "Committed".to_string(),
+                o => format!("{o:?}"),
+            },
+            trace,
+        });
+        match outcome {
             Outcome::Committed => {
                 counts.committed.fetch_add(1, Ordering::Relaxed);
                 return;

@@ -27,6 +27,10 @@ struct Node {
 struct Net {
     nodes: HashMap<u64, Node>,
     cut: Arc<Mutex<HashSet<u64>>>,
+    /// For every MsgTimeoutNow a store sent (a leadership transfer's
+    /// "campaign now"): whether that store still published a read lease
+    /// for the region at that moment, as seen on its Raft thread.
+    timeout_now_with_lease: Arc<Mutex<Vec<bool>>>,
 }
 
 impl Net {
@@ -34,6 +38,7 @@ impl Net {
     fn start() -> Net {
         let routes: Arc<Mutex<HashMap<u64, StoreHandle>>> = Arc::default();
         let cut: Arc<Mutex<HashSet<u64>>> = Arc::default();
+        let timeout_now_with_lease: Arc<Mutex<Vec<bool>>> = Arc::default();
         let mut nodes = HashMap::new();
         for store_id in 1..=3u64 {
             let dir = tempfile::tempdir().unwrap();
@@ -55,7 +60,21 @@ impl Net {
                 store::write_new_region(&engine, &region).unwrap();
             }
             let (transport, mut rx) = Transport::new();
+            let me: Arc<std::sync::OnceLock<StoreHandle>> = Arc::default();
+            let transport = transport.with_tap({
+                let (me, seen) = (me.clone(), timeout_now_with_lease.clone());
+                Arc::new(move |_to, msg| {
+                    let timeout_now = msg
+                        .message
+                        .as_ref()
+                        .is_some_and(|m| m.msg_type == eraftpb::MessageType::MsgTimeoutNow as i32);
+                    if let (true, Some(h)) = (timeout_now, me.get()) {
+                        seen.lock().unwrap().push(h.can_read_now(msg.region_id));
+                    }
+                })
+            });
             let handle = store::start(engine.clone(), store_id, transport).unwrap();
+            let _ = me.set(handle.clone());
             routes.lock().unwrap().insert(store_id, handle.clone());
             let (routes, cut) = (routes.clone(), cut.clone());
             tokio::spawn(async move {
@@ -82,7 +101,11 @@ impl Net {
                 },
             );
         }
-        Net { nodes, cut }
+        Net {
+            nodes,
+            cut,
+            timeout_now_with_lease,
+        }
     }
 
     fn handle(&self, store_id: u64) -> &StoreHandle {
@@ -178,6 +201,52 @@ async fn three_voters() -> Net {
     net.add_voter(102, 2).await;
     net.add_voter(103, 3).await;
     net
+}
+
+/// A leader that hands its leadership over must stop serving local reads
+/// before the transferee can campaign: the transferee is elected without
+/// waiting for the followers' lease (a forced campaign) and may acknowledge
+/// writes at once. The lease used to be dropped only in the peer and
+/// withdrawn from the published status (what readers on other threads
+/// check) after the next round of Readies had already sent MsgTimeoutNow,
+/// so a snapshot read could be served from the old leader's stale data
+/// (the bank checker's wrong totals under store kills and PD's leader
+/// balancing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_withdraws_its_read_lease_before_the_transferee_may_campaign() {
+    let net = three_voters().await;
+    let old = net.leader().unwrap().clone();
+    let region = old.region(REGION).unwrap().region;
+    let to = *region
+        .peers
+        .iter()
+        .find(|p| p.store_id != old.store_id)
+        .unwrap();
+    // A fresh lease (confirmed by a quorum): reads are served locally.
+    old.read_index(REGION).await.unwrap();
+    assert!(old.can_read_now(REGION), "the leader holds a lease");
+    old.operator(pdpb::RegionHeartbeatResponse {
+        region_id: REGION,
+        region_epoch: region.region_epoch,
+        transfer_leader: Some(pdpb::TransferLeader {
+            peer: Some(to),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    net.wait("the transferee to lead", |n| {
+        n.handle(to.store_id)
+            .region(REGION)
+            .is_some_and(|r| r.is_leader)
+    })
+    .await;
+    let seen = net.timeout_now_with_lease.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the transfer sent MsgTimeoutNow");
+    assert!(
+        seen.iter().all(|with_lease| !with_lease),
+        "MsgTimeoutNow left while the old leader still published its lease: {seen:?}"
+    );
+    assert!(!old.can_read_now(REGION));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

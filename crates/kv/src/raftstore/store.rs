@@ -404,6 +404,20 @@ pub fn start<E: Engine + Clone>(
     Ok(handle)
 }
 
+/// Drops a leader's read lease before a leadership transfer, in the peer
+/// and in the published status at once. Readers check the published status
+/// (`StoreHandle::can_read_now`) from other threads, and the loop publishes
+/// only after the next round of Readies, which sends the transfer's
+/// MsgTimeoutNow first: the transferee could be elected and acknowledge
+/// writes while this store still served reads from the old lease.
+fn drop_lease(peer: &mut Peer, meta: &RwLock<StoreMeta>) {
+    peer.drop_lease();
+    let mut meta = meta.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(status) = meta.regions.get_mut(&peer.region.id) {
+        status.lease_until = None;
+    }
+}
+
 struct RaftLoop<E: Engine> {
     engine: E,
     gen: SnapGen,
@@ -783,7 +797,7 @@ impl<E: Engine> RaftLoop<E> {
                             x.id != peer.peer_id && x.role != metapb::PeerRole::Learner as i32
                         }) {
                             let other = other.id;
-                            peer.drop_lease();
+                            drop_lease(peer, &self.meta);
                             peer.node.transfer_leader(other);
                         }
                         return;
@@ -810,7 +824,7 @@ impl<E: Engine> RaftLoop<E> {
                     .any(|p| p.id == t.id && p.role != metapb::PeerRole::Learner as i32);
                 if is_voter && t.id != peer.peer_id {
                     tracing::info!(region_id, to = t.id, "transferring leadership for PD");
-                    peer.drop_lease();
+                    drop_lease(peer, &self.meta);
                     peer.node.transfer_leader(t.id);
                 }
             }

@@ -160,21 +160,46 @@ pub trait Feedback: Send + Sync + 'static {
     fn unreachable(&self, store_id: u64);
 }
 
+/// A test's look at every message as the Raft loop sends it, on the loop's
+/// own thread (so it sees the store exactly as it is at that moment).
+#[cfg(test)]
+pub type Tap = Arc<dyn Fn(u64, &RaftMessage) + Send + Sync>;
+
 /// The sending half, held by the Raft loop.
 #[derive(Clone)]
 pub struct Transport {
     tx: mpsc::UnboundedSender<(u64, RaftMessage)>,
+    #[cfg(test)]
+    tap: Option<Tap>,
 }
 
 impl Transport {
     /// A transport whose receiving half is returned for [`run`].
     pub fn new() -> (Transport, mpsc::UnboundedReceiver<(u64, RaftMessage)>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Transport { tx }, rx)
+        (
+            Transport {
+                tx,
+                #[cfg(test)]
+                tap: None,
+            },
+            rx,
+        )
+    }
+
+    /// Calls `tap` with every message before it is queued.
+    #[cfg(test)]
+    pub fn with_tap(mut self, tap: Tap) -> Transport {
+        self.tap = Some(tap);
+        self
     }
 
     /// Queues `msg` for `store_id`; never blocks.
     pub fn send(&self, store_id: u64, msg: RaftMessage) {
+        #[cfg(test)]
+        if let Some(tap) = &self.tap {
+            tap(store_id, &msg);
+        }
         let _ = self.tx.send((store_id, msg));
     }
 }
