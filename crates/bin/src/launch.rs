@@ -320,6 +320,9 @@ impl Cluster {
                 "--key".into(),
                 c.path("pd-server-key.pem"),
             ]);
+        } else {
+            // A plaintext test cluster, on purpose.
+            args.push("--insecure".into());
         }
         let pd = Proc::spawn("pd1", &bin("pd-server"), &args, dir.path().join("pd1.log"));
         let mut cluster = Cluster {
@@ -375,6 +378,8 @@ impl Cluster {
                 "--key-path".into(),
                 c.path("tikv-server-key.pem"),
             ]);
+        } else {
+            args.push("--insecure".into());
         }
         let name = format!("kv{i}");
         let log = self.dir.path().join(format!("{name}.log"));

@@ -123,10 +123,16 @@ impl Pd {
             }
         }
         cmd.args(extra);
-        if let Some(pki) = tls {
-            cmd.args(["--cacert", &pki.s("ca.pem")])
-                .args(["--cert", &pki.s("pd.pem")])
-                .args(["--key", &pki.s("pd-key.pem")]);
+        match tls {
+            Some(pki) => {
+                cmd.args(["--cacert", &pki.s("ca.pem")])
+                    .args(["--cert", &pki.s("pd.pem")])
+                    .args(["--key", &pki.s("pd-key.pem")]);
+            }
+            // A plaintext test member, on purpose.
+            None => {
+                cmd.arg("--insecure");
+            }
         }
         let child = cmd
             .stdout(Stdio::null())
@@ -683,10 +689,11 @@ fn url_scheme_that_does_not_match_tls_is_a_startup_error() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("must be https://"), "{err}");
-    // No TLS, https:// URL.
+    // No TLS (on purpose), https:// URL.
     let out = Command::new(PD_SERVER)
         .arg(format!("--data-dir={}", data.path().join("b").display()))
         .arg(format!("--client-urls=https://127.0.0.1:{port}"))
+        .arg("--insecure")
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -398,6 +398,14 @@ impl TikvConfig {
 mod tests {
     use super::*;
 
+    /// No TLS, on purpose (what `--insecure` sets).
+    fn insecure() -> SecurityConfig {
+        SecurityConfig {
+            insecure: true,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn tikv_toml_layout_parses_and_unknown_knobs_are_reported() {
         let v: toml::Value = toml::from_str(
@@ -420,6 +428,8 @@ region-max-size = "4MiB"
 region-split-size = "2MiB"
 region-max-keys = 400
 region-split-keys = 200
+[security]
+insecure = true
 "#,
         )
         .unwrap();
@@ -453,6 +463,7 @@ region-split-keys = 200
             pd: PdSection {
                 endpoints: vec!["https://127.0.0.1:2379".into()],
             },
+            security: insecure(),
             ..Default::default()
         };
         let e = c.validate().unwrap_err();
@@ -465,7 +476,8 @@ region-split-keys = 200
     #[test]
     fn split_sizes_larger_than_the_maximum_are_an_error() {
         let c: TikvConfig = toml::from_str(
-            "[coprocessor]\nregion-max-size = \"1MiB\"\nregion-split-size = \"2MiB\"\n",
+            "[coprocessor]\nregion-max-size = \"1MiB\"\nregion-split-size = \"2MiB\"\n\
+             [security]\ninsecure = true\n",
         )
         .unwrap();
         let e = c.validate().unwrap_err();

@@ -596,6 +596,12 @@ async fn metrics(AxState(s): St) -> Response {
         ));
     }
     gauges.push((
+        "tiox_tls_enabled",
+        "1 when every link is mutual TLS, 0 when started with --insecure.",
+        "component=\"pd-server\"".into(),
+        if s.tls().is_some() { 1.0 } else { 0.0 },
+    ));
+    gauges.push((
         "pd_start_time_seconds",
         "Process start (unix seconds).",
         String::new(),

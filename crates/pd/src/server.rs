@@ -504,7 +504,7 @@ impl Server {
             )),
             None => {
                 tracing::warn!(
-                    "!!! TLS IS OFF: pd-server serves PLAINTEXT on {} and anyone who can reach \
+                    "!!! --insecure: TLS IS OFF: pd-server serves PLAINTEXT on {} and anyone who can reach \
                      the port can read and change cluster metadata. Set [security] cacert-path, \
                      cert-path and key-path (or --cacert/--cert/--key) and use https:// URLs. !!!",
                     config.config.client_urls

@@ -39,6 +39,11 @@ async fn storage_node_rpcs_work_end_to_end() {
         data_dir: dir.path().join("pd").display().to_string(),
         client_urls: format!("http://127.0.0.1:{port}"),
         peer_urls: format!("http://127.0.0.1:{}", free_port()),
+        // Plaintext on purpose (what --insecure sets).
+        security: tiox_security::SecurityConfig {
+            insecure: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let server = Server::bind(config.validate().unwrap()).await.unwrap();

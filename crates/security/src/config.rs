@@ -16,7 +16,8 @@
 //! Rule: CA, certificate and key are all set (mutual TLS on every link) or
 //! none are (plaintext, logged loudly). Anything in between is an error; so is
 //! an allow-list without TLS. A component never falls back to plaintext
-//! because its TLS files are bad.
+//! because its TLS files are bad, and the servers (pd-server, tikv-server)
+//! run plaintext only when asked to with `insecure` (`--insecure`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -143,6 +144,13 @@ impl Component {
         }
     }
 
+    /// Whether this component serves plaintext only with `insecure` set
+    /// (the servers that hold or route the cluster's data; tidb-server's
+    /// cluster side and the tools still only warn).
+    pub fn refuses_plaintext_by_default(self) -> bool {
+        matches!(self, Component::PdServer | Component::TikvServer)
+    }
+
     /// Builds a configuration error for this component.
     pub fn error(
         self,
@@ -233,6 +241,12 @@ pub struct SecurityConfig {
     pub cert_allowed_san: Vec<String>,
     /// Lowest TLS version accepted: "1.2" (default) or "1.3".
     pub tls_min_version: TlsVersion,
+    /// Run without TLS on purpose (also the servers' `--insecure` flag).
+    /// pd-server and tikv-server refuse to start with no TLS files unless
+    /// this is set, and then say so at every start and in `/metrics`
+    /// (`tiox_tls_enabled 0`). Setting it together with TLS files is an
+    /// error: tiox does not guess which one was meant.
+    pub insecure: bool,
 }
 
 /// One entry of `cert-allowed-san`.
@@ -395,7 +409,43 @@ impl SecurityConfig {
                         .into());
                 }
             }
+            if component.refuses_plaintext_by_default() && !self.insecure {
+                return Err(component
+                    .error(
+                        keys.ca,
+                        None,
+                        format!(
+                            "is not set, nor are {} and {}: {component} would serve every \
+                             link in plaintext, which it does only when asked to",
+                            keys.cert, keys.key
+                        ),
+                        format!(
+                            "set {}, {} and {} (make them with `tiox cert init`), \
+                             or start with --insecure ([security] insecure = true) to run \
+                             without TLS on purpose",
+                            keys.ca, keys.cert, keys.key
+                        ),
+                    )
+                    .into());
+            }
             return Ok(None);
+        }
+        if self.insecure {
+            return Err(component
+                .error(
+                    "[security] insecure",
+                    None,
+                    format!(
+                        "is set together with {}: plaintext or TLS is ambiguous",
+                        set.join(" and ")
+                    ),
+                    format!(
+                        "remove --insecure / [security] insecure to use TLS, or remove {}, {} \
+                         and {} to run without it",
+                        keys.ca, keys.cert, keys.key
+                    ),
+                )
+                .into());
         }
         if let Some((missing, _)) = paths.iter().find(|(_, p)| p.is_empty()) {
             return Err(component

@@ -30,11 +30,39 @@ fn assert_names(err: &ConfigError, component: &str, key: &str, file: Option<&Pat
 }
 
 #[test]
-fn no_paths_means_plaintext_and_is_reported_as_none() {
+fn servers_without_tls_files_refuse_to_start_unless_insecure_is_asked_for() {
+    for (component, name, ca) in [
+        (Component::TikvServer, "tikv-server", "ca-path"),
+        (Component::PdServer, "pd-server", "cacert-path"),
+    ] {
+        let err = config_error(&SecurityConfig::default(), component);
+        assert_names(&err, name, ca, None, "plaintext");
+        assert!(err.to_string().contains("--insecure"), "{err}");
+        let insecure = SecurityConfig {
+            insecure: true,
+            ..Default::default()
+        };
+        assert!(insecure.validate(component).unwrap().is_none());
+    }
+    // The tools and tidb-server's cluster side still only warn.
     assert!(SecurityConfig::default()
-        .validate(Component::TikvServer)
+        .validate(Component::PdCtl)
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn insecure_together_with_tls_files_is_an_error() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("s", &["127.0.0.1"]);
+    let mut config = SecurityConfig::from_paths(
+        pki.ca_path.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    config.insecure = true;
+    let err = config_error(&config, Component::TikvServer);
+    assert_names(&err, "tikv-server", "insecure", None, "ambiguous");
 }
 
 #[test]

@@ -209,7 +209,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         )),
         None => {
             tracing::warn!(
-                "!!! TLS IS OFF: tikv-server serves PLAINTEXT on {} and {}: anyone who can reach these ports can read and change all data. Set [security] ca-path, cert-path and key-path. !!!",
+                "!!! --insecure: TLS IS OFF: tikv-server serves PLAINTEXT on {} and {}: anyone who can reach these ports can read and change all data. Set [security] ca-path, cert-path and key-path. !!!",
                 cfg.addr,
                 cfg.status_addr
             );

@@ -109,6 +109,11 @@ pub async fn metrics(State(s): State<Arc<StatusState>>) -> Response {
             stats.handshake_failures.load(Ordering::Relaxed)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP tiox_tls_enabled 1 when every link is mutual TLS, 0 when started with --insecure.\n# TYPE tiox_tls_enabled gauge\ntiox_tls_enabled{{component=\"tikv-server\"}} {}",
+        u8::from(s.tls.is_some())
+    );
     if let Some(t) = &s.tls {
         let m = t.source.current();
         let _ = writeln!(out, "# HELP tiox_tls_certificate_not_after_seconds Expiry (unix seconds) of each loaded certificate.\n# TYPE tiox_tls_certificate_not_after_seconds gauge");

@@ -50,6 +50,10 @@ struct Args {
     /// This server's private key (PEM): [security] key-path.
     #[arg(long)]
     key: Option<String>,
+    /// Serve without TLS, on purpose ([security] insecure = true). Without
+    /// TLS files and without this flag the server refuses to start.
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
     set(&mut config.join, &args.join);
     set(&mut config.security.ca_path, &args.cacert);
     set(&mut config.security.cert_path, &args.cert);
+    config.security.insecure |= args.insecure;
     set(&mut config.security.key_path, &args.key);
     let validated = match config.validate() {
         Ok(v) => v,

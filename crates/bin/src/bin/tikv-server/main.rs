@@ -43,6 +43,10 @@ struct Args {
     /// This store's private key (PEM): [security] key-path.
     #[arg(long)]
     key_path: Option<String>,
+    /// Serve without TLS, on purpose ([security] insecure = true). Without
+    /// TLS files and without this flag the server refuses to start.
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
     set(&mut config.storage.data_dir, &args.data_dir);
     set(&mut config.security.ca_path, &args.ca_path);
     set(&mut config.security.cert_path, &args.cert_path);
+    config.security.insecure |= args.insecure;
     set(&mut config.security.key_path, &args.key_path);
     if let Some(pd) = &args.pd {
         config.pd.endpoints = pd

@@ -374,6 +374,8 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
                 "--key".into(),
                 c("pd-server-key.pem"),
             ]);
+        } else {
+            args.push("--insecure".into());
         }
         let log = dir.join(format!("logs/pd-{i}.log"));
         running
@@ -427,6 +429,8 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
                 "--key-path".into(),
                 c("tikv-server-key.pem"),
             ]);
+        } else {
+            args.push("--insecure".into());
         }
         let log = dir.join(format!("logs/kv-{i}.log"));
         running

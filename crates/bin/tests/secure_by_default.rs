@@ -1,0 +1,109 @@
+//! No silent plaintext: pd-server and tikv-server without TLS files refuse
+//! to start unless `--insecure` asks for plaintext, naming the keys to add;
+//! with `--insecure` they serve, and `/metrics` says TLS is off.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::{bin, free_port, http_get, Cluster};
+
+/// Runs `name` with `args` and returns its exit code and output; fails if
+/// it is still running after 20 s (it should have refused to start).
+fn refused(name: &str, args: &[String]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} kept running without TLS and without --insecure:\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&out).unwrap_or_default())
+}
+
+#[test]
+fn servers_without_tls_refuse_to_start_unless_started_with_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd_addr = format!("127.0.0.1:{}", free_port());
+    let (code, out) = refused(
+        "pd-server",
+        &[
+            "--name".into(),
+            "pd1".into(),
+            "--data-dir".into(),
+            dir.path().join("pd").display().to_string(),
+            "--client-urls".into(),
+            format!("http://{pd_addr}"),
+            "--peer-urls".into(),
+            format!("http://127.0.0.1:{}", free_port()),
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    for needle in ["cacert-path", "cert-path", "key-path", "--insecure"] {
+        assert!(
+            out.contains(needle),
+            "pd-server's refusal names {needle}: {out}"
+        );
+    }
+    let (code, out) = refused(
+        "tikv-server",
+        &[
+            "--addr".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--status-addr".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--pd".into(),
+            format!("http://{pd_addr}"),
+            "--data-dir".into(),
+            dir.path().join("kv").display().to_string(),
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    for needle in ["ca-path", "cert-path", "key-path", "--insecure"] {
+        assert!(
+            out.contains(needle),
+            "tikv-server's refusal names {needle}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_servers_serve_and_say_so_in_metrics_and_logs() {
+    // The launcher passes --insecure to a plaintext cluster.
+    let c = Cluster::start(false, 1).await;
+    c.wait_store_serving(0).await;
+    let (status, body) = c.pd_get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("tiox_tls_enabled{component=\"pd-server\"} 0"),
+        "{body}"
+    );
+    let (status, body) = http_get(&c.kv_status[0], "/metrics", None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("tiox_tls_enabled{component=\"tikv-server\"} 0"),
+        "{body}"
+    );
+    assert!(c.pd.log_text().contains("--insecure"), "{}", c.logs());
+    assert!(c.kv[0].log_text().contains("--insecure"), "{}", c.logs());
+}
