@@ -1,7 +1,7 @@
 //! The cluster client used by TiKV (to reach PD), TiDB, the ctl tools,
 //! benchmarks and tests: gRPC channels over mutual TLS, and a PD client that
-//! follows the PD leader. The region cache and the raw and transactional KV
-//! APIs grow here (issue 6).
+//! follows the PD leader, the region cache, and the raw and transactional KV
+//! APIs.
 
 pub mod backoff;
 pub mod batch;

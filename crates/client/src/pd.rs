@@ -394,8 +394,8 @@ impl PdClient {
         }
     }
 
-    /// One timestamp (a fresh TSO stream per call; the batching client of
-    /// issue 6 keeps one stream).
+    /// One timestamp (a fresh TSO stream per call; the batching client,
+    /// `tso::TsoClient`, keeps one stream).
     pub async fn get_ts(&self) -> Result<u64> {
         let leader = self.leader.read().await.clone();
         let mut stub = leader.stub;

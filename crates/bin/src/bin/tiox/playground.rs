@@ -488,8 +488,8 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             status.to_string(),
             "--status-host".into(),
             "127.0.0.1".into(),
-            // TiDB is a client of PD and TiKV over mutual TLS; its accounts
-            // live in the cluster (tables come with the SQL engine, issue 8).
+            // TiDB is a client of PD and TiKV over mutual TLS; its tables,
+            // schema and accounts live in the cluster.
             "--store".into(),
             "tikv".into(),
             "--path".into(),
