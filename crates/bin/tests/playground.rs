@@ -97,10 +97,11 @@ fn playground_starts_a_mutual_tls_cluster_and_prints_working_commands() {
         Some(bin) => {
             // A second, running playground is needed for a login: start it,
             // log in, stop it.
+            let err_path = dir.path().join("second-start.stderr");
             let mut child = Command::new(sibling("tiox"))
                 .args(["playground", "--data-dir", dir.path().to_str().unwrap()])
                 .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&err_path).unwrap())
                 .spawn()
                 .unwrap();
             let out = child.stdout.take().unwrap();
@@ -112,6 +113,14 @@ fn playground_starts_a_mutual_tls_cluster_and_prints_working_commands() {
                 if line.starts_with("logs") {
                     break;
                 }
+            }
+            if !text.contains("MySQL ") {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the second start printed no MySQL line:\n{text}\nits stderr:\n{}",
+                    std::fs::read_to_string(&err_path).unwrap_or_default()
+                );
             }
             let line = printed(&text, "MySQL ");
             let pw = password.split_whitespace().next().unwrap();
