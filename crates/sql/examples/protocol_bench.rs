@@ -161,7 +161,11 @@ async fn main() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tiox_sql::serve(listener, shared, Arc::new(Interim)));
+    tokio::spawn(tiox_sql::serve(
+        listener,
+        shared,
+        Arc::new(Interim::default()),
+    ));
 
     let mut roots = rustls::RootCertStore::empty();
     for c in tiox_security::inspect::read_pem_certs(&dir.path().join("mysql/ca.pem")).unwrap() {

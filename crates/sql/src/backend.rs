@@ -9,9 +9,9 @@
 //! The protocol layer owns the connection: framing, authentication,
 //! sequence ids, text vs binary row encoding and prepared-statement ids.
 //! A [`Backend`] sees only SQL text, decoded parameter values and the
-//! [`Session`]; it answers with [`Output`]s. Today the backend is
-//! `executor::Interim` (constants, variables, users); the SQL engine of
-//! issue 8 implements the same trait over the cluster. Methods return boxed
+//! [`Session`]; it answers with [`Output`]s. The backend is the SQL engine
+//! (`engine::Engine`, over the cluster) or, on a standalone server,
+//! `executor::Interim` (constants, variables, users). Methods return boxed
 //! futures so the engine can do cluster I/O without blocking the runtime.
 //!
 //! How the engine plugs in: it parses with `parser::split`/`parser::parse`

@@ -25,8 +25,8 @@ pub struct TidbConfig {
     pub host: String,
     /// The MySQL port (`-P`). Default 4000.
     pub port: u16,
-    /// Storage: `unistore` (standalone; no tables until issue 8) or `tikv`
-    /// (a cluster through PD; available with issue 8). Default `unistore`.
+    /// Storage: `unistore` (standalone: accounts and table-less statements
+    /// only) or `tikv` (tables in a cluster through PD). Default `unistore`.
     pub store: String,
     /// For `store = "tikv"`: PD endpoints, comma-separated `host:port`.
     pub path: String,

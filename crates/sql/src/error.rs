@@ -257,6 +257,26 @@ pub mod er {
                 .into(),
         )
     }
+    /// 8175 (TiDB): the statement's buffers passed `tidb_mem_quota_query`.
+    pub fn mem_quota_exceeded(conn_id: u32) -> SqlError {
+        e(
+            8175,
+            "HY000",
+            format!(
+                "Your query has been cancelled due to exceeding the allowed memory limit for a \
+                 single SQL query. Please try narrowing your query scope or increase the \
+                 tidb_mem_quota_query limit and try again.[conn={conn_id}]"
+            ),
+        )
+    }
+    /// 1116: more tables in one join than MySQL allows.
+    pub fn too_many_tables(limit: usize) -> SqlError {
+        e(
+            1116,
+            "HY000",
+            format!("Too many tables; MySQL can only use {limit} tables in a join"),
+        )
+    }
     /// 1105: an internal or environment problem; the message says which.
     pub fn unknown(message: String) -> SqlError {
         e(1105, "HY000", message)

@@ -76,6 +76,7 @@ pub struct Shared {
     /// Settings.
     pub settings: Settings,
     require_secure_transport: AtomicBool,
+    mem_quota_query: AtomicU64,
     next_conn_id: AtomicU32,
     live: AtomicU64,
     total: AtomicU64,
@@ -95,6 +96,7 @@ impl Shared {
             sha2_cache: Sha2Cache::default(),
             tls,
             require_secure_transport: AtomicBool::new(settings.require_secure_transport),
+            mem_quota_query: AtomicU64::new(crate::engine::memory::DEFAULT_MEM_QUOTA_QUERY),
             settings,
             next_conn_id: AtomicU32::new(1),
             live: AtomicU64::new(0),
@@ -122,6 +124,17 @@ impl Shared {
     /// `SET GLOBAL require_secure_transport` (only possible with TLS on).
     pub fn set_require_secure_transport(&self, on: bool) {
         self.require_secure_transport.store(on, Ordering::Relaxed);
+    }
+
+    /// The global `tidb_mem_quota_query` (bytes per statement; this
+    /// server's, not stored in the cluster).
+    pub fn mem_quota_query(&self) -> u64 {
+        self.mem_quota_query.load(Ordering::Relaxed)
+    }
+
+    /// `SET GLOBAL tidb_mem_quota_query`.
+    pub fn set_mem_quota_query(&self, bytes: u64) {
+        self.mem_quota_query.store(bytes, Ordering::Relaxed);
     }
 
     /// `max_allowed_packet`.

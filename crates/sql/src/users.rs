@@ -1,15 +1,15 @@
-//! Accounts and privileges: the [`UserStore`] trait, its interim file-backed
-//! implementation, and the pure logic over account records (host matching,
+//! Accounts and privileges: the [`UserStore`] trait, its file-backed
+//! implementation for standalone servers, and the pure logic over account records (host matching,
 //! privilege checks, `REQUIRE` rules, `SHOW GRANTS` text).
 //!
 //! The store holds whole [`UserRecord`]s; every change is one atomic
-//! read-modify-write through [`UserStore::update`]. The cluster-backed
-//! `mysql.user`-like table of issue 8 implements the same trait as a
-//! transaction, so every tidb-server sees the same users.
+//! read-modify-write through [`UserStore::update`]. On a cluster,
+//! `cluster_users` implements the same trait as a transaction, so every
+//! tidb-server sees the same users.
 //!
-//! INTERIM: [`FileUserStore`] keeps the accounts in `DATA_DIR/users.json`
-//! (written to a temporary file, fsynced, renamed, directory fsynced). It is
-//! per-server: two tidb-servers do not share it. It goes away with issue 8.
+//! [`FileUserStore`] (standalone servers) keeps the accounts in
+//! `DATA_DIR/users.json` (written to a temporary file, fsynced, renamed,
+//! directory fsynced). It is per-server: two tidb-servers do not share it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -495,7 +495,7 @@ impl FileUserStore {
         };
         let body = serde_json::to_vec_pretty(&UsersFile {
             version: 1,
-            note: "tiox interim user store; replaced by the cluster's user table (issue 8)".into(),
+            note: "tiox standalone user store (a cluster keeps its accounts in TiKV)".into(),
             users: users.to_vec(),
         })
         .map_err(|e| Error::Store(format!("cannot encode users: {e}")))?;

@@ -41,7 +41,7 @@ fn shared() -> Arc<Shared> {
 fn connect(shared: &Arc<Shared>) -> (DuplexStream, tokio::task::JoinHandle<Closed>) {
     let (client, server) = tokio::io::duplex(4 << 20);
     let shared = shared.clone();
-    let backend: Arc<dyn Backend> = Arc::new(Interim);
+    let backend: Arc<dyn Backend> = Arc::new(Interim::default());
     let task = tokio::spawn(async move {
         shared
             .serve_connection(server, "test-peer:1".into(), "127.0.0.1".into(), backend)

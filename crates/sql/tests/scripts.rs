@@ -1,4 +1,4 @@
-//! Scenario files for the interim executor (goldenscript style): each
+//! Scenario files for the session executor (goldenscript style): each
 //! `tests/scripts/*.test` is a sequence of statements (`> SQL`), session
 //! switches (`== session USER`) and comments (`#`), followed by the output
 //! the executor produced. Run with `UPDATE_GOLDEN=1` to rewrite the outputs,
@@ -71,7 +71,7 @@ async fn run_script(input: &str) -> String {
         None,
         Settings::default(),
     );
-    let backend = Interim;
+    let backend = Interim::default();
     let mut s = session(&shared, "root", 1);
     let mut out = String::new();
     for line in input.lines() {

@@ -18,14 +18,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName,
-    OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor,
-    TableWithJoins,
+    Distinct, Expr, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, Query, Select,
+    SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor,
 };
 use tiox_client::txn::Transaction;
 
 use super::catalog::Schema;
+use super::operator;
 use super::plan;
+use super::planner;
 use super::schema::TableInfo;
 use super::table::Row;
 use super::types::{ColumnType, Kind};
@@ -73,7 +74,9 @@ impl Scope {
         }
     }
 
-    fn find(&self, parts: &[Ident]) -> Result<Option<usize>, SqlError> {
+    /// The column `parts` names (`c`, `t.c`, `db.t.c`); ERROR 1052 when
+    /// two columns match.
+    pub fn find(&self, parts: &[Ident]) -> Result<Option<usize>, SqlError> {
         let (tbl, name) = match parts {
             [c] => (None, &c.value),
             [t, c] => (Some(&t.value), &c.value),
@@ -218,6 +221,8 @@ pub struct Sx<'a> {
     pub schema: Arc<Schema>,
     /// The statement's text (result column names).
     pub sql: &'a str,
+    /// What the statement's buffers hold (`tidb_mem_quota_query`).
+    pub mem: super::memory::Tracker,
 }
 
 impl<'a> Sx<'a> {
@@ -394,8 +399,6 @@ type Group = (Row, Vec<Acc>, Vec<HashSet<Vec<u8>>>);
 struct Source {
     scope: Scope,
     rows: Vec<Row>,
-    /// (table, handle per row) for single base tables.
-    handles: Option<(Arc<TableInfo>, Vec<i64>)>,
 }
 
 /// An aggregate's running state.
@@ -898,111 +901,105 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// Loads one FROM item (a table with its joins).
-    async fn load_from_item(
+    /// FROM and WHERE: the rows of FROM that pass the WHERE conjuncts the
+    /// plan placed, and the conjuncts it left for the caller (those with
+    /// subqueries). A single table is read through its access path; several
+    /// go through the join planner (`planner`, `operator`).
+    async fn read_from(
         &self,
-        twj: &TableWithJoins,
-        filter: Option<&Expr>,
-        single: bool,
+        s: &Select,
         outer: Option<Arc<Outer>>,
-    ) -> Result<Source, SqlError> {
-        let mut src = self
-            .factor(
-                &twj.relation,
-                if twj.joins.is_empty() && single {
-                    filter
-                } else {
-                    None
-                },
-                outer.clone(),
-            )
-            .await?;
-        for j in &twj.joins {
-            let (constraint, left_outer) = match &j.join_operator {
-                JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), false),
-                JoinOperator::LeftOuter(c) | JoinOperator::Left(c) => (Some(c), true),
-                JoinOperator::CrossJoin(c) => (Some(c), false),
-                JoinOperator::RightOuter(_) | JoinOperator::Right(_) => {
-                    return Err(er::not_supported_yet(
-                        "RIGHT JOIN (write it as a LEFT JOIN)",
-                    ))
-                }
-                other => return Err(er::not_supported_yet(&format!("the join {other:?}"))),
-            };
-            let on = match constraint {
-                Some(JoinConstraint::On(e)) => Some(e.clone()),
-                Some(JoinConstraint::Using(cols)) => {
-                    let right_alias = factor_alias(&j.relation);
-                    let mut e: Option<Expr> = None;
-                    for c in cols {
-                        let name = c.to_string();
-                        let left = src
-                            .scope
-                            .cols
-                            .iter()
-                            .find(|x| x.name.eq_ignore_ascii_case(&name))
-                            .map(|x| x.table.clone())
-                            .unwrap_or_default();
-                        let eq = Expr::BinaryOp {
-                            left: Box::new(Expr::CompoundIdentifier(vec![
-                                Ident::new(left),
-                                Ident::new(name.clone()),
-                            ])),
-                            op: sqlparser::ast::BinaryOperator::Eq,
-                            right: Box::new(Expr::CompoundIdentifier(vec![
-                                Ident::new(right_alias.clone()),
-                                Ident::new(name),
-                            ])),
-                        };
-                        e = Some(match e {
-                            None => eq,
-                            Some(prev) => Expr::BinaryOp {
-                                left: Box::new(prev),
-                                op: sqlparser::ast::BinaryOperator::And,
-                                right: Box::new(eq),
-                            },
-                        });
-                    }
-                    e
-                }
-                Some(JoinConstraint::Natural) => return Err(er::not_supported_yet("NATURAL JOIN")),
-                _ => None,
-            };
-            let right = self.factor(&j.relation, None, outer.clone()).await?;
-            let mut scope = src.scope.clone();
-            scope.cols.extend(right.scope.cols.iter().cloned());
-            let pre = Pre::default();
-            let mut rows = Vec::new();
-            // Hash join on `l.a = r.b` equalities, else nested loops.
-            for l in &src.rows {
-                let mut matched = false;
-                for r in &right.rows {
-                    let mut row = l.clone();
-                    row.extend(r.iter().cloned());
-                    let keep = match &on {
-                        Some(e) => {
-                            is_true(&self.sx.eval_row(e, &scope, &row, &pre, outer.as_deref())?)
-                        }
-                        None => true,
-                    };
-                    if keep {
-                        matched = true;
-                        rows.push(row);
-                    }
-                }
-                if left_outer && !matched {
-                    let mut row = l.clone();
-                    row.extend(std::iter::repeat_n(Value::Null, right.scope.cols.len()));
-                    rows.push(row);
-                }
+    ) -> Result<(Source, Option<Expr>), SqlError> {
+        match s.from.as_slice() {
+            [] => {
+                let src = Source {
+                    scope: Scope::default(),
+                    rows: vec![Vec::new()],
+                };
+                return Ok((src, s.selection.clone()));
             }
-            src = Source {
-                scope,
-                rows,
-                handles: None,
-            };
+            [one]
+                if one.joins.is_empty()
+                    && !matches!(one.relation, TableFactor::NestedJoin { .. }) =>
+            {
+                let src = self
+                    .factor(&one.relation, s.selection.as_ref(), outer)
+                    .await?;
+                return Ok((src, s.selection.clone()));
+            }
+            _ => {}
         }
-        Ok(src)
+        let mut leaves = Vec::new();
+        for f in planner::factors(&s.from) {
+            leaves.push(self.leaf(f, outer.clone()).await?);
+        }
+        let mut p = planner::plan(&s.from, s.selection.as_ref(), leaves)?;
+        let rows = operator::scan::fetch_leaves(
+            self.sx,
+            self.tx,
+            &mut p.leaves,
+            &p.root,
+            outer.as_deref(),
+            self.dry,
+        )
+        .await?;
+        let (streamed, later): (Vec<Expr>, Vec<Expr>) = std::mem::take(&mut p.residual)
+            .into_iter()
+            .partition(|c| !has_subquery(c));
+        let env = operator::Env {
+            sx: self.sx,
+            leaves: &p.leaves,
+            rows,
+            outer: outer.as_deref(),
+        };
+        let all: Vec<usize> = (0..p.leaves.len()).collect();
+        let scope = planner::scope_of(&p.leaves, &all);
+        let perm = from_order(&p.leaves, &p.root.leaves());
+        let mut out = Vec::new();
+        operator::run(&env, &p.root, &mut |mut row| {
+            let row: Row = perm
+                .iter()
+                .map(|&i| std::mem::replace(&mut row[i], Value::Null))
+                .collect();
+            if env.accepts(&streamed, &scope, &row)? {
+                self.sx.mem.consume_row(&row)?;
+                out.push(row);
+            }
+            Ok(())
+        })?;
+        let residual = later.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(b),
+        });
+        Ok((Source { scope, rows: out }, residual))
+    }
+
+    /// Binds one factor of a FROM with several: a table, or a derived
+    /// table's rows.
+    async fn leaf(
+        &self,
+        f: &TableFactor,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<planner::Leaf, SqlError> {
+        if let Some(l) = planner::bind_table(self.sx, f)? {
+            return Ok(l);
+        }
+        let TableFactor::Derived { alias, .. } = f else {
+            return Err(er::not_supported_yet(&format!("the FROM item `{f}`")));
+        };
+        let src = self.factor(f, None, outer).await?;
+        Ok(planner::Leaf {
+            alias: alias
+                .as_ref()
+                .map(|a| a.name.value.clone())
+                .unwrap_or_default(),
+            scope: src.scope,
+            source: planner::LeafSource::Rows {
+                rows: src.rows,
+                label: "Projection",
+            },
+        })
     }
 
     async fn factor(
@@ -1012,53 +1009,37 @@ impl<'a> Runner<'a> {
         outer: Option<Arc<Outer>>,
     ) -> Result<Source, SqlError> {
         match f {
-            TableFactor::Table { name, alias, .. } => {
-                let parts: Vec<String> = name
-                    .0
-                    .iter()
-                    .map(|p| p.to_string().trim_matches('`').to_string())
-                    .collect();
-                let alias_name = alias.as_ref().map_or_else(
-                    || parts.last().cloned().unwrap_or_default(),
-                    |a| a.name.value.clone(),
-                );
-                if parts.len() == 2 && parts[0].eq_ignore_ascii_case("information_schema")
-                    || parts.len() == 1
-                        && self
-                            .sx
-                            .session
-                            .db
-                            .as_deref()
-                            .is_some_and(|d| d.eq_ignore_ascii_case("information_schema"))
-                {
-                    let (scope, rows) = super::show::information_schema(
-                        self.sx,
-                        parts.last().map_or("", String::as_str),
-                        &alias_name,
-                    )?;
-                    return Ok(Source {
-                        scope,
-                        rows,
-                        handles: None,
-                    });
-                }
-                let (_, t) = self.sx.table(name)?;
+            TableFactor::Table { .. } => {
+                let Some(leaf) = planner::bind_table(self.sx, f)? else {
+                    return Err(er::not_supported_yet(&format!("the FROM item `{f}`")));
+                };
+                let t = match leaf.source {
+                    planner::LeafSource::Table(t) => t,
+                    planner::LeafSource::Rows { rows, .. } => {
+                        return Ok(Source {
+                            scope: leaf.scope,
+                            rows,
+                        })
+                    }
+                };
                 if self.dry {
                     return Ok(Source {
-                        scope: Scope::of_table(&t, &alias_name),
+                        scope: leaf.scope,
                         rows: Vec::new(),
-                        handles: None,
                     });
                 }
-                let access = plan::choose(&t, &alias_name, filter);
+                let access = plan::choose(&t, &leaf.alias, filter);
                 // No resolver: the planner only uses constants.
                 let ctx = self.sx.ctx(None);
                 let found = plan::fetch(self.tx, &t, &access, &ctx, None).await?;
-                let (handles, rows): (Vec<i64>, Vec<Row>) = found.into_iter().unzip();
+                let mut rows = Vec::with_capacity(found.len());
+                for (_, r) in found {
+                    self.sx.mem.consume_row(&r)?;
+                    rows.push(r);
+                }
                 Ok(Source {
-                    scope: Scope::of_table(&t, &alias_name),
+                    scope: leaf.scope,
                     rows,
-                    handles: Some((t, handles)),
                 })
             }
             TableFactor::Derived {
@@ -1087,12 +1068,8 @@ impl<'a> Runner<'a> {
                 Ok(Source {
                     scope,
                     rows: out.rows,
-                    handles: None,
                 })
             }
-            TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => Box::pin(self.load_from_item(table_with_joins, None, false, outer)).await,
             other => Err(er::not_supported_yet(&format!("the FROM item `{other}`"))),
         }
     }
@@ -1251,56 +1228,13 @@ impl<'a> Runner<'a> {
         if s.into.is_some() {
             return Err(er::not_supported_yet("SELECT ... INTO"));
         }
-        // FROM
-        let single = s.from.len() == 1;
-        let mut src = match s.from.len() {
-            0 => Source {
-                scope: Scope::default(),
-                rows: vec![Vec::new()],
-                handles: None,
-            },
-            _ => {
-                let mut acc: Option<Source> = None;
-                for item in &s.from {
-                    let next = self
-                        .load_from_item(item, s.selection.as_ref(), single, outer.clone())
-                        .await?;
-                    acc = Some(match acc {
-                        None => next,
-                        Some(prev) => {
-                            let mut scope = prev.scope.clone();
-                            scope.cols.extend(next.scope.cols.iter().cloned());
-                            let mut rows = Vec::new();
-                            for l in &prev.rows {
-                                for r in &next.rows {
-                                    let mut row = l.clone();
-                                    row.extend(r.iter().cloned());
-                                    rows.push(row);
-                                }
-                            }
-                            Source {
-                                scope,
-                                rows,
-                                handles: None,
-                            }
-                        }
-                    });
-                }
-                acc.unwrap_or(Source {
-                    scope: Scope::default(),
-                    rows: Vec::new(),
-                    handles: None,
-                })
-            }
-        };
-        // WHERE
-        if let Some(w) = &s.selection {
+        let (mut src, residual) = self.read_from(s, outer.clone()).await?;
+        // WHERE: what the FROM plan left (conjuncts with subqueries).
+        if let Some(w) = &residual {
             let (shared, per_row) = self
                 .subquery_values(&[w], &src.scope, &src.rows, outer.clone())
                 .await?;
             let mut kept = Vec::new();
-            let mut kept_handles = Vec::new();
-            let handles = src.handles.as_ref().map(|(_, h)| h.clone());
             for (i, row) in std::mem::take(&mut src.rows).into_iter().enumerate() {
                 let pre = per_row.as_ref().map_or(&shared, |p| &p[i]);
                 if is_true(
@@ -1309,15 +1243,9 @@ impl<'a> Runner<'a> {
                         .eval_row(w, &src.scope, &row, pre, outer.as_deref())?,
                 ) {
                     kept.push(row);
-                    if let Some(h) = &handles {
-                        kept_handles.push(h[i]);
-                    }
                 }
             }
             src.rows = kept;
-            if let Some((_, h)) = &mut src.handles {
-                *h = kept_handles;
-            }
         }
         // Projection list (wildcards expanded).
         let texts = projection_texts(s, self.sx.sql);
@@ -1684,6 +1612,21 @@ pub fn single_table(sx: &Sx<'_>, q: &Query) -> Option<(Arc<TableInfo>, String, O
     Some((t, alias, s.selection.clone()))
 }
 
+/// Where each column of FROM order sits in a row of a plan whose leaves
+/// come in `plan_order`.
+fn from_order(leaves: &[planner::Leaf], plan_order: &[usize]) -> Vec<usize> {
+    let mut offset = vec![0; leaves.len()];
+    let mut at = 0;
+    for &l in plan_order {
+        offset[l] = at;
+        at += leaves[l].scope.cols.len();
+    }
+    (0..leaves.len())
+        .flat_map(|l| (0..leaves[l].scope.cols.len()).map(move |c| (l, c)))
+        .map(|(l, c)| offset[l] + c)
+        .collect()
+}
+
 /// The result column of an aggregate, known without rows (so a prepared
 /// statement's columns match its executions').
 fn static_column(name: &str, e: &Expr, scope: &Scope) -> Option<Column> {
@@ -1742,22 +1685,6 @@ fn col_expr(c: &ScopeCol) -> Expr {
             Ident::new(c.table.clone()),
             Ident::new(c.name.clone()),
         ])
-    }
-}
-
-fn factor_alias(f: &TableFactor) -> String {
-    match f {
-        TableFactor::Table { name, alias, .. } => alias.as_ref().map_or_else(
-            || {
-                name.0
-                    .last()
-                    .map(|p| p.to_string().trim_matches('`').to_ascii_lowercase())
-                    .unwrap_or_default()
-            },
-            |a| a.name.value.to_ascii_lowercase(),
-        ),
-        TableFactor::Derived { alias: Some(a), .. } => a.name.value.to_ascii_lowercase(),
-        _ => String::new(),
     }
 }
 

@@ -34,7 +34,10 @@ pub mod ddl;
 pub mod dml;
 pub mod exec;
 pub mod fuzz;
+pub mod memory;
+pub mod operator;
 pub mod plan;
+pub mod planner;
 pub mod schema;
 pub mod show;
 pub mod table;
@@ -240,7 +243,7 @@ impl Engine {
         let engine = Engine {
             catalog: Arc::new(Catalog::open(txn.clone()).await?),
             txn,
-            interim: Interim,
+            interim: Interim::behind_engine(),
         };
         tokio::spawn(gc_loop(engine.txn.clone()));
         Ok(engine)
@@ -267,6 +270,7 @@ impl Engine {
             params: &[],
             schema,
             sql: "",
+            mem: memory::Tracker::for_session(session),
         };
         let Some((t, alias, filter)) = exec::single_table(&sx, q) else {
             return false;
@@ -521,6 +525,7 @@ impl Engine {
             params,
             schema: self.catalog.schema().await?,
             sql,
+            mem: memory::Tracker::for_session(session),
         })
     }
 
@@ -605,7 +610,7 @@ impl Engine {
                 session,
                 sql,
                 tokens,
-                // Rare statements the interim executor answers.
+                // Statements the session executor answers (or refuses).
                 &Stmt::Other(Box::new(statement.clone())),
                 params,
             ),
@@ -865,89 +870,59 @@ enum Data<'a> {
     Write(&'a Statement),
 }
 
-/// `EXPLAIN` of a statement: the access path of each table, TiDB-style.
+/// `EXPLAIN` of a statement: the plan of its FROM and WHERE, in TiDB's
+/// columns (`planner::explain`).
 fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
-    let (tables, filter): (
-        Vec<(sqlparser::ast::ObjectName, String)>,
-        Option<sqlparser::ast::Expr>,
-    ) = match st {
+    use sqlparser::ast::{FromTable, SetExpr};
+    let (from, filter) = match st {
         Statement::Query(q) => match q.body.as_ref() {
-            sqlparser::ast::SetExpr::Select(s) => {
-                let mut v = Vec::new();
-                for twj in &s.from {
-                    for f in
-                        std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
-                    {
-                        if let TableFactor::Table { name, alias, .. } = f {
-                            let a = alias.as_ref().map_or_else(
-                                || name.0.last().map(|p| p.to_string()).unwrap_or_default(),
-                                |a| a.name.value.clone(),
-                            );
-                            v.push((name.clone(), a));
-                        }
-                    }
-                }
-                (v, s.selection.clone())
-            }
+            SetExpr::Select(s) => (s.from.clone(), s.selection.clone()),
             _ => (Vec::new(), None),
         },
-        Statement::Update(u) => match &u.table.relation {
-            TableFactor::Table { name, .. } => (
-                vec![(
-                    name.clone(),
-                    name.0.last().map(|p| p.to_string()).unwrap_or_default(),
-                )],
-                u.selection.clone(),
-            ),
-            _ => (Vec::new(), None),
-        },
+        Statement::Update(u) => (vec![u.table.clone()], u.selection.clone()),
         Statement::Delete(d) => match &d.from {
-            sqlparser::ast::FromTable::WithFromKeyword(v)
-            | sqlparser::ast::FromTable::WithoutKeyword(v) => {
-                match v.first().map(|t| &t.relation) {
-                    Some(TableFactor::Table { name, .. }) => (
-                        vec![(
-                            name.clone(),
-                            name.0.last().map(|p| p.to_string()).unwrap_or_default(),
-                        )],
-                        d.selection.clone(),
-                    ),
-                    _ => (Vec::new(), None),
-                }
+            FromTable::WithFromKeyword(v) | FromTable::WithoutKeyword(v) => {
+                (v.iter().take(1).cloned().collect(), d.selection.clone())
             }
         },
         _ => (Vec::new(), None),
     };
-    let mut rows = Vec::new();
-    let single = tables.len() == 1;
-    for (name, alias) in tables {
-        let (_, t) = sx.table(&name)?;
-        let access = plan::choose(
-            &t,
-            alias.trim_matches('`'),
-            if single { filter.as_ref() } else { None },
-        );
-        let (op, info) = plan::describe(&t, &access);
-        rows.push(vec![
-            Value::Text(op),
-            Value::Text("root".into()),
-            Value::Text(info),
-        ]);
-    }
-    if rows.is_empty() {
-        rows.push(vec![
-            Value::Text("Projection".into()),
-            Value::Text("root".into()),
-            Value::Text(String::new()),
-        ]);
-    }
+    let rows: Vec<planner::explain::Row> = if from.is_empty() {
+        vec![[
+            "Projection_1".into(),
+            "1.00".into(),
+            "root".into(),
+            String::new(),
+            String::new(),
+        ]]
+    } else {
+        let mut leaves = Vec::new();
+        for f in planner::factors(&from) {
+            leaves.push(match planner::bind_table(sx, f)? {
+                Some(l) => l,
+                // A derived table: its own plan is not shown yet.
+                None => planner::Leaf {
+                    alias: String::new(),
+                    scope: exec::Scope::default(),
+                    source: planner::LeafSource::Rows {
+                        rows: Vec::new(),
+                        label: "Projection",
+                    },
+                },
+            });
+        }
+        let p = planner::plan(&from, filter.as_ref(), leaves)?;
+        planner::explain::rows(&p)
+    };
     Ok(Output::Rows(ResultSet {
-        columns: vec![
-            Column::text("id"),
-            Column::text("task"),
-            Column::text("operator info"),
-        ],
-        rows,
+        columns: ["id", "estRows", "task", "access object", "operator info"]
+            .iter()
+            .map(|n| Column::text(n))
+            .collect(),
+        rows: rows
+            .into_iter()
+            .map(|r| r.into_iter().map(Value::Text).collect())
+            .collect(),
     }))
 }
 

@@ -243,18 +243,19 @@ pub fn choose(t: &TableInfo, alias: &str, filter: Option<&Expr>) -> Access {
     Access::Full
 }
 
-/// TiDB-style operator names for EXPLAIN.
-pub fn describe(t: &TableInfo, a: &Access) -> (String, String) {
+/// TiDB-style operator name, access object and operator info for EXPLAIN.
+pub fn describe(t: &TableInfo, a: &Access) -> (String, String, String) {
     match a {
         Access::Handles(v) if v.len() == 1 => (
             "Point_Get".into(),
-            format!("table:{}, handle:{}", t.name, v[0]),
+            format!("table:{}", t.name),
+            format!("handle:{}", v[0]),
         ),
         Access::Handles(v) => (
             "Batch_Point_Get".into(),
+            format!("table:{}", t.name),
             format!(
-                "table:{}, handle:[{}]",
-                t.name,
+                "handle:[{}]",
                 v.iter()
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
@@ -263,7 +264,8 @@ pub fn describe(t: &TableInfo, a: &Access) -> (String, String) {
         ),
         Access::HandleRange { lo, hi } => (
             "TableRangeScan".into(),
-            format!("table:{}, range:{}", t.name, range_text(lo, hi)),
+            format!("table:{}", t.name),
+            format!("range:{}", range_text(lo, hi)),
         ),
         Access::Index {
             index,
@@ -294,7 +296,7 @@ pub fn describe(t: &TableInfo, a: &Access) -> (String, String) {
                     "IndexLookUp".into()
                 },
                 format!(
-                    "table:{}, index:{}({}), range:[{}]",
+                    "table:{}, index:{}({})",
                     t.name,
                     ix.name,
                     ix.columns
@@ -302,13 +304,14 @@ pub fn describe(t: &TableInfo, a: &Access) -> (String, String) {
                         .map(|&c| t.columns[c].name.clone())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    parts.join(" ")
                 ),
+                format!("range:[{}]", parts.join(" ")),
             )
         }
         Access::Full => (
             "TableFullScan".into(),
-            format!("table:{}, keep order:false", t.name),
+            format!("table:{}", t.name),
+            "keep order:false".into(),
         ),
     }
 }

@@ -1,4 +1,4 @@
-//! Expression evaluation for the interim executor: literals, parameters,
+//! Expression evaluation (the SQL engine's and the session executor's): literals, parameters,
 //! `@@` and `@` variables, arithmetic and comparison with MySQL's coercions
 //! (simplified: exact decimals for `+ - * /`, numbers compared as numbers,
 //! strings compared case-insensitively as utf8mb4_general_ci does), and the
@@ -371,11 +371,7 @@ fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
             other => number(&format!("{}", to_f64(&other).round())),
         },
         "DOUBLE" | "FLOAT" | "REAL" => Value::Double(to_f64(&v)),
-        _ => {
-            return Err(er::not_supported_yet(&format!(
-                "CAST to {ty} (the SQL engine comes with issue 8)"
-            )))
-        }
+        _ => return Err(er::not_supported_yet(&format!("CAST to {ty}"))),
     })
 }
 
@@ -904,11 +900,7 @@ impl Ctx<'_> {
                 // CONVERT(x USING charset): every string is utf8mb4 here.
                 None => self.eval(expr)?,
             },
-            other => {
-                return Err(er::not_supported_yet(&format!(
-                    "the expression `{other}` (the SQL engine comes with issue 8)"
-                )))
-            }
+            other => return Err(er::not_supported_yet(&format!("the expression `{other}`"))),
         })
     }
 
@@ -1160,9 +1152,9 @@ impl Ctx<'_> {
                     other => Err(er::not_supported_yet(&format!("the argument {other}"))),
                 })
                 .collect(),
-            FunctionArguments::Subquery(_) => Err(er::not_supported_yet(
-                "subqueries (the SQL engine comes with issue 8)",
-            )),
+            FunctionArguments::Subquery(_) => {
+                Err(er::not_supported_yet("subqueries as function arguments"))
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! The interim executor: the [`Backend`] tidb-server runs until the SQL
-//! engine (issue 8) lands. It runs what needs no tables:
+//! The session executor: statements that need no tables. It is the whole
+//! [`Backend`] of a standalone tidb-server (`--store=unistore`), and the
+//! SQL engine hands it the statements it does not own:
 //!
 //! * `SELECT` of constants, expressions, `@@variables`, `@user_vars`,
 //!   parameters and session functions (no `FROM` other than `DUAL`);
@@ -33,12 +34,16 @@ use crate::users::{like_match, UserRecord, GLOBAL_ONLY};
 use crate::value::Value;
 use eval::Ctx;
 
-/// The databases the interim executor knows.
+/// The databases the session executor knows.
 pub const DATABASES: &[&str] = &["information_schema", "mysql", "performance_schema", "test"];
 
-/// The interim backend (see module docs).
+/// The session executor (see module docs).
 #[derive(Debug, Default)]
-pub struct Interim;
+pub struct Interim {
+    /// Behind the SQL engine (`--store=tikv`): what reaches this executor
+    /// is a statement nobody implements, not one that needs a cluster.
+    behind_engine: bool,
+}
 
 struct Plan {
     sql: String,
@@ -236,6 +241,13 @@ fn filter_rows(
 }
 
 impl Interim {
+    /// The executor the SQL engine hands statements it does not own.
+    pub fn behind_engine() -> Interim {
+        Interim {
+            behind_engine: true,
+        }
+    }
+
     /// Runs one parsed statement (the SQL engine hands over the statements
     /// it does not own).
     pub fn run(
@@ -336,11 +348,14 @@ impl Interim {
             Stmt::Transaction(_) | Stmt::BeginMode(_) => Ok(Output::ok()),
             Stmt::ShowCreateDatabase(_) | Stmt::ShowIndex { .. } | Stmt::ShowTableStatus { .. } => {
                 Err(er::not_supported_yet(
-                    "tables without a cluster (start tidb-server with --store=tikv)",
+                    "tables on a standalone server (start tidb-server with --store=tikv)",
                 ))
             }
+            Stmt::Other(st) if self.behind_engine => {
+                Err(er::not_supported_yet(&parser::kind(st).to_string()))
+            }
             Stmt::Other(st) => Err(er::not_supported_yet(&format!(
-                "{} without a cluster (start tidb-server with --store=tikv for tables)",
+                "{} on a standalone server (start tidb-server with --store=tikv for tables)",
                 parser::kind(st)
             ))),
             Stmt::ReloadTls => {
@@ -765,10 +780,14 @@ impl Interim {
                     }
                     (_, true) => {
                         require_global(session, "SUPER")?;
+                        if name == "tidb_mem_quota_query" {
+                            let v =
+                                value.ok_or_else(|| er::wrong_value_for_var(name, "DEFAULT"))?;
+                            session.server.set_mem_quota_query(mem_quota(name, &v)?);
+                            return Ok(());
+                        }
                         if name != "require_secure_transport" {
-                            return Err(er::not_supported_yet(
-                                "SET GLOBAL (global variables are stored in the cluster, issue 8)",
-                            ));
+                            return Err(er::not_supported_yet(&format!("SET GLOBAL {name}")));
                         }
                         let v = value.ok_or_else(|| er::wrong_value_for_var(name, "DEFAULT"))?;
                         let on = parse_bool(&v)
@@ -797,6 +816,9 @@ impl Interim {
                                             er::wrong_value_for_var(name, &v.to_string())
                                         })?;
                                         Value::Int(i64::from(b))
+                                    }
+                                    "tidb_mem_quota_query" => {
+                                        Value::Int(mem_quota(name, &v)? as i64)
                                     }
                                     "transaction_isolation" | "tx_isolation" => {
                                         let s = v.to_string().to_ascii_uppercase();
@@ -842,13 +864,11 @@ impl Interim {
     ) -> Result<Output, SqlError> {
         let SetExpr::Select(sel) = q.body.as_ref() else {
             return Err(er::not_supported_yet(
-                "this query form (UNION, VALUES, ...; the SQL engine comes with issue 8)",
+                "this query form (UNION, VALUES, ...) without tables",
             ));
         };
         if q.with.is_some() {
-            return Err(er::not_supported_yet(
-                "WITH (the SQL engine comes with issue 8)",
-            ));
+            return Err(er::not_supported_yet("WITH (common table expressions)"));
         }
         for t in &sel.from {
             let name = t.relation.to_string();
@@ -1067,5 +1087,15 @@ impl Backend for Interim {
             let db = session.db.clone().ok_or_else(er::no_db)?;
             Err(er::no_such_table(&db, table))
         })
+    }
+}
+
+/// A `tidb_mem_quota_query` value: bytes, 0 or less meaning no limit (as
+/// TiDB).
+fn mem_quota(name: &str, v: &Value) -> Result<u64, SqlError> {
+    match v {
+        Value::Int(i) => Ok((*i).max(0) as u64),
+        Value::UInt(u) => Ok((*u).min(i64::MAX as u64)),
+        other => Err(er::wrong_value_for_var(name, &other.to_string())),
     }
 }

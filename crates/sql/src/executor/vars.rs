@@ -1,10 +1,10 @@
-//! System variables and status variables of the interim executor.
+//! System variables and status variables.
 //!
 //! Each system variable has a scope and a default computed from the server
 //! (so `ssl_cert` shows the configured path, `have_ssl` whether TLS is on).
-//! Session values live in `Session::vars`; global variables are read-only
-//! here except `require_secure_transport` (cluster-wide global variables
-//! come with issue 8).
+//! Session values live in `Session::vars`; global variables are this
+//! server's (not stored in the cluster) and settable only for
+//! `require_secure_transport` and `tidb_mem_quota_query`.
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -81,6 +81,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("ssl_cert", Scope::ReadOnly, s(&st.ssl_cert)),
         ("ssl_key", Scope::ReadOnly, s(&st.ssl_key)),
         ("system_time_zone", Scope::ReadOnly, s("UTC")),
+        ("tidb_mem_quota_query", Scope::Both, Value::Int(shared.mem_quota_query() as i64)),
         ("time_zone", Scope::Both, s("SYSTEM")),
         ("tls_version", Scope::ReadOnly, s(&st.tls_version)),
         ("transaction_isolation", Scope::Both, s("REPEATABLE-READ")),
@@ -89,7 +90,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("tx_read_only", Scope::Both, Value::Int(0)),
         ("unique_checks", Scope::Both, Value::Int(1)),
         ("version", Scope::ReadOnly, s(&shared.version())),
-        ("version_comment", Scope::ReadOnly, s(concat!("tiox ", env!("CARGO_PKG_VERSION"), ", a TiDB-compatible database (interim executor: no tables yet)"))),
+        ("version_comment", Scope::ReadOnly, s(concat!("tiox ", env!("CARGO_PKG_VERSION"), ", a TiDB-compatible database"))),
         ("version_compile_machine", Scope::ReadOnly, s(std::env::consts::ARCH)),
         ("version_compile_os", Scope::ReadOnly, s(std::env::consts::OS)),
         ("wait_timeout", Scope::Both, Value::Int(st.wait_timeout.as_secs() as i64)),

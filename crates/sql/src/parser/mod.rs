@@ -626,17 +626,13 @@ impl<'a> P<'a> {
         if !self.eat_token(&Token::Period) {
             return match db {
                 None => Ok(GrantLevel::CurrentDb),
-                Some(_) => Err(er::not_supported_yet(
-                    "table-level privileges (tables come with the SQL engine, issue 8)",
-                )),
+                Some(_) => Err(er::not_supported_yet("table-level privileges")),
             };
         }
         match (db, self.parser.next_token().token) {
             (None, Token::Mul) => Ok(GrantLevel::Global),
             (Some(db), Token::Mul) => Ok(GrantLevel::Db(db)),
-            (Some(_), Token::Word(_)) => Err(er::not_supported_yet(
-                "table-level privileges (tables come with the SQL engine, issue 8)",
-            )),
+            (Some(_), Token::Word(_)) => Err(er::not_supported_yet("table-level privileges")),
             _ => Err(self.error("expected *.* or db.*")),
         }
     }
@@ -762,7 +758,7 @@ impl<'a> P<'a> {
                         )),
                     });
                 } else if self.eat(&["READ", "ONLY"]) || self.eat(&["READ", "WRITE"]) {
-                    // Accepted: nothing is transactional before issue 8.
+                    // Accepted and ignored: every transaction may write.
                 } else {
                     return Err(self.error("expected ISOLATION LEVEL or READ ONLY|WRITE"));
                 }

@@ -65,7 +65,7 @@ pub fn packets(input: &[u8]) -> usize {
 /// the server closed the connection.
 pub async fn session_async(shared: Arc<Shared>, input: &[u8]) -> Closed {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let backend: Arc<dyn Backend> = Arc::new(Interim);
+    let backend: Arc<dyn Backend> = Arc::new(Interim::default());
     let server_task = tokio::spawn(async move {
         shared
             .serve_connection(server, "fuzz:1".into(), "127.0.0.1".into(), backend)

@@ -8,7 +8,7 @@
 //!
 //! `--store=tikv --path=PD` connects to the cluster over mutual TLS
 //! (`[security] cluster-ssl-*`) and keeps the accounts there, shared by every
-//! tidb-server; tables and transactions come with the SQL engine (issue 8).
+//! tidb-server, and runs the SQL engine (tables, transactions) on it.
 //! `--store=unistore` keeps them in `--data-dir` (this server only).
 
 use std::path::PathBuf;
@@ -172,7 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     apply(&args, &mut config);
     let v = config.validate()?;
-    let mut backend: Arc<dyn tiox_sql::Backend> = Arc::new(Interim);
+    let mut backend: Arc<dyn tiox_sql::Backend> = Arc::new(Interim::default());
     let users: Arc<dyn UserStore> = if config.store == "tikv" {
         // Accounts live in the cluster: every tidb-server sees the same users.
         if v.cluster_tls.is_none() {

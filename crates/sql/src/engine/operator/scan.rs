@@ -1,0 +1,74 @@
+//! Reading the leaves of a FROM plan: each table through the access path
+//! the planner chose, each derived table's rows as bound; a leaf's
+//! filters are applied as its rows arrive, and the rows kept are charged
+//! to the statement's memory tracker.
+
+use tiox_client::txn::Transaction;
+
+use super::super::exec::{Outer, Pre, Sx};
+use super::super::plan;
+use super::super::planner::{Leaf, LeafSource, Node};
+use super::super::table::Row;
+use crate::error::SqlError;
+
+fn scans<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {
+    match node {
+        Node::Scan { .. } => out.push(node),
+        Node::Selection { input, .. } => scans(input, out),
+        Node::HashJoin { left, right, .. } => {
+            scans(left, out);
+            scans(right, out);
+        }
+    }
+}
+
+/// The filtered rows of every leaf of `root` (`dry`: none; the caller
+/// wants column names only).
+pub async fn fetch_leaves(
+    sx: &Sx<'_>,
+    tx: &Transaction,
+    leaves: &mut [Leaf],
+    root: &Node,
+    outer: Option<&Outer>,
+    dry: bool,
+) -> Result<Vec<Vec<Row>>, SqlError> {
+    let mut out: Vec<Vec<Row>> = vec![Vec::new(); leaves.len()];
+    let mut nodes = Vec::new();
+    scans(root, &mut nodes);
+    let pre = Pre::default();
+    for node in nodes {
+        let Node::Scan {
+            leaf,
+            access,
+            filters,
+            ..
+        } = node
+        else {
+            continue;
+        };
+        let l = &mut leaves[*leaf];
+        let rows: Vec<Row> = match &mut l.source {
+            _ if dry => Vec::new(),
+            LeafSource::Table(t) => {
+                let ctx = sx.ctx(None);
+                plan::fetch(tx, t, access, &ctx, None)
+                    .await?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect()
+            }
+            LeafSource::Rows { rows, .. } => std::mem::take(rows),
+        };
+        let kept = &mut out[*leaf];
+        'rows: for r in rows {
+            for f in filters {
+                if !super::super::exec::is_true(&sx.eval_row(f, &l.scope, &r, &pre, outer)?) {
+                    continue 'rows;
+                }
+            }
+            sx.mem.consume_row(&r)?;
+            kept.push(r);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,183 @@
+//! `EXPLAIN`: the operator tree in TiDB's shape — `id` (operator name,
+//! number, tree drawing, `(Build)`/`(Probe)` on a join's inputs),
+//! `estRows`, `task`, `access object`, `operator info`.
+//!
+//! Every operator runs in tidb-server (`root`): nothing is pushed to the
+//! storage nodes as a coprocessor task yet.
+
+use super::{FromPlan, JoinKind, LeafSource, Node};
+use crate::engine::plan;
+
+/// One EXPLAIN row: id, estRows, task, access object, operator info.
+pub type Row = [String; 5];
+
+/// The rows of `plan`'s tree, root first; `residual` WHERE conjuncts
+/// show as a Selection on top.
+pub fn rows(plan: &FromPlan) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut next = 1;
+    if plan.residual.is_empty() {
+        node(plan, &plan.root, "", "", "", &mut next, &mut out);
+    } else {
+        let est = plan.root.est() * super::rules::SELECTION_FACTOR;
+        out.push(selection("", &mut next, "", est, &plan.residual));
+        node(plan, &plan.root, "└─", "  ", "", &mut next, &mut out);
+    }
+    out
+}
+
+fn texts(conds: &[sqlparser::ast::Expr]) -> String {
+    conds
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn line(
+    prefix: &str,
+    op: &str,
+    next: &mut usize,
+    role: &str,
+    est: f64,
+    object: String,
+    info: String,
+) -> Row {
+    let id = format!("{prefix}{op}_{next}{role}");
+    *next += 1;
+    [id, format!("{est:.2}"), "root".into(), object, info]
+}
+
+fn selection(
+    prefix: &str,
+    next: &mut usize,
+    role: &str,
+    est: f64,
+    conds: &[sqlparser::ast::Expr],
+) -> Row {
+    line(
+        prefix,
+        "Selection",
+        next,
+        role,
+        est,
+        String::new(),
+        texts(conds),
+    )
+}
+
+/// Appends `n` drawn after `prefix` (its own line) with children indented
+/// by `indent`.
+fn node(
+    plan: &FromPlan,
+    n: &Node,
+    prefix: &str,
+    indent: &str,
+    role: &str,
+    next: &mut usize,
+    out: &mut Vec<Row>,
+) {
+    match n {
+        Node::Scan {
+            leaf,
+            access,
+            filters,
+            est,
+        } => {
+            let l = &plan.leaves[*leaf];
+            let (op, object, info) = match &l.source {
+                LeafSource::Table(t) => plan::describe(t, access),
+                LeafSource::Rows { label, .. } => (
+                    label.to_string(),
+                    format!("table:{}", l.alias),
+                    String::new(),
+                ),
+            };
+            if filters.is_empty() || !matches!(**access, plan::Access::Full) {
+                out.push(line(prefix, &op, next, role, *est, object, info));
+                return;
+            }
+            out.push(selection(prefix, next, role, *est, filters));
+            let scanned = match &l.source {
+                LeafSource::Rows { rows, .. } => rows.len() as f64,
+                LeafSource::Table(_) => super::rules::PSEUDO_ROWS,
+            };
+            out.push(line(
+                &format!("{indent}└─"),
+                &op,
+                next,
+                "",
+                scanned,
+                object,
+                info,
+            ));
+        }
+        Node::Selection { input, conds, est } => {
+            out.push(selection(prefix, next, role, *est, conds));
+            node(
+                plan,
+                input,
+                &format!("{indent}└─"),
+                &format!("{indent}  "),
+                "",
+                next,
+                out,
+            );
+        }
+        Node::HashJoin {
+            kind,
+            left,
+            right,
+            keys,
+            conds,
+            est,
+        } => {
+            let mut info = match (kind, keys.is_empty()) {
+                (JoinKind::Inner, true) => "CARTESIAN inner join".to_string(),
+                (JoinKind::Inner, false) => "inner join".to_string(),
+                (JoinKind::LeftOuter, _) => "left outer join".to_string(),
+                (JoinKind::RightOuter, _) => "right outer join".to_string(),
+            };
+            if !keys.is_empty() {
+                let eqs: Vec<String> = keys.iter().map(|(l, r)| format!("eq({l}, {r})")).collect();
+                info.push_str(&format!(", equal:[{}]", eqs.join(" ")));
+            }
+            let others = &conds[keys.len()..];
+            if !others.is_empty() {
+                info.push_str(&format!(", other cond:{}", texts(others)));
+            }
+            out.push(line(
+                prefix,
+                "HashJoin",
+                next,
+                role,
+                *est,
+                String::new(),
+                info,
+            ));
+            let (build, probe) = if *kind == JoinKind::RightOuter {
+                (left, right)
+            } else {
+                (right, left)
+            };
+            node(
+                plan,
+                build,
+                &format!("{indent}├─"),
+                &format!("{indent}│ "),
+                "(Build)",
+                next,
+                out,
+            );
+            node(
+                plan,
+                probe,
+                &format!("{indent}└─"),
+                &format!("{indent}  "),
+                "(Probe)",
+                next,
+                out,
+            );
+        }
+    }
+}
