@@ -49,6 +49,14 @@
 //!
 //! A failure prints the file, the line, the SQL and expected vs actual; all
 //! files run before the test fails.
+//!
+//! tidb-server runs without `--data-dir` (stateless on TiKV) and under
+//! `prlimit --as=8000000000`. A second test,
+//! `many_table_joins_are_planned_and_memory_is_bounded_per_statement`,
+//! joins 8 tables of 100 rows both ways, runs a 10^10-row cross join into
+//! ERROR 8175 while another session is answered, checks tidb-server's
+//! peak RSS against the quota, stops a SELECT by `max_execution_time`
+//! (ERROR 3024), and prints what it measured.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -236,18 +244,27 @@ impl Drop for Tidb {
 }
 
 impl Tidb {
+    /// Starts tidb-server on `c` with no data directory (on TiKV it keeps
+    /// no state of its own), its address space capped at 8 GB so a
+    /// runaway statement cannot take the machine down.
     fn start(c: &Cluster, work: &Path) -> Tidb {
         let certs = c.certs.as_ref().expect("a TLS cluster");
         let port = tiox_bin::launch::free_port();
         let status = tiox_bin::launch::free_port();
         let log = work.join("tidb.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tidb-server"))
+        // TIDB_SERVER_BIN: another build of tidb-server (a release one, to
+        // measure it against this cluster).
+        let bin = std::env::var("TIDB_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tidb-server").to_string());
+        let child = Command::new("prlimit")
+            .arg("--as=8000000000")
+            .arg("--")
+            .arg(bin)
             .arg("-P")
             .arg(port.to_string())
             .arg("--host=127.0.0.1")
             .arg(format!("--status={status}"))
             .arg("--status-host=127.0.0.1")
-            .arg(format!("--data-dir={}", work.join("data").display()))
             .arg("--store=tikv")
             .arg(format!("--path={}", c.pd_addr))
             .arg(format!("--cluster-ssl-ca={}", certs.path("ca.pem")))
@@ -512,5 +529,157 @@ async fn sql_logic_files_match_mysql_behaviour() {
         "{} failing record(s):\n\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+}
+
+/// The largest resident size tidb-server reached (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Joins of many tables are planned (hash joins on the equalities), and a
+/// statement whose buffers pass `tidb_mem_quota_query` fails with ERROR
+/// 8175 while tidb-server stays within the quota and serves other
+/// sessions. Prints the times it measured (no timed assertions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_table_joins_are_planned_and_memory_is_bounded_per_statement() {
+    let c = Cluster::start(true, 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let tidb = Tidb::start(&c, work.path());
+    let mut conn = tidb.connect(Some("test")).await;
+    for t in 1..=8 {
+        conn.query_drop(format!("CREATE TABLE j{t} (a INT PRIMARY KEY, b INT)"))
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=100).map(|i| format!("({i}, {i})")).collect();
+        conn.query_drop(format!("INSERT INTO j{t} VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+    }
+    let tables: Vec<String> = (1..=8).map(|t| format!("j{t}")).collect();
+    let links: Vec<String> = (1..8).map(|t| format!("j{t}.b = j{}.b", t + 1)).collect();
+    let comma = format!(
+        "SELECT COUNT(*) FROM {} WHERE {}",
+        tables.join(", "),
+        links.join(" AND ")
+    );
+    let joins = format!(
+        "SELECT COUNT(*) FROM j1 {}",
+        (2..=8)
+            .map(|t| format!("JOIN j{t} ON j{}.b = j{t}.b", t - 1))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (how, sql) in [("comma + WHERE", &comma), ("JOIN ... ON", &joins)] {
+        let t = Instant::now();
+        let n: Option<i64> = conn.query_first(sql.as_str()).await.unwrap();
+        eprintln!("8 tables x 100 rows, {how}: {:?}", t.elapsed());
+        assert_eq!(n, Some(100), "{sql}");
+    }
+    let plan: Vec<mysql_async::Row> = conn.query(format!("EXPLAIN {comma}")).await.unwrap();
+    assert!(
+        plan.iter()
+            .filter(|r| r.get::<String, _>(0).unwrap().contains("HashJoin"))
+            .count()
+            == 7,
+        "EXPLAIN shows 7 hash joins"
+    );
+
+    let quota: Option<i64> = conn
+        .query_first("SELECT @@tidb_mem_quota_query")
+        .await
+        .unwrap();
+    assert_eq!(quota, Some(1 << 30), "TiDB's default quota");
+
+    // Another session keeps being answered while the big statement runs.
+    let mut other = tidb.connect(Some("test")).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut answered = 0;
+            let mut slowest = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let n: Option<i64> = other.query_first("SELECT COUNT(*) FROM j1").await.unwrap();
+                assert_eq!(n, Some(100));
+                slowest = slowest.max(t.elapsed());
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (answered, slowest)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let err = conn
+        .query_drop("SELECT * FROM j1, j2, j3, j4, j5 ORDER BY 1")
+        .await
+        .expect_err("10^10 rows do not fit in 1 GiB");
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, slowest) = watcher.await.unwrap();
+    match &err {
+        mysql_async::Error::Server(e) => {
+            assert_eq!((e.code, e.state.as_str()), (8175, "HY000"), "{e:?}");
+            assert!(
+                e.message
+                    .contains("exceeding the allowed memory limit for a single SQL query"),
+                "{e:?}"
+            );
+        }
+        other => panic!("expected ERROR 8175, got {other:?}"),
+    }
+    let pid = tidb.child.id();
+    let peak = peak_rss(pid);
+    eprintln!(
+        "5-table cross join: ERROR 8175 after {took:?}; tidb-server peak RSS {} MiB; \
+         the other session answered {answered} queries meanwhile (slowest {slowest:?})",
+        peak >> 20
+    );
+    assert!(answered > 0, "the other session was answered");
+    assert!(
+        peak < (1 << 30) + (256 << 20),
+        "peak RSS {peak} stays below the quota + 256 MiB"
+    );
+    // The session is usable afterwards, and a session quota applies.
+    conn.query_drop("SET tidb_mem_quota_query = 1048576")
+        .await
+        .unwrap();
+    let err = conn
+        .query_drop("SELECT * FROM j1, j2, j3 ORDER BY 1")
+        .await
+        .expect_err("a million rows do not fit in 1 MiB");
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 8175),
+        "{err:?}"
+    );
+    let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM j1").await.unwrap();
+    assert_eq!(n, Some(100));
+
+    // max_execution_time stops a running SELECT (10^8 pairs tested).
+    conn.query_drop("SET tidb_mem_quota_query = 0")
+        .await
+        .unwrap();
+    conn.query_drop("SET max_execution_time = 300")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let err = conn
+        .query_drop("SELECT COUNT(*) FROM j1, j2, j3, j4 WHERE j1.a + j2.a + j3.a + j4.a < 0")
+        .await
+        .expect_err("stopped by max_execution_time");
+    eprintln!(
+        "max_execution_time = 300 ms: stopped after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 3024),
+        "{err:?}"
     );
 }

@@ -25,12 +25,15 @@ pub struct TidbConfig {
     pub host: String,
     /// The MySQL port (`-P`). Default 4000.
     pub port: u16,
-    /// Storage: `unistore` (standalone: accounts and table-less statements
-    /// only) or `tikv` (tables in a cluster through PD). Default `unistore`.
+    /// Storage: `unistore` (standalone: accounts and statements without
+    /// tables only) or `tikv` (the SQL engine on a cluster through PD).
+    /// Default `unistore`.
     pub store: String,
     /// For `store = "tikv"`: PD endpoints, comma-separated `host:port`.
     pub path: String,
-    /// Directory for this server's own state (the interim user store).
+    /// Directory for this server's own state: the account store of a
+    /// standalone (`unistore`) server. Unused with `tikv`, where
+    /// tidb-server is stateless. Required with `unistore`.
     pub data_dir: String,
     /// Largest packet accepted, in bytes (MySQL's `max_allowed_packet`).
     /// Default 64 MiB; at most 1 GiB.
@@ -175,15 +178,19 @@ impl TidbConfig {
                 "use a value between 1024 and 1073741824",
             ));
         }
-        if self.data_dir.trim().is_empty() {
-            return Err(cfg_err(
-                "data-dir (--data-dir)",
-                "is not set",
-                "give a directory for this server's state, e.g. --data-dir /var/lib/tidb",
-            ));
-        }
         let pd_endpoints = match self.store.as_str() {
             "unistore" => {
+                // The standalone server keeps its accounts there; on TiKV
+                // tidb-server is stateless (accounts and schema live in the
+                // cluster) and needs no directory.
+                if self.data_dir.trim().is_empty() {
+                    return Err(cfg_err(
+                        "data-dir (--data-dir)",
+                        "is not set (store = \"unistore\" keeps its accounts there)",
+                        "give a directory for this server's state, e.g. --data-dir /var/lib/tidb, \
+                         or use --store=tikv --path=PD_ENDPOINTS",
+                    ));
+                }
                 if !self.path.trim().is_empty() {
                     return Err(cfg_err(
                         "path (--path)",
@@ -373,6 +380,17 @@ mod tests {
             toml::from_str(include_str!("../../../etc/tidb-server.toml")).unwrap();
         assert_eq!(c, TidbConfig::default(), "the sample shows the defaults");
         c.data_dir = "/tmp/x".into();
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn data_dir_is_required_by_unistore_only() {
+        let mut c = TidbConfig::default();
+        assert!(c
+            .validate()
+            .is_err_and(|e| e.to_string().contains("data-dir")));
+        c.store = "tikv".into();
+        c.path = "127.0.0.1:2379".into();
         assert!(c.validate().is_ok());
     }
 

@@ -269,6 +269,14 @@ pub mod er {
             ),
         )
     }
+    /// 3024: a SELECT ran past `max_execution_time`.
+    pub fn max_execution_time_exceeded() -> SqlError {
+        e(
+            3024,
+            "HY000",
+            "Query execution was interrupted, maximum statement execution time exceeded".into(),
+        )
+    }
     /// 1116: more tables in one join than MySQL allows.
     pub fn too_many_tables(limit: usize) -> SqlError {
         e(

@@ -8,6 +8,7 @@
 //!  m/d/{id}       a database (JSON)
 //!  m/t/{id}       a table (JSON, names its database)
 //!  m/a/{id}       the next unallocated AUTO_INCREMENT / hidden handle
+//!  m/s/{server}   a tidb-server's loaded schema version and heartbeat
 //! ```
 //!
 //! Meta keys start with `m`, outside every table's `t` range, as TiDB's.
@@ -16,7 +17,20 @@
 //! conflict and the loser retries on the new schema. Each server checks the
 //! version at most once per [`SCHEMA_LEASE`] and reloads when it moved, so a
 //! schema change is seen by every server within one lease; multi-step
-//! changes (indexes) wait two leases between steps, as TiDB does.
+//! changes (indexes) wait, between steps, until every server has loaded
+//! the new version ([`Catalog::wait_for_servers`]), at most two leases.
+//!
+//! Acknowledgements: each server registers `m/s/{server}` BEFORE it first
+//! loads the schema, then a background task ([`Catalog::keep_up`]) polls
+//! the version every [`ACK_POLL`], reloads when it moved and writes the
+//! oldest version its running statements use with a heartbeat (PD's
+//! clock, so no skew between servers). A DDL step that sees every registered server at its version
+//! may go on at once: each of them runs its statements on that version
+//! from then on, and a server that registered later loaded the schema
+//! after registering, so after the step committed. A registration
+//! without a fresh heartbeat (a paused, partitioned or just stopped
+//! server) gives no such proof, and the step waits out the two leases as
+//! before; one silent for [`DEAD_AFTER`] is removed.
 //!
 //! AUTO_INCREMENT values are taken from the cluster in batches of
 //! [`AUTO_ID_BATCH`] per server and table (so values are unique across
@@ -39,6 +53,26 @@ pub const SCHEMA_LEASE: Duration = Duration::from_millis(1000);
 pub const AUTO_ID_BATCH: i64 = 4000;
 
 const VERSION_KEY: &[u8] = b"m/v";
+const SERVERS_START: &[u8] = b"m/s/";
+const SERVERS_END: &[u8] = b"m/s0";
+
+/// How often a server looks for a new schema version.
+pub const ACK_POLL: Duration = Duration::from_millis(100);
+
+/// A registration whose heartbeat is older than this proves nothing.
+const FRESH: Duration = Duration::from_millis(3000);
+
+/// A registration silent this long belongs to a stopped server.
+pub const DEAD_AFTER: Duration = Duration::from_secs(30);
+
+fn server_key(id: u64) -> Vec<u8> {
+    format!("m/s/{id:016x}").into_bytes()
+}
+
+/// The physical part (milliseconds) of a PD timestamp.
+fn physical_ms(ts: u64) -> u64 {
+    ts >> 18
+}
 const NEXT_ID_KEY: &[u8] = b"m/id";
 
 fn db_key(id: i64) -> Vec<u8> {
@@ -156,6 +190,32 @@ pub struct Catalog {
     cache: RwLock<Cached>,
     reload: tokio::sync::Mutex<()>,
     auto: Mutex<HashMap<i64, (i64, i64)>>,
+    /// This server's registration key suffix.
+    server_id: u64,
+    /// One registration write at a time (they write the same key).
+    announcing: tokio::sync::Mutex<()>,
+    /// Running statements per schema version they run on.
+    active: Arc<Mutex<BTreeMap<u64, usize>>>,
+}
+
+/// A running statement's hold on its schema version: while it lives, this
+/// server does not acknowledge a newer version.
+#[derive(Debug)]
+pub struct SchemaUse {
+    version: u64,
+    active: Arc<Mutex<BTreeMap<u64, usize>>>,
+}
+
+impl Drop for SchemaUse {
+    fn drop(&mut self) {
+        let mut a = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = a.get_mut(&self.version) {
+            *n -= 1;
+            if *n == 0 {
+                a.remove(&self.version);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Catalog {
@@ -182,8 +242,18 @@ impl Catalog {
             }),
             reload: tokio::sync::Mutex::new(()),
             auto: Mutex::new(HashMap::new()),
+            active: Arc::new(Mutex::new(BTreeMap::new())),
+            announcing: tokio::sync::Mutex::new(()),
+            server_id: u64::from_le_bytes(
+                crate::auth::random_bytes(8)
+                    .try_into()
+                    .unwrap_or([1, 0, 0, 0, 0, 0, 0, 0]),
+            ),
         };
+        // Registered before the first load (see the module docs).
+        c.announce(0).await?;
         let s = c.refresh(true).await?;
+        c.announce(s.version).await?;
         if s.version == 0 {
             c.ddl(|s| {
                 if s.db("test").is_none() {
@@ -201,6 +271,137 @@ impl Catalog {
             .await?;
         }
         Ok(c)
+    }
+
+    /// Writes this server's registration: the schema version it uses,
+    /// with PD's time as the heartbeat.
+    async fn announce(&self, version: u64) -> Result<(), SqlError> {
+        let _one = self.announcing.lock().await;
+        let mut last = None;
+        // A conflict: a step removing registrations it took for dead.
+        for _ in 0..3 {
+            let mut txn = self.txn.begin().await.map_err(kv_err)?;
+            let beat = physical_ms(txn.start_ts());
+            txn.put(
+                server_key(self.server_id),
+                format!("{version} {beat}").into_bytes(),
+            );
+            match txn.commit().await {
+                Ok(_) => return Ok(()),
+                Err(e @ tiox_client::Error::Conflict { .. }) => last = Some(e),
+                Err(e) => return Err(kv_err(e)),
+            }
+        }
+        Err(last.map_or_else(|| er::unknown("registration failed".into()), kv_err))
+    }
+
+    /// Follows the schema version in the background and keeps this
+    /// server's registration fresh, until the catalog is dropped.
+    pub fn keep_up(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut announced = (0u64, std::time::Instant::now());
+            loop {
+                tokio::time::sleep(ACK_POLL).await;
+                let Some(c) = me.upgrade() else { return };
+                let step = async {
+                    let latest =
+                        parse_i64(c.txn.get_latest(VERSION_KEY).await.map_err(kv_err)?) as u64;
+                    if latest
+                        != c.cache
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .schema
+                            .version
+                    {
+                        c.refresh(true).await?;
+                    }
+                    let version = c.cached_version();
+                    if version != announced.0 || announced.1.elapsed() >= SCHEMA_LEASE {
+                        c.announce(version).await?;
+                        announced = (version, std::time::Instant::now());
+                    }
+                    Ok::<(), SqlError>(())
+                };
+                if let Err(e) = step.await {
+                    tracing::debug!(error = %e, "schema version check failed; retrying");
+                }
+            }
+        });
+    }
+
+    /// The oldest schema version a statement of this server still runs
+    /// on (the cached one when none runs on an older one): what this
+    /// server may acknowledge.
+    fn cached_version(&self) -> u64 {
+        // Under the `active` lock, as `hold_current`: a statement either
+        // registered its version already or will read the newer schema.
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .schema
+            .version;
+        active.keys().next().map_or(current, |&v| v.min(current))
+    }
+
+    /// The cached schema, held by a statement until the hold drops (call
+    /// [`Catalog::schema`] first to have it checked against the lease).
+    pub fn hold_current(&self) -> (Arc<Schema>, SchemaUse) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .schema
+            .clone();
+        *active.entry(schema.version).or_insert(0) += 1;
+        let hold = SchemaUse {
+            version: schema.version,
+            active: self.active.clone(),
+        };
+        (schema, hold)
+    }
+
+    /// Waits until every registered server uses schema version `target`
+    /// or newer, or for two leases (after which every server has checked
+    /// the version anyway). Registrations silent for [`DEAD_AFTER`] are
+    /// removed.
+    pub async fn wait_for_servers(&self, target: u64) -> Result<(), SqlError> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < SCHEMA_LEASE * 2 {
+            let ts = self.txn.current_ts().await.map_err(kv_err)?;
+            let now = physical_ms(ts);
+            let mut all = true;
+            for (k, v) in self
+                .txn
+                .snapshot_scan(SERVERS_START, SERVERS_END, u32::MAX, ts)
+                .await
+                .map_err(kv_err)?
+            {
+                let text = String::from_utf8_lossy(&v);
+                let mut it = text.split(' ').map(|x| x.parse::<u64>().ok());
+                let (Some(Some(version)), Some(Some(beat))) = (it.next(), it.next()) else {
+                    all = false;
+                    continue;
+                };
+                let age = Duration::from_millis(now.saturating_sub(beat));
+                if age > DEAD_AFTER {
+                    let mut txn = self.txn.begin().await.map_err(kv_err)?;
+                    txn.delete(k);
+                    // Best effort: a conflict means the server is back.
+                    let _ = txn.commit().await;
+                } else if age > FRESH || version < target {
+                    all = false;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// The transactional client the catalog uses.
@@ -327,6 +528,10 @@ impl Catalog {
             match txn.commit().await {
                 Ok(_) => {
                     self.refresh(true).await?;
+                    // Best effort: `keep_up` announces within a poll too.
+                    if let Err(e) = self.announce(self.cached_version()).await {
+                        tracing::debug!(error = %e, "schema version not announced yet");
+                    }
                     return Ok(out);
                 }
                 Err(tiox_client::Error::Conflict { .. }) => continue,

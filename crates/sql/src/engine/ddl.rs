@@ -2,8 +2,9 @@
 //!
 //! Each step is one catalog transaction (see `catalog`). Adding an index is
 //! online, in TiDB's steps: the index appears `DeleteOnly`, then
-//! `WriteOnly` (every server maintains it on writes), each after two
-//! schema leases so every server has seen the previous step; then existing
+//! `WriteOnly` (every server maintains it on writes), each once every
+//! server has loaded the previous step (`Catalog::wait_for_servers`: their
+//! acknowledgements, or two schema leases at most); then existing
 //! rows are backfilled in batches (each batch locks the rows it indexes,
 //! so a concurrent change of a row makes the batch retry) and the index
 //! becomes `Public`. Dropped tables' and indexes' data is deleted in the
@@ -629,9 +630,13 @@ async fn add_index(
     let Some((tid, iid)) = ids else {
         return Ok(Output::ok());
     };
-    tokio::time::sleep(SCHEMA_LEASE * 2).await;
+    catalog
+        .wait_for_servers(catalog.schema().await?.version)
+        .await?;
     set_state(catalog, tid, iid, Some(SchemaState::WriteOnly)).await?;
-    tokio::time::sleep(SCHEMA_LEASE * 2).await;
+    catalog
+        .wait_for_servers(catalog.schema().await?.version)
+        .await?;
     if let Err(e) = backfill(catalog, tid, iid).await {
         // Undo: the index never became visible to readers.
         set_state(catalog, tid, iid, None).await?;

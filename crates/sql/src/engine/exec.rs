@@ -223,6 +223,9 @@ pub struct Sx<'a> {
     pub sql: &'a str,
     /// What the statement's buffers hold (`tidb_mem_quota_query`).
     pub mem: super::memory::Tracker,
+    /// Keeps this server from acknowledging newer schema versions while
+    /// the statement runs (none for DDL, which waits for them).
+    pub hold: Option<super::catalog::SchemaUse>,
 }
 
 impl<'a> Sx<'a> {
@@ -956,16 +959,18 @@ impl<'a> Runner<'a> {
         let scope = planner::scope_of(&p.leaves, &all);
         let perm = from_order(&p.leaves, &p.root.leaves());
         let mut out = Vec::new();
-        operator::run(&env, &p.root, &mut |mut row| {
-            let row: Row = perm
-                .iter()
-                .map(|&i| std::mem::replace(&mut row[i], Value::Null))
-                .collect();
-            if env.accepts(&streamed, &scope, &row)? {
-                self.sx.mem.consume_row(&row)?;
-                out.push(row);
-            }
-            Ok(())
+        operator::blocking(|| {
+            operator::run(&env, &p.root, &mut |mut row| {
+                let row: Row = perm
+                    .iter()
+                    .map(|&i| std::mem::replace(&mut row[i], Value::Null))
+                    .collect();
+                if env.accepts(&streamed, &scope, &row)? {
+                    self.sx.mem.consume_row(&row)?;
+                    out.push(row);
+                }
+                Ok(())
+            })
         })?;
         let residual = later.into_iter().reduce(|a, b| Expr::BinaryOp {
             left: Box::new(a),
@@ -1367,6 +1372,14 @@ impl<'a> Runner<'a> {
                 }
                 let mut key = Vec::new();
                 group_key(&key_vals, &mut key);
+                if !index.contains_key(&key) {
+                    // A new group: its first row, key and states.
+                    self.sx.mem.consume(
+                        super::memory::row_bytes(row)
+                            + key.len() as u64
+                            + (aggs.len() * std::mem::size_of::<Acc>()) as u64 * 2,
+                    )?;
+                }
                 let gi = *index.entry(key).or_insert_with(|| {
                     groups.push((
                         row.clone(),
@@ -1409,6 +1422,9 @@ impl<'a> Runner<'a> {
                 proj_rows.push((row, pre));
             }
         } else {
+            self.sx
+                .mem
+                .consume((src.rows.len() * 2 * std::mem::size_of::<(Row, Pre)>()) as u64)?;
             proj_rows = src.rows.into_iter().map(|r| (r, Pre::default())).collect();
         }
         if any_sub {
@@ -1462,6 +1478,10 @@ impl<'a> Runner<'a> {
                     outer.as_deref(),
                 )?);
             }
+            // The result set (and ORDER BY keys) until it is sent.
+            self.sx
+                .mem
+                .consume(super::memory::row_bytes(&keys) + super::memory::row_bytes(&vals))?;
             out_rows.push((keys, vals));
         }
         if matches!(s.distinct, Some(Distinct::Distinct)) {

@@ -13,8 +13,15 @@
 //!
 //! Spilling to disk (`tidb_enable_tmp_storage_on_oom`) is not done: a
 //! statement over its quota fails.
+//!
+//! The tracker also carries a SELECT's `max_execution_time` deadline: the
+//! same charges, and every row an operator tests ([`Tracker::check_time`]),
+//! look at the clock every [`TIME_CHECK_EVERY`] calls and fail with
+//! MySQL's ERROR 3024 once it passed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::error::{er, SqlError};
 use crate::value::Value;
@@ -22,12 +29,17 @@ use crate::value::Value;
 /// TiDB's default `tidb_mem_quota_query`: 1 GiB.
 pub const DEFAULT_MEM_QUOTA_QUERY: u64 = 1 << 30;
 
-/// One statement's memory account.
+/// The clock is read once per this many checks.
+pub const TIME_CHECK_EVERY: u64 = 256;
+
+/// One statement's memory account (and deadline).
 #[derive(Debug)]
 pub struct Tracker {
     used: AtomicU64,
     quota: u64,
     conn_id: u32,
+    deadline: OnceLock<Instant>,
+    ticks: AtomicU64,
 }
 
 impl Tracker {
@@ -38,7 +50,35 @@ impl Tracker {
             used: AtomicU64::new(0),
             quota,
             conn_id,
+            deadline: OnceLock::new(),
+            ticks: AtomicU64::new(0),
         }
+    }
+
+    /// Starts a `max_execution_time` of `ms` milliseconds (0: none) from
+    /// now; only the first call counts.
+    pub fn limit_time(&self, ms: u64) {
+        if ms > 0 {
+            let _ = self
+                .deadline
+                .set(Instant::now() + Duration::from_millis(ms));
+        }
+    }
+
+    /// ERROR 3024 once the deadline passed (the clock is read every
+    /// [`TIME_CHECK_EVERY`] calls).
+    pub fn check_time(&self) -> Result<(), SqlError> {
+        if let Some(d) = self.deadline.get() {
+            if self
+                .ticks
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(TIME_CHECK_EVERY)
+                && Instant::now() >= *d
+            {
+                return Err(er::max_execution_time_exceeded());
+            }
+        }
+        Ok(())
     }
 
     /// The tracker of a statement of `session`: its `tidb_mem_quota_query`.
@@ -53,6 +93,7 @@ impl Tracker {
 
     /// Charges `bytes`; ERROR 8175 once the total passes the quota.
     pub fn consume(&self, bytes: u64) -> Result<(), SqlError> {
+        self.check_time()?;
         let total = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if self.quota > 0 && total > self.quota {
             return Err(er::mem_quota_exceeded(self.conn_id));
@@ -81,10 +122,11 @@ fn value_heap(v: &Value) -> u64 {
 }
 
 /// An estimate of what a buffered row costs: its vector header in the
-/// buffer holding it, its value slots and their heap parts, plus the
-/// allocator's overhead per allocation (16 bytes).
+/// buffer holding it, twice (a growing buffer has up to twice the room it
+/// uses), its value slots and their heap parts, plus the allocator's
+/// overhead per allocation (16 bytes).
 pub fn row_bytes(row: &[Value]) -> u64 {
-    let slots = (std::mem::size_of::<Vec<Value>>() + std::mem::size_of_val(row)) as u64;
+    let slots = (2 * std::mem::size_of::<Vec<Value>>() + std::mem::size_of_val(row)) as u64;
     slots + 16 + row.iter().map(value_heap).sum::<u64>()
 }
 
@@ -99,6 +141,17 @@ mod tests {
         let e = t.consume(60).unwrap_err();
         assert_eq!((e.code, e.state), (8175, "HY000"));
         assert!(e.message.ends_with("[conn=7]"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_passed_deadline_fails_with_3024() {
+        let t = Tracker::new(0, 1);
+        t.limit_time(1);
+        std::thread::sleep(Duration::from_millis(5));
+        let e = t.check_time().unwrap_err();
+        assert_eq!((e.code, e.state), (3024, "HY000"));
+        let none = Tracker::new(0, 1);
+        assert!(none.check_time().is_ok());
     }
 
     #[test]

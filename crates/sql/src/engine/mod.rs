@@ -245,6 +245,7 @@ impl Engine {
             txn,
             interim: Interim::behind_engine(),
         };
+        engine.catalog.keep_up();
         tokio::spawn(gc_loop(engine.txn.clone()));
         Ok(engine)
     }
@@ -271,6 +272,7 @@ impl Engine {
             schema,
             sql: "",
             mem: memory::Tracker::for_session(session),
+            hold: None,
         };
         let Some((t, alias, filter)) = exec::single_table(&sx, q) else {
             return false;
@@ -520,12 +522,28 @@ impl Engine {
         sql: &'a str,
         params: &'a [Value],
     ) -> Result<Sx<'a>, SqlError> {
+        let mut sx = self.ddl_sx(session, sql, params).await?;
+        let (schema, hold) = self.catalog.hold_current();
+        sx.schema = schema;
+        sx.hold = Some(hold);
+        Ok(sx)
+    }
+
+    /// A statement context that does not hold its schema version (DDL:
+    /// it waits for every server, itself included, to move past it).
+    async fn ddl_sx<'a>(
+        &self,
+        session: &'a Session,
+        sql: &'a str,
+        params: &'a [Value],
+    ) -> Result<Sx<'a>, SqlError> {
         Ok(Sx {
             session,
             params,
             schema: self.catalog.schema().await?,
             sql,
             mem: memory::Tracker::for_session(session),
+            hold: None,
         })
     }
 
@@ -556,7 +574,7 @@ impl Engine {
             | Statement::RenameTable(_) => {
                 // DDL commits the open transaction first, as MySQL does.
                 self.finish(st, true).await?;
-                let sx = self.sx(session, sql, params).await?;
+                let sx = self.ddl_sx(session, sql, params).await?;
                 ddl::run(&sx, &self.catalog, statement).await
             }
             Statement::ShowTables {
@@ -715,6 +733,16 @@ impl Engine {
         match what {
             Data::Query(q) => {
                 let locking = !q.locks.is_empty();
+                if !locking {
+                    // MySQL's max_execution_time: read-only SELECTs only.
+                    let ms =
+                        match crate::executor::vars::get(sx.session, "max_execution_time", false) {
+                            Some(Value::Int(i)) => i.max(0) as u64,
+                            Some(Value::UInt(u)) => u,
+                            _ => 0,
+                        };
+                    sx.mem.limit_time(ms);
+                }
                 let out = {
                     let runner = Runner {
                         sx,

@@ -43,6 +43,7 @@ impl Env<'_> {
         scope: &Scope,
         row: &[Value],
     ) -> Result<bool, SqlError> {
+        self.sx.mem.check_time()?;
         let pre = Pre::default();
         for c in conds {
             if !is_true(&self.sx.eval_row(c, scope, row, &pre, self.outer)?) {
@@ -55,6 +56,18 @@ impl Env<'_> {
     /// The scope of `node`'s rows.
     pub fn scope(&self, node: &Node) -> Scope {
         super::planner::scope_of(self.leaves, &node.leaves())
+    }
+}
+
+/// Runs `f`, a stretch of operator work that does not await, letting the
+/// runtime move this worker's other tasks (other sessions) to another
+/// thread meanwhile.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
