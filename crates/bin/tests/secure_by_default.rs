@@ -1,6 +1,7 @@
-//! No silent plaintext: pd-server and tikv-server without TLS files refuse
-//! to start unless `--insecure` asks for plaintext, naming the keys to add;
-//! with `--insecure` they serve, and `/metrics` says TLS is off.
+//! No silent plaintext: pd-server and tikv-server without TLS files, and
+//! tidb-server on a cluster without `cluster-ssl-*`, refuse to start unless
+//! `--insecure` asks for plaintext, naming the keys to add; with
+//! `--insecure` they serve, and PD's and TiKV's `/metrics` say TLS is off.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -83,6 +84,28 @@ fn servers_without_tls_refuse_to_start_unless_started_with_insecure() {
         assert!(
             out.contains(needle),
             "tikv-server's refusal names {needle}: {out}"
+        );
+    }
+    let (code, out) = refused(
+        "tidb-server",
+        &[
+            "-P".into(),
+            free_port().to_string(),
+            "--host=127.0.0.1".into(),
+            "--store=tikv".into(),
+            format!("--path={pd_addr}"),
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    for needle in [
+        "cluster-ssl-ca",
+        "cluster-ssl-cert",
+        "cluster-ssl-key",
+        "--insecure",
+    ] {
+        assert!(
+            out.contains(needle),
+            "tidb-server's refusal names {needle}: {out}"
         );
     }
 }

@@ -734,6 +734,7 @@ fn store_tikv_without_a_reachable_pd_is_a_startup_error_naming_path() {
         "tikv",
         "--path",
         "127.0.0.1:2379",
+        "--insecure",
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -88,6 +88,10 @@ pub struct TidbSecurity {
     /// If non-empty, cluster peers (and status-port clients) must have one
     /// of these common names.
     pub cluster_verify_cn: Vec<String>,
+    /// Reach PD and TiKV without TLS on purpose (`--insecure`). With
+    /// `store = "tikv"` and no `cluster-ssl-*`, tidb-server refuses to start
+    /// unless this is set; with `cluster-ssl-*` set it is an error.
+    pub insecure: bool,
 }
 
 impl Default for TidbSecurity {
@@ -102,6 +106,7 @@ impl Default for TidbSecurity {
             cluster_ssl_cert: String::new(),
             cluster_ssl_key: String::new(),
             cluster_verify_cn: Vec::new(),
+            insecure: false,
         }
     }
 }
@@ -306,6 +311,28 @@ impl TidbConfig {
         let cluster_tls = cluster
             .validate(Component::TidbServer)
             .map_err(|e| Error::Config(e.to_string()))?;
+        match (&cluster_tls, sec.insecure) {
+            (None, false) if self.store == "tikv" => {
+                return Err(cfg_err(
+                    "[security] cluster-ssl-ca",
+                    "is not set, nor are cluster-ssl-cert and cluster-ssl-key: with --store=tikv \
+                     the links to PD and TiKV would be plaintext, which tidb-server does only \
+                     when asked to",
+                    "set [security] cluster-ssl-ca, cluster-ssl-cert and cluster-ssl-key \
+                     (--cluster-ssl-ca/--cluster-ssl-cert/--cluster-ssl-key; `tiox cert init` \
+                     makes them), or start with --insecure to run without TLS on purpose",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(cfg_err(
+                    "[security] insecure (--insecure)",
+                    "is set together with cluster-ssl-*: plaintext or TLS is ambiguous",
+                    "remove --insecure to use TLS, or remove cluster-ssl-ca, cluster-ssl-cert \
+                     and cluster-ssl-key to run without it",
+                ));
+            }
+            _ => {}
+        }
         Ok(Validated {
             mysql_tls,
             cluster_tls,
@@ -391,7 +418,25 @@ mod tests {
             .is_err_and(|e| e.to_string().contains("data-dir")));
         c.store = "tikv".into();
         c.path = "127.0.0.1:2379".into();
+        c.security.insecure = true;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_cluster_without_tls_needs_insecure() {
+        let mut c = base();
+        c.store = "tikv".into();
+        c.path = "127.0.0.1:2379".into();
+        let e = c.validate().err().unwrap().to_string();
+        for needle in ["cluster-ssl-ca", "cluster-ssl-key", "--insecure"] {
+            assert!(e.contains(needle), "{needle} in {e}");
+        }
+        c.security.insecure = true;
+        assert!(c.validate().is_ok());
+        // The standalone store reaches no cluster: nothing to ask for.
+        let mut c = base();
+        c.store = "unistore".into();
+        assert!(c.validate().is_ok(), "{:?}", c.validate().err());
     }
 
     #[test]
@@ -400,6 +445,7 @@ mod tests {
         c.store = "tikv".into();
         assert!(c.validate().is_err());
         c.path = "127.0.0.1:2379,pd2:2379".into();
+        c.security.insecure = true;
         assert_eq!(c.validate().ok().unwrap().pd_endpoints.len(), 2);
         c.store = "mocktikv".into();
         assert!(c.validate().is_err());

@@ -36,6 +36,9 @@ pub fn cluster_args(c: &Cluster) -> Vec<String> {
             format!("--cluster-ssl-cert={}", certs.path("tidb-server.pem")),
             format!("--cluster-ssl-key={}", certs.path("tidb-server-key.pem")),
         ]);
+    } else {
+        // A plaintext test cluster, on purpose.
+        args.push("--insecure".into());
     }
     args
 }

@@ -84,6 +84,11 @@ struct Args {
     /// Cluster key.
     #[arg(long = "cluster-ssl-key")]
     cluster_ssl_key: Option<String>,
+    /// Reach PD and TiKV without TLS, on purpose ([security] insecure).
+    /// With --store=tikv and no --cluster-ssl-*, tidb-server refuses to
+    /// start without it.
+    #[arg(long)]
+    insecure: bool,
     /// Largest packet accepted (bytes).
     #[arg(long = "max-allowed-packet")]
     max_allowed_packet: Option<u64>,
@@ -119,6 +124,7 @@ fn apply(args: &Args, c: &mut TidbConfig) {
     set!(args.cluster_ssl_ca, c.security.cluster_ssl_ca);
     set!(args.cluster_ssl_cert, c.security.cluster_ssl_cert);
     set!(args.cluster_ssl_key, c.security.cluster_ssl_key);
+    c.security.insecure |= args.insecure;
     set!(args.max_allowed_packet, c.max_allowed_packet);
     set!(args.max_server_connections, c.max_server_connections);
 }
@@ -177,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Accounts live in the cluster: every tidb-server sees the same users.
         if v.cluster_tls.is_none() {
             tracing::warn!(
-                "[security] cluster-ssl-* are not set: the links to PD and TiKV at {} are PLAINTEXT",
+                "!!! --insecure: [security] cluster-ssl-* are not set: the links to PD and TiKV at {} are PLAINTEXT !!!",
                 v.pd_endpoints.join(",")
             );
         }

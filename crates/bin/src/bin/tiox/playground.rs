@@ -516,6 +516,8 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
                 "--cluster-ssl-key".into(),
                 c("tidb-server-key.pem"),
             ]);
+        } else {
+            args.push("--insecure".into());
         }
         if first {
             args.push("--initialize-secure".into());
