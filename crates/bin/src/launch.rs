@@ -558,9 +558,9 @@ impl Cluster {
     }
 }
 
-/// Milliseconds since the Unix epoch, the clock of the fault lines (the
-/// bank checker's history uses the same).
-fn unix_ms() -> u128 {
+/// Milliseconds since the Unix epoch, the clock of the fault lines and of
+/// the bank checker's history.
+pub fn unix_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())

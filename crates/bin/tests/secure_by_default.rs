@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use cluster::{bin, free_port, http_get, Cluster};
 
-/// Runs `name` with `args` and returns its exit code and output; fails if
-/// it is still running after 20 s (it should have refused to start).
-fn refused(name: &str, args: &[String]) -> (i32, String) {
+/// Runs `name` with `args` and asserts that it refuses to start (a
+/// non-zero exit within 20 s) with a message naming every one of `names`.
+fn assert_refused(name: &str, args: &[String], names: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.txt");
     let file = std::fs::File::create(&out).unwrap();
@@ -39,14 +39,21 @@ fn refused(name: &str, args: &[String]) -> (i32, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    (code, std::fs::read_to_string(&out).unwrap_or_default())
+    let out = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_ne!(code, 0, "{out}");
+    for needle in names {
+        assert!(
+            out.contains(needle),
+            "{name}'s refusal names {needle}: {out}"
+        );
+    }
 }
 
 #[test]
 fn servers_without_tls_refuse_to_start_unless_started_with_insecure() {
     let dir = tempfile::tempdir().unwrap();
     let pd_addr = format!("127.0.0.1:{}", free_port());
-    let (code, out) = refused(
+    assert_refused(
         "pd-server",
         &[
             "--name".into(),
@@ -58,15 +65,9 @@ fn servers_without_tls_refuse_to_start_unless_started_with_insecure() {
             "--peer-urls".into(),
             format!("http://127.0.0.1:{}", free_port()),
         ],
+        &["cacert-path", "cert-path", "key-path", "--insecure"],
     );
-    assert_ne!(code, 0, "{out}");
-    for needle in ["cacert-path", "cert-path", "key-path", "--insecure"] {
-        assert!(
-            out.contains(needle),
-            "pd-server's refusal names {needle}: {out}"
-        );
-    }
-    let (code, out) = refused(
+    assert_refused(
         "tikv-server",
         &[
             "--addr".into(),
@@ -78,15 +79,9 @@ fn servers_without_tls_refuse_to_start_unless_started_with_insecure() {
             "--data-dir".into(),
             dir.path().join("kv").display().to_string(),
         ],
+        &["ca-path", "cert-path", "key-path", "--insecure"],
     );
-    assert_ne!(code, 0, "{out}");
-    for needle in ["ca-path", "cert-path", "key-path", "--insecure"] {
-        assert!(
-            out.contains(needle),
-            "tikv-server's refusal names {needle}: {out}"
-        );
-    }
-    let (code, out) = refused(
+    assert_refused(
         "tidb-server",
         &[
             "-P".into(),
@@ -95,19 +90,13 @@ fn servers_without_tls_refuse_to_start_unless_started_with_insecure() {
             "--store=tikv".into(),
             format!("--path={pd_addr}"),
         ],
+        &[
+            "cluster-ssl-ca",
+            "cluster-ssl-cert",
+            "cluster-ssl-key",
+            "--insecure",
+        ],
     );
-    assert_ne!(code, 0, "{out}");
-    for needle in [
-        "cluster-ssl-ca",
-        "cluster-ssl-cert",
-        "cluster-ssl-key",
-        "--insecure",
-    ] {
-        assert!(
-            out.contains(needle),
-            "tidb-server's refusal names {needle}: {out}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -398,14 +398,6 @@ impl TikvConfig {
 mod tests {
     use super::*;
 
-    /// No TLS, on purpose (what `--insecure` sets).
-    fn insecure() -> SecurityConfig {
-        SecurityConfig {
-            insecure: true,
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn tikv_toml_layout_parses_and_unknown_knobs_are_reported() {
         let v: toml::Value = toml::from_str(
@@ -463,7 +455,7 @@ insecure = true
             pd: PdSection {
                 endpoints: vec!["https://127.0.0.1:2379".into()],
             },
-            security: insecure(),
+            security: SecurityConfig::insecure(),
             ..Default::default()
         };
         let e = c.validate().unwrap_err();

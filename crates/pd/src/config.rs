@@ -406,14 +406,6 @@ fn mismatch(key: &str, url: &Url, want: Scheme) -> String {
 mod tests {
     use super::*;
 
-    /// No TLS, on purpose (what `--insecure` sets).
-    fn insecure() -> SecurityConfig {
-        SecurityConfig {
-            insecure: true,
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn toml_with_pd_security_spelling_parses() {
         let c = PdConfig::from_toml(
@@ -450,7 +442,7 @@ cert-allowed-cn = ["tidb", "tikv"]
     fn https_url_without_tls_is_a_startup_error() {
         let c = PdConfig {
             client_urls: "https://127.0.0.1:2379".into(),
-            security: insecure(),
+            security: SecurityConfig::insecure(),
             ..Default::default()
         };
         let e = c.validate().unwrap_err();
@@ -476,13 +468,13 @@ cert-allowed-cn = ["tidb", "tikv"]
     fn initial_cluster_must_list_this_member() {
         let c = PdConfig {
             initial_cluster: "pd2=http://127.0.0.1:2382,pd3=http://127.0.0.1:2384".into(),
-            security: insecure(),
+            security: SecurityConfig::insecure(),
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().0.contains("does not list"));
         let c = PdConfig {
             initial_cluster: "pd=http://127.0.0.1:2380,pd2=http://127.0.0.1:2382".into(),
-            security: insecure(),
+            security: SecurityConfig::insecure(),
             ..Default::default()
         };
         assert_eq!(c.validate().unwrap().initial_cluster.len(), 2);

@@ -40,10 +40,7 @@ async fn storage_node_rpcs_work_end_to_end() {
         client_urls: format!("http://127.0.0.1:{port}"),
         peer_urls: format!("http://127.0.0.1:{}", free_port()),
         // Plaintext on purpose (what --insecure sets).
-        security: tiox_security::SecurityConfig {
-            insecure: true,
-            ..Default::default()
-        },
+        security: tiox_security::SecurityConfig::insecure(),
         ..Default::default()
     };
     let server = Server::bind(config.validate().unwrap()).await.unwrap();

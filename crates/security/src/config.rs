@@ -366,6 +366,14 @@ impl SecurityConfig {
         }
     }
 
+    /// No TLS, on purpose: what `--insecure` sets.
+    pub fn insecure() -> SecurityConfig {
+        SecurityConfig {
+            insecure: true,
+            ..Default::default()
+        }
+    }
+
     /// Whether any of the three paths is set.
     pub fn any_path_set(&self) -> bool {
         [&self.ca_path, &self.cert_path, &self.key_path]

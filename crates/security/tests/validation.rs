@@ -38,11 +38,10 @@ fn servers_without_tls_files_refuse_to_start_unless_insecure_is_asked_for() {
         let err = config_error(&SecurityConfig::default(), component);
         assert_names(&err, name, ca, None, "plaintext");
         assert!(err.to_string().contains("--insecure"), "{err}");
-        let insecure = SecurityConfig {
-            insecure: true,
-            ..Default::default()
-        };
-        assert!(insecure.validate(component).unwrap().is_none());
+        assert!(SecurityConfig::insecure()
+            .validate(component)
+            .unwrap()
+            .is_none());
     }
     // The tools and tidb-server's cluster side still only warn.
     assert!(SecurityConfig::default()

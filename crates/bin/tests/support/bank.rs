@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::cluster::Cluster;
+use super::cluster::{unix_ms, Cluster};
 use tikv_client::TimestampExt as _;
 
 pub const ACCOUNTS: u32 = 8;
@@ -92,10 +92,6 @@ pub trait Bank: Clone + Send + Sync + 'static {
     /// Reads every account at one snapshot; Err(the error in full) if the
     /// read failed.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, String>> + Send;
-    /// Sums every account at one snapshot; Err(kind) if the read failed.
-    fn total(&self) -> impl Future<Output = Result<i64, String>> + Send {
-        async { self.snapshot().await.map(|s| s.total()) }
-    }
 }
 
 /// The variant name of an error's `Debug` form (`Conflict`, `Unavailable`).
@@ -386,14 +382,6 @@ impl Bank for TioxBank {
     }
 }
 
-/// Milliseconds since the Unix epoch: the history's clock, shared with the
-/// launcher's "killed kvN" lines.
-fn now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
 /// Counters shared by the workers and the checker, and the history.
 #[derive(Default)]
 struct Counts {
@@ -533,7 +521,7 @@ impl Workload {
                         Ok(snap) => {
                             let total = snap.total();
                             counts.record(Event::Snapshot {
-                                at_ms: now_ms(),
+                                at_ms: unix_ms(),
                                 ts: snap.ts,
                                 total,
                             });
@@ -705,7 +693,7 @@ async fn evidence(counts: &Counts, why: &str, bad_ts: Option<u64>, c: &Cluster) 
         let file = std::env::temp_dir().join(format!(
             "bank-history-{}-{}.txt",
             std::process::id(),
-            now_ms()
+            unix_ms()
         ));
         let all: Vec<String> = history.iter().map(|e| e.to_string()).collect();
         let _ = std::fs::write(&file, all.join("\n"));
@@ -761,7 +749,7 @@ async fn transfer_with_retries<B: Bank>(
     for attempt in 1..=ATTEMPTS {
         let (outcome, trace) = bank.transfer(from, to, amount).await;
         counts.record(Event::Transfer {
-            at_ms: now_ms(),
+            at_ms: unix_ms(),
             worker,
             from,
             to,

@@ -210,8 +210,7 @@ async fn three_voters() -> Net {
 /// withdrawn from the published status (what readers on other threads
 /// check) after the next round of Readies had already sent MsgTimeoutNow,
 /// so a snapshot read could be served from the old leader's stale data
-/// (the bank checker's wrong totals under store kills and PD's leader
-/// balancing).
+/// (PD balances leaders all the time, most of all after a store restarts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_withdraws_its_read_lease_before_the_transferee_may_campaign() {
     let net = three_voters().await;

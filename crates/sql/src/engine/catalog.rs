@@ -333,16 +333,20 @@ impl Catalog {
     /// The oldest schema version a statement of this server still runs
     /// on (the cached one when none runs on an older one): what this
     /// server may acknowledge.
+    /// The schema in the cache, whether or not its lease has run out.
+    fn cached_schema(&self) -> Arc<Schema> {
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .schema
+            .clone()
+    }
+
     fn cached_version(&self) -> u64 {
         // Under the `active` lock, as `hold_current`: a statement either
         // registered its version already or will read the newer schema.
         let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .schema
-            .version;
+        let current = self.cached_schema().version;
         active.keys().next().map_or(current, |&v| v.min(current))
     }
 
@@ -350,12 +354,7 @@ impl Catalog {
     /// [`Catalog::schema`] first to have it checked against the lease).
     pub fn hold_current(&self) -> (Arc<Schema>, SchemaUse) {
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        let schema = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .schema
-            .clone();
+        let schema = self.cached_schema();
         *active.entry(schema.version).or_insert(0) += 1;
         let hold = SchemaUse {
             version: schema.version,
@@ -430,12 +429,7 @@ impl Catalog {
             }
         }
         let version = parse_i64(self.txn.get_latest(VERSION_KEY).await.map_err(kv_err)?) as u64;
-        let current = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .schema
-            .clone();
+        let current = self.cached_schema();
         let schema = if version == current.version && !force {
             current
         } else {
