@@ -56,7 +56,11 @@
 //! joins 8 tables of 100 rows both ways, runs a 10^10-row cross join into
 //! ERROR 8175 while another session is answered, checks tidb-server's
 //! peak RSS against the quota, stops a SELECT by `max_execution_time`
-//! (ERROR 3024), and prints what it measured.
+//! (ERROR 3024), and prints what it measured. A third,
+//! `kill_query_stops_a_running_select_and_kill_closes_the_connection`,
+//! stops a running join with `KILL QUERY` from another session (ERROR 1317
+//! within a second), checks who may kill, and closes an idle connection
+//! with `KILL`.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -682,4 +686,116 @@ async fn many_table_joins_are_planned_and_memory_is_bounded_per_statement() {
         matches!(&err, mysql_async::Error::Server(e) if e.code == 3024),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_stops_a_running_select_and_kill_closes_the_connection() {
+    let c = Cluster::start(true, 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let tidb = Tidb::start(&c, work.path());
+    let mut admin = tidb.connect(Some("test")).await;
+    for t in 1..=4 {
+        admin
+            .query_drop(format!("CREATE TABLE k{t} (a INT PRIMARY KEY, b INT)"))
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=100).map(|i| format!("({i}, {i})")).collect();
+        admin
+            .query_drop(format!("INSERT INTO k{t} VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+    }
+    admin.query_drop("CREATE USER 'other'@'%'").await.unwrap();
+    let mut victim = tidb.connect(Some("test")).await;
+    let id: u64 = victim
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // KILL QUERY: the running statement ends with ERROR 1317 within a
+    // second; the connection stays usable.
+    let running = tokio::spawn(async move {
+        let r = victim
+            .query_drop("SELECT COUNT(*) FROM k1, k2, k3, k4 WHERE k1.a + k2.a + k3.a + k4.a < 0")
+            .await;
+        (victim, r, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    admin.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (mut victim, r, ended) = running.await.unwrap();
+    let err = r.expect_err("stopped by KILL QUERY");
+    match &err {
+        mysql_async::Error::Server(e) => assert_eq!(
+            (e.code, e.state.as_str(), e.message.as_str()),
+            (1317, "70100", "Query execution was interrupted"),
+        ),
+        other => panic!("expected ERROR 1317, got {other:?}"),
+    }
+    let took = ended.saturating_duration_since(killed_at);
+    eprintln!("KILL QUERY: the statement ended {took:?} after the KILL");
+    assert!(
+        took < Duration::from_secs(1),
+        "ended {took:?} after KILL QUERY"
+    );
+    let n: Option<i64> = victim.query_first("SELECT COUNT(*) FROM k1").await.unwrap();
+    assert_eq!(n, Some(100), "the connection runs the next statement");
+
+    // Another user without CONNECTION_ADMIN may not kill it; unknown ids
+    // are refused.
+    let opts = OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(tidb.port)
+        .prefer_socket(false)
+        .user(Some("other"));
+    let mut other = Conn::new(opts).await.unwrap();
+    let refused = other
+        .query_drop(format!("KILL QUERY {id}"))
+        .await
+        .expect_err("not the owner");
+    assert!(
+        matches!(&refused, mysql_async::Error::Server(e) if e.code == 1095),
+        "{refused:?}"
+    );
+    let unknown = admin
+        .query_drop("KILL 999999")
+        .await
+        .expect_err("no such connection");
+    assert!(
+        matches!(&unknown, mysql_async::Error::Server(e) if e.code == 1094),
+        "{unknown:?}"
+    );
+    // The owner may kill its own statements without any privilege.
+    let own: u64 = other
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut other2 = {
+        let opts = OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(tidb.port)
+            .prefer_socket(false)
+            .user(Some("other"));
+        Conn::new(opts).await.unwrap()
+    };
+    other2
+        .query_drop(format!("KILL QUERY {own}"))
+        .await
+        .unwrap();
+
+    // KILL: an idle connection is closed at once.
+    admin.query_drop(format!("KILL {id}")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gone = victim
+        .query_drop("SELECT 1")
+        .await
+        .expect_err("the connection was closed");
+    assert!(
+        !matches!(&gone, mysql_async::Error::Server(_)),
+        "a closed connection, not a server error: {gone:?}"
+    );
+    let n: Option<i64> = admin.query_first("SELECT COUNT(*) FROM k1").await.unwrap();
+    assert_eq!(n, Some(100), "the killer's session is untouched");
 }

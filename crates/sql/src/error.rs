@@ -277,6 +277,20 @@ pub mod er {
             "Query execution was interrupted, maximum statement execution time exceeded".into(),
         )
     }
+    /// 1317: the statement was stopped by `KILL QUERY` (or its
+    /// connection by `KILL`).
+    pub fn query_interrupted() -> SqlError {
+        e(1317, "70100", "Query execution was interrupted".into())
+    }
+    /// 1094: `KILL` of a connection id that is not running here.
+    pub fn no_such_thread(id: u64) -> SqlError {
+        e(1094, "HY000", format!("Unknown thread id: {id}"))
+    }
+    /// 1095: `KILL` of another user's connection without
+    /// CONNECTION_ADMIN or SUPER.
+    pub fn kill_denied(id: u64) -> SqlError {
+        e(1095, "HY000", format!("You are not owner of thread {id}"))
+    }
     /// 1116: more tables in one join than MySQL allows.
     pub fn too_many_tables(limit: usize) -> SqlError {
         e(

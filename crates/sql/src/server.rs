@@ -1,16 +1,20 @@
 //! The MySQL listener: accepts TCP connections (TCP_NODELAY), numbers them,
 //! and runs each on its own task; a failing connection is logged and closed
 //! while the others carry on. [`Shared`] is the server-wide state every
-//! session sees (users, the caching_sha2 cache, TLS, settings, counters).
+//! session sees (users, the caching_sha2 cache, TLS, settings, counters,
+//! and the registry of logged-in connections that `KILL` looks up).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
 
 use crate::auth::Sha2Cache;
 use crate::backend::Backend;
+use crate::engine::memory::Interrupt;
+use crate::error::{er, SqlError};
 use crate::protocol::conn::{self, Closed};
 use crate::tls::MysqlTls;
 use crate::users::UserStore;
@@ -65,9 +69,21 @@ impl Default for Settings {
     }
 }
 
+/// A logged-in connection, as `KILL` sees it.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// The user name it logged in with (its owner for `KILL`).
+    pub user: String,
+    /// Its statements' kill flag.
+    pub interrupt: Arc<Interrupt>,
+    /// Woken by `KILL [CONNECTION]`, so an idle connection closes at once.
+    pub closed: tokio::sync::Notify,
+}
+
 /// Server-wide state.
 #[derive(Debug)]
 pub struct Shared {
+    conns: Mutex<HashMap<u32, Arc<ConnHandle>>>,
     /// The accounts.
     pub users: Arc<dyn UserStore>,
     /// caching_sha2_password fast-path cache.
@@ -92,6 +108,7 @@ impl Shared {
         settings: Settings,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            conns: Mutex::new(HashMap::new()),
             users,
             sha2_cache: Sha2Cache::default(),
             tls,
@@ -155,6 +172,52 @@ impl Shared {
     /// Connections that ended with a protocol error or refused login.
     pub fn aborted_connections(&self) -> u64 {
         self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Registers a logged-in connection (until [`Shared::unregister`]).
+    pub fn register(&self, conn_id: u32, user: &str) -> Arc<ConnHandle> {
+        let h = Arc::new(ConnHandle {
+            user: user.to_string(),
+            interrupt: Arc::new(Interrupt::default()),
+            closed: tokio::sync::Notify::new(),
+        });
+        self.registry().insert(conn_id, h.clone());
+        h
+    }
+
+    /// Forgets a connection that ended.
+    pub fn unregister(&self, conn_id: u32) {
+        self.registry().remove(&conn_id);
+    }
+
+    /// The kill flag of connection `conn_id`, if it is logged in.
+    pub fn interrupt(&self, conn_id: u32) -> Option<Arc<Interrupt>> {
+        self.registry().get(&conn_id).map(|h| h.interrupt.clone())
+    }
+
+    /// `KILL [CONNECTION | QUERY] id` by `user`: only the connection's
+    /// owner, or a user with CONNECTION_ADMIN or SUPER (`admin`), may kill
+    /// it (ERROR 1095); an id not logged in is ERROR 1094.
+    pub fn kill(&self, id: u64, query_only: bool, user: &str, admin: bool) -> Result<(), SqlError> {
+        let h = u32::try_from(id)
+            .ok()
+            .and_then(|i| self.registry().get(&i).cloned())
+            .ok_or_else(|| er::no_such_thread(id))?;
+        if !admin && h.user != user {
+            return Err(er::kill_denied(id));
+        }
+        if query_only {
+            h.interrupt.kill_query();
+        } else {
+            h.interrupt.kill_connection();
+            h.closed.notify_one();
+        }
+        Ok(())
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<ConnHandle>>> {
+        // A panic while holding the lock leaves the map consistent.
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Seconds since start.

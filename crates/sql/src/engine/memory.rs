@@ -18,9 +18,14 @@
 //! same charges, and every row an operator tests ([`Tracker::check_time`]),
 //! look at the clock every [`TIME_CHECK_EVERY`] calls and fail with
 //! MySQL's ERROR 3024 once it passed.
+//!
+//! And the connection's [`Interrupt`]: `KILL QUERY id` (or `KILL id`) from
+//! another session sets it, and the same checks fail with ERROR 1317 at
+//! the next row or charge. The flag is one atomic load per check; the
+//! protocol layer clears a `KILL QUERY` when the next command starts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{er, SqlError};
@@ -32,7 +37,52 @@ pub const DEFAULT_MEM_QUOTA_QUERY: u64 = 1 << 30;
 /// The clock is read once per this many checks.
 pub const TIME_CHECK_EVERY: u64 = 256;
 
-/// One statement's memory account (and deadline).
+/// A connection's kill flag, shared by the connection registry
+/// (`server::Shared`) and the trackers of the connection's statements.
+#[derive(Debug, Default)]
+pub struct Interrupt(AtomicU8);
+
+const RUNNING: u8 = 0;
+const QUERY_KILLED: u8 = 1;
+const CONNECTION_KILLED: u8 = 2;
+
+impl Interrupt {
+    /// `KILL QUERY`: the running statement stops with ERROR 1317.
+    pub fn kill_query(&self) {
+        let _ = self
+            .0
+            .compare_exchange(RUNNING, QUERY_KILLED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// `KILL [CONNECTION]`: the running statement stops and the connection
+    /// closes.
+    pub fn kill_connection(&self) {
+        self.0.store(CONNECTION_KILLED, Ordering::Release);
+    }
+
+    /// A new command starts: a `KILL QUERY` of the previous one is spent.
+    pub fn begin_statement(&self) {
+        let _ = self
+            .0
+            .compare_exchange(QUERY_KILLED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Whether the connection was killed (it must close).
+    pub fn connection_killed(&self) -> bool {
+        self.0.load(Ordering::Acquire) == CONNECTION_KILLED
+    }
+
+    /// ERROR 1317 once the statement or its connection was killed.
+    pub fn check(&self) -> Result<(), SqlError> {
+        if self.0.load(Ordering::Relaxed) == RUNNING {
+            Ok(())
+        } else {
+            Err(er::query_interrupted())
+        }
+    }
+}
+
+/// One statement's memory account (and deadline, and kill flag).
 #[derive(Debug)]
 pub struct Tracker {
     used: AtomicU64,
@@ -40,6 +90,7 @@ pub struct Tracker {
     conn_id: u32,
     deadline: OnceLock<Instant>,
     ticks: AtomicU64,
+    interrupt: Option<Arc<Interrupt>>,
 }
 
 impl Tracker {
@@ -52,7 +103,14 @@ impl Tracker {
             conn_id,
             deadline: OnceLock::new(),
             ticks: AtomicU64::new(0),
+            interrupt: None,
         }
+    }
+
+    /// The same tracker, stopped by `interrupt` (its connection's flag).
+    pub fn interrupted_by(mut self, interrupt: Option<Arc<Interrupt>>) -> Tracker {
+        self.interrupt = interrupt;
+        self
     }
 
     /// Starts a `max_execution_time` of `ms` milliseconds (0: none) from
@@ -65,9 +123,12 @@ impl Tracker {
         }
     }
 
-    /// ERROR 3024 once the deadline passed (the clock is read every
-    /// [`TIME_CHECK_EVERY`] calls).
+    /// ERROR 1317 once the statement was killed; ERROR 3024 once the
+    /// deadline passed (the clock is read every [`TIME_CHECK_EVERY`] calls).
     pub fn check_time(&self) -> Result<(), SqlError> {
+        if let Some(i) = &self.interrupt {
+            i.check()?;
+        }
         if let Some(d) = self.deadline.get() {
             if self
                 .ticks
@@ -89,6 +150,7 @@ impl Tracker {
             _ => DEFAULT_MEM_QUOTA_QUERY,
         };
         Tracker::new(quota, session.conn_id)
+            .interrupted_by(session.server.interrupt(session.conn_id))
     }
 
     /// Charges `bytes`; ERROR 8175 once the total passes the quota.
@@ -152,6 +214,22 @@ mod tests {
         assert_eq!((e.code, e.state), (3024, "HY000"));
         let none = Tracker::new(0, 1);
         assert!(none.check_time().is_ok());
+    }
+
+    #[test]
+    fn a_killed_statement_fails_with_1317_and_the_next_one_runs() {
+        let flag = Arc::new(Interrupt::default());
+        let t = Tracker::new(0, 1).interrupted_by(Some(flag.clone()));
+        assert!(t.check_time().is_ok());
+        flag.kill_query();
+        let e = t.consume(1).unwrap_err();
+        assert_eq!((e.code, e.state), (1317, "70100"));
+        flag.begin_statement();
+        assert!(t.check_time().is_ok());
+        flag.kill_connection();
+        flag.begin_statement();
+        assert!(flag.connection_killed());
+        assert_eq!(t.check_time().unwrap_err().code, 1317);
     }
 
     #[test]

@@ -351,6 +351,19 @@ impl Interim {
                     "tables on a standalone server (start tidb-server with --store=tikv)",
                 ))
             }
+            Stmt::Other(st) if matches!(**st, sqlparser::ast::Statement::Kill { .. }) => {
+                let sqlparser::ast::Statement::Kill { modifier, id } = &**st else {
+                    unreachable!("matched above")
+                };
+                let u = me(session)?;
+                let admin = u.has_global("CONNECTION_ADMIN") || u.has_global("SUPER");
+                let query_only = matches!(modifier, Some(sqlparser::ast::KillType::Query));
+                if matches!(modifier, Some(sqlparser::ast::KillType::Mutation)) {
+                    return Err(er::not_supported_yet("KILL MUTATION"));
+                }
+                session.server.kill(*id, query_only, &session.user, admin)?;
+                Ok(Output::ok())
+            }
             Stmt::Other(st) if self.behind_engine => {
                 Err(er::not_supported_yet(&parser::kind(st).to_string()))
             }

@@ -33,7 +33,7 @@ use super::stmt::{self, ParamType};
 use crate::auth;
 use crate::backend::{Backend, Column, Output, Prepared, Session};
 use crate::error::{er, Error, SqlError};
-use crate::server::Shared;
+use crate::server::{ConnHandle, Shared};
 use crate::users::{find_account, TlsInfo};
 
 /// Largest packet accepted before login completes.
@@ -278,13 +278,16 @@ where
     // be buffered (one syscall for many small packets).
     let (stream, seq) = pio.into_parts();
     let mut pio = PacketIo::with_seq(tokio::io::BufReader::new(stream), seq);
+    let handle = shared.register(conn_id, &session.user);
     let mut conn = Connection {
         session,
+        handle,
         backend,
         statements: HashMap::new(),
         next_stmt: 1,
     };
     let closed = conn.command_loop(&mut pio).await;
+    shared.unregister(conn_id);
     // An open transaction dies with its connection (its locks go now,
     // not when they expire).
     conn.backend.close(&mut conn.session).await;
@@ -568,6 +571,8 @@ struct Statement {
 
 struct Connection {
     session: Session,
+    /// This connection in the server's registry (`KILL`).
+    handle: Arc<ConnHandle>,
     backend: Arc<dyn Backend>,
     statements: HashMap<u32, Statement>,
     next_stmt: u32,
@@ -618,17 +623,26 @@ impl Connection {
             };
             pio.set_timeouts(Some(idle), Some(settings.net_read_timeout));
             pio.reset_seq();
-            let packet = match pio.read_packet(limit).await {
+            let read = tokio::select! {
+                r = pio.read_packet(limit) => r,
+                () = self.handle.closed.notified() => return Closed::Broken("killed by KILL".into()),
+            };
+            let packet = match read {
                 Ok(p) => p,
                 Err(e) => {
                     report_read_error(pio, &e).await;
                     return read_failed(e);
                 }
             };
+            // A KILL QUERY of the previous command is spent.
+            self.handle.interrupt.begin_statement();
             match self.command(pio, &packet).await {
                 Ok(true) => {}
                 Ok(false) => return Closed::ClientQuit,
                 Err(c) => return c,
+            }
+            if self.handle.interrupt.connection_killed() {
+                return Closed::Broken("killed by KILL".into());
             }
             if let Err(e) = pio.flush().await {
                 return Closed::Broken(e.to_string());
