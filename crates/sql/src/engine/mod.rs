@@ -33,6 +33,7 @@ pub mod codec;
 pub mod ddl;
 pub mod dml;
 pub mod exec;
+pub mod expr;
 pub mod fuzz;
 pub mod memory;
 pub mod operator;
