@@ -958,6 +958,7 @@ impl<'a> Runner<'a> {
         let all: Vec<usize> = (0..p.leaves.len()).collect();
         let scope = planner::scope_of(&p.leaves, &all);
         let perm = from_order(&p.leaves, &p.root.leaves());
+        let streamed = env.bind(&streamed, &scope)?;
         let mut out = Vec::new();
         operator::blocking(|| {
             operator::run(&env, &p.root, &mut |mut row| {
@@ -1234,8 +1235,18 @@ impl<'a> Runner<'a> {
             return Err(er::not_supported_yet("SELECT ... INTO"));
         }
         let (mut src, residual) = self.read_from(s, outer.clone()).await?;
-        // WHERE: what the FROM plan left (conjuncts with subqueries).
-        if let Some(w) = &residual {
+        // WHERE: what the FROM plan left (all of it for one table, bound
+        // once; conjuncts with subqueries after a join).
+        if let Some(w) = residual.as_ref().filter(|w| !has_subquery(w)) {
+            let conds = operator::Cond::bind(self.sx, [w], &src.scope, outer.as_deref())?;
+            let mut kept = Vec::new();
+            for row in std::mem::take(&mut src.rows) {
+                if operator::Cond::all_hold(&conds, self.sx, &src.scope, &row, outer.as_deref())? {
+                    kept.push(row);
+                }
+            }
+            src.rows = kept;
+        } else if let Some(w) = &residual {
             let (shared, per_row) = self
                 .subquery_values(&[w], &src.scope, &src.rows, outer.clone())
                 .await?;

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{run as run_node, Emit, Env};
+use super::{run as run_node, Cond, Emit, Env};
 use crate::engine::planner::{JoinKind, Node};
 use crate::engine::types::Collation;
 use crate::error::SqlError;
@@ -68,14 +68,13 @@ impl KeyPart {
 /// The key of a row: `None` when a key value is NULL.
 fn key_of(
     env: &Env<'_>,
-    exprs: &[&sqlparser::ast::Expr],
+    exprs: &[Cond<'_>],
     scope: &crate::engine::exec::Scope,
     row: &[Value],
 ) -> Result<Option<Vec<KeyPart>>, SqlError> {
-    let pre = crate::engine::exec::Pre::default();
     let mut key = Vec::with_capacity(exprs.len());
     for e in exprs {
-        match KeyPart::of(&env.sx.eval_row(e, scope, row, &pre, env.outer)?) {
+        match KeyPart::of(&e.value(env.sx, scope, row, env.outer)?) {
             Some(k) => key.push(k),
             None => return Ok(None),
         }
@@ -109,6 +108,9 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
     };
     let (build_keys, probe_keys) = (side(build_right), side(!build_right));
     let (build_scope, probe_scope, scope) = (env.scope(build), env.scope(probe), env.scope(node));
+    let build_keys = env.bind(build_keys, &build_scope)?;
+    let probe_keys = env.bind(probe_keys, &probe_scope)?;
+    let conds = env.bind(conds, &scope)?;
 
     // Build: rows with their keys; which key columns hash (one kind only).
     let mut rows: Vec<(Vec<Value>, Option<Vec<KeyPart>>)> = Vec::new();
@@ -178,7 +180,7 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
             } else {
                 b.iter().chain(prow.iter()).cloned().collect()
             };
-            if env.accepts(conds, &scope, &joined)? {
+            if env.accepts(&conds, &scope, &joined)? {
                 matched = true;
                 emit(joined)?;
             }

@@ -10,15 +10,85 @@
 //!    Selection   rows its conjuncts accept
 //!    HashJoin    hash_join::run
 //! ```
+//!
+//! Every condition and hash key is bound once per run ([`Cond::bind`]):
+//! its names become column indexes of the node's rows (`engine::expr`);
+//! a form the binder does not know stays syntax and is evaluated by name.
 
 pub mod hash_join;
 pub mod scan;
 
+use sqlparser::ast::Expr;
+
 use super::exec::{is_true, Outer, Pre, Scope, Sx};
+use super::expr::bind::{bind, Names};
+use super::expr::BoundExpr;
 use super::planner::{Leaf, Node};
 use super::table::Row;
 use crate::error::SqlError;
 use crate::value::Value;
+
+/// An expression of the plan, bound once for one run over one row layout.
+pub enum Cond<'e> {
+    /// Resolved to column indexes.
+    Bound(BoundExpr),
+    /// A form the binder does not know: the syntax, with names looked up
+    /// in the scope per row.
+    Syntax(&'e Expr),
+}
+
+impl<'e> Cond<'e> {
+    /// Binds each of `exprs` over `scope` (and the enclosing row `outer`).
+    pub fn bind(
+        sx: &Sx<'_>,
+        exprs: impl IntoIterator<Item = &'e Expr>,
+        scope: &Scope,
+        outer: Option<&Outer>,
+    ) -> Result<Vec<Cond<'e>>, SqlError> {
+        let ctx = sx.ctx(None);
+        let names = Names { scope, outer };
+        exprs
+            .into_iter()
+            .map(|e| {
+                Ok(match bind(&ctx, &names, e)? {
+                    Some(b) => Cond::Bound(b),
+                    None => Cond::Syntax(e),
+                })
+            })
+            .collect()
+    }
+
+    /// The value on `row` (of `scope`'s layout).
+    pub fn value(
+        &self,
+        sx: &Sx<'_>,
+        scope: &Scope,
+        row: &[Value],
+        outer: Option<&Outer>,
+    ) -> Result<Value, SqlError> {
+        match self {
+            Cond::Bound(b) => b.eval(sx.session, row),
+            Cond::Syntax(e) => sx.eval_row(e, scope, row, &Pre::default(), outer),
+        }
+    }
+
+    /// Whether every one of `conds` is true on `row`.
+    pub fn all_hold(
+        conds: &[Cond<'_>],
+        sx: &Sx<'_>,
+        scope: &Scope,
+        row: &[Value],
+        outer: Option<&Outer>,
+    ) -> Result<bool, SqlError> {
+        sx.mem.check_time()?;
+        for c in conds {
+            if !is_true(&c.value(sx, scope, row, outer)?) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
 
 /// A sink for rows.
 pub type Emit<'e> = dyn FnMut(Row) -> Result<(), SqlError> + 'e;
@@ -36,21 +106,23 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    /// Whether every conjunct of `conds` is true on `row`.
+    /// Binds `exprs` over `scope` ([`Cond::bind`]).
+    pub fn bind<'e>(
+        &self,
+        exprs: impl IntoIterator<Item = &'e Expr>,
+        scope: &Scope,
+    ) -> Result<Vec<Cond<'e>>, SqlError> {
+        Cond::bind(self.sx, exprs, scope, self.outer)
+    }
+
+    /// Whether every one of `conds` (bound over `scope`) is true on `row`.
     pub fn accepts(
         &self,
-        conds: &[sqlparser::ast::Expr],
+        conds: &[Cond<'_>],
         scope: &Scope,
         row: &[Value],
     ) -> Result<bool, SqlError> {
-        self.sx.mem.check_time()?;
-        let pre = Pre::default();
-        for c in conds {
-            if !is_true(&self.sx.eval_row(c, scope, row, &pre, self.outer)?) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Cond::all_hold(conds, self.sx, scope, row, self.outer)
     }
 
     /// The scope of `node`'s rows.
@@ -82,8 +154,9 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
         }
         Node::Selection { input, conds, .. } => {
             let scope = env.scope(input);
+            let conds = env.bind(conds, &scope)?;
             run(env, input, &mut |row| {
-                if env.accepts(conds, &scope, &row)? {
+                if env.accepts(&conds, &scope, &row)? {
                     emit(row)?;
                 }
                 Ok(())

@@ -1,14 +1,15 @@
 //! Reading the leaves of a FROM plan: each table through the access path
 //! the planner chose, each derived table's rows as bound; a leaf's
-//! filters are applied as its rows arrive, and the rows kept are charged
+//! filters (bound once per leaf) are applied as its rows arrive, and the rows kept are charged
 //! to the statement's memory tracker.
 
 use tiox_client::txn::Transaction;
 
-use super::super::exec::{Outer, Pre, Sx};
+use super::super::exec::{Outer, Sx};
 use super::super::plan;
 use super::super::planner::{Leaf, LeafSource, Node};
 use super::super::table::Row;
+use super::Cond;
 use crate::error::SqlError;
 
 fn scans<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {
@@ -35,7 +36,6 @@ pub async fn fetch_leaves(
     let mut out: Vec<Vec<Row>> = vec![Vec::new(); leaves.len()];
     let mut nodes = Vec::new();
     scans(root, &mut nodes);
-    let pre = Pre::default();
     for node in nodes {
         let Node::Scan {
             leaf,
@@ -60,14 +60,12 @@ pub async fn fetch_leaves(
             LeafSource::Rows { rows, .. } => std::mem::take(rows),
         };
         let kept = &mut out[*leaf];
-        'rows: for r in rows {
-            for f in filters {
-                if !super::super::exec::is_true(&sx.eval_row(f, &l.scope, &r, &pre, outer)?) {
-                    continue 'rows;
-                }
+        let filters = Cond::bind(sx, filters, &l.scope, outer)?;
+        for r in rows {
+            if Cond::all_hold(&filters, sx, &l.scope, &r, outer)? {
+                sx.mem.consume_row(&r)?;
+                kept.push(r);
             }
-            sx.mem.consume_row(&r)?;
-            kept.push(r);
         }
     }
     Ok(out)
