@@ -30,7 +30,7 @@ use super::planner;
 use super::schema::TableInfo;
 use super::table::Row;
 use super::types::{ColumnType, Kind};
-use super::walk::{self, is_aggregate};
+use super::walk;
 use crate::backend::{BoxFuture, Column, Session};
 use crate::error::{er, SqlError};
 use crate::executor::eval::{self, Ctx, Resolver};
@@ -395,302 +395,46 @@ pub fn column_def(
 /// its type and NOT NULL.
 type Item = (String, Expr, Option<(Option<ColumnType>, bool)>);
 
-/// A group: its first row, aggregate states, and DISTINCT sets.
-type Group = (Row, Vec<Acc>, Vec<HashSet<Vec<u8>>>);
+use super::operator::aggregation::{agg_calls, group_key, AggCall, Inputs};
+
+/// Group keys and aggregate arguments by the syntax evaluator (a SELECT
+/// the binder does not bind).
+struct SyntaxInputs<'r, 'a, 'q> {
+    runner: &'r Runner<'a>,
+    groups: &'r [&'q Expr],
+    names: &'r [String],
+    items: &'r [&'q Expr],
+    aggs: &'r [AggCall<'q>],
+    scope: &'r Scope,
+    outer: Option<&'r Outer>,
+}
+
+impl Inputs for SyntaxInputs<'_, '_, '_> {
+    fn key(&self, row: &[Value]) -> Result<Vec<Value>, SqlError> {
+        self.groups
+            .iter()
+            .map(|g| {
+                self.runner
+                    .group_value(g, self.names, self.items, self.scope, row, self.outer)
+            })
+            .collect()
+    }
+
+    fn arg(&self, i: usize, row: &[Value]) -> Result<Value, SqlError> {
+        match self.aggs[i].arg {
+            Some(e) => self
+                .runner
+                .sx
+                .eval_row(e, self.scope, row, &Pre::default(), self.outer),
+            None => Ok(Value::Int(1)),
+        }
+    }
+}
 
 /// One source of rows in FROM: its scope and rows.
 struct Source {
     scope: Scope,
     rows: Vec<Row>,
-}
-
-/// An aggregate's running state.
-#[derive(Clone, Debug)]
-enum Acc {
-    Count(i64),
-    Sum {
-        int: i128,
-        dec: Option<String>,
-        float: f64,
-        kind: u8,
-        any: bool,
-    },
-    MinMax(Option<Value>),
-    Avg {
-        sum: f64,
-        dec: i128,
-        scale: u32,
-        n: i64,
-        float: bool,
-    },
-    Concat(Vec<String>),
-}
-
-fn dec_parts(v: &Value) -> Option<(i128, u32)> {
-    let s = match v {
-        Value::Int(i) => return Some((i128::from(*i), 0)),
-        Value::UInt(u) => return Some((i128::from(*u), 0)),
-        Value::Decimal(d) => d.clone(),
-        _ => return None,
-    };
-    let neg = s.starts_with('-');
-    let body = s.trim_start_matches(['-', '+']);
-    let (i, f) = body.split_once('.').unwrap_or((body, ""));
-    let m: i128 = format!("{i}{f}").parse().ok()?;
-    Some((if neg { -m } else { m }, f.len() as u32))
-}
-
-fn dec_text(m: i128, scale: u32) -> String {
-    let neg = m < 0;
-    let digits = m.unsigned_abs().to_string();
-    let scale = scale as usize;
-    let padded = if digits.len() <= scale {
-        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
-    } else {
-        digits
-    };
-    let (i, f) = padded.split_at(padded.len() - scale);
-    let mut s = String::new();
-    if neg && m != 0 {
-        s.push('-');
-    }
-    s.push_str(i);
-    if scale > 0 {
-        s.push('.');
-        s.push_str(f);
-    }
-    s
-}
-
-struct AggCall<'q> {
-    node: &'q Expr,
-    name: String,
-    arg: Option<&'q Expr>,
-    distinct: bool,
-    star: bool,
-    separator: String,
-}
-
-impl AggCall<'_> {
-    fn init(&self) -> Acc {
-        match self.name.as_str() {
-            "count" => Acc::Count(0),
-            "sum" => Acc::Sum {
-                int: 0,
-                dec: None,
-                float: 0.0,
-                kind: 0,
-                any: false,
-            },
-            "avg" => Acc::Avg {
-                sum: 0.0,
-                dec: 0,
-                scale: 0,
-                n: 0,
-                float: false,
-            },
-            "group_concat" => Acc::Concat(Vec::new()),
-            _ => Acc::MinMax(None),
-        }
-    }
-
-    fn add(&self, acc: &mut Acc, v: Value) {
-        if v.is_null() && !self.star {
-            return;
-        }
-        match acc {
-            Acc::Count(n) => *n += 1,
-            Acc::Sum {
-                int,
-                dec,
-                float,
-                kind,
-                any,
-            } => {
-                *any = true;
-                match (&v, dec_parts(&v)) {
-                    (Value::Float(_) | Value::Double(_) | Value::Text(_) | Value::Bytes(_), _)
-                    | (_, None) => {
-                        *kind = 2;
-                        *float += eval::to_f64(&v);
-                    }
-                    (_, Some((m, s))) => {
-                        if s == 0 && dec.is_none() {
-                            *int += m;
-                        } else {
-                            let (cur, cs) = dec
-                                .as_deref()
-                                .and_then(|d| dec_parts(&Value::Decimal(d.to_string())))
-                                .unwrap_or((*int, 0));
-                            let scale = cs.max(s);
-                            let total = cur * 10i128.pow(scale - cs) + m * 10i128.pow(scale - s);
-                            *dec = Some(dec_text(total, scale));
-                            *kind = (*kind).max(1);
-                        }
-                        *float += eval::to_f64(&v);
-                    }
-                }
-            }
-            Acc::Avg {
-                sum,
-                dec,
-                scale,
-                n,
-                float,
-            } => {
-                *n += 1;
-                *sum += eval::to_f64(&v);
-                match dec_parts(&v) {
-                    Some((m, s)) if !*float => {
-                        let sc = (*scale).max(s);
-                        *dec = *dec * 10i128.pow(sc - *scale) + m * 10i128.pow(sc - s);
-                        *scale = sc;
-                    }
-                    _ => *float = true,
-                }
-            }
-            Acc::MinMax(cur) => {
-                let better = match cur {
-                    None => true,
-                    Some(c) => {
-                        let o = eval::sort_cmp(&v, c);
-                        if self.name == "min" {
-                            o.is_lt()
-                        } else {
-                            o.is_gt()
-                        }
-                    }
-                };
-                if better {
-                    *cur = Some(v);
-                }
-            }
-            Acc::Concat(items) => items.push(v.to_string()),
-        }
-    }
-
-    fn finish(&self, acc: &Acc) -> Value {
-        match acc {
-            Acc::Count(n) => Value::Int(*n),
-            Acc::Sum { any: false, .. } => Value::Null,
-            Acc::Sum { float, kind: 2, .. } => Value::Double(*float),
-            Acc::Sum { dec: Some(d), .. } => Value::Decimal(d.clone()),
-            Acc::Sum { int, .. } => Value::Decimal(int.to_string()),
-            Acc::Avg { n: 0, .. } => Value::Null,
-            Acc::Avg {
-                sum,
-                n,
-                float: true,
-                ..
-            } => Value::Double(sum / *n as f64),
-            Acc::Avg { dec, scale, n, .. } => {
-                // MySQL: the argument's scale + div_precision_increment (4).
-                let out_scale = scale + 4;
-                let num = dec * 10i128.pow(4);
-                let q = num * 10 / i128::from(*n);
-                let rounded = if q >= 0 { (q + 5) / 10 } else { (q - 5) / 10 };
-                Value::Decimal(dec_text(rounded, out_scale))
-            }
-            Acc::MinMax(v) => v.clone().unwrap_or(Value::Null),
-            Acc::Concat(items) if items.is_empty() => Value::Null,
-            Acc::Concat(items) => Value::Text(items.join(&self.separator)),
-        }
-    }
-}
-
-fn agg_calls<'q>(exprs: &[&'q Expr]) -> Vec<AggCall<'q>> {
-    let mut out = Vec::new();
-    for e in exprs {
-        walk::walk(e, &mut |x| {
-            if let Expr::Function(f) = x {
-                let name = f.name.to_string().to_ascii_lowercase();
-                if is_aggregate(&name) {
-                    let (distinct, star) = match &f.args {
-                        sqlparser::ast::FunctionArguments::List(l) => (
-                            matches!(
-                                l.duplicate_treatment,
-                                Some(sqlparser::ast::DuplicateTreatment::Distinct)
-                            ),
-                            l.args.iter().any(|a| {
-                                matches!(
-                                    a,
-                                    sqlparser::ast::FunctionArg::Unnamed(
-                                        sqlparser::ast::FunctionArgExpr::Wildcard
-                                    )
-                                )
-                            }),
-                        ),
-                        _ => (false, false),
-                    };
-                    let separator = match &f.args {
-                        sqlparser::ast::FunctionArguments::List(l) => l
-                            .clauses
-                            .iter()
-                            .find_map(|c| match c {
-                                sqlparser::ast::FunctionArgumentClause::Separator(v) => {
-                                    Some(match &v.value {
-                                        sqlparser::ast::Value::SingleQuotedString(s)
-                                        | sqlparser::ast::Value::DoubleQuotedString(s) => s.clone(),
-                                        other => other.to_string(),
-                                    })
-                                }
-                                _ => None,
-                            })
-                            .unwrap_or_else(|| ",".into()),
-                        _ => ",".into(),
-                    };
-                    out.push(AggCall {
-                        node: x,
-                        arg: walk::args(f).into_iter().next(),
-                        name,
-                        distinct,
-                        star,
-                        separator,
-                    });
-                    return false;
-                }
-            }
-            true
-        });
-    }
-    out
-}
-
-/// A hashable form of a value for grouping and DISTINCT (strings compare
-/// case-insensitively, numbers by value).
-pub fn group_key(vals: &[Value], out: &mut Vec<u8>) {
-    for v in vals {
-        match v {
-            Value::Null => out.push(0),
-            Value::Text(s) => {
-                out.push(1);
-                out.extend(super::types::Collation::GeneralCi.sort_key(s));
-                out.push(0xff);
-            }
-            Value::Bytes(b) => {
-                out.push(2);
-                out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-                out.extend_from_slice(b);
-            }
-            Value::Int(_) | Value::UInt(_) | Value::Decimal(_) => {
-                out.push(3);
-                let (m, s) = dec_parts(v).unwrap_or((0, 0));
-                // Normalise trailing zeros so 1 and 1.0 group together.
-                let (mut m, mut s) = (m, s);
-                while s > 0 && m % 10 == 0 {
-                    m /= 10;
-                    s -= 1;
-                }
-                out.extend_from_slice(&m.to_be_bytes());
-                out.extend_from_slice(&s.to_be_bytes());
-            }
-            other => {
-                out.push(4);
-                out.extend(other.to_string().into_bytes());
-                out.push(0xff);
-            }
-        }
-    }
 }
 
 /// Whether `e` contains a subquery.
@@ -1264,83 +1008,11 @@ impl<'a> Runner<'a> {
             src.rows = kept;
         }
         // Projection list (wildcards expanded).
-        let texts = projection_texts(s, self.sx.sql);
-        let mut items: Vec<Item> = Vec::new();
-        for (n, item) in s.projection.iter().enumerate() {
-            match item {
-                SelectItem::UnnamedExpr(e) => {
-                    let name = match e {
-                        Expr::Identifier(id) => id.value.clone(),
-                        Expr::CompoundIdentifier(p) => {
-                            p.last().map(|i| i.value.clone()).unwrap_or_default()
-                        }
-                        _ => texts.get(n).cloned().unwrap_or_else(|| e.to_string()),
-                    };
-                    let meta =
-                        match e {
-                            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
-                                let parts = match e {
-                                    Expr::Identifier(i) => vec![i.clone()],
-                                    Expr::CompoundIdentifier(p) => p.clone(),
-                                    _ => unreachable!(),
-                                };
-                                src.scope.find(&parts).ok().flatten().map(|i| {
-                                    (src.scope.cols[i].ty.clone(), src.scope.cols[i].not_null)
-                                })
-                            }
-                            _ => None,
-                        };
-                    items.push((name, e.clone(), meta));
-                }
-                SelectItem::ExprWithAlias { expr, alias } => {
-                    items.push((alias.value.clone(), expr.clone(), None))
-                }
-                SelectItem::ExprWithAliases { .. } => {
-                    return Err(er::not_supported_yet("several aliases for one expression"))
-                }
-                SelectItem::Wildcard(_) => {
-                    if src.scope.cols.is_empty() {
-                        return Err(SqlError {
-                            code: 1096,
-                            state: "HY000",
-                            message: "No tables used".into(),
-                        });
-                    }
-                    for c in &src.scope.cols {
-                        items.push((
-                            c.name.clone(),
-                            col_expr(c),
-                            Some((c.ty.clone(), c.not_null)),
-                        ));
-                    }
-                }
-                SelectItem::QualifiedWildcard(kind, _) => {
-                    let q = kind.to_string();
-                    let q = q
-                        .trim_end_matches(".*")
-                        .rsplit('.')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_matches('`')
-                        .to_ascii_lowercase();
-                    let mut any = false;
-                    for c in src.scope.cols.iter().filter(|c| c.table == q) {
-                        any = true;
-                        items.push((
-                            c.name.clone(),
-                            col_expr(c),
-                            Some((c.ty.clone(), c.not_null)),
-                        ));
-                    }
-                    if !any {
-                        return Err(SqlError {
-                            code: 1051,
-                            state: "42S02",
-                            message: format!("Unknown table '{q}'"),
-                        });
-                    }
-                }
-            }
+        let items = select_items(s, self.sx.sql, &src.scope)?;
+        if let Some(out) =
+            self.bound_select(s, &items, order, limit, offset, &src, outer.as_deref())?
+        {
+            return Ok(out);
         }
         let group_exprs: Vec<&Expr> = match &s.group_by {
             GroupByExpr::Expressions(v, _) => v.iter().collect(),
@@ -1366,69 +1038,29 @@ impl<'a> Runner<'a> {
         // Rows to project: (scope row, precomputed values).
         let mut proj_rows: Vec<(Row, Pre)> = Vec::new();
         if grouped {
-            let mut groups: Vec<Group> = Vec::new();
-            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-            let empty = Pre::default();
-            for row in &src.rows {
-                let mut key_vals = Vec::new();
-                for g in &group_exprs {
-                    key_vals.push(self.group_value(
-                        g,
-                        &names,
-                        &item_exprs,
-                        &src.scope,
-                        row,
-                        outer.as_deref(),
-                    )?);
-                }
-                let mut key = Vec::new();
-                group_key(&key_vals, &mut key);
-                if !index.contains_key(&key) {
-                    // A new group: its first row, key and states.
-                    self.sx.mem.consume(
-                        super::memory::row_bytes(row)
-                            + key.len() as u64
-                            + (aggs.len() * std::mem::size_of::<Acc>()) as u64 * 2,
-                    )?;
-                }
-                let gi = *index.entry(key).or_insert_with(|| {
-                    groups.push((
-                        row.clone(),
-                        aggs.iter().map(AggCall::init).collect(),
-                        vec![HashSet::new(); aggs.len()],
-                    ));
-                    groups.len() - 1
-                });
-                let g = &mut groups[gi];
-                for (ai, a) in aggs.iter().enumerate() {
-                    let v = match a.arg {
-                        Some(e) if !a.star => {
-                            self.sx
-                                .eval_row(e, &src.scope, row, &empty, outer.as_deref())?
-                        }
-                        _ => Value::Int(1),
-                    };
-                    if a.distinct && !v.is_null() {
-                        let mut k = Vec::new();
-                        group_key(std::slice::from_ref(&v), &mut k);
-                        if !g.2[ai].insert(k) {
-                            continue;
-                        }
-                    }
-                    a.add(&mut g.1[ai], v);
-                }
-            }
-            if groups.is_empty() && group_exprs.is_empty() {
-                groups.push((
-                    vec![Value::Null; src.scope.cols.len()],
-                    aggs.iter().map(AggCall::init).collect(),
-                    Vec::new(),
-                ));
-            }
-            for (row, accs, _) in groups {
+            let inputs = SyntaxInputs {
+                runner: self,
+                groups: &group_exprs,
+                names: &names,
+                items: &item_exprs,
+                aggs: &aggs,
+                scope: &src.scope,
+                outer: outer.as_deref(),
+            };
+            let calls: Vec<&AggCall> = aggs.iter().collect();
+            let width = src.scope.cols.len();
+            let groups = super::operator::aggregation::run(
+                self.sx,
+                &src.rows,
+                width,
+                group_exprs.is_empty(),
+                &calls,
+                &inputs,
+            )?;
+            for mut row in groups {
                 let mut pre = Pre::default();
-                for (a, acc) in aggs.iter().zip(&accs) {
-                    pre.set(a.node, a.finish(acc));
+                for (a, v) in aggs.iter().zip(row.drain(width..)) {
+                    pre.set(a.node, v);
                 }
                 proj_rows.push((row, pre));
             }
@@ -1496,12 +1128,7 @@ impl<'a> Runner<'a> {
             out_rows.push((keys, vals));
         }
         if matches!(s.distinct, Some(Distinct::Distinct)) {
-            let mut seen = HashSet::new();
-            out_rows.retain(|(_, r)| {
-                let mut k = Vec::new();
-                group_key(r, &mut k);
-                seen.insert(k)
-            });
+            operator::aggregation::distinct(&mut out_rows, |r| r.as_slice());
         } else if let Some(Distinct::On(_)) = &s.distinct {
             return Err(er::not_supported_yet("DISTINCT ON"));
         }
@@ -1514,23 +1141,49 @@ impl<'a> Runner<'a> {
             .skip(offset)
             .take(limit.unwrap_or(usize::MAX))
             .collect();
-        let columns = items
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _, meta))| {
-                let sample = rows.iter().map(|r| &r[i]).find(|v| !v.is_null());
-                match meta {
-                    Some((Some(t), nn)) => column_def(name, Some(t), *nn, sample),
-                    _ => static_column(name, &items[i].1, &src.scope)
-                        .unwrap_or_else(|| column_def(name, None, false, sample)),
-                }
-            })
-            .collect();
+        let columns = result_columns(&items, &rows, &src.scope);
         Ok(QueryOut {
             columns,
             names,
             rows,
         })
+    }
+
+    /// The SELECT after FROM + WHERE as bound operators
+    /// (`planner::select`); `None` when a part needs the syntax evaluator
+    /// (the caller runs the rest of [`Runner::select`] then).
+    fn bound_select(
+        &self,
+        s: &Select,
+        items: &[Item],
+        order: &[&sqlparser::ast::OrderByExpr],
+        limit: Option<usize>,
+        offset: usize,
+        src: &Source,
+        outer: Option<&Outer>,
+    ) -> Result<Option<QueryOut>, SqlError> {
+        let names: Vec<String> = items.iter().map(|(n, _, _)| n.clone()).collect();
+        let exprs: Vec<Expr> = items.iter().map(|(_, e, _)| e.clone()).collect();
+        let Some(tail) = planner::select::bind_tail(
+            self.sx,
+            s,
+            &exprs,
+            &names,
+            order,
+            (offset, limit),
+            &src.scope,
+            outer,
+        )?
+        else {
+            return Ok(None);
+        };
+        let rows =
+            operator::blocking(|| tail.run(self.sx, src.rows.clone(), src.scope.cols.len()))?;
+        Ok(Some(QueryOut {
+            columns: result_columns(items, &rows, &src.scope),
+            names,
+            rows,
+        }))
     }
 
     fn group_value(
@@ -1609,7 +1262,7 @@ impl<'a> Runner<'a> {
                 }
                 keyed.push((keys, (h, row)));
             }
-            keyed.sort_by(|a, b| cmp_keys(&a.0, &b.0, &refs));
+            operator::sort::sort(&mut keyed, &descending(&refs));
             kept = keyed.into_iter().map(|(_, r)| r).collect();
         }
         if let Some(l) = limit {
@@ -1622,6 +1275,108 @@ impl<'a> Runner<'a> {
     pub fn single_table(&self, q: &Query) -> Option<(Arc<TableInfo>, String, Option<Expr>)> {
         single_table(self.sx, q)
     }
+}
+
+/// The select list with wildcards expanded: output name, expression, and
+/// for a plain column its type and NOT NULL.
+fn select_items(s: &Select, sql: &str, scope: &Scope) -> Result<Vec<Item>, SqlError> {
+    let texts = projection_texts(s, sql);
+    let mut items: Vec<Item> = Vec::new();
+    for (n, item) in s.projection.iter().enumerate() {
+        match item {
+            SelectItem::UnnamedExpr(e) => {
+                let name = match e {
+                    Expr::Identifier(id) => id.value.clone(),
+                    Expr::CompoundIdentifier(p) => {
+                        p.last().map(|i| i.value.clone()).unwrap_or_default()
+                    }
+                    _ => texts.get(n).cloned().unwrap_or_else(|| e.to_string()),
+                };
+                let meta = match e {
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                        let parts = match e {
+                            Expr::Identifier(i) => vec![i.clone()],
+                            Expr::CompoundIdentifier(p) => p.clone(),
+                            _ => unreachable!(),
+                        };
+                        scope
+                            .find(&parts)
+                            .ok()
+                            .flatten()
+                            .map(|i| (scope.cols[i].ty.clone(), scope.cols[i].not_null))
+                    }
+                    _ => None,
+                };
+                items.push((name, e.clone(), meta));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                items.push((alias.value.clone(), expr.clone(), None))
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(er::not_supported_yet("several aliases for one expression"))
+            }
+            SelectItem::Wildcard(_) => {
+                if scope.cols.is_empty() {
+                    return Err(SqlError {
+                        code: 1096,
+                        state: "HY000",
+                        message: "No tables used".into(),
+                    });
+                }
+                for c in &scope.cols {
+                    items.push((
+                        c.name.clone(),
+                        col_expr(c),
+                        Some((c.ty.clone(), c.not_null)),
+                    ));
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let q = kind.to_string();
+                let q = q
+                    .trim_end_matches(".*")
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_matches('`')
+                    .to_ascii_lowercase();
+                let mut any = false;
+                for c in scope.cols.iter().filter(|c| c.table == q) {
+                    any = true;
+                    items.push((
+                        c.name.clone(),
+                        col_expr(c),
+                        Some((c.ty.clone(), c.not_null)),
+                    ));
+                }
+                if !any {
+                    return Err(SqlError {
+                        code: 1051,
+                        state: "42S02",
+                        message: format!("Unknown table '{q}'"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// The result columns of `items` (types from the table columns or the
+/// aggregate, else from the first non-NULL value).
+fn result_columns(items: &[Item], rows: &[Row], scope: &Scope) -> Vec<Column> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, meta))| {
+            let sample = rows.iter().map(|r| &r[i]).find(|v| !v.is_null());
+            match meta {
+                Some((Some(t), nn)) => column_def(name, Some(t), *nn, sample),
+                _ => static_column(name, &items[i].1, &scope)
+                    .unwrap_or_else(|| column_def(name, None, false, sample)),
+            }
+        })
+        .collect()
 }
 
 /// The one base table a plain `SELECT ... FROM t [WHERE ...]` reads (no
@@ -1719,25 +1474,16 @@ fn col_expr(c: &ScopeCol) -> Expr {
     }
 }
 
-fn cmp_keys(
-    a: &[Value],
-    b: &[Value],
-    order: &[&sqlparser::ast::OrderByExpr],
-) -> std::cmp::Ordering {
-    for (i, o) in order.iter().enumerate() {
-        let mut c = eval::sort_cmp(&a[i], &b[i]);
-        if matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)) {
-            c = c.reverse();
-        }
-        if c.is_ne() {
-            return c;
-        }
-    }
-    std::cmp::Ordering::Equal
+/// DESC per ORDER BY key.
+pub fn descending(order: &[&sqlparser::ast::OrderByExpr]) -> Vec<bool> {
+    order
+        .iter()
+        .map(|o| matches!(o.options.sort, Some(sqlparser::ast::OrderBySort::Desc)))
+        .collect()
 }
 
 fn sort_rows(rows: &mut [(Vec<Value>, Row)], order: &[&sqlparser::ast::OrderByExpr]) {
-    rows.sort_by(|a, b| cmp_keys(&a.0, &b.0, order));
+    operator::sort::sort(rows, &descending(order));
 }
 
 /// The source text of each select-list item (MySQL names result columns

@@ -26,13 +26,31 @@ use crate::error::SqlError;
 use crate::executor::eval::Ctx;
 use crate::value::Value;
 
-/// What names resolve against: the row's columns, then the enclosing
-/// queries' rows.
+/// What names resolve against: the row's columns, then output aliases
+/// (HAVING, ORDER BY), then the enclosing queries' rows.
 pub struct Names<'a> {
     /// The row layout.
     pub scope: &'a Scope,
     /// The enclosing query's current row, if any.
     pub outer: Option<&'a Outer>,
+    /// Output aliases visible and the column of the first one (the row
+    /// carries the select list's values from there).
+    pub aliases: (&'a [String], usize),
+    /// Aggregate calls computed below, each at a column of the row: a call
+    /// written the same way is that column.
+    pub aggs: &'a [(&'a Expr, usize)],
+}
+
+impl<'a> Names<'a> {
+    /// The columns of `scope` (and `outer`), no aliases or aggregates.
+    pub fn of(scope: &'a Scope, outer: Option<&'a Outer>) -> Names<'a> {
+        Names {
+            scope,
+            outer,
+            aliases: (&[], 0),
+            aggs: &[],
+        }
+    }
 }
 
 /// Binds `e`; `Ok(None)` when it holds a form only the syntax evaluator
@@ -116,6 +134,9 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
         },
         Expr::Function(f) => {
             let name = f.name.to_string().to_ascii_lowercase();
+            if let Some((_, i)) = names.aggs.iter().find(|(a, _)| *a == e) {
+                return Ok(Some(BoundExpr::Column(*i)));
+            }
             if is_aggregate(&name)
                 || matches!(
                     name.as_str(),
@@ -225,6 +246,15 @@ fn column(names: &Names<'_>, parts: &[Ident]) -> Result<Option<BoundExpr>, SqlEr
     }
     if let Some(i) = names.scope.find(parts)? {
         return Ok(Some(BoundExpr::Column(i)));
+    }
+    let (aliases, base) = names.aliases;
+    if let [one] = parts {
+        if let Some(i) = aliases
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(&one.value))
+        {
+            return Ok(Some(BoundExpr::Column(base + i)));
+        }
     }
     let mut o = names.outer;
     while let Some(out) = o {
@@ -349,7 +379,7 @@ mod tests {
             row: &[],
             resolver: None,
         };
-        bind(&ctx, &Names { scope, outer }, &parse(sql))
+        bind(&ctx, &Names::of(scope, outer), &parse(sql))
     }
 
     #[test]

@@ -11,12 +11,20 @@
 //!    HashJoin    hash_join::run
 //! ```
 //!
+//! After FROM, the rest of a SELECT (`planner::select`) runs as
+//! `aggregation` (hash aggregation, DISTINCT) → `projection` (with HAVING
+//! and ORDER BY keys) → `sort` (sort, top-N) → `limit`.
+//!
 //! Every condition and hash key is bound once per run ([`Cond::bind`]):
 //! its names become column indexes of the node's rows (`engine::expr`);
 //! a form the binder does not know stays syntax and is evaluated by name.
 
+pub mod aggregation;
 pub mod hash_join;
+pub mod limit;
+pub mod projection;
 pub mod scan;
+pub mod sort;
 
 use sqlparser::ast::Expr;
 
@@ -46,7 +54,7 @@ impl<'e> Cond<'e> {
         outer: Option<&Outer>,
     ) -> Result<Vec<Cond<'e>>, SqlError> {
         let ctx = sx.ctx(None);
-        let names = Names { scope, outer };
+        let names = Names::of(scope, outer);
         exprs
             .into_iter()
             .map(|e| {

@@ -24,6 +24,7 @@
 
 pub mod explain;
 pub mod rules;
+pub mod select;
 
 use std::sync::Arc;
 
