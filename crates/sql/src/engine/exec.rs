@@ -1010,7 +1010,7 @@ impl<'a> Runner<'a> {
         // Projection list (wildcards expanded).
         let items = select_items(s, self.sx.sql, &src.scope)?;
         if let Some(out) =
-            self.bound_select(s, &items, order, limit, offset, &src, outer.as_deref())?
+            self.bound_select(s, &items, (order, offset, limit), &src, outer.as_deref())?
         {
             return Ok(out);
         }
@@ -1156,24 +1156,14 @@ impl<'a> Runner<'a> {
         &self,
         s: &Select,
         items: &[Item],
-        order: &[&sqlparser::ast::OrderByExpr],
-        limit: Option<usize>,
-        offset: usize,
+        tail: planner::select::Ordering<'_>,
         src: &Source,
         outer: Option<&Outer>,
     ) -> Result<Option<QueryOut>, SqlError> {
         let names: Vec<String> = items.iter().map(|(n, _, _)| n.clone()).collect();
         let exprs: Vec<Expr> = items.iter().map(|(_, e, _)| e.clone()).collect();
-        let Some(tail) = planner::select::bind_tail(
-            self.sx,
-            s,
-            &exprs,
-            &names,
-            order,
-            (offset, limit),
-            &src.scope,
-            outer,
-        )?
+        let Some(tail) =
+            planner::select::bind_tail(self.sx, s, &exprs, &names, tail, &src.scope, outer)?
         else {
             return Ok(None);
         };
@@ -1372,7 +1362,7 @@ fn result_columns(items: &[Item], rows: &[Row], scope: &Scope) -> Vec<Column> {
             let sample = rows.iter().map(|r| &r[i]).find(|v| !v.is_null());
             match meta {
                 Some((Some(t), nn)) => column_def(name, Some(t), *nn, sample),
-                _ => static_column(name, &items[i].1, &scope)
+                _ => static_column(name, &items[i].1, scope)
                     .unwrap_or_else(|| column_def(name, None, false, sample)),
             }
         })

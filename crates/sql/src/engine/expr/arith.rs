@@ -242,7 +242,7 @@ pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
             } else {
                 n == 2
             })?;
-            round_fn(&name, &args[0], args.get(1))?
+            round_fn(name, &args[0], args.get(1))?
         }
         "floor" | "ceil" | "ceiling" => {
             arity(n == 1)?;

@@ -50,16 +50,17 @@ pub struct Tail<'q> {
     pub limit: Option<usize>,
 }
 
+/// A query's ORDER BY keys, OFFSET and LIMIT.
+pub type Ordering<'q> = (&'q [&'q OrderByExpr], usize, Option<usize>);
+
 /// Binds the tail of `s` whose select list is `items` (wildcards
-/// expanded) over rows of `scope`.
-#[allow(clippy::too_many_arguments)]
+/// expanded, named `names`) over rows of `scope`.
 pub fn bind_tail<'q>(
     sx: &Sx<'_>,
     s: &'q Select,
     items: &'q [Expr],
     names: &[String],
-    order: &'q [&'q OrderByExpr],
-    (offset, limit): (usize, Option<usize>),
+    (order, offset, limit): Ordering<'q>,
     scope: &Scope,
     outer: Option<&Outer>,
 ) -> Result<Option<Tail<'q>>, SqlError> {
