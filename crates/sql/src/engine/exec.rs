@@ -3,16 +3,26 @@
 //! the statement's transaction.
 //!
 //! ```text
-//!  FROM (access path per table, nested-loop joins)
-//!   -> WHERE -> GROUP BY / aggregates -> HAVING
-//!   -> projection (+ ORDER BY keys) -> DISTINCT -> ORDER BY -> LIMIT
+//!  Runner::query / set_expr    UNION, VALUES, ORDER BY/LIMIT of a union
+//!   └► Runner::select
+//!       read_from       FROM + WHERE: one table through its access path,
+//!                       several through planner::plan and operator::run
+//!                       (conditions bound once: operator::Cond)
+//!       WHERE residual  bound (engine::expr) unless it holds a subquery
+//!       bound_select    the rest as bound operators (planner::select):
+//!                       aggregation → projection/HAVING → DISTINCT →
+//!                       sort/top-N → limit
+//!       else            the syntax path below
 //! ```
 //!
-//! Expressions are evaluated by `executor::eval` with a [`RowRes`] binding
+//! The syntax path runs a SELECT the binder does not bind (a subquery in
+//! the select list or HAVING, `DATE_ADD(.. INTERVAL ..)`, variables, ...):
+//! expressions are evaluated by `executor::eval` with a [`RowRes`] binding
 //! column names to the current row, and values computed ahead (aggregates
-//! per group, subquery results) keyed by their AST node. A subquery is run
-//! once when it does not refer to the outer query; when it does (the first
-//! run fails with an unknown column), it is run per outer row.
+//! per group, subquery results) keyed by their AST node; it shares the
+//! aggregation, sort and DISTINCT operators. A subquery is run once when
+//! it does not refer to the outer query; when it does (the first run fails
+//! with an unknown column), it is run per outer row.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -5,7 +5,10 @@
 //! ```text
 //!  Engine (Backend)
 //!   ├─ catalog  schema in meta keys, cached per lease; ids, AUTO_INCREMENT
-//!   ├─ exec     SELECT: access paths (plan), joins, aggregates, ORDER/LIMIT
+//!   ├─ exec     SELECT: FROM + WHERE (plan, planner, operator), then the
+//!   │           bound tail (planner::select) or the syntax path
+//!   ├─ expr     bound expressions, the binder, functions by family
+//!   ├─ memory   per-statement tracker: quota, deadline, KILL flag
 //!   ├─ dml      INSERT / REPLACE / UPDATE / DELETE, index maintenance
 //!   ├─ ddl      CREATE/DROP/ALTER/TRUNCATE, online index backfill
 //!   ├─ show     SHOW ..., DESCRIBE, information_schema
