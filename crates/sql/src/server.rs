@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::auth::Sha2Cache;
 use crate::backend::Backend;
 use crate::engine::memory::Interrupt;
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 use crate::protocol::conn::{self, Closed};
 use crate::tls::MysqlTls;
 use crate::users::UserStore;
@@ -244,11 +244,8 @@ impl Shared {
         let closed = if max > 0 && live >= max as u64 {
             // MySQL sends ER_CON_COUNT_ERROR in place of the handshake.
             let mut io = crate::protocol::packet::PacketIo::new(io);
-            let err = crate::error::SqlError {
-                code: 1040,
-                state: "08004",
-                message: "Too many connections".into(),
-            };
+            let err =
+                crate::error::SqlError::of(ErrorKind::ConCount, "Too many connections".into());
             let _ = io.send(&crate::protocol::resultset::err(&err)).await;
             Closed::LoginRefused(format!(
                 "max-server-connections ({max}) reached; connection refused"

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use tiox_client::txn::TxnClient;
 
 use super::schema::{DbInfo, TableInfo};
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 
 /// How long a server trusts its cached schema without checking the version.
 pub const SCHEMA_LEASE: Duration = Duration::from_millis(1000);
@@ -90,22 +90,19 @@ fn auto_key(id: i64) -> Vec<u8> {
 /// A cluster error as a MySQL error.
 pub fn kv_err(e: tiox_client::Error) -> SqlError {
     match e {
-        tiox_client::Error::Locked { .. } => SqlError {
-            code: 1205,
-            state: "HY000",
-            message: "Lock wait timeout exceeded; try restarting transaction".into(),
-        },
+        tiox_client::Error::Locked { .. } => SqlError::of(
+            ErrorKind::LockWaitTimeout,
+            "Lock wait timeout exceeded; try restarting transaction".into(),
+        ),
         tiox_client::Error::Conflict { key, .. } => write_conflict(&key),
-        tiox_client::Error::Deadlock { .. } => SqlError {
-            code: 1213,
-            state: "40001",
-            message: "Deadlock found when trying to get lock; try restarting transaction".into(),
-        },
-        other => SqlError {
-            code: 9005,
-            state: "HY000",
-            message: format!("the cluster could not serve the request: {other}"),
-        },
+        tiox_client::Error::Deadlock { .. } => SqlError::of(
+            ErrorKind::LockDeadlock,
+            "Deadlock found when trying to get lock; try restarting transaction".into(),
+        ),
+        other => SqlError::of(
+            ErrorKind::RegionUnavailable,
+            format!("the cluster could not serve the request: {other}"),
+        ),
     }
 }
 
@@ -119,11 +116,7 @@ pub fn write_conflict(key: &[u8]) -> SqlError {
             None => key.iter().map(|b| format!("{b:02x}")).collect(),
         },
     };
-    SqlError {
-        code: 9007,
-        state: "HY000",
-        message: format!("Write conflict on {what}: another transaction changed it after this transaction started; the transaction was rolled back [try again later]"),
-    }
+    SqlError::of(ErrorKind::WriteConflict, format!("Write conflict on {what}: another transaction changed it after this transaction started; the transaction was rolled back [try again later]"))
 }
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> SqlError {

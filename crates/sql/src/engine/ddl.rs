@@ -22,7 +22,7 @@ use super::schema::{self, CreateSpec, DbInfo, SchemaState, TableInfo};
 use super::table;
 use super::types::Collation;
 use crate::backend::Output;
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 
 fn unquote(n: &ObjectName) -> Vec<String> {
     n.0.iter()
@@ -41,9 +41,8 @@ fn db_and_table(sx: &Sx<'_>, n: &ObjectName) -> Result<(String, String), SqlErro
 
 fn check_name(name: &str) -> Result<(), SqlError> {
     if name.is_empty() || name.len() > 64 || name.ends_with(' ') {
-        return Err(SqlError::new(
-            1103,
-            "42000",
+        return Err(SqlError::of(
+            ErrorKind::WrongTableName,
             format!("Incorrect table name '{name}'"),
         ));
     }
@@ -61,9 +60,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
             let name = unquote(db_name).join(".");
             check_name(&name)?;
             if is_system_db(&name) {
-                return Err(SqlError::new(
-                    1007,
-                    "HY000",
+                return Err(SqlError::of(
+                    ErrorKind::DbCreateExists,
                     format!("Can't create database '{name}'; database exists"),
                 ));
             }
@@ -73,9 +71,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                         return if *if_not_exists {
                             Ok(())
                         } else {
-                            Err(SqlError::new(
-                                1007,
-                                "HY000",
+                            Err(SqlError::of(
+                                ErrorKind::DbCreateExists,
                                 format!("Can't create database '{name}'; database exists"),
                             ))
                         };
@@ -114,9 +111,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                             return if *if_exists {
                                 Ok(())
                             } else {
-                                Err(SqlError::new(
-                                    1008,
-                                    "HY000",
+                                Err(SqlError::of(
+                                    ErrorKind::DbDropExists,
                                     format!("Can't drop database '{name}'; database doesn't exist"),
                                 ))
                             };
@@ -169,9 +165,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                     purge_later(catalog, codec::table_prefix(id));
                 }
                 if !missing.is_empty() && !*if_exists {
-                    return Err(SqlError::new(
-                        1051,
-                        "42S02",
+                    return Err(SqlError::of(
+                        ErrorKind::BadTable,
                         format!("Unknown table '{}'", missing.join(",")),
                     ));
                 }
@@ -221,9 +216,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                 },
             )?;
             if ct.columns.is_empty() {
-                return Err(SqlError::new(
-                    1113,
-                    "42000",
+                return Err(SqlError::of(
+                    ErrorKind::TableMustHaveColumns,
                     "A table must have at least 1 column".into(),
                 ));
             }
@@ -236,9 +230,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                         return if ct.if_not_exists {
                             Ok(())
                         } else {
-                            Err(SqlError::new(
-                                1050,
-                                "42S01",
+                            Err(SqlError::of(
+                                ErrorKind::TableExists,
                                 format!("Table '{name}' already exists"),
                             ))
                         };
@@ -311,9 +304,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                             return Err(er::bad_db(&ndb));
                         };
                         if s.table(&ndb, &nt).is_some() {
-                            return Err(SqlError::new(
-                                1050,
-                                "42S01",
+                            return Err(SqlError::of(
+                                ErrorKind::TableExists,
                                 format!("Table '{nt}' already exists"),
                             ));
                         }
@@ -408,9 +400,8 @@ async fn alter(
                     return if *if_not_exists {
                         Ok(())
                     } else {
-                        Err(SqlError::new(
-                            1060,
-                            "42S21",
+                        Err(SqlError::of(
+                            ErrorKind::DupFieldname,
                             format!("Duplicate column name '{}'", col.name),
                         ))
                     };
@@ -432,10 +423,10 @@ async fn alter(
                 let cname = cn.value.clone();
                 edit_table(catalog, &db, &t, |m: &mut TableInfo| {
                     let Some(off) = m.column(&cname) else {
-                        return if *if_exists { Ok(()) } else { Err(SqlError::new(1091, "42000", format!("Can't DROP '{cname}'; check that column/key exists"))) };
+                        return if *if_exists { Ok(()) } else { Err(SqlError::of(ErrorKind::CantDropFieldOrKey, format!("Can't DROP '{cname}'; check that column/key exists"))) };
                     };
                     if m.columns.len() == 1 {
-                        return Err(SqlError::new(1090, "42000", "You can't delete all columns with ALTER TABLE; use DROP TABLE instead".into()));
+                        return Err(SqlError::of(ErrorKind::CantRemoveAllFields, "You can't delete all columns with ALTER TABLE; use DROP TABLE instead".into()));
                     }
                     if m.handle_col == Some(off) || m.indexes.iter().any(|i| i.columns.contains(&off)) {
                         return Err(er::not_supported_yet(&format!("dropping column '{cname}', which is in an index (drop the index first)")));
@@ -511,9 +502,8 @@ async fn alter(
                     .column(&old_column_name.value)
                     .ok_or_else(|| schema::unknown_column(&old_column_name.value, t.as_str()))?;
                 if m.column(&new_column_name.value).is_some() {
-                    return Err(SqlError::new(
-                        1060,
-                        "42S21",
+                    return Err(SqlError::of(
+                        ErrorKind::DupFieldname,
                         format!("Duplicate column name '{}'", new_column_name.value),
                     ));
                 }
@@ -547,9 +537,8 @@ async fn drop_index(
                 return if if_exists {
                     Ok(None)
                 } else {
-                    Err(SqlError::new(
-                        1091,
-                        "42000",
+                    Err(SqlError::of(
+                        ErrorKind::CantDropFieldOrKey,
                         format!("Can't DROP '{ix}'; check that column/key exists"),
                     ))
                 };
@@ -700,9 +689,8 @@ async fn backfill(catalog: &Catalog, tid: i64, iid: i64) -> Result<(), SqlError>
                 Ok(_) => break (next, batch.len()),
                 Err(tiox_client::Error::Conflict { .. }) if attempts < 50 => continue,
                 Err(tiox_client::Error::AlreadyExist { .. }) => {
-                    return Err(SqlError::new(
-                        1062,
-                        "23000",
+                    return Err(SqlError::of(
+                        ErrorKind::DupEntry,
                         format!("Duplicate entry for key '{}.{}'", t.name, ix.name),
                     ))
                 }

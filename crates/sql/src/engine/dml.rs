@@ -23,7 +23,7 @@ use super::exec::{is_true, Pre, Runner, Scope, Sx};
 use super::schema::{SchemaState, TableInfo};
 use super::table::{self, Row};
 use crate::backend::Output;
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 use crate::value::Value;
 
 /// Messages for ERROR 1062 by key, so a duplicate found at commit is
@@ -46,19 +46,17 @@ pub struct Writer<'a> {
 }
 
 fn column_count_mismatch(row: usize) -> SqlError {
-    SqlError {
-        code: 1136,
-        state: "21S01",
-        message: format!("Column count doesn't match value count at row {row}"),
-    }
+    SqlError::of(
+        ErrorKind::WrongValueCountOnRow,
+        format!("Column count doesn't match value count at row {row}"),
+    )
 }
 
 fn no_default(col: &str) -> SqlError {
-    SqlError {
-        code: 1364,
-        state: "HY000",
-        message: format!("Field '{col}' doesn't have a default value"),
-    }
+    SqlError::of(
+        ErrorKind::NoDefaultForField,
+        format!("Field '{col}' doesn't have a default value"),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -42,7 +42,7 @@ use super::table::Row;
 use super::types::{ColumnType, Kind};
 use super::walk;
 use crate::backend::{BoxFuture, Column, Session};
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 use crate::executor::eval::{self, Ctx, Resolver};
 use crate::protocol::consts::{flag, ty, CHARSET_BINARY, CHARSET_UTF8MB4};
 use crate::value::Value;
@@ -99,11 +99,10 @@ impl Scope {
                 && tbl.is_none_or(|t| c.table.eq_ignore_ascii_case(t))
             {
                 if hit.is_some() {
-                    return Err(SqlError {
-                        code: 1052,
-                        state: "23000",
-                        message: format!("Column '{name}' in field list is ambiguous"),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::NonUniq,
+                        format!("Column '{name}' in field list is ambiguous"),
+                    ));
                 }
                 hit = Some(i);
             }
@@ -620,13 +619,10 @@ impl<'a> Runner<'a> {
                     let mut l = self.set_expr(left, outer.clone()).await?;
                     let r = self.set_expr(right, outer).await?;
                     if l.columns.len() != r.columns.len() {
-                        return Err(SqlError {
-                            code: 1222,
-                            state: "21000",
-                            message:
-                                "The used SELECT statements have a different number of columns"
-                                    .into(),
-                        });
+                        return Err(SqlError::of(
+                            ErrorKind::WrongNumberOfColumnsInSelect,
+                            "The used SELECT statements have a different number of columns".into(),
+                        ));
                     }
                     l.rows.extend(r.rows);
                     if !matches!(set_quantifier, SetQuantifier::All) {
@@ -806,11 +802,10 @@ impl<'a> Runner<'a> {
                 subquery, alias, ..
             } => {
                 let Some(alias) = alias else {
-                    return Err(SqlError {
-                        code: 1248,
-                        state: "42000",
-                        message: "Every derived table must have its own alias".into(),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::DerivedMustHaveAlias,
+                        "Every derived table must have its own alias".into(),
+                    ));
                 };
                 let out = self.query(subquery, outer).await?;
                 let scope = Scope {
@@ -852,7 +847,7 @@ impl<'a> Runner<'a> {
         for node in nodes {
             match self.one_subquery(node, &mut shared, outer.clone()).await {
                 Ok(()) => {}
-                Err(e) if e.code == 1054 => {
+                Err(e) if e.kind() == Some(ErrorKind::BadField) => {
                     let pres = per_row.get_or_insert_with(|| vec![Pre::default(); rows.len()]);
                     for (r, p) in rows.iter().zip(pres.iter_mut()) {
                         let o = Arc::new(Outer {
@@ -887,18 +882,16 @@ impl<'a> Runner<'a> {
             Expr::Subquery(q) => {
                 let out = self.query(q, outer).await?;
                 if out.columns.len() != 1 {
-                    return Err(SqlError {
-                        code: 1241,
-                        state: "21000",
-                        message: "Operand should contain 1 column(s)".into(),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::OperandColumns,
+                        "Operand should contain 1 column(s)".into(),
+                    ));
                 }
                 if out.rows.len() > 1 {
-                    return Err(SqlError {
-                        code: 1242,
-                        state: "21000",
-                        message: "Subquery returns more than 1 row".into(),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::SubqueryNo1Row,
+                        "Subquery returns more than 1 row".into(),
+                    ));
                 }
                 pre.set(
                     node,
@@ -919,11 +912,10 @@ impl<'a> Runner<'a> {
             } => {
                 let out = self.query(q, outer).await?;
                 if out.columns.len() != 1 {
-                    return Err(SqlError {
-                        code: 1241,
-                        state: "21000",
-                        message: "Operand should contain 1 column(s)".into(),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::OperandColumns,
+                        "Operand should contain 1 column(s)".into(),
+                    ));
                 }
                 pre.lists.insert(
                     ptr(node),
@@ -951,14 +943,12 @@ impl<'a> Runner<'a> {
         if let (Expr::Value(v), Some((_, vals))) = (e, aliases) {
             if let sqlparser::ast::Value::Number(n, _) = &v.value {
                 let i: usize = n.parse().unwrap_or(0);
-                return vals
-                    .get(i.wrapping_sub(1))
-                    .cloned()
-                    .ok_or_else(|| SqlError {
-                        code: 1054,
-                        state: "42S22",
-                        message: format!("Unknown column '{n}' in 'order clause'"),
-                    });
+                return vals.get(i.wrapping_sub(1)).cloned().ok_or_else(|| {
+                    SqlError::of(
+                        ErrorKind::BadField,
+                        format!("Unknown column '{n}' in 'order clause'"),
+                    )
+                });
             }
         }
         if let (Expr::Identifier(id), Some((names, vals))) = (e, aliases) {
@@ -1199,10 +1189,11 @@ impl<'a> Runner<'a> {
         if let Expr::Value(v) = g {
             if let sqlparser::ast::Value::Number(n, _) = &v.value {
                 let i: usize = n.parse().unwrap_or(0);
-                let e = items.get(i.wrapping_sub(1)).ok_or_else(|| SqlError {
-                    code: 1054,
-                    state: "42S22",
-                    message: format!("Unknown column '{n}' in 'group statement'"),
+                let e = items.get(i.wrapping_sub(1)).ok_or_else(|| {
+                    SqlError::of(
+                        ErrorKind::BadField,
+                        format!("Unknown column '{n}' in 'group statement'"),
+                    )
                 })?;
                 return self.sx.eval_row(e, scope, row, &Pre::default(), outer);
             }
@@ -1317,11 +1308,10 @@ fn select_items(s: &Select, sql: &str, scope: &Scope) -> Result<Vec<Item>, SqlEr
             }
             SelectItem::Wildcard(_) => {
                 if scope.cols.is_empty() {
-                    return Err(SqlError {
-                        code: 1096,
-                        state: "HY000",
-                        message: "No tables used".into(),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::NoTablesUsed,
+                        "No tables used".into(),
+                    ));
                 }
                 for c in &scope.cols {
                     items.push((
@@ -1350,11 +1340,10 @@ fn select_items(s: &Select, sql: &str, scope: &Scope) -> Result<Vec<Item>, SqlEr
                     ));
                 }
                 if !any {
-                    return Err(SqlError {
-                        code: 1051,
-                        state: "42S02",
-                        message: format!("Unknown table '{q}'"),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::BadTable,
+                        format!("Unknown table '{q}'"),
+                    ));
                 }
             }
         }

@@ -57,7 +57,7 @@ use tiox_client::txn::{Transaction, TxnClient};
 use crate::backend::{
     Backend, BoxFuture, Column, Output, Prepared, QueryResult, ResultSet, Session,
 };
-use crate::error::{er, Error, SqlError};
+use crate::error::{er, Error, ErrorKind, SqlError};
 use crate::executor::Interim;
 use crate::parser::{self, ShowFilter, Stmt, Tokens};
 use crate::users::UserRecord;
@@ -124,11 +124,12 @@ fn put_state(session: &mut Session, st: State) {
 
 fn commit_err(e: tiox_client::Error, dups: &DupMessages) -> SqlError {
     match e {
-        tiox_client::Error::AlreadyExist { key } => dups.get(&key).cloned().unwrap_or(SqlError {
-            code: 1062,
-            state: "23000",
-            message: "Duplicate entry for a unique key".into(),
-        }),
+        tiox_client::Error::AlreadyExist { key } => {
+            dups.get(&key).cloned().unwrap_or(SqlError::of(
+                ErrorKind::DupEntry,
+                "Duplicate entry for a unique key".into(),
+            ))
+        }
         tiox_client::Error::Conflict { key, .. } => write_conflict(&key),
         other => kv_err(other),
     }
@@ -350,14 +351,13 @@ impl Engine {
         if self.me(session, st)?.has_on_db(db, privilege) {
             Ok(())
         } else {
-            Err(SqlError {
-                code: 1142,
-                state: "42000",
-                message: format!(
+            Err(SqlError::of(
+                ErrorKind::TableAccessDenied,
+                format!(
                     "{privilege} command denied to user '{}'@'{}' for database '{db}'",
                     session.user, session.client_ip
                 ),
-            })
+            ))
         }
     }
 
@@ -676,7 +676,7 @@ impl Engine {
             match &r {
                 // MySQL: a deadlock rolls back the whole transaction (and
                 // frees its locks for the others in the cycle).
-                Err(e) if e.code == 1213 => {
+                Err(e) if e.kind() == Some(ErrorKind::LockDeadlock) => {
                     let _ = txn.rollback().await;
                     st.dups.clear();
                 }

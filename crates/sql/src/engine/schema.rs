@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlparser::ast::{ColumnOption, DataType, Expr, IndexColumn, TableConstraint};
 
 use super::types::{Collation, ColumnType, Kind};
-use crate::error::SqlError;
+use crate::error::{ErrorKind, SqlError};
 
 /// A database.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,11 +141,10 @@ impl TableInfo {
 
 /// ERROR 1054.
 pub fn unknown_column(name: &str, clause: &str) -> SqlError {
-    SqlError {
-        code: 1054,
-        state: "42S22",
-        message: format!("Unknown column '{name}' in '{clause}'"),
-    }
+    SqlError::of(
+        ErrorKind::BadField,
+        format!("Unknown column '{name}' in '{clause}'"),
+    )
 }
 
 /// A MySQL type from its SQL spelling (`INT(11) UNSIGNED`, `CHAR(120)`,
@@ -187,9 +186,8 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType, SqlError> {
             let precision = n(10).clamp(1, 65) as u8;
             let scale = nums.get(1).copied().unwrap_or(0).min(30) as u8;
             if scale > precision {
-                return Err(SqlError::new(
-                    1427,
-                    "42000",
+                return Err(SqlError::of(
+                    ErrorKind::MBiggerThanD,
                     "For float(M,D), double(M,D) or decimal(M,D), M must be >= D".into(),
                 ));
             }
@@ -221,9 +219,8 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType, SqlError> {
         "TIME" => Kind::Time(n(0).min(6) as u8),
         "ENUM" => Kind::Enum(parse_enum_items(&args)),
         _ => {
-            return Err(SqlError::new(
-                1064,
-                "42000",
+            return Err(SqlError::of(
+                ErrorKind::Parse,
                 format!("You have an error in your SQL syntax; the type '{text}' is not supported"),
             ))
         }
@@ -298,9 +295,8 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
             .iter()
             .any(|x| x.name.eq_ignore_ascii_case(&c.name.value))
         {
-            return Err(SqlError::new(
-                1060,
-                "42S21",
+            return Err(SqlError::of(
+                ErrorKind::DupFieldname,
                 format!("Duplicate column name '{}'", c.name.value),
             ));
         }
@@ -367,9 +363,8 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         if col.auto_increment
             && !(col.ty.is_integer() || matches!(col.ty.kind, Kind::Float | Kind::Double))
         {
-            return Err(SqlError::new(
-                1063,
-                "42000",
+            return Err(SqlError::of(
+                ErrorKind::WrongFieldSpec,
                 format!("Incorrect column specifier for column '{}'", col.name),
             ));
         }
@@ -404,9 +399,8 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         }
     }
     if columns.iter().filter(|c| c.auto_increment).count() > 1 {
-        return Err(SqlError::new(
-            1075,
-            "42000",
+        return Err(SqlError::of(
+            ErrorKind::WrongAutoKey,
             "Incorrect table definition; there can be only one auto column and it must be defined as a key".into(),
         ));
     }
@@ -449,9 +443,8 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         let keyed =
             t.handle_col == Some(a) || t.indexes.iter().any(|i| i.columns.first() == Some(&a));
         if !keyed {
-            return Err(SqlError::new(
-                1075,
-                "42000",
+            return Err(SqlError::of(
+                ErrorKind::WrongAutoKey,
                 "Incorrect table definition; there can be only one auto column and it must be defined as a key".into(),
             ));
         }
@@ -460,13 +453,15 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
 }
 
 fn multiple_pk() -> SqlError {
-    SqlError::new(1068, "42000", "Multiple primary key defined".into())
+    SqlError::of(
+        ErrorKind::MultiplePriKey,
+        "Multiple primary key defined".into(),
+    )
 }
 
 fn key_column_missing(name: &str) -> SqlError {
-    SqlError::new(
-        1072,
-        "42000",
+    SqlError::of(
+        ErrorKind::KeyColumnDoesNotExist,
         format!("Key column '{name}' doesn't exist in table"),
     )
 }
@@ -498,9 +493,8 @@ pub fn add_index(
         }
     };
     if t.index(&name).is_some() {
-        return Err(SqlError::new(
-            1061,
-            "42000",
+        return Err(SqlError::of(
+            ErrorKind::DupKeyname,
             format!("Duplicate key name '{name}'"),
         ));
     }

@@ -10,7 +10,7 @@ use super::catalog::kv_err;
 use super::codec;
 use super::schema::{ColumnInfo, IndexInfo, TableInfo};
 use super::types::Kind;
-use crate::error::SqlError;
+use crate::error::{ErrorKind, SqlError};
 use crate::executor::eval;
 use crate::value::Value;
 
@@ -147,11 +147,10 @@ pub fn duplicate_entry(t: &TableInfo, key_name: &str, cols: &[usize], row: &[Val
         .map(|&o| row[o].to_string())
         .collect::<Vec<_>>()
         .join("-");
-    SqlError {
-        code: 1062,
-        state: "23000",
-        message: format!("Duplicate entry '{entry}' for key '{}.{key_name}'", t.name),
-    }
+    SqlError::of(
+        ErrorKind::DupEntry,
+        format!("Duplicate entry '{entry}' for key '{}.{key_name}'", t.name),
+    )
 }
 
 /// Reads the row with `handle`.
@@ -304,9 +303,5 @@ pub fn indexable(k: &Kind) -> bool {
 
 /// ERROR 1048.
 pub fn cannot_be_null(col: &str) -> SqlError {
-    SqlError {
-        code: 1048,
-        state: "23000",
-        message: format!("Column '{col}' cannot be null"),
-    }
+    SqlError::of(ErrorKind::BadNull, format!("Column '{col}' cannot be null"))
 }

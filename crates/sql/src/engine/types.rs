@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::SqlError;
+use crate::error::{ErrorKind, SqlError};
 use crate::executor::eval;
 use crate::value::Value;
 
@@ -168,19 +168,17 @@ pub struct ColumnType {
 }
 
 fn out_of_range(col: &str) -> SqlError {
-    SqlError {
-        code: 1264,
-        state: "22003",
-        message: format!("Out of range value for column '{col}' at row 1"),
-    }
+    SqlError::of(
+        ErrorKind::WarnDataOutOfRange,
+        format!("Out of range value for column '{col}' at row 1"),
+    )
 }
 
 fn too_long(col: &str) -> SqlError {
-    SqlError {
-        code: 1406,
-        state: "22001",
-        message: format!("Data too long for column '{col}' at row 1"),
-    }
+    SqlError::of(
+        ErrorKind::DataTooLong,
+        format!("Data too long for column '{col}' at row 1"),
+    )
 }
 
 /// ERROR 1366 (incorrect value for a column); 1292 (22007) for temporal
@@ -429,10 +427,11 @@ impl ColumnType {
                     .iter()
                     .find(|i| Collation::GeneralCi.sort_key(i) == Collation::GeneralCi.sort_key(&s))
                     .map(|i| Value::Text(i.clone()))
-                    .ok_or_else(|| SqlError {
-                        code: 1265,
-                        state: "01000",
-                        message: format!("Data truncated for column '{col}' at row 1"),
+                    .ok_or_else(|| {
+                        SqlError::of(
+                            ErrorKind::WarnDataTruncated,
+                            format!("Data truncated for column '{col}' at row 1"),
+                        )
                     })
             }
             Kind::Date => match to_datetime(&v) {

@@ -27,7 +27,7 @@ use crate::engine::expr::compare::{bool_val, compare, in_list};
 use crate::engine::expr::string::{locate, substring, trim};
 use crate::engine::expr::time::{civil_from_days, days_from_civil};
 use crate::engine::expr::{self, info};
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 use crate::users::like_match;
 use crate::value::Value;
 
@@ -556,11 +556,10 @@ impl Ctx<'_> {
         let name = f.name.to_string().to_ascii_lowercase();
         if crate::engine::walk::is_aggregate(&name) {
             // Not computed by a grouping step: WHERE COUNT(*) > 1 and the like.
-            return Err(SqlError {
-                code: 1111,
-                state: "HY000",
-                message: "Invalid use of group function".into(),
-            });
+            return Err(SqlError::of(
+                ErrorKind::InvalidGroupFuncUse,
+                "Invalid use of group function".into(),
+            ));
         }
         if matches!(
             name.as_str(),

@@ -27,7 +27,7 @@ use crate::auth;
 use crate::backend::{
     Backend, BoxFuture, Column, Output, Prepared, QueryResult, ResultSet, Session,
 };
-use crate::error::{er, Error, SqlError};
+use crate::error::{er, Error, ErrorKind, SqlError};
 use crate::parser::{self, Account, GrantLevel, SetTarget, ShowFilter, Stmt, Tokens};
 use crate::protocol::consts::{CACHING_SHA2_PASSWORD, NATIVE_PASSWORD};
 use crate::users::{like_match, UserRecord, GLOBAL_ONLY};
@@ -272,11 +272,10 @@ impl Interim {
                     cs.as_str(),
                     "utf8mb4" | "utf8" | "utf8mb3" | "latin1" | "ascii" | "binary" | "default"
                 ) {
-                    return Err(SqlError {
-                        code: 1115,
-                        state: "42000",
-                        message: format!("Unknown character set: '{charset}'"),
-                    });
+                    return Err(SqlError::of(
+                        ErrorKind::UnknownCharacterSet,
+                        format!("Unknown character set: '{charset}'"),
+                    ));
                 }
                 let cs = if cs == "default" {
                     "utf8mb4".to_string()
@@ -377,9 +376,9 @@ impl Interim {
                     return Err(er::specific_access_denied("CONNECTION_ADMIN or SUPER"));
                 }
                 let Some(tls) = session.server.tls() else {
-                    return Err(SqlError { code: 3889, state: "HY000", message: "Failed to set up SSL because TLS is not configured: set [security] ssl-cert and ssl-key (or --ssl-cert/--ssl-key) and restart".into() });
+                    return Err(SqlError::of(ErrorKind::TlsReload, "Failed to set up SSL because TLS is not configured: set [security] ssl-cert and ssl-key (or --ssl-cert/--ssl-key) and restart".into()));
                 };
-                tls.reload_now().map_err(|e| SqlError { code: 3889, state: "HY000", message: format!("Failed to set up SSL because of the following SSL library error: {e}; the previous certificate stays in use") })?;
+                tls.reload_now().map_err(|e| SqlError::of(ErrorKind::TlsReload, format!("Failed to set up SSL because of the following SSL library error: {e}; the previous certificate stays in use")))?;
                 Ok(Output::ok())
             }
             Stmt::FlushPrivileges => {
@@ -461,16 +460,25 @@ impl Interim {
                                 continue;
                             }
                             let id = spec.identified.clone();
-                            let plugin = id.as_ref().and_then(|i| i.plugin.clone()).unwrap_or_else(|| NATIVE_PASSWORD.into());
+                            let plugin = id
+                                .as_ref()
+                                .and_then(|i| i.plugin.clone())
+                                .unwrap_or_else(|| NATIVE_PASSWORD.into());
                             check_plugin(&plugin)?;
                             let auth_string = match id {
                                 Some(parser::Identified { hash: Some(h), .. }) => {
                                     if !auth::valid_stored(&plugin, &h) {
-                                        return Err(Error::Sql(SqlError { code: 1827, state: "HY000", message: "The password hash doesn't have the expected format.".into() }));
+                                        return Err(Error::Sql(SqlError::of(
+                                            ErrorKind::PasswordFormat,
+                                            "The password hash doesn't have the expected format."
+                                                .into(),
+                                        )));
                                     }
                                     h
                                 }
-                                Some(parser::Identified { password: Some(p), .. }) => hash_for(&plugin, p.expose()),
+                                Some(parser::Identified {
+                                    password: Some(p), ..
+                                }) => hash_for(&plugin, p.expose()),
                                 _ => String::new(),
                             };
                             let mut rec = UserRecord::new(&u, &h, &plugin, auth_string);
@@ -483,7 +491,11 @@ impl Interim {
                         if failed.is_empty() {
                             Ok(())
                         } else {
-                            Err(Error::Sql(er::cannot_user("CREATE USER", &failed[0].0, &failed[0].1)))
+                            Err(Error::Sql(er::cannot_user(
+                                "CREATE USER",
+                                &failed[0].0,
+                                &failed[0].1,
+                            )))
                         }
                     })
                     .map_err(store_err)?;
@@ -518,18 +530,17 @@ impl Interim {
                                 let plugin =
                                     id.plugin.clone().unwrap_or_else(|| rec.plugin.clone());
                                 check_plugin(&plugin)?;
-                                rec.auth_string = match (&id.hash, &id.password) {
-                                    (Some(h), _) if auth::valid_stored(&plugin, h) => h.clone(),
-                                    (Some(_), _) => return Err(Error::Sql(SqlError {
-                                        code: 1827,
-                                        state: "HY000",
-                                        message:
+                                rec.auth_string =
+                                    match (&id.hash, &id.password) {
+                                        (Some(h), _) if auth::valid_stored(&plugin, h) => h.clone(),
+                                        (Some(_), _) => return Err(Error::Sql(SqlError::of(
+                                            ErrorKind::PasswordFormat,
                                             "The password hash doesn't have the expected format."
                                                 .into(),
-                                    })),
-                                    (None, Some(p)) => hash_for(&plugin, p.expose()),
-                                    (None, None) => String::new(),
-                                };
+                                        ))),
+                                        (None, Some(p)) => hash_for(&plugin, p.expose()),
+                                        (None, None) => String::new(),
+                                    };
                                 rec.plugin = plugin;
                                 server.sha2_cache.remove(&u, &h);
                             }
@@ -616,12 +627,10 @@ impl Interim {
                                 .iter_mut()
                                 .find(|r| r.user == u && r.host == h)
                                 .ok_or_else(|| {
-                                    Error::Sql(SqlError {
-                                        code: 1410,
-                                        state: "42000",
-                                        message: "You are not allowed to create a user with GRANT"
-                                            .into(),
-                                    })
+                                    Error::Sql(SqlError::of(
+                                        ErrorKind::CantCreateUserWithGrant,
+                                        "You are not allowed to create a user with GRANT".into(),
+                                    ))
                                 })?;
                             let set = match &level {
                                 GrantLevel::Global => &mut rec.global,
@@ -783,11 +792,10 @@ impl Interim {
                     return Err(er::unknown_system_variable(name));
                 };
                 match (scope, global) {
-                    (vars::Scope::ReadOnly, _) => Err(SqlError {
-                        code: 1238,
-                        state: "HY000",
-                        message: format!("Variable '{name}' is a read only variable"),
-                    }),
+                    (vars::Scope::ReadOnly, _) => Err(SqlError::of(
+                        ErrorKind::IncorrectGlobalLocalVar,
+                        format!("Variable '{name}' is a read only variable"),
+                    )),
                     (vars::Scope::Global, false) => {
                         Err(er::incorrect_global_local_var(name, "GLOBAL"))
                     }
@@ -806,7 +814,7 @@ impl Interim {
                         let on = parse_bool(&v)
                             .ok_or_else(|| er::wrong_value_for_var(name, &v.to_string()))?;
                         if on && session.server.tls().is_none() {
-                            return Err(SqlError { code: 3161, state: "HY000", message: "No secure transports (SSL or Shared Memory) are configured, unable to set --require_secure_transport=ON.".into() });
+                            return Err(SqlError::of(ErrorKind::NoSecureTransportsConfigured, "No secure transports (SSL or Shared Memory) are configured, unable to set --require_secure_transport=ON.".into()));
                         }
                         session.server.set_require_secure_transport(on);
                         Ok(())
@@ -943,11 +951,10 @@ impl Interim {
                 ),
                 SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
                 _ => {
-                    return Err(SqlError {
-                        code: 1096,
-                        state: "HY000",
-                        message: "No tables used".into(),
-                    })
+                    return Err(SqlError::of(
+                        ErrorKind::NoTablesUsed,
+                        "No tables used".into(),
+                    ))
                 }
             };
             values.push(ctx.eval(expr)?);
@@ -988,11 +995,10 @@ fn normalize(privileges: &[String], level: &GrantLevel) -> Result<Vec<String>, S
             continue;
         }
         if !matches!(level, GrantLevel::Global) && GLOBAL_ONLY.contains(&p.as_str()) {
-            return Err(SqlError {
-                code: 1221,
-                state: "HY000",
-                message: "Incorrect usage of DB GRANT and GLOBAL PRIVILEGES".into(),
-            });
+            return Err(SqlError::of(
+                ErrorKind::WrongUsage,
+                "Incorrect usage of DB GRANT and GLOBAL PRIVILEGES".into(),
+            ));
         }
         out.push(p.clone());
     }

@@ -14,7 +14,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 use crate::users::TlsRequire;
 
 /// A cleartext password from `IDENTIFIED BY` or `SET PASSWORD`. Its
@@ -601,11 +601,10 @@ impl<'a> P<'a> {
                 && p != "GRANT OPTION"
                 && !crate::users::PRIVILEGES.contains(&p.as_str())
             {
-                return Err(SqlError {
-                    code: 1064,
-                    state: "42000",
-                    message: format!("Unknown privilege '{p}'"),
-                });
+                return Err(SqlError::of(
+                    ErrorKind::Parse,
+                    format!("Unknown privilege '{p}'"),
+                ));
             }
             out.push(p);
             if !self.eat_token(&Token::Comma) {

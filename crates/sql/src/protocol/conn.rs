@@ -32,7 +32,7 @@ use super::resultset;
 use super::stmt::{self, ParamType};
 use crate::auth;
 use crate::backend::{Backend, Column, Output, Prepared, Session};
-use crate::error::{er, Error, SqlError};
+use crate::error::{er, Error, ErrorKind, SqlError};
 use crate::server::{ConnHandle, Shared};
 use crate::users::{find_account, TlsInfo};
 
@@ -552,11 +552,10 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if account.locked {
         return Err(Ok(refuse(
-            SqlError {
-                code: 3118,
-                state: "HY000",
-                message: format!("Access denied for user '{user}'@'{peer_ip}'. Account is locked."),
-            },
+            SqlError::of(
+                ErrorKind::AccountHasBeenLocked,
+                format!("Access denied for user '{user}'@'{peer_ip}'. Account is locked."),
+            ),
             format!("account '{user}'@'{}' is locked", account.host),
         )));
     }
@@ -904,11 +903,7 @@ impl Connection {
             return Ok(());
         };
         if self.statements.len() >= MAX_STATEMENTS {
-            pio.queue(&resultset::err(&SqlError {
-                code: 1461,
-                state: "42000",
-                message: format!("Can't create more than max_prepared_stmt_count statements (current value: {MAX_STATEMENTS})"),
-            }));
+            pio.queue(&resultset::err(&SqlError::of(ErrorKind::MaxPreparedStmtCountReached, format!("Can't create more than max_prepared_stmt_count statements (current value: {MAX_STATEMENTS})"))));
             return Ok(());
         }
         let prepared = match self.backend.prepare(&mut self.session, sql).await {

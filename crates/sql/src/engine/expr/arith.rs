@@ -4,7 +4,7 @@
 use sqlparser::ast::BinaryOperator;
 
 use super::compare::{is_stringy, to_f64};
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 use crate::value::Value;
 
 /// A number literal as MySQL types it.
@@ -81,11 +81,10 @@ pub fn to_dec(v: &Value) -> Option<Dec> {
 }
 
 pub fn out_of_range(what: &str) -> SqlError {
-    SqlError {
-        code: 1690,
-        state: "22003",
-        message: format!("BIGINT value is out of range in '{what}'"),
-    }
+    SqlError::of(
+        ErrorKind::DataOutOfRange,
+        format!("BIGINT value is out of range in '{what}'"),
+    )
 }
 
 pub fn arith(op: &BinaryOperator, a: &Value, b: &Value, text: &str) -> Result<Value, SqlError> {

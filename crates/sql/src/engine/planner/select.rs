@@ -28,7 +28,7 @@ use super::super::expr::BoundExpr;
 use super::super::operator::aggregation::{self, agg_calls, BoundAgg};
 use super::super::operator::{limit, projection, sort};
 use super::super::table::Row;
-use crate::error::{er, SqlError};
+use crate::error::{er, ErrorKind, SqlError};
 
 /// The bound plan of a SELECT's tail.
 pub struct Tail<'q> {
@@ -160,10 +160,11 @@ fn group_item<'q>(
     if let Expr::Value(v) = g {
         if let sqlparser::ast::Value::Number(n, _) = &v.value {
             let i: usize = n.parse().unwrap_or(0);
-            return items.get(i.wrapping_sub(1)).ok_or_else(|| SqlError {
-                code: 1054,
-                state: "42S22",
-                message: format!("Unknown column '{n}' in 'group statement'"),
+            return items.get(i.wrapping_sub(1)).ok_or_else(|| {
+                SqlError::of(
+                    ErrorKind::BadField,
+                    format!("Unknown column '{n}' in 'group statement'"),
+                )
             });
         }
     }
@@ -184,11 +185,10 @@ fn order_item(e: &Expr, names: &[String], base: usize) -> Result<Option<BoundExp
         if let sqlparser::ast::Value::Number(n, _) = &v.value {
             let i: usize = n.parse().unwrap_or(0);
             if i == 0 || i > names.len() {
-                return Err(SqlError {
-                    code: 1054,
-                    state: "42S22",
-                    message: format!("Unknown column '{n}' in 'order clause'"),
-                });
+                return Err(SqlError::of(
+                    ErrorKind::BadField,
+                    format!("Unknown column '{n}' in 'order clause'"),
+                ));
             }
             return Ok(Some(BoundExpr::Column(base + i - 1)));
         }
