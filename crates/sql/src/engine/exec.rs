@@ -21,8 +21,8 @@
 //! column names to the current row, and values computed ahead (aggregates
 //! per group, subquery results) keyed by their AST node; it shares the
 //! aggregation, sort and DISTINCT operators. A subquery is run once when
-//! it does not refer to the outer query; when it does (the first run fails
-//! with an unknown column), it is run per outer row.
+//! it does not refer to the outer query's row, else once per outer row;
+//! which, `planner::correlation` finds from its names before it runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -830,7 +830,8 @@ impl<'a> Runner<'a> {
     }
 
     /// Computes the subqueries in `exprs`: once if uncorrelated, else per
-    /// row of `rows` (returns one `Pre` per row then).
+    /// row of `rows` (returns one `Pre` per row then); correlation is found
+    /// from the names (`planner::correlation`), before running.
     async fn subquery_values(
         &self,
         exprs: &[&Expr],
@@ -845,20 +846,27 @@ impl<'a> Runner<'a> {
         let mut shared = Pre::default();
         let mut per_row: Option<Vec<Pre>> = None;
         for node in nodes {
-            match self.one_subquery(node, &mut shared, outer.clone()).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == Some(ErrorKind::BadField) => {
-                    let pres = per_row.get_or_insert_with(|| vec![Pre::default(); rows.len()]);
-                    for (r, p) in rows.iter().zip(pres.iter_mut()) {
-                        let o = Arc::new(Outer {
-                            scope: scope.clone(),
-                            row: r.clone(),
-                            parent: outer.clone(),
-                        });
-                        self.one_subquery(node, p, Some(o)).await?;
-                    }
+            let q = match node {
+                Expr::Subquery(q)
+                | Expr::Exists { subquery: q, .. }
+                | Expr::In {
+                    target: sqlparser::ast::InTarget::Subquery(q),
+                    ..
+                } => q,
+                _ => continue,
+            };
+            if planner::correlation::correlated(self.sx, q, scope) {
+                let pres = per_row.get_or_insert_with(|| vec![Pre::default(); rows.len()]);
+                for (r, p) in rows.iter().zip(pres.iter_mut()) {
+                    let o = Arc::new(Outer {
+                        scope: scope.clone(),
+                        row: r.clone(),
+                        parent: outer.clone(),
+                    });
+                    self.one_subquery(node, p, Some(o)).await?;
                 }
-                Err(e) => return Err(e),
+            } else {
+                self.one_subquery(node, &mut shared, outer.clone()).await?;
             }
         }
         if let Some(pres) = &mut per_row {

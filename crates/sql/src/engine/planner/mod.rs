@@ -22,6 +22,7 @@
 //! joined rows); a node's rows hold its leaves' columns in
 //! [`Node::leaves`] order, and the caller restores FROM order at the end.
 
+pub mod correlation;
 pub mod explain;
 pub mod rules;
 pub mod select;
