@@ -515,7 +515,7 @@ impl<'a> Runner<'a> {
             if q.with.is_some() {
                 return Err(er::not_supported_yet("WITH (common table expressions)"));
             }
-            let (limit, offset) = self.limit(q)?;
+            let (limit, offset) = limits(self.sx, q)?;
             let order: Vec<&sqlparser::ast::OrderByExpr> = match &q.order_by {
                 Some(o) => match &o.kind {
                     OrderByKind::Expressions(v) => v.iter().collect(),
@@ -570,33 +570,6 @@ impl<'a> Runner<'a> {
                         .collect();
                     Ok(out)
                 }
-            }
-        })
-    }
-
-    fn limit(&self, q: &Query) -> Result<(Option<usize>, usize), SqlError> {
-        let ctx = self.sx.ctx(None);
-        let num = |e: &Expr| -> Result<usize, SqlError> {
-            let v = ctx.eval(e)?;
-            match v {
-                Value::Int(i) if i >= 0 => Ok(i as usize),
-                Value::UInt(u) => Ok(u as usize),
-                Value::Text(ref s) if s.parse::<usize>().is_ok() => Ok(s.parse().unwrap_or(0)),
-                other => Err(er::wrong_arguments(&format!("LIMIT {other}"))),
-            }
-        };
-        Ok(match &q.limit_clause {
-            None => (None, 0),
-            Some(LimitClause::LimitOffset { limit, offset, .. }) => (
-                limit.as_ref().map(num).transpose()?,
-                offset
-                    .as_ref()
-                    .map(|o| num(&o.value))
-                    .transpose()?
-                    .unwrap_or(0),
-            ),
-            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
-                (Some(num(limit)?), num(offset)?)
             }
         })
     }
@@ -1374,6 +1347,32 @@ fn result_columns(items: &[Item], rows: &[Row], scope: &Scope) -> Vec<Column> {
             }
         })
         .collect()
+}
+
+/// A query's LIMIT and OFFSET (constants or parameters).
+pub fn limits(sx: &Sx<'_>, q: &Query) -> Result<(Option<usize>, usize), SqlError> {
+    let ctx = sx.ctx(None);
+    let num = |e: &Expr| -> Result<usize, SqlError> {
+        let v = ctx.eval(e)?;
+        match v {
+            Value::Int(i) if i >= 0 => Ok(i as usize),
+            Value::UInt(u) => Ok(u as usize),
+            Value::Text(ref s) if s.parse::<usize>().is_ok() => Ok(s.parse().unwrap_or(0)),
+            other => Err(er::wrong_arguments(&format!("LIMIT {other}"))),
+        }
+    };
+    Ok(match &q.limit_clause {
+        None => (None, 0),
+        Some(LimitClause::LimitOffset { limit, offset, .. }) => (
+            limit.as_ref().map(num).transpose()?,
+            offset
+                .as_ref()
+                .map(|o| num(&o.value))
+                .transpose()?
+                .unwrap_or(0),
+        ),
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(num(limit)?), num(offset)?),
+    })
 }
 
 /// The one base table a plain `SELECT ... FROM t [WHERE ...]` reads (no

@@ -904,6 +904,94 @@ enum Data<'a> {
 
 /// `EXPLAIN` of a statement: the plan of its FROM and WHERE, in TiDB's
 /// columns (`planner::explain`).
+/// The operators EXPLAIN shows above a SELECT's FROM tree, root first
+/// (`planner::select` runs them): TopN / Sort / Limit, HashAgg for
+/// DISTINCT, Selection for HAVING, HashAgg for GROUP BY and aggregates.
+fn explain_tail(
+    sx: &Sx<'_>,
+    q: &sqlparser::ast::Query,
+    input: f64,
+) -> Result<Vec<planner::explain::TailOp>, SqlError> {
+    use sqlparser::ast::{GroupByExpr, OrderByKind, SelectItem, SetExpr};
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let (limit, offset) = exec::limits(sx, q)?;
+    let order: Vec<&sqlparser::ast::OrderByExpr> = match q.order_by.as_ref().map(|o| &o.kind) {
+        Some(OrderByKind::Expressions(v)) => v.iter().collect(),
+        _ => Vec::new(),
+    };
+    let items: Vec<&sqlparser::ast::Expr> = s
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+            _ => None,
+        })
+        .collect();
+    let mut agg_inputs = items.clone();
+    agg_inputs.extend(s.having.as_ref());
+    agg_inputs.extend(order.iter().map(|o| &o.expr));
+    let calls = operator::aggregation::agg_calls(&agg_inputs);
+    let groups: Vec<String> = match &s.group_by {
+        GroupByExpr::Expressions(v, _) => v.iter().map(ToString::to_string).collect(),
+        GroupByExpr::All(_) => Vec::new(),
+    };
+    let grouped = !calls.is_empty() || !groups.is_empty();
+    let mut est = input;
+    let mut ops: Vec<planner::explain::TailOp> = Vec::new();
+    if grouped {
+        est = if groups.is_empty() { 1.0 } else { input };
+        let mut info = Vec::new();
+        if !groups.is_empty() {
+            info.push(format!("group by:{}", groups.join(", ")));
+        }
+        if !calls.is_empty() {
+            let mut funcs: Vec<String> = Vec::new();
+            for c in &calls {
+                let f = c.node.to_string();
+                if !funcs.contains(&f) {
+                    funcs.push(f);
+                }
+            }
+            info.push(format!("funcs:{}", funcs.join(", ")));
+        }
+        ops.push(("HashAgg", est, info.join(", ")));
+    }
+    if let Some(h) = &s.having {
+        est *= planner::rules::SELECTION_FACTOR;
+        ops.push(("Selection", est, h.to_string()));
+    }
+    if matches!(s.distinct, Some(sqlparser::ast::Distinct::Distinct)) {
+        let cols: Vec<String> = items.iter().map(ToString::to_string).collect();
+        ops.push(("HashAgg", est, format!("group by:{}", cols.join(", "))));
+    }
+    let keys: Vec<String> = order
+        .iter()
+        .map(|o| match o.options.sort {
+            Some(sqlparser::ast::OrderBySort::Desc) => format!("{}:desc", o.expr),
+            _ => o.expr.to_string(),
+        })
+        .collect();
+    match (keys.is_empty(), limit) {
+        (false, Some(n)) => ops.push((
+            "TopN",
+            est.min(n as f64),
+            format!("{}, offset:{offset}, count:{n}", keys.join(", ")),
+        )),
+        (false, None) => ops.push(("Sort", est, keys.join(", "))),
+        (true, Some(n)) => ops.push((
+            "Limit",
+            est.min(n as f64),
+            format!("offset:{offset}, count:{n}"),
+        )),
+        (true, None) if offset > 0 => ops.push(("Limit", est, format!("offset:{offset}"))),
+        (true, None) => {}
+    }
+    ops.reverse();
+    Ok(ops)
+}
+
 fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
     use sqlparser::ast::{FromTable, SetExpr};
     let (from, filter) = match st {
@@ -945,6 +1033,16 @@ fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
         }
         let p = planner::plan(&from, filter.as_ref(), leaves)?;
         planner::explain::rows(&p)
+    };
+    let rows = match st {
+        Statement::Query(q) => {
+            let input = rows
+                .first()
+                .and_then(|r| r[1].parse::<f64>().ok())
+                .unwrap_or(1.0);
+            planner::explain::with_tail(&explain_tail(sx, q, input)?, rows)
+        }
+        _ => rows,
     };
     Ok(Output::Rows(ResultSet {
         columns: ["id", "estRows", "task", "access object", "operator info"]

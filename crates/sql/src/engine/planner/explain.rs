@@ -1,6 +1,8 @@
 //! `EXPLAIN`: the operator tree in TiDB's shape — `id` (operator name,
 //! number, tree drawing, `(Build)`/`(Probe)` on a join's inputs),
-//! `estRows`, `task`, `access object`, `operator info`.
+//! `estRows`, `task`, `access object`, `operator info`. [`rows`] draws the
+//! FROM tree; [`with_tail`] puts the SELECT's tail (aggregation, HAVING,
+//! sort, limit) above it.
 //!
 //! Every operator runs in tidb-server (`root`): nothing is pushed to the
 //! storage nodes as a coprocessor task yet.
@@ -179,5 +181,111 @@ fn node(
                 out,
             );
         }
+    }
+}
+
+/// One operator above the FROM tree (the SELECT's tail, root first):
+/// name, estimated rows, operator info.
+pub type TailOp = (&'static str, f64, String);
+
+/// `tail` drawn above the FROM tree's rows `from` (numbered from 1 at the
+/// root, as [`rows`] numbers them).
+pub fn with_tail(tail: &[TailOp], from: Vec<Row>) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut next = 1;
+    let mut indent = String::new();
+    for (i, (op, est, info)) in tail.iter().enumerate() {
+        let prefix = if i == 0 {
+            String::new()
+        } else {
+            let p = format!("{indent}└─");
+            indent.push_str("  ");
+            p
+        };
+        out.push(line(
+            &prefix,
+            op,
+            &mut next,
+            "",
+            *est,
+            String::new(),
+            info.clone(),
+        ));
+    }
+    let shift = next - 1;
+    let lead = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("{indent}└─")
+    };
+    for (i, mut r) in from.into_iter().enumerate() {
+        r[0] = renumber(&r[0], shift);
+        r[0] = if i == 0 {
+            format!("{lead}{}", r[0])
+        } else if tail.is_empty() {
+            r[0].clone()
+        } else {
+            format!("{indent}  {}", r[0])
+        };
+        out.push(r);
+    }
+    out
+}
+
+/// `Op_N(Role)` with N moved up by `shift`.
+fn renumber(id: &str, shift: usize) -> String {
+    let role_at = id
+        .rfind('(')
+        .filter(|_| id.ends_with(')'))
+        .unwrap_or(id.len());
+    let (head, role) = id.split_at(role_at);
+    match head.rfind('_') {
+        Some(u) => match head[u + 1..].parse::<usize>() {
+            Ok(n) => format!("{}_{}{role}", &head[..u], n + shift),
+            Err(_) => id.to_string(),
+        },
+        None => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, est: &str) -> Row {
+        [
+            id.into(),
+            est.into(),
+            "root".into(),
+            String::new(),
+            String::new(),
+        ]
+    }
+
+    #[test]
+    fn the_tail_is_drawn_above_the_from_tree_and_ids_stay_in_order() {
+        let from = vec![
+            row("HashJoin_1", "10.00"),
+            row("├─TableFullScan_2(Build)", "10.00"),
+            row("└─TableFullScan_3(Probe)", "10.00"),
+        ];
+        let tail = [
+            ("TopN", 2.0, "t.a, offset:0, count:2".to_string()),
+            ("HashAgg", 8.0, "group by:t.a".to_string()),
+        ];
+        let ids: Vec<String> = with_tail(&tail, from)
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "TopN_1",
+                "└─HashAgg_2",
+                "  └─HashJoin_3",
+                "    ├─TableFullScan_4(Build)",
+                "    └─TableFullScan_5(Probe)",
+            ]
+        );
     }
 }
