@@ -184,16 +184,7 @@ impl Resolver for RowRes<'_> {
             .map(|p| p.value.as_str())
             .collect::<Vec<_>>()
             .join(".");
-        let lower = name.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "current_user"
-                | "current_timestamp"
-                | "localtime"
-                | "localtimestamp"
-                | "current_date"
-                | "current_time"
-        ) {
+        if super::expr::bind::niladic(&name) {
             return None;
         }
         Some(Err(super::schema::unknown_column(&name, "field list")))

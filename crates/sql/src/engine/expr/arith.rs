@@ -4,7 +4,7 @@
 use sqlparser::ast::BinaryOperator;
 
 use super::compare::{is_stringy, to_f64};
-use crate::error::{er, ErrorKind, SqlError};
+use crate::error::{ErrorKind, SqlError};
 use crate::value::Value;
 
 /// A number literal as MySQL types it.
@@ -214,13 +214,7 @@ pub fn round_fn(how: &str, v: &Value, digits: Option<&Value>) -> Result<Value, S
 /// The functions of this family by name; `None`: not one of them.
 pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
     let n = args.len();
-    let arity = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(er::wrong_paramcount(name))
-        }
-    };
+    let arity = |ok: bool| super::arity(name, ok);
     Ok(Some(match name {
         "abs" => {
             arity(n == 1)?;

@@ -268,21 +268,23 @@ fn column(names: &Names<'_>, parts: &[Ident]) -> Result<Option<BoundExpr>, SqlEr
         .map(|p| p.value.as_str())
         .collect::<Vec<_>>()
         .join(".");
-    if parts.len() == 1
-        && matches!(
-            name.to_ascii_lowercase().as_str(),
-            "current_user"
-                | "current_timestamp"
-                | "localtime"
-                | "localtimestamp"
-                | "current_date"
-                | "current_time"
-        )
-    {
-        // Niladic functions written without parentheses.
+    if parts.len() == 1 && niladic(&name) {
         return Ok(None);
     }
     Err(unknown_column(&name, "field list"))
+}
+
+/// A function MySQL lets one write without parentheses (`CURRENT_USER`).
+pub fn niladic(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "current_user"
+            | "current_timestamp"
+            | "localtime"
+            | "localtimestamp"
+            | "current_date"
+            | "current_time"
+    )
 }
 
 /// `e` as a literal when its operands are literals and evaluating it

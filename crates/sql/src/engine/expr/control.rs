@@ -2,19 +2,13 @@
 //! `GREATEST`, `LEAST`, `ISNULL`).
 
 use super::compare::{bool_val, compare, truth};
-use crate::error::{er, SqlError};
+use crate::error::SqlError;
 use crate::value::Value;
 
 /// The functions of this family by name; `None`: not one of them.
 pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
     let n = args.len();
-    let arity = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(er::wrong_paramcount(name))
-        }
-    };
+    let arity = |ok: bool| super::arity(name, ok);
     Ok(Some(match name {
         "ifnull" => {
             arity(n == 2)?;

@@ -2,7 +2,7 @@
 //! `DATABASE()`, `USER()`, `CURRENT_USER()`, `CONNECTION_ID()`, ...).
 
 use crate::backend::Session;
-use crate::error::{er, SqlError};
+use crate::error::SqlError;
 use crate::value::Value;
 
 /// `CURRENT_USER()`: the matched account.
@@ -13,13 +13,7 @@ pub fn current_user(s: &Session) -> Value {
 /// The functions of this family by name; `None`: not one of them.
 pub fn call(s: &Session, name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
     let n = args.len();
-    let arity = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(er::wrong_paramcount(name))
-        }
-    };
+    let arity = |ok: bool| super::arity(name, ok);
     Ok(Some(match name {
         "version" => {
             arity(n == 0)?;

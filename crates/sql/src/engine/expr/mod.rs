@@ -49,6 +49,15 @@ pub fn call(s: &Session, name: &str, args: &[Value]) -> Result<Value, SqlError> 
     Err(er::sp_does_not_exist(name))
 }
 
+/// ERROR 1582 unless `ok` (function `name`'s argument count is right).
+fn arity(name: &str, ok: bool) -> Result<(), SqlError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(er::wrong_paramcount(name))
+    }
+}
+
 /// An expression bound to the columns of one row layout.
 #[derive(Clone, Debug)]
 pub enum BoundExpr {

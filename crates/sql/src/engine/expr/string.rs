@@ -59,13 +59,7 @@ pub fn locate(needle: &Value, hay: &Value) -> Value {
 /// The functions of this family by name; `None`: not one of them.
 pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
     let n = args.len();
-    let arity = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(er::wrong_paramcount(name))
-        }
-    };
+    let arity = |ok: bool| super::arity(name, ok);
     Ok(Some(match name {
         "concat" => {
             if args.iter().any(Value::is_null) {

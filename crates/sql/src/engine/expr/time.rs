@@ -1,7 +1,7 @@
 //! Dates and times: the current time, civil-day arithmetic, `DATE_FORMAT`,
 //! and the time functions (`YEAR`, `DATEDIFF`, `DAYNAME`, ...).
 
-use crate::error::{er, SqlError};
+use crate::error::SqlError;
 use crate::value::Value;
 
 /// The current UTC time as a DATETIME.
@@ -135,13 +135,7 @@ pub fn date_format(v: &Value, fmt: &str) -> Option<String> {
 /// The functions of this family by name; `None`: not one of them.
 pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
     let n = args.len();
-    let arity = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(er::wrong_paramcount(name))
-        }
-    };
+    let arity = |ok: bool| super::arity(name, ok);
     Ok(Some(match name {
         "now" | "current_timestamp" | "sysdate" | "localtime" | "localtimestamp"
         | "utc_timestamp" => now(),
