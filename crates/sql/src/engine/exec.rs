@@ -226,6 +226,10 @@ pub struct Sx<'a> {
     /// Keeps this server from acknowledging newer schema versions while
     /// the statement runs (none for DDL, which waits for them).
     pub hold: Option<super::catalog::SchemaUse>,
+    /// The access path already chosen for an autocommit point get (table
+    /// id, alias, path): the read of that table takes it instead of
+    /// planning again (once; a later read of the table plans its own).
+    pub planned: std::sync::Mutex<Option<(i64, String, plan::Access)>>,
 }
 
 impl<'a> Sx<'a> {
@@ -256,6 +260,19 @@ impl<'a> Sx<'a> {
             outer,
         };
         self.ctx(Some(&res)).eval(e)
+    }
+
+    /// The access path planned ahead for `t` under `alias`, if any (taken:
+    /// it serves one read).
+    pub fn take_planned(&self, t: &TableInfo, alias: &str) -> Option<plan::Access> {
+        let mut p = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        match p.take() {
+            Some((id, a, access)) if id == t.id && a == alias => Some(access),
+            other => {
+                *p = other;
+                None
+            }
+        }
     }
 
     /// The default database, or ERROR 1046.
@@ -748,7 +765,10 @@ impl<'a> Runner<'a> {
                         rows: Vec::new(),
                     });
                 }
-                let access = plan::choose(&t, &leaf.alias, filter);
+                let access = self
+                    .sx
+                    .take_planned(&t, &leaf.alias)
+                    .unwrap_or_else(|| plan::choose(&t, &leaf.alias, filter));
                 // No resolver: the planner only uses constants.
                 let ctx = self.sx.ctx(None);
                 let found = plan::fetch(self.tx, &t, &access, &ctx, None).await?;

@@ -255,34 +255,35 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Whether `q` reads one row by its handle and nothing else (no
-    /// locks, no subqueries, one table): such a read is consistent on its
-    /// own at the newest committed version.
-    async fn is_point_get(&self, session: &Session, q: &sqlparser::ast::Query) -> bool {
+    /// The access path of `q` when it reads one row by its handle and
+    /// nothing else (no locks, no subqueries, one table): such a read is
+    /// consistent on its own at the newest committed version.
+    fn point_get(sx: &Sx<'_>, q: &sqlparser::ast::Query) -> Option<(i64, String, plan::Access)> {
         if !q.locks.is_empty() || q.with.is_some() {
-            return false;
+            return None;
         }
         let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() else {
-            return false;
+            return None;
         };
-        if exec::select_has_subquery(s) {
-            return false;
+        let order_sub = q.order_by.as_ref().is_some_and(|o| match &o.kind {
+            sqlparser::ast::OrderByKind::Expressions(v) => {
+                v.iter().any(|x| exec::has_subquery(&x.expr))
+            }
+            sqlparser::ast::OrderByKind::All(_) => false,
+        });
+        if exec::select_has_subquery(s)
+            || s.having.as_ref().is_some_and(exec::has_subquery)
+            || order_sub
+        {
+            return None;
         }
-        let Ok(schema) = self.catalog.schema().await else {
-            return false;
-        };
-        let sx = Sx {
-            session,
-            params: &[],
-            schema,
-            sql: "",
-            mem: memory::Tracker::for_session(session),
-            hold: None,
-        };
-        let Some((t, alias, filter)) = exec::single_table(&sx, q) else {
-            return false;
-        };
-        matches!(plan::choose(&t, &alias, filter.as_ref()), plan::Access::Handles(v) if v.len() == 1)
+        let (t, alias, filter) = exec::single_table(sx, q)?;
+        match plan::choose(&t, &alias, filter.as_ref()) {
+            plan::Access::Handles(v) if v.len() == 1 => {
+                Some((t.id, alias, plan::Access::Handles(v)))
+            }
+            _ => None,
+        }
     }
 
     /// The result columns of a query, without reading rows (prepare).
@@ -548,6 +549,7 @@ impl Engine {
             sql,
             mem: memory::Tracker::for_session(session),
             hold: None,
+            planned: std::sync::Mutex::new(None),
         })
     }
 
@@ -692,16 +694,23 @@ impl Engine {
             loop {
                 // A single-row read by primary key needs no timestamp: it
                 // reads the newest committed version (see docs/sql.md).
-                let mut txn = match &what {
-                    Data::Query(q) if self.is_point_get(session, q).await => self.txn.at_latest(),
-                    _ => self.begin(false).await?,
+                let sx = self.sx(session, sql, params).await?;
+                let point = match &what {
+                    Data::Query(q) => Self::point_get(&sx, q),
+                    _ => None,
+                };
+                let mut txn = match point {
+                    Some(p) => {
+                        *sx.planned.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                        self.txn.at_latest()
+                    }
+                    None => self.begin(false).await?,
                 };
                 let mut dups = DupMessages::new();
-                let r = {
-                    let sx = self.sx(session, sql, params).await?;
-                    self.exec_in(&sx, &mut txn, &mut dups, &what, &mut last_insert_id)
-                        .await
-                };
+                let r = self
+                    .exec_in(&sx, &mut txn, &mut dups, &what, &mut last_insert_id)
+                    .await;
+                drop(sx);
                 match r {
                     Err(e) => break Err(e),
                     Ok(out) => match txn.commit().await {
