@@ -60,7 +60,9 @@
 //! `kill_query_stops_a_running_select_and_kill_closes_the_connection`,
 //! stops a running join with `KILL QUERY` from another session (ERROR 1317
 //! within a second), checks who may kill, and closes an idle connection
-//! with `KILL`.
+//! with `KILL`. A fourth,
+//! `explain_analyze_reports_actual_rows_time_and_memory_per_operator`,
+//! checks EXPLAIN ANALYZE's actual rows per operator.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -798,4 +800,80 @@ async fn kill_query_stops_a_running_select_and_kill_closes_the_connection() {
     );
     let n: Option<i64> = admin.query_first("SELECT COUNT(*) FROM k1").await.unwrap();
     assert_eq!(n, Some(100), "the killer's session is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_reports_actual_rows_time_and_memory_per_operator() {
+    let c = Cluster::start(true, 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let tidb = Tidb::start(&c, work.path());
+    let mut conn = tidb.connect(Some("test")).await;
+    conn.query_drop("CREATE TABLE a (id INT PRIMARY KEY, k INT)")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TABLE b (id INT PRIMARY KEY, k INT)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (1..=20).map(|i| format!("({i}, {})", i % 5)).collect();
+    for t in ["a", "b"] {
+        conn.query_drop(format!("INSERT INTO {t} VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+    }
+    let rows: Vec<mysql_async::Row> = conn
+        .query(
+            "EXPLAIN ANALYZE SELECT a.k, COUNT(*) FROM a JOIN b ON a.k = b.k \
+             WHERE a.id > 10 GROUP BY a.k ORDER BY a.k LIMIT 3",
+        )
+        .await
+        .unwrap();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| (0..9).map(|i| r.get::<String, _>(i).unwrap()).collect())
+        .collect();
+    for r in &table {
+        eprintln!("{}", r.join(" | "));
+    }
+    let act = |op: &str| -> u64 {
+        table
+            .iter()
+            .find(|r| r[0].contains(op))
+            .unwrap_or_else(|| panic!("no {op} in {table:?}"))[2]
+            .parse()
+            .unwrap()
+    };
+    // a.id > 10: ids 11..=20, two of each k; b: four of each k.
+    assert_eq!(act("TopN"), 3);
+    assert_eq!(act("HashAgg"), 5);
+    assert_eq!(act("HashJoin"), 40);
+    assert!(table.iter().all(|r| r[5].starts_with("time:")), "{table:?}");
+    assert!(
+        table
+            .iter()
+            .any(|r| r[0].contains("HashJoin") && r[7].ends_with("KB")),
+        "the hash join's build side is charged: {table:?}"
+    );
+    assert_eq!(table[0][8], "N/A");
+
+    // One table: the filter's rows out, the scan's rows read.
+    let rows: Vec<mysql_async::Row> = conn
+        .query("EXPLAIN ANALYZE SELECT id FROM a WHERE k = 1")
+        .await
+        .unwrap();
+    let acts: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>(0).unwrap(),
+                r.get::<String, _>(2).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("Selection_1".to_string(), "4".to_string()),
+            ("└─TableFullScan_2".to_string(), "20".to_string()),
+        ]
+    );
 }

@@ -230,6 +230,8 @@ pub struct Sx<'a> {
     /// id, alias, path): the read of that table takes it instead of
     /// planning again (once; a later read of the table plans its own).
     pub planned: std::sync::Mutex<Option<(i64, String, plan::Access)>>,
+    /// EXPLAIN ANALYZE: where the outermost SELECT's operators report.
+    pub profile: Option<Arc<operator::profile::Profile>>,
 }
 
 impl<'a> Sx<'a> {
@@ -643,6 +645,7 @@ impl<'a> Runner<'a> {
         &self,
         s: &Select,
         outer: Option<Arc<Outer>>,
+        profile: Option<&operator::profile::Profile>,
     ) -> Result<(Source, Option<Expr>), SqlError> {
         match s.from.as_slice() {
             [] => {
@@ -652,13 +655,20 @@ impl<'a> Runner<'a> {
                 };
                 return Ok((src, s.selection.clone()));
             }
-            [one]
-                if one.joins.is_empty()
-                    && !matches!(one.relation, TableFactor::NestedJoin { .. }) =>
-            {
+            [one] if single_factor(s) => {
+                let start = std::time::Instant::now();
+                let mem_before = self.sx.mem.used();
                 let src = self
                     .factor(&one.relation, s.selection.as_ref(), outer)
                     .await?;
+                if let Some(p) = profile {
+                    // The one scan (node 0): rows read; rows kept come
+                    // after the WHERE.
+                    let mem = self.sx.mem.used().saturating_sub(mem_before);
+                    let slot = operator::profile::Slot::Read(0);
+                    p.add(slot, src.rows.len() as u64, std::time::Duration::ZERO, 0);
+                    p.add(operator::profile::Slot::Node(0), 0, start.elapsed(), mem);
+                }
                 return Ok((src, s.selection.clone()));
             }
             _ => {}
@@ -675,6 +685,7 @@ impl<'a> Runner<'a> {
             &p.root,
             outer.as_deref(),
             self.dry,
+            profile,
         )
         .await?;
         let (streamed, later): (Vec<Expr>, Vec<Expr>) = std::mem::take(&mut p.residual)
@@ -685,6 +696,7 @@ impl<'a> Runner<'a> {
             leaves: &p.leaves,
             rows,
             outer: outer.as_deref(),
+            profile,
         };
         let all: Vec<usize> = (0..p.leaves.len()).collect();
         let scope = planner::scope_of(&p.leaves, &all);
@@ -692,7 +704,7 @@ impl<'a> Runner<'a> {
         let streamed = env.bind(&streamed, &scope)?;
         let mut out = Vec::new();
         operator::blocking(|| {
-            operator::run(&env, &p.root, &mut |mut row| {
+            operator::run(&env, &p.root, 0, &mut |mut row| {
                 let row: Row = perm
                     .iter()
                     .map(|&i| std::mem::replace(&mut row[i], Value::Null))
@@ -970,7 +982,10 @@ impl<'a> Runner<'a> {
         if s.into.is_some() {
             return Err(er::not_supported_yet("SELECT ... INTO"));
         }
-        let (mut src, residual) = self.read_from(s, outer.clone()).await?;
+        let entered = operator::profile::Entered::new(self.sx.profile.as_deref());
+        let profile = entered.top();
+        let (mut src, residual) = self.read_from(s, outer.clone(), profile).await?;
+        let where_start = std::time::Instant::now();
         // WHERE: what the FROM plan left (all of it for one table, bound
         // once; conjuncts with subqueries after a join).
         if let Some(w) = residual.as_ref().filter(|w| !has_subquery(w)) {
@@ -999,11 +1014,25 @@ impl<'a> Runner<'a> {
             }
             src.rows = kept;
         }
+        if let Some(p) = profile {
+            use operator::profile::Slot;
+            let kept = src.rows.len() as u64;
+            p.add(Slot::Residual, kept, where_start.elapsed(), 0);
+            if single_factor(s) {
+                // One table: its WHERE is the scan's filter.
+                p.add(Slot::Node(0), kept, std::time::Duration::ZERO, 0);
+            }
+        }
         // Projection list (wildcards expanded).
         let items = select_items(s, self.sx.sql, &src.scope)?;
-        if let Some(out) =
-            self.bound_select(s, &items, (order, offset, limit), &src, outer.as_deref())?
-        {
+        if let Some(out) = self.bound_select(
+            s,
+            &items,
+            (order, offset, limit),
+            &src,
+            outer.as_deref(),
+            profile,
+        )? {
             return Ok(out);
         }
         let group_exprs: Vec<&Expr> = match &s.group_by {
@@ -1151,6 +1180,7 @@ impl<'a> Runner<'a> {
         tail: planner::select::Ordering<'_>,
         src: &Source,
         outer: Option<&Outer>,
+        profile: Option<&operator::profile::Profile>,
     ) -> Result<Option<QueryOut>, SqlError> {
         let names: Vec<String> = items.iter().map(|(n, _, _)| n.clone()).collect();
         let exprs: Vec<Expr> = items.iter().map(|(_, e, _)| e.clone()).collect();
@@ -1159,8 +1189,9 @@ impl<'a> Runner<'a> {
         else {
             return Ok(None);
         };
-        let rows =
-            operator::blocking(|| tail.run(self.sx, src.rows.clone(), src.scope.cols.len()))?;
+        let rows = operator::blocking(|| {
+            tail.run(self.sx, src.rows.clone(), src.scope.cols.len(), profile)
+        })?;
         Ok(Some(QueryOut {
             columns: result_columns(items, &rows, &src.scope),
             names,
@@ -1384,6 +1415,13 @@ pub fn limits(sx: &Sx<'_>, q: &Query) -> Result<(Option<usize>, usize), SqlError
         ),
         Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(num(limit)?), num(offset)?),
     })
+}
+
+/// Whether FROM is one item without joins (read through its access path,
+/// not the join planner).
+fn single_factor(s: &Select) -> bool {
+    matches!(s.from.as_slice(), [one] if one.joins.is_empty()
+        && !matches!(one.relation, TableFactor::NestedJoin { .. }))
 }
 
 /// The one base table a plain `SELECT ... FROM t [WHERE ...]` reads (no

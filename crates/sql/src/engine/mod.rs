@@ -550,6 +550,7 @@ impl Engine {
             mem: memory::Tracker::for_session(session),
             hold: None,
             planned: std::sync::Mutex::new(None),
+            profile: None,
         })
     }
 
@@ -629,6 +630,51 @@ impl Engine {
             } => {
                 let sx = self.sx(session, sql, params).await?;
                 explain(&sx, inner)
+            }
+            Statement::Explain {
+                statement: inner,
+                analyze: true,
+                ..
+            } => {
+                let Statement::Query(q) = inner.as_ref() else {
+                    return Err(er::not_supported_yet(
+                        "EXPLAIN ANALYZE of a statement other than SELECT",
+                    ));
+                };
+                let mut dbs = Vec::new();
+                query_dbs(session, q, &mut dbs);
+                for d in &dbs {
+                    self.check(session, st, d, "SELECT")?;
+                }
+                let mut sx = self.sx(session, sql, params).await?;
+                let profile = Arc::new(operator::profile::Profile::default());
+                sx.profile = Some(profile.clone());
+                let start = std::time::Instant::now();
+                // The query runs (its rows are dropped), in the open
+                // transaction or on a snapshot of its own.
+                match st.txn.as_ref() {
+                    Some(txn) => {
+                        let runner = Runner {
+                            sx: &sx,
+                            tx: txn,
+                            dry: false,
+                        };
+                        runner.query(q, None).await?;
+                    }
+                    None => {
+                        let txn = self.begin(false).await?;
+                        let r = Runner {
+                            sx: &sx,
+                            tx: &txn,
+                            dry: false,
+                        }
+                        .query(q, None)
+                        .await;
+                        let _ = txn.rollback().await;
+                        r?;
+                    }
+                }
+                explain_analyze(&sx, inner, &profile, start.elapsed())
             }
             _ => self.interim.run(
                 session,
@@ -921,6 +967,7 @@ fn explain_tail(
     q: &sqlparser::ast::Query,
     input: f64,
 ) -> Result<Vec<planner::explain::TailOp>, SqlError> {
+    use operator::profile::Slot;
     use sqlparser::ast::{GroupByExpr, OrderByKind, SelectItem, SetExpr};
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Ok(Vec::new());
@@ -965,15 +1012,20 @@ fn explain_tail(
             }
             info.push(format!("funcs:{}", funcs.join(", ")));
         }
-        ops.push(("HashAgg", est, info.join(", ")));
+        ops.push(("HashAgg", est, info.join(", "), Slot::Aggregation));
     }
     if let Some(h) = &s.having {
         est *= planner::rules::SELECTION_FACTOR;
-        ops.push(("Selection", est, h.to_string()));
+        ops.push(("Selection", est, h.to_string(), Slot::Having));
     }
     if matches!(s.distinct, Some(sqlparser::ast::Distinct::Distinct)) {
         let cols: Vec<String> = items.iter().map(ToString::to_string).collect();
-        ops.push(("HashAgg", est, format!("group by:{}", cols.join(", "))));
+        ops.push((
+            "HashAgg",
+            est,
+            format!("group by:{}", cols.join(", ")),
+            Slot::Distinct,
+        ));
     }
     let keys: Vec<String> = order
         .iter()
@@ -987,21 +1039,27 @@ fn explain_tail(
             "TopN",
             est.min(n as f64),
             format!("{}, offset:{offset}, count:{n}", keys.join(", ")),
+            Slot::Order,
         )),
-        (false, None) => ops.push(("Sort", est, keys.join(", "))),
+        (false, None) => ops.push(("Sort", est, keys.join(", "), Slot::Order)),
         (true, Some(n)) => ops.push((
             "Limit",
             est.min(n as f64),
             format!("offset:{offset}, count:{n}"),
+            Slot::Limit,
         )),
-        (true, None) if offset > 0 => ops.push(("Limit", est, format!("offset:{offset}"))),
+        (true, None) if offset > 0 => {
+            ops.push(("Limit", est, format!("offset:{offset}"), Slot::Limit))
+        }
         (true, None) => {}
     }
     ops.reverse();
     Ok(ops)
 }
 
-fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
+/// The EXPLAIN rows of `st`, with where EXPLAIN ANALYZE finds each one's
+/// measurements.
+fn explain_rows(sx: &Sx<'_>, st: &Statement) -> Result<Vec<planner::explain::Drawn>, SqlError> {
     use sqlparser::ast::{FromTable, SetExpr};
     let (from, filter) = match st {
         Statement::Query(q) => match q.body.as_ref() {
@@ -1016,14 +1074,17 @@ fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
         },
         _ => (Vec::new(), None),
     };
-    let rows: Vec<planner::explain::Row> = if from.is_empty() {
-        vec![[
-            "Projection_1".into(),
-            "1.00".into(),
-            "root".into(),
-            String::new(),
-            String::new(),
-        ]]
+    let rows: Vec<planner::explain::Drawn> = if from.is_empty() {
+        vec![(
+            [
+                "Projection_1".into(),
+                "1.00".into(),
+                "root".into(),
+                String::new(),
+                String::new(),
+            ],
+            operator::profile::Slot::Residual,
+        )]
     } else {
         let mut leaves = Vec::new();
         for f in planner::factors(&from) {
@@ -1047,12 +1108,18 @@ fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
         Statement::Query(q) => {
             let input = rows
                 .first()
-                .and_then(|r| r[1].parse::<f64>().ok())
+                .and_then(|(r, _)| r[1].parse::<f64>().ok())
                 .unwrap_or(1.0);
             planner::explain::with_tail(&explain_tail(sx, q, input)?, rows)
         }
         _ => rows,
     };
+    Ok(rows)
+}
+
+/// `EXPLAIN`: the plan in TiDB's columns.
+fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
+    let rows = explain_rows(sx, st)?;
     Ok(Output::Rows(ResultSet {
         columns: ["id", "estRows", "task", "access object", "operator info"]
             .iter()
@@ -1060,7 +1127,61 @@ fn explain(sx: &Sx<'_>, st: &Statement) -> Result<Output, SqlError> {
             .collect(),
         rows: rows
             .into_iter()
-            .map(|r| r.into_iter().map(Value::Text).collect())
+            .map(|(r, _)| r.into_iter().map(Value::Text).collect())
+            .collect(),
+    }))
+}
+
+/// `EXPLAIN ANALYZE`: the plan with what each operator did in `profile`
+/// (TiDB's columns: actual rows, execution info, memory, disk).
+fn explain_analyze(
+    sx: &Sx<'_>,
+    st: &Statement,
+    profile: &operator::profile::Profile,
+    total: std::time::Duration,
+) -> Result<Output, SqlError> {
+    let rows = explain_rows(sx, st)?;
+    let columns = [
+        "id",
+        "estRows",
+        "actRows",
+        "task",
+        "access object",
+        "execution info",
+        "operator info",
+        "memory",
+        "disk",
+    ];
+    Ok(Output::Rows(ResultSet {
+        columns: columns.iter().map(|n| Column::text(n)).collect(),
+        rows: rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (r, slot))| {
+                let [id, est, task, object, info] = r;
+                let stat = profile.get(slot).unwrap_or_default();
+                // The root's time is the statement's.
+                let time = if i == 0 { total } else { stat.time };
+                let mem = if stat.mem == 0 {
+                    "N/A".to_string()
+                } else {
+                    format!("{:.2} KB", stat.mem as f64 / 1024.0)
+                };
+                [
+                    id,
+                    est,
+                    stat.rows.to_string(),
+                    task,
+                    object,
+                    format!("time:{time:.2?}, loops:1"),
+                    info,
+                    mem,
+                    "N/A".to_string(),
+                ]
+                .into_iter()
+                .map(Value::Text)
+                .collect()
+            })
             .collect(),
     }))
 }

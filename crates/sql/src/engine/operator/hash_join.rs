@@ -83,7 +83,7 @@ fn key_of(
 }
 
 /// Runs a [`Node::HashJoin`].
-pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlError> {
+pub fn run(env: &Env<'_>, node: &Node, at: usize, emit: &mut Emit<'_>) -> Result<(), SqlError> {
     let Node::HashJoin {
         kind,
         left,
@@ -96,11 +96,13 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
         return Ok(());
     };
     let build_right = *kind != JoinKind::RightOuter;
-    let (build, probe) = if build_right {
-        (&**right, &**left)
+    let (left_at, right_at) = super::profile::children(node, at);
+    let (build, probe, build_at, probe_at) = if build_right {
+        (&**right, &**left, right_at, left_at)
     } else {
-        (&**left, &**right)
+        (&**left, &**right, left_at, right_at)
     };
+    let mem_before = env.sx.mem.used();
     let side = |right_side: bool| -> Vec<&sqlparser::ast::Expr> {
         keys.iter()
             .map(|(l, r)| if right_side { r } else { l })
@@ -114,7 +116,7 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
 
     // Build: rows with their keys; which key columns hash (one kind only).
     let mut rows: Vec<(Vec<Value>, Option<Vec<KeyPart>>)> = Vec::new();
-    run_node(env, build, &mut |row| {
+    run_node(env, build, build_at, &mut |row| {
         env.sx.mem.consume_row(&row)?;
         let key = key_of(env, &build_keys, &build_scope, &row)?;
         rows.push((row, key));
@@ -147,11 +149,21 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
     env.sx
         .mem
         .consume((table.len() * std::mem::size_of::<(Vec<KeyPart>, Vec<usize>)>() * 2) as u64)?;
+    if let Some(p) = env.profile {
+        // The build side and its hash table.
+        let mem = env.sx.mem.used().saturating_sub(mem_before);
+        p.add(
+            super::profile::Slot::Node(at),
+            0,
+            std::time::Duration::ZERO,
+            mem,
+        );
+    }
     let width = build_scope.cols.len();
     let all: Vec<usize> = (0..rows.len()).collect();
 
     // Probe.
-    run_node(env, probe, &mut |prow| {
+    run_node(env, probe, probe_at, &mut |prow| {
         let candidates: &[usize] = match key_of(env, &probe_keys, &probe_scope, &prow)? {
             None => &[],
             Some(k) => {

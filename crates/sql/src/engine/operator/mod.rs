@@ -22,6 +22,7 @@
 pub mod aggregation;
 pub mod hash_join;
 pub mod limit;
+pub mod profile;
 pub mod projection;
 pub mod scan;
 pub mod sort;
@@ -111,6 +112,8 @@ pub struct Env<'a> {
     pub rows: Vec<Vec<Row>>,
     /// The enclosing query's row, for correlated references.
     pub outer: Option<&'a Outer>,
+    /// Where EXPLAIN ANALYZE collects measurements (outermost SELECT only).
+    pub profile: Option<&'a profile::Profile>,
 }
 
 impl Env<'_> {
@@ -151,8 +154,32 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Runs `node`, sending each of its rows to `emit`.
-pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlError> {
+/// Runs `node` (at pre-order position `at` of its tree), sending each of
+/// its rows to `emit`; measured when the statement is profiled.
+pub fn run(env: &Env<'_>, node: &Node, at: usize, emit: &mut Emit<'_>) -> Result<(), SqlError> {
+    let Some(p) = env.profile else {
+        return run_node(env, node, at, emit);
+    };
+    let start = std::time::Instant::now();
+    let mut handed = std::time::Duration::ZERO;
+    let mut rows = 0;
+    run_node(env, node, at, &mut |r| {
+        rows += 1;
+        let t = std::time::Instant::now();
+        let out = emit(r);
+        handed += t.elapsed();
+        out
+    })?;
+    p.add(
+        profile::Slot::Node(at),
+        rows,
+        start.elapsed().saturating_sub(handed),
+        0,
+    );
+    Ok(())
+}
+
+fn run_node(env: &Env<'_>, node: &Node, at: usize, emit: &mut Emit<'_>) -> Result<(), SqlError> {
     match node {
         Node::Scan { leaf, .. } => {
             for r in &env.rows[*leaf] {
@@ -163,13 +190,13 @@ pub fn run(env: &Env<'_>, node: &Node, emit: &mut Emit<'_>) -> Result<(), SqlErr
         Node::Selection { input, conds, .. } => {
             let scope = env.scope(input);
             let conds = env.bind(conds, &scope)?;
-            run(env, input, &mut |row| {
+            run(env, input, at + 1, &mut |row| {
                 if env.accepts(&conds, &scope, &row)? {
                     emit(row)?;
                 }
                 Ok(())
             })
         }
-        Node::HashJoin { .. } => hash_join::run(env, node, emit),
+        Node::HashJoin { .. } => hash_join::run(env, node, at, emit),
     }
 }

@@ -12,13 +12,15 @@ use super::super::table::Row;
 use super::Cond;
 use crate::error::SqlError;
 
-fn scans<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {
+/// The scans under `node` (at pre-order position `at`), with theirs.
+fn scans<'n>(node: &'n Node, at: usize, out: &mut Vec<(usize, &'n Node)>) {
+    let (l, r) = super::profile::children(node, at);
     match node {
-        Node::Scan { .. } => out.push(node),
-        Node::Selection { input, .. } => scans(input, out),
+        Node::Scan { .. } => out.push((at, node)),
+        Node::Selection { input, .. } => scans(input, l, out),
         Node::HashJoin { left, right, .. } => {
-            scans(left, out);
-            scans(right, out);
+            scans(left, l, out);
+            scans(right, r, out);
         }
     }
 }
@@ -32,11 +34,14 @@ pub async fn fetch_leaves(
     root: &Node,
     outer: Option<&Outer>,
     dry: bool,
+    profile: Option<&super::profile::Profile>,
 ) -> Result<Vec<Vec<Row>>, SqlError> {
     let mut out: Vec<Vec<Row>> = vec![Vec::new(); leaves.len()];
     let mut nodes = Vec::new();
-    scans(root, &mut nodes);
-    for node in nodes {
+    scans(root, 0, &mut nodes);
+    for (at, node) in nodes {
+        let start = std::time::Instant::now();
+        let mem_before = sx.mem.used();
         let Node::Scan {
             leaf,
             access,
@@ -59,6 +64,7 @@ pub async fn fetch_leaves(
             }
             LeafSource::Rows { rows, .. } => std::mem::take(rows),
         };
+        let read = rows.len() as u64;
         let kept = &mut out[*leaf];
         let filters = Cond::bind(sx, filters, &l.scope, outer)?;
         for r in rows {
@@ -66,6 +72,12 @@ pub async fn fetch_leaves(
                 sx.mem.consume_row(&r)?;
                 kept.push(r);
             }
+        }
+        if let Some(p) = profile {
+            use super::profile::Slot;
+            let mem = sx.mem.used().saturating_sub(mem_before);
+            p.add(Slot::Read(at), read, std::time::Duration::ZERO, 0);
+            p.add(Slot::Node(at), 0, start.elapsed(), mem);
         }
     }
     Ok(out)

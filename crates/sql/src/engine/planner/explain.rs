@@ -8,22 +8,29 @@
 //! storage nodes as a coprocessor task yet.
 
 use super::{FromPlan, JoinKind, LeafSource, Node};
+use crate::engine::operator::profile::{children, Slot};
 use crate::engine::plan;
 
 /// One EXPLAIN row: id, estRows, task, access object, operator info.
 pub type Row = [String; 5];
 
+/// A row and where EXPLAIN ANALYZE finds its measurements.
+pub type Drawn = (Row, Slot);
+
 /// The rows of `plan`'s tree, root first; `residual` WHERE conjuncts
 /// show as a Selection on top.
-pub fn rows(plan: &FromPlan) -> Vec<Row> {
+pub fn rows(plan: &FromPlan) -> Vec<Drawn> {
     let mut out = Vec::new();
     let mut next = 1;
     if plan.residual.is_empty() {
-        node(plan, &plan.root, "", "", "", &mut next, &mut out);
+        node(plan, &plan.root, 0, ("", "", ""), &mut next, &mut out);
     } else {
         let est = plan.root.est() * super::rules::SELECTION_FACTOR;
-        out.push(selection("", &mut next, "", est, &plan.residual));
-        node(plan, &plan.root, "└─", "  ", "", &mut next, &mut out);
+        out.push((
+            selection("", &mut next, "", est, &plan.residual),
+            Slot::Residual,
+        ));
+        node(plan, &plan.root, 0, ("└─", "  ", ""), &mut next, &mut out);
     }
     out
 }
@@ -73,12 +80,12 @@ fn selection(
 fn node(
     plan: &FromPlan,
     n: &Node,
-    prefix: &str,
-    indent: &str,
-    role: &str,
+    at: usize,
+    (prefix, indent, role): (&str, &str, &str),
     next: &mut usize,
-    out: &mut Vec<Row>,
+    out: &mut Vec<Drawn>,
 ) {
+    let (left_at, right_at) = children(n, at);
     match n {
         Node::Scan {
             leaf,
@@ -96,32 +103,29 @@ fn node(
                 ),
             };
             if filters.is_empty() || !matches!(**access, plan::Access::Full) {
-                out.push(line(prefix, &op, next, role, *est, object, info));
+                out.push((
+                    line(prefix, &op, next, role, *est, object, info),
+                    Slot::Node(at),
+                ));
                 return;
             }
-            out.push(selection(prefix, next, role, *est, filters));
+            out.push((selection(prefix, next, role, *est, filters), Slot::Node(at)));
             let scanned = match &l.source {
                 LeafSource::Rows { rows, .. } => rows.len() as f64,
                 LeafSource::Table(_) => super::rules::PSEUDO_ROWS,
             };
-            out.push(line(
-                &format!("{indent}└─"),
-                &op,
-                next,
-                "",
-                scanned,
-                object,
-                info,
+            out.push((
+                line(&format!("{indent}└─"), &op, next, "", scanned, object, info),
+                Slot::Read(at),
             ));
         }
         Node::Selection { input, conds, est } => {
-            out.push(selection(prefix, next, role, *est, conds));
+            out.push((selection(prefix, next, role, *est, conds), Slot::Node(at)));
             node(
                 plan,
                 input,
-                &format!("{indent}└─"),
-                &format!("{indent}  "),
-                "",
+                left_at,
+                (&format!("{indent}└─"), &format!("{indent}  "), ""),
                 next,
                 out,
             );
@@ -148,35 +152,28 @@ fn node(
             if !others.is_empty() {
                 info.push_str(&format!(", other cond:{}", texts(others)));
             }
-            out.push(line(
-                prefix,
-                "HashJoin",
-                next,
-                role,
-                *est,
-                String::new(),
-                info,
+            out.push((
+                line(prefix, "HashJoin", next, role, *est, String::new(), info),
+                Slot::Node(at),
             ));
-            let (build, probe) = if *kind == JoinKind::RightOuter {
-                (left, right)
+            let (build, probe, build_at, probe_at) = if *kind == JoinKind::RightOuter {
+                (left, right, left_at, right_at)
             } else {
-                (right, left)
+                (right, left, right_at, left_at)
             };
             node(
                 plan,
                 build,
-                &format!("{indent}├─"),
-                &format!("{indent}│ "),
-                "(Build)",
+                build_at,
+                (&format!("{indent}├─"), &format!("{indent}│ "), "(Build)"),
                 next,
                 out,
             );
             node(
                 plan,
                 probe,
-                &format!("{indent}└─"),
-                &format!("{indent}  "),
-                "(Probe)",
+                probe_at,
+                (&format!("{indent}└─"), &format!("{indent}  "), "(Probe)"),
                 next,
                 out,
             );
@@ -185,16 +182,16 @@ fn node(
 }
 
 /// One operator above the FROM tree (the SELECT's tail, root first):
-/// name, estimated rows, operator info.
-pub type TailOp = (&'static str, f64, String);
+/// name, estimated rows, operator info, where its measurements are.
+pub type TailOp = (&'static str, f64, String, Slot);
 
 /// `tail` drawn above the FROM tree's rows `from` (numbered from 1 at the
 /// root, as [`rows`] numbers them).
-pub fn with_tail(tail: &[TailOp], from: Vec<Row>) -> Vec<Row> {
+pub fn with_tail(tail: &[TailOp], from: Vec<Drawn>) -> Vec<Drawn> {
     let mut out = Vec::new();
     let mut next = 1;
     let mut indent = String::new();
-    for (i, (op, est, info)) in tail.iter().enumerate() {
+    for (i, (op, est, info, slot)) in tail.iter().enumerate() {
         let prefix = if i == 0 {
             String::new()
         } else {
@@ -202,7 +199,7 @@ pub fn with_tail(tail: &[TailOp], from: Vec<Row>) -> Vec<Row> {
             indent.push_str("  ");
             p
         };
-        out.push(line(
+        let drawn = line(
             &prefix,
             op,
             &mut next,
@@ -210,7 +207,8 @@ pub fn with_tail(tail: &[TailOp], from: Vec<Row>) -> Vec<Row> {
             *est,
             String::new(),
             info.clone(),
-        ));
+        );
+        out.push((drawn, *slot));
     }
     let shift = next - 1;
     let lead = if tail.is_empty() {
@@ -218,7 +216,7 @@ pub fn with_tail(tail: &[TailOp], from: Vec<Row>) -> Vec<Row> {
     } else {
         format!("{indent}└─")
     };
-    for (i, mut r) in from.into_iter().enumerate() {
+    for (i, (mut r, slot)) in from.into_iter().enumerate() {
         r[0] = renumber(&r[0], shift);
         r[0] = if i == 0 {
             format!("{lead}{}", r[0])
@@ -227,7 +225,7 @@ pub fn with_tail(tail: &[TailOp], from: Vec<Row>) -> Vec<Row> {
         } else {
             format!("{indent}  {}", r[0])
         };
-        out.push(r);
+        out.push((r, slot));
     }
     out
 }
@@ -265,17 +263,27 @@ mod tests {
     #[test]
     fn the_tail_is_drawn_above_the_from_tree_and_ids_stay_in_order() {
         let from = vec![
-            row("HashJoin_1", "10.00"),
-            row("├─TableFullScan_2(Build)", "10.00"),
-            row("└─TableFullScan_3(Probe)", "10.00"),
+            (row("HashJoin_1", "10.00"), Slot::Node(0)),
+            (row("├─TableFullScan_2(Build)", "10.00"), Slot::Node(2)),
+            (row("└─TableFullScan_3(Probe)", "10.00"), Slot::Node(1)),
         ];
         let tail = [
-            ("TopN", 2.0, "t.a, offset:0, count:2".to_string()),
-            ("HashAgg", 8.0, "group by:t.a".to_string()),
+            (
+                "TopN",
+                2.0,
+                "t.a, offset:0, count:2".to_string(),
+                Slot::Order,
+            ),
+            (
+                "HashAgg",
+                8.0,
+                "group by:t.a".to_string(),
+                Slot::Aggregation,
+            ),
         ];
         let ids: Vec<String> = with_tail(&tail, from)
             .into_iter()
-            .map(|r| r[0].clone())
+            .map(|(r, _)| r[0].clone())
             .collect();
         assert_eq!(
             ids,

@@ -26,6 +26,7 @@ use super::super::exec::{Outer, Scope, Sx};
 use super::super::expr::bind::{bind, Names};
 use super::super::expr::BoundExpr;
 use super::super::operator::aggregation::{self, agg_calls, BoundAgg};
+use super::super::operator::profile::{Profile, Slot};
 use super::super::operator::{limit, projection, sort};
 use super::super::table::Row;
 use crate::error::{er, ErrorKind, SqlError};
@@ -202,32 +203,70 @@ fn order_item(e: &Expr, names: &[String], base: usize) -> Result<Option<BoundExp
 }
 
 impl Tail<'_> {
-    /// Runs the tail over the rows of FROM + WHERE (of `width` columns).
-    pub fn run(&self, sx: &Sx<'_>, rows: Vec<Row>, width: usize) -> Result<Vec<Row>, SqlError> {
+    /// Runs the tail over the rows of FROM + WHERE (of `width` columns),
+    /// measuring each step into `profile`.
+    pub fn run(
+        &self,
+        sx: &Sx<'_>,
+        rows: Vec<Row>,
+        width: usize,
+        profile: Option<&Profile>,
+    ) -> Result<Vec<Row>, SqlError> {
+        let step = Step { sx, profile };
         let rows = match &self.aggregation {
-            Some((keys, aggs)) => {
+            Some((keys, aggs)) => step.measure(Slot::Aggregation, || {
                 let calls: Vec<&_> = aggs.iter().map(|a| &a.call).collect();
                 let inputs = (keys.as_slice(), aggs.as_slice(), sx);
-                aggregation::run(sx, &rows, width, keys.is_empty(), &calls, &inputs)?
-            }
+                aggregation::run(sx, &rows, width, keys.is_empty(), &calls, &inputs)
+            })?,
             None => rows,
         };
-        let mut out = projection::run(sx, rows, &self.items, self.having.as_ref(), &self.order)?;
-        if self.distinct {
-            aggregation::distinct(&mut out, |r| r.as_slice());
-        }
+        let out = step.measure(Slot::Having, || {
+            projection::run(sx, rows, &self.items, self.having.as_ref(), &self.order)
+        })?;
+        let out = if self.distinct {
+            step.measure(Slot::Distinct, || {
+                let mut out = out;
+                aggregation::distinct(&mut out, |r| r.as_slice());
+                Ok(out)
+            })?
+        } else {
+            out
+        };
         let out = match (self.order.is_empty(), self.limit) {
             (true, _) => out,
-            (false, Some(n)) => sort::top_n(out, &self.desc, self.offset.saturating_add(n)),
-            (false, None) => {
+            (false, Some(n)) => step.measure(Slot::Order, || {
+                Ok(sort::top_n(out, &self.desc, self.offset.saturating_add(n)))
+            })?,
+            (false, None) => step.measure(Slot::Order, || {
                 let mut out = out;
                 sort::sort(&mut out, &self.desc);
-                out
-            }
+                Ok(out)
+            })?,
         };
-        Ok(limit::run(out, self.offset, self.limit)
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect())
+        let out = step.measure(Slot::Limit, || Ok(limit::run(out, self.offset, self.limit)))?;
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+/// One step of the tail, measured when the statement is profiled.
+struct Step<'a, 's> {
+    sx: &'a Sx<'s>,
+    profile: Option<&'a Profile>,
+}
+
+impl Step<'_, '_> {
+    fn measure<R>(
+        &self,
+        slot: Slot,
+        f: impl FnOnce() -> Result<Vec<R>, SqlError>,
+    ) -> Result<Vec<R>, SqlError> {
+        let (start, mem) = (std::time::Instant::now(), self.sx.mem.used());
+        let out = f()?;
+        if let Some(p) = self.profile {
+            let used = self.sx.mem.used().saturating_sub(mem);
+            p.add(slot, out.len() as u64, start.elapsed(), used);
+        }
+        Ok(out)
     }
 }
