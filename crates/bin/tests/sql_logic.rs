@@ -760,6 +760,20 @@ async fn kill_query_stops_a_running_select_and_kill_closes_the_connection() {
         matches!(&refused, mysql_async::Error::Server(e) if e.code == 1095),
         "{refused:?}"
     );
+    // Nor EXPLAIN (or EXPLAIN ANALYZE) what it may not read.
+    for sql in [
+        "EXPLAIN SELECT * FROM test.k1",
+        "EXPLAIN ANALYZE SELECT * FROM test.k1",
+    ] {
+        let denied = other
+            .query_drop(sql)
+            .await
+            .expect_err("no SELECT privilege");
+        assert!(
+            matches!(&denied, mysql_async::Error::Server(e) if e.code == 1142),
+            "{sql}: {denied:?}"
+        );
+    }
     let unknown = admin
         .query_drop("KILL 999999")
         .await

@@ -628,6 +628,8 @@ impl Engine {
                 analyze: false,
                 ..
             } => {
+                // EXPLAIN needs the privileges the statement needs (MySQL).
+                self.check_statement(session, st, inner)?;
                 let sx = self.sx(session, sql, params).await?;
                 explain(&sx, inner)
             }
@@ -641,11 +643,7 @@ impl Engine {
                         "EXPLAIN ANALYZE of a statement other than SELECT",
                     ));
                 };
-                let mut dbs = Vec::new();
-                query_dbs(session, q, &mut dbs);
-                for d in &dbs {
-                    self.check(session, st, d, "SELECT")?;
-                }
+                self.check_statement(session, st, inner)?;
                 let mut sx = self.sx(session, sql, params).await?;
                 let profile = Arc::new(operator::profile::Profile::default());
                 sx.profile = Some(profile.clone());
@@ -685,6 +683,27 @@ impl Engine {
                 params,
             ),
         }
+    }
+
+    /// The privileges `statement` needs: SELECT on the databases a query
+    /// reads, the statement's own privilege on its database.
+    fn check_statement(
+        &self,
+        session: &Session,
+        st: &mut State,
+        statement: &Statement,
+    ) -> Result<(), SqlError> {
+        if let Statement::Query(q) = statement {
+            let mut dbs = Vec::new();
+            query_dbs(session, q, &mut dbs);
+            for d in &dbs {
+                self.check(session, st, d, "SELECT")?;
+            }
+        } else if let Some(p) = privilege_of(statement) {
+            let db = statement_db(session, statement).ok_or_else(er::no_db)?;
+            self.check(session, st, &db, p)?;
+        }
+        Ok(())
     }
 
     fn check_any(&self, session: &Session, st: &mut State, db: &str) -> Result<(), SqlError> {
