@@ -56,7 +56,8 @@
 //! joins 8 tables of 100 rows both ways, runs a 10^10-row cross join into
 //! ERROR 8175 while another session is answered, checks tidb-server's
 //! peak RSS against the quota, stops a SELECT by `max_execution_time`
-//! (ERROR 3024), and prints what it measured. A third,
+//! (ERROR 3024) and one by `tidb_server_memory_limit` (ERROR 8176), and
+//! prints what it measured. A third,
 //! `kill_query_stops_a_running_select_and_kill_closes_the_connection`,
 //! stops a running join with `KILL QUERY` from another session (ERROR 1317
 //! within a second), checks who may kill, and closes an idle connection
@@ -688,6 +689,39 @@ async fn many_table_joins_are_planned_and_memory_is_bounded_per_statement() {
         matches!(&err, mysql_async::Error::Server(e) if e.code == 3024),
         "{err:?}"
     );
+
+    // tidb_server_memory_limit: past it, the statement holding the most
+    // memory is cancelled (no session quota applies here).
+    conn.query_drop("SET max_execution_time = 0").await.unwrap();
+    let default: Option<i64> = conn
+        .query_first("SELECT @@global.tidb_server_memory_limit")
+        .await
+        .unwrap();
+    assert!(default.unwrap_or(0) > 0, "80% of the machine by default");
+    conn.query_drop("SET GLOBAL tidb_server_memory_limit = 67108864")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let err = conn
+        .query_drop("SELECT * FROM j1, j2, j3 ORDER BY 1")
+        .await
+        .expect_err("a million rows do not fit in 64 MiB");
+    eprintln!(
+        "tidb_server_memory_limit = 64 MiB: ERROR after {:?}",
+        t.elapsed()
+    );
+    match &err {
+        mysql_async::Error::Server(e) => {
+            assert_eq!(e.code, 8176, "{e:?}");
+            assert!(e.message.contains("tidb-server instance"), "{e:?}");
+        }
+        other => panic!("expected ERROR 8176, got {other:?}"),
+    }
+    conn.query_drop("SET GLOBAL tidb_server_memory_limit = '80%'")
+        .await
+        .unwrap();
+    let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM j1").await.unwrap();
+    assert_eq!(n, Some(100), "the session runs its next statement");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,6 +246,9 @@ kinds! {
     TlsReload = (3889, "HY000"),
     /// The statement's memory quota was exceeded.
     MemExceedThreshold = (8175, "HY000"),
+    /// The server's memory limit was exceeded and this statement used the
+    /// most.
+    MemoryExceedForInstance = (8176, "HY000"),
     /// The cluster could not serve the request: retry.
     RegionUnavailable = (9005, "HY000"),
     /// A write conflict at commit.
@@ -487,6 +490,19 @@ pub mod er {
                 "Your query has been cancelled due to exceeding the allowed memory limit for a \
                  single SQL query. Please try narrowing your query scope or increase the \
                  tidb_mem_quota_query limit and try again.[conn={conn_id}]"
+            ),
+        )
+    }
+    /// 8176: cancelled as the statement using the most memory when the
+    /// server passed `tidb_server_memory_limit`.
+    pub fn server_memory_exceeded(conn_id: u32) -> SqlError {
+        e(
+            ErrorKind::MemoryExceedForInstance,
+            format!(
+                "Your query has been cancelled due to exceeding the allowed memory limit for the \
+                 tidb-server instance and this query is currently using the most memory. Please \
+                 try narrowing your query scope or increase the tidb_server_memory_limit and try \
+                 again.[conn={conn_id}]"
             ),
         )
     }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Sha2Cache;
 use crate::backend::Backend;
-use crate::engine::memory::Interrupt;
+use crate::engine::memory::{Interrupt, ServerMemory};
 use crate::error::{er, ErrorKind, SqlError};
 use crate::protocol::conn::{self, Closed};
 use crate::tls::MysqlTls;
@@ -80,6 +80,20 @@ pub struct ConnHandle {
     pub closed: tokio::sync::Notify,
 }
 
+/// TiDB's default `tidb_server_memory_limit`: 80% of the machine's memory
+/// (no limit when it cannot be read).
+pub fn default_server_memory_limit() -> u64 {
+    total_memory().map_or(0, |t| t / 10 * 8)
+}
+
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo).
+pub fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Server-wide state.
 #[derive(Debug)]
 pub struct Shared {
@@ -93,6 +107,7 @@ pub struct Shared {
     pub settings: Settings,
     require_secure_transport: AtomicBool,
     mem_quota_query: AtomicU64,
+    memory: Arc<ServerMemory>,
     next_conn_id: AtomicU32,
     live: AtomicU64,
     total: AtomicU64,
@@ -114,6 +129,7 @@ impl Shared {
             tls,
             require_secure_transport: AtomicBool::new(settings.require_secure_transport),
             mem_quota_query: AtomicU64::new(crate::engine::memory::DEFAULT_MEM_QUOTA_QUERY),
+            memory: Arc::new(ServerMemory::new(default_server_memory_limit())),
             settings,
             next_conn_id: AtomicU32::new(1),
             live: AtomicU64::new(0),
@@ -152,6 +168,11 @@ impl Shared {
     /// `SET GLOBAL tidb_mem_quota_query`.
     pub fn set_mem_quota_query(&self, bytes: u64) {
         self.mem_quota_query.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The server-wide memory account (`tidb_server_memory_limit`).
+    pub fn memory(&self) -> Arc<ServerMemory> {
+        self.memory.clone()
     }
 
     /// `max_allowed_packet`.

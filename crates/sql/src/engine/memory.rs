@@ -19,11 +19,17 @@
 //! look at the clock every [`TIME_CHECK_EVERY`] calls and fail with
 //! MySQL's ERROR 3024 once it passed.
 //!
+//! Every tracker also counts in the server's [`ServerMemory`]: past
+//! `tidb_server_memory_limit` the statement holding the most is cancelled
+//! (ERROR 8176), as TiDB does. The account covers what trackers charge,
+//! not the whole process.
+//!
 //! And the connection's [`Interrupt`]: `KILL QUERY id` (or `KILL id`) from
 //! another session sets it, and the same checks fail with ERROR 1317 at
 //! the next row or charge. The flag is one atomic load per check; the
 //! protocol layer clears a `KILL QUERY` when the next command starts.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -45,6 +51,7 @@ pub struct Interrupt(AtomicU8);
 const RUNNING: u8 = 0;
 const QUERY_KILLED: u8 = 1;
 const CONNECTION_KILLED: u8 = 2;
+const MEMORY_KILLED: u8 = 3;
 
 impl Interrupt {
     /// `KILL QUERY`: the running statement stops with ERROR 1317.
@@ -60,11 +67,22 @@ impl Interrupt {
         self.0.store(CONNECTION_KILLED, Ordering::Release);
     }
 
-    /// A new command starts: a `KILL QUERY` of the previous one is spent.
+    /// `tidb_server_memory_limit`: the running statement, the one using
+    /// the most memory, stops with ERROR 8176.
+    pub fn kill_for_memory(&self) {
+        let _ =
+            self.0
+                .compare_exchange(RUNNING, MEMORY_KILLED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A new command starts: a `KILL QUERY` (or memory kill) of the
+    /// previous one is spent.
     pub fn begin_statement(&self) {
-        let _ = self
-            .0
-            .compare_exchange(QUERY_KILLED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+        for spent in [QUERY_KILLED, MEMORY_KILLED] {
+            let _ = self
+                .0
+                .compare_exchange(spent, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 
     /// Whether the connection was killed (it must close).
@@ -72,12 +90,13 @@ impl Interrupt {
         self.0.load(Ordering::Acquire) == CONNECTION_KILLED
     }
 
-    /// ERROR 1317 once the statement or its connection was killed.
-    pub fn check(&self) -> Result<(), SqlError> {
-        if self.0.load(Ordering::Relaxed) == RUNNING {
-            Ok(())
-        } else {
-            Err(er::query_interrupted())
+    /// ERROR 1317 once the statement or its connection was killed, 8176
+    /// once it was cancelled for the server's memory (connection `conn_id`).
+    pub fn check(&self, conn_id: u32) -> Result<(), SqlError> {
+        match self.0.load(Ordering::Relaxed) {
+            RUNNING => Ok(()),
+            MEMORY_KILLED => Err(er::server_memory_exceeded(conn_id)),
+            _ => Err(er::query_interrupted()),
         }
     }
 }
@@ -91,6 +110,85 @@ pub struct Tracker {
     deadline: OnceLock<Instant>,
     ticks: AtomicU64,
     interrupt: Option<Arc<Interrupt>>,
+    server: Option<Arc<ServerMemory>>,
+    share: OnceLock<Arc<AtomicU64>>,
+}
+
+/// The server-wide account behind `tidb_server_memory_limit`: the bytes
+/// every running statement's tracker holds, and each connection's share.
+#[derive(Debug, Default)]
+pub struct ServerMemory {
+    limit: AtomicU64,
+    used: AtomicU64,
+    per_conn: std::sync::Mutex<HashMap<u32, Share>>,
+}
+
+/// One connection's bytes and kill flag.
+type Share = (Arc<AtomicU64>, Arc<Interrupt>);
+
+impl ServerMemory {
+    /// An account with `limit` bytes (0: no limit).
+    pub fn new(limit: u64) -> ServerMemory {
+        ServerMemory {
+            limit: AtomicU64::new(limit),
+            ..ServerMemory::default()
+        }
+    }
+
+    /// `tidb_server_memory_limit` in bytes (0: no limit).
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// `SET GLOBAL tidb_server_memory_limit`.
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes the running statements hold.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Share>> {
+        self.per_conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connection `conn`'s counter (registered on first use).
+    fn share(&self, conn: u32, interrupt: &Arc<Interrupt>) -> Arc<AtomicU64> {
+        self.conns()
+            .entry(conn)
+            .or_insert_with(|| (Arc::new(AtomicU64::new(0)), interrupt.clone()))
+            .0
+            .clone()
+    }
+
+    /// Charges `bytes` to a connection's `share`; past the limit, the
+    /// connection holding the most is cancelled (TiDB's rule).
+    fn charge(&self, share: &AtomicU64, bytes: u64) {
+        share.fetch_add(bytes, Ordering::Relaxed);
+        let total = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let limit = self.limit();
+        if limit > 0 && total > limit {
+            let m = self.conns();
+            if let Some((_, (_, top))) =
+                m.iter().max_by_key(|(_, (b, _))| b.load(Ordering::Relaxed))
+            {
+                top.kill_for_memory();
+            }
+        }
+    }
+
+    /// Gives back what a statement of `conn` held.
+    fn release(&self, conn: u32, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+        let mut m = self.conns();
+        if let Some((b, _)) = m.get(&conn) {
+            if b.fetch_sub(bytes, Ordering::Relaxed) <= bytes {
+                m.remove(&conn);
+            }
+        }
+    }
 }
 
 impl Tracker {
@@ -104,12 +202,21 @@ impl Tracker {
             deadline: OnceLock::new(),
             ticks: AtomicU64::new(0),
             interrupt: None,
+            server: None,
+            share: OnceLock::new(),
         }
     }
 
     /// The same tracker, stopped by `interrupt` (its connection's flag).
     pub fn interrupted_by(mut self, interrupt: Option<Arc<Interrupt>>) -> Tracker {
         self.interrupt = interrupt;
+        self
+    }
+
+    /// The same tracker, counted in the server's account too (it needs the
+    /// connection's kill flag to be cancelled by it).
+    pub fn in_server(mut self, server: Arc<ServerMemory>) -> Tracker {
+        self.server = Some(server);
         self
     }
 
@@ -127,7 +234,7 @@ impl Tracker {
     /// deadline passed (the clock is read every [`TIME_CHECK_EVERY`] calls).
     pub fn check_time(&self) -> Result<(), SqlError> {
         if let Some(i) = &self.interrupt {
-            i.check()?;
+            i.check(self.conn_id)?;
         }
         if let Some(d) = self.deadline.get() {
             if self
@@ -151,11 +258,16 @@ impl Tracker {
         };
         Tracker::new(quota, session.conn_id)
             .interrupted_by(session.server.interrupt(session.conn_id))
+            .in_server(session.server.memory())
     }
 
     /// Charges `bytes`; ERROR 8175 once the total passes the quota.
     pub fn consume(&self, bytes: u64) -> Result<(), SqlError> {
         self.check_time()?;
+        if let (Some(server), Some(i)) = (&self.server, &self.interrupt) {
+            let share = self.share.get_or_init(|| server.share(self.conn_id, i));
+            server.charge(share, bytes);
+        }
         let total = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if self.quota > 0 && total > self.quota {
             return Err(er::mem_quota_exceeded(self.conn_id));
@@ -171,6 +283,14 @@ impl Tracker {
     /// Bytes charged so far.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if let (Some(server), Some(_)) = (&self.server, self.share.get()) {
+            server.release(self.conn_id, self.used());
+        }
     }
 }
 
@@ -230,6 +350,36 @@ mod tests {
         flag.begin_statement();
         assert!(flag.connection_killed());
         assert_eq!(t.check_time().unwrap_err().code, 1317);
+    }
+
+    #[test]
+    fn past_the_server_limit_the_statement_holding_the_most_fails_with_8176() {
+        let server = Arc::new(ServerMemory::new(1000));
+        let (small, big) = (
+            Arc::new(Interrupt::default()),
+            Arc::new(Interrupt::default()),
+        );
+        let a = Tracker::new(0, 1)
+            .interrupted_by(Some(small.clone()))
+            .in_server(server.clone());
+        let b = Tracker::new(0, 2)
+            .interrupted_by(Some(big.clone()))
+            .in_server(server.clone());
+        a.consume(300).unwrap();
+        b.consume(600).unwrap();
+        b.consume(200).unwrap();
+        assert!(a.check_time().is_ok(), "the smaller statement runs on");
+        let e = b.consume(1).unwrap_err();
+        assert_eq!((e.code, e.state), (8176, "HY000"));
+        assert!(e.message.ends_with("[conn=2]"), "{}", e.message);
+        drop(b);
+        assert_eq!(
+            server.used(),
+            300,
+            "a statement's bytes go back when it ends"
+        );
+        big.begin_statement();
+        assert!(big.check(2).is_ok(), "the next statement runs");
     }
 
     #[test]

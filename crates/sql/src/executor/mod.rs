@@ -807,6 +807,14 @@ impl Interim {
                             session.server.set_mem_quota_query(mem_quota(name, &v)?);
                             return Ok(());
                         }
+                        if name == "tidb_server_memory_limit" {
+                            let limit = match value {
+                                None => crate::server::default_server_memory_limit(),
+                                Some(v) => server_memory_limit(name, &v)?,
+                            };
+                            session.server.memory().set_limit(limit);
+                            return Ok(());
+                        }
                         if name != "require_secure_transport" {
                             return Err(er::not_supported_yet(&format!("SET GLOBAL {name}")));
                         }
@@ -1106,6 +1114,24 @@ impl Backend for Interim {
             let db = session.db.clone().ok_or_else(er::no_db)?;
             Err(er::no_such_table(&db, table))
         })
+    }
+}
+
+/// A `tidb_server_memory_limit` value: bytes, or a percentage of the
+/// machine's memory (`'80%'`, TiDB's default); 0 means no limit.
+fn server_memory_limit(name: &str, v: &Value) -> Result<u64, SqlError> {
+    let bad = || er::wrong_value_for_var(name, &v.to_string());
+    match v {
+        Value::Text(t) if t.trim().ends_with('%') => {
+            let pct: f64 = t.trim().trim_end_matches('%').parse().map_err(|_| bad())?;
+            if !(1.0..=99.0).contains(&pct) {
+                return Err(bad());
+            }
+            let total = crate::server::total_memory().ok_or_else(bad)?;
+            Ok((total as f64 * pct / 100.0) as u64)
+        }
+        Value::Text(t) => t.trim().parse::<u64>().map_err(|_| bad()),
+        other => mem_quota(name, other),
     }
 }
 

@@ -4,7 +4,8 @@
 //! (so `ssl_cert` shows the configured path, `have_ssl` whether TLS is on).
 //! Session values live in `Session::vars`; global variables are this
 //! server's (not stored in the cluster) and settable only for
-//! `require_secure_transport` and `tidb_mem_quota_query`.
+//! `require_secure_transport`, `tidb_mem_quota_query` and
+//! `tidb_server_memory_limit`.
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -82,6 +83,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("ssl_key", Scope::ReadOnly, s(&st.ssl_key)),
         ("system_time_zone", Scope::ReadOnly, s("UTC")),
         ("tidb_mem_quota_query", Scope::Both, Value::Int(shared.mem_quota_query() as i64)),
+        ("tidb_server_memory_limit", Scope::Global, Value::Int(shared.memory().limit() as i64)),
         ("time_zone", Scope::Both, s("SYSTEM")),
         ("tls_version", Scope::ReadOnly, s(&st.tls_version)),
         ("transaction_isolation", Scope::Both, s("REPEATABLE-READ")),
