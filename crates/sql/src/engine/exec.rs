@@ -998,6 +998,8 @@ impl<'a> Runner<'a> {
             }
             src.rows = kept;
         } else if let Some(w) = &residual {
+            let rest = self.semi_joins(w, &mut src, outer.clone()).await?;
+            let w = &rest;
             let (shared, per_row) = self
                 .subquery_values(&[w], &src.scope, &src.rows, outer.clone())
                 .await?;
@@ -1168,6 +1170,49 @@ impl<'a> Runner<'a> {
             names,
             rows,
         })
+    }
+
+    /// Keeps the rows of `src` that the WHERE conjuncts of `w` which are
+    /// semi joins accept (`planner::correlation::semi_join`: each subquery
+    /// runs once, its rows hashed); the other conjuncts are returned (TRUE
+    /// when none are left).
+    async fn semi_joins(
+        &self,
+        w: &Expr,
+        src: &mut Source,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<Expr, SqlError> {
+        let mut rest = Vec::new();
+        for c in walk::conjuncts(w) {
+            let Some(semi) = planner::correlation::semi_join(self.sx, c, &src.scope) else {
+                rest.push(c.clone());
+                continue;
+            };
+            let inner = self.query(&semi.query, outer.clone()).await?;
+            let table = operator::semi_join::SemiTable::new(inner.rows, semi.outer_keys.len());
+            let keys =
+                operator::Cond::bind(self.sx, &semi.outer_keys, &src.scope, outer.as_deref())?;
+            let mut kept = Vec::new();
+            for row in std::mem::take(&mut src.rows) {
+                self.sx.mem.check_time()?;
+                let key = keys
+                    .iter()
+                    .map(|k| k.value(self.sx, &src.scope, &row, outer.as_deref()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if table.matches(&key) != semi.anti {
+                    kept.push(row);
+                }
+            }
+            src.rows = kept;
+        }
+        Ok(rest
+            .into_iter()
+            .reduce(|a, b| Expr::BinaryOp {
+                left: Box::new(a),
+                op: sqlparser::ast::BinaryOperator::And,
+                right: Box::new(b),
+            })
+            .unwrap_or(Expr::Value(sqlparser::ast::Value::Boolean(true).into())))
     }
 
     /// The SELECT after FROM + WHERE as bound operators

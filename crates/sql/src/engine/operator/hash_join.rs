@@ -29,7 +29,7 @@ use crate::value::Value;
 
 /// One key value, as `=` sees it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-enum KeyPart {
+pub(super) enum KeyPart {
     /// A number: its double's bits (-0 folded into 0).
     Num(u64),
     /// A string or temporal value: its general_ci sort key.
@@ -39,7 +39,7 @@ enum KeyPart {
 }
 
 impl KeyPart {
-    fn of(v: &Value) -> Option<KeyPart> {
+    pub(super) fn of(v: &Value) -> Option<KeyPart> {
         Some(match v {
             Value::Null => return None,
             Value::Int(_)
@@ -56,7 +56,7 @@ impl KeyPart {
         })
     }
 
-    fn kind(&self) -> u8 {
+    pub(super) fn kind(&self) -> u8 {
         match self {
             KeyPart::Num(_) => 0,
             KeyPart::Str(_) => 1,

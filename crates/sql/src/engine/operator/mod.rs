@@ -25,6 +25,7 @@ pub mod limit;
 pub mod profile;
 pub mod projection;
 pub mod scan;
+pub mod semi_join;
 pub mod sort;
 
 use sqlparser::ast::Expr;

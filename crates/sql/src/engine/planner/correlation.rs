@@ -348,3 +348,168 @@ impl Walk<'_, '_> {
         }
     }
 }
+
+/// A WHERE conjunct `[NOT] EXISTS (subquery)` or `x IN (subquery)` turned
+/// into a semi (anti-semi) join: the subquery runs once, without its
+/// correlation, as the rows of `query`; an outer row is kept when its
+/// `outer_keys` match one of them (none, for `anti`).
+pub struct Semi {
+    /// The subquery without its correlated equalities, selecting the inner
+    /// side of each key.
+    pub query: Query,
+    /// The outer side of each key, over the outer rows.
+    pub outer_keys: Vec<Expr>,
+    /// `NOT EXISTS`.
+    pub anti: bool,
+}
+
+/// `conj` as a semi join over rows of `outer`, when that is sound: the
+/// subquery is one plain SELECT (no GROUP BY, HAVING, aggregates, LIMIT
+/// or CTE) over base tables, correlated only by `inner = outer` column
+/// equalities among its WHERE conjuncts. (`NOT IN` is left to the
+/// evaluator: its NULL rules need more than a match.)
+pub fn semi_join(sx: &Sx<'_>, conj: &Expr, outer: &Scope) -> Option<Semi> {
+    let (q, anti, probe) = match conj {
+        Expr::Exists { subquery, negated } => (subquery, *negated, None),
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::Subquery(q),
+            negated: false,
+            ..
+        } => (q, false, Some(&**expr)),
+        _ => return None,
+    };
+    if q.with.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty() {
+        return None;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let grouped =
+        !matches!(&s.group_by, sqlparser::ast::GroupByExpr::Expressions(v, _) if v.is_empty());
+    let items: Vec<&Expr> = s
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+            _ => None,
+        })
+        .collect();
+    if grouped
+        || s.having.is_some()
+        || s.into.is_some()
+        || s.from.is_empty()
+        || !super::super::operator::aggregation::agg_calls(&items).is_empty()
+    {
+        return None;
+    }
+    let mut level = Level {
+        scope: Scope::default(),
+        aliases: Vec::new(),
+        opaque: false,
+    };
+    for f in factors(&s.from) {
+        match bind_table(sx, f) {
+            Ok(Some(leaf)) => level.scope.cols.extend(leaf.scope.cols),
+            _ => return None,
+        }
+    }
+    let inner = level.scope.clone();
+    let mut w = Walk {
+        sx,
+        outer,
+        levels: vec![level],
+        found: false,
+    };
+    let mut refers = |e: &Expr| {
+        w.found = false;
+        w.expr(e);
+        w.found
+    };
+    for twj in &s.from {
+        for j in &twj.joins {
+            let on = match &j.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::CrossJoin(c) => c,
+                // An outer join's ON is not a filter of the whole subquery.
+                _ => return None,
+            };
+            match on {
+                JoinConstraint::On(e) if refers(e) => return None,
+                JoinConstraint::On(_) | JoinConstraint::None => {}
+                _ => return None,
+            }
+        }
+    }
+    let mut inner_keys = Vec::new();
+    let mut outer_keys = Vec::new();
+    if let Some(x) = probe {
+        let [item] = items.as_slice() else {
+            return None;
+        };
+        if s.projection.len() != 1 || refers(item) {
+            return None;
+        }
+        inner_keys.push((*item).clone());
+        outer_keys.push(x.clone());
+    }
+    let mut kept = Vec::new();
+    for c in s.selection.iter().flat_map(super::super::walk::conjuncts) {
+        if !refers(c) {
+            kept.push(c.clone());
+            continue;
+        }
+        let Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::Eq,
+            right,
+        } = c
+        else {
+            return None;
+        };
+        let side = |e: &Expr| -> Option<bool> {
+            let parts: &[Ident] = match e {
+                Expr::Identifier(i) => std::slice::from_ref(i),
+                Expr::CompoundIdentifier(p) => p,
+                _ => return None,
+            };
+            match (inner.find(parts), outer.find(parts)) {
+                (Ok(Some(_)), _) => Some(true),
+                (Ok(None), Ok(Some(_))) => Some(false),
+                _ => None,
+            }
+        };
+        match (side(left)?, side(right)?) {
+            (true, false) => {
+                inner_keys.push((**left).clone());
+                outer_keys.push((**right).clone());
+            }
+            (false, true) => {
+                inner_keys.push((**right).clone());
+                outer_keys.push((**left).clone());
+            }
+            _ => return None,
+        }
+    }
+    if outer_keys.is_empty() {
+        // Uncorrelated EXISTS: run once as it is.
+        return None;
+    }
+    let mut query = (**q).clone();
+    query.order_by = None;
+    if let SetExpr::Select(s2) = query.body.as_mut() {
+        s2.projection = inner_keys
+            .into_iter()
+            .map(SelectItem::UnnamedExpr)
+            .collect();
+        s2.selection = kept.into_iter().reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(b),
+        });
+    }
+    Some(Semi {
+        query,
+        outer_keys,
+        anti,
+    })
+}
