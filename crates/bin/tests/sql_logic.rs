@@ -588,6 +588,14 @@ async fn many_table_joins_are_planned_and_memory_is_bounded_per_statement() {
         eprintln!("8 tables x 100 rows, {how}: {:?}", t.elapsed());
         assert_eq!(n, Some(100), "{sql}");
     }
+    // A correlated EXISTS: one semi join, not a subquery per outer row.
+    let t = Instant::now();
+    let n: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM j1 WHERE EXISTS (SELECT 1 FROM j2 WHERE j2.b = j1.b)")
+        .await
+        .unwrap();
+    eprintln!("correlated EXISTS, 100 x 100 rows: {:?}", t.elapsed());
+    assert_eq!(n, Some(100));
     let plan: Vec<mysql_async::Row> = conn.query(format!("EXPLAIN {comma}")).await.unwrap();
     assert!(
         plan.iter()
