@@ -24,7 +24,7 @@
 //! it does not refer to the outer query's row, else once per outer row;
 //! which, `planner::correlation` finds from its names before it runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlparser::ast::{
@@ -414,7 +414,7 @@ pub fn column_def(
 /// its type and NOT NULL.
 type Item = (String, Expr, Option<(Option<ColumnType>, bool)>);
 
-use super::operator::aggregation::{agg_calls, group_key, AggCall, Inputs};
+use super::operator::aggregation::{agg_calls, AggCall, Inputs};
 
 /// Group keys and aggregate arguments by the syntax evaluator (a SELECT
 /// the binder does not bind).
@@ -601,21 +601,12 @@ impl<'a> Runner<'a> {
                 } => {
                     let mut l = self.set_expr(left, outer.clone()).await?;
                     let r = self.set_expr(right, outer).await?;
-                    if l.columns.len() != r.columns.len() {
-                        return Err(SqlError::of(
-                            ErrorKind::WrongNumberOfColumnsInSelect,
-                            "The used SELECT statements have a different number of columns".into(),
-                        ));
-                    }
-                    l.rows.extend(r.rows);
-                    if !matches!(set_quantifier, SetQuantifier::All) {
-                        let mut seen = HashSet::new();
-                        l.rows.retain(|row| {
-                            let mut k = Vec::new();
-                            group_key(row, &mut k);
-                            seen.insert(k)
-                        });
-                    }
+                    l.rows = operator::union::run(
+                        std::mem::take(&mut l.rows),
+                        r.rows,
+                        (l.columns.len(), r.columns.len()),
+                        matches!(set_quantifier, SetQuantifier::All),
+                    )?;
                     Ok(l)
                 }
                 SetExpr::Values(v) => {
@@ -1151,7 +1142,7 @@ impl<'a> Runner<'a> {
             out_rows.push((keys, vals));
         }
         if matches!(s.distinct, Some(Distinct::Distinct)) {
-            operator::aggregation::distinct(&mut out_rows, |r| r.as_slice());
+            operator::aggregation::distinct(&mut out_rows, |(_, r)| r.as_slice());
         } else if let Some(Distinct::On(_)) = &s.distinct {
             return Err(er::not_supported_yet("DISTINCT ON"));
         }

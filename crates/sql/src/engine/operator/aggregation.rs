@@ -417,13 +417,13 @@ pub fn run(
         .collect())
 }
 
-/// `SELECT DISTINCT`: the first of each set of equal rows (as GROUP BY
-/// groups them), in input order.
-pub fn distinct<R>(rows: &mut Vec<(Vec<Value>, R)>, row: impl Fn(&R) -> &[Value]) {
+/// `SELECT DISTINCT` (and `UNION`): the first of each set of equal rows
+/// (as GROUP BY groups them), in input order; `row` gives an item's values.
+pub fn distinct<T>(items: &mut Vec<T>, row: impl Fn(&T) -> &[Value]) {
     let mut seen = HashSet::new();
-    rows.retain(|(_, r)| {
+    items.retain(|item| {
         let mut k = Vec::new();
-        group_key(row(r), &mut k);
+        group_key(row(item), &mut k);
         seen.insert(k)
     });
 }

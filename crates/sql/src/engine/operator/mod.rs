@@ -13,7 +13,8 @@
 //!
 //! After FROM, the rest of a SELECT (`planner::select`) runs as
 //! `aggregation` (hash aggregation, DISTINCT) → `projection` (with HAVING
-//! and ORDER BY keys) → `sort` (sort, top-N) → `limit`.
+//! and ORDER BY keys) → `sort` (sort, top-N) → `limit`; `union` joins the
+//! sides of a UNION, `semi_join` holds a decorrelated subquery's rows.
 //!
 //! Every condition and hash key is bound once per run ([`Cond::bind`]):
 //! its names become column indexes of the node's rows (`engine::expr`);
@@ -27,6 +28,7 @@ pub mod projection;
 pub mod scan;
 pub mod semi_join;
 pub mod sort;
+pub mod union;
 
 use sqlparser::ast::Expr;
 

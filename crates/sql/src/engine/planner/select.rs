@@ -227,7 +227,7 @@ impl Tail<'_> {
         let out = if self.distinct {
             step.measure(Slot::Distinct, || {
                 let mut out = out;
-                aggregation::distinct(&mut out, |r| r.as_slice());
+                aggregation::distinct(&mut out, |(_, r)| r.as_slice());
                 Ok(out)
             })?
         } else {
