@@ -241,13 +241,23 @@ impl Timestamps for LocalTso {
     }
 }
 
+/// A temporary store's directory: removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The embedded store. Open it, then talk to it through [`Unistore::txn_client`].
 pub struct Unistore {
     storage: Storage<OneRegion>,
     tso: Arc<LocalTso>,
     name: String,
-    /// A temporary store's directory, removed on drop (after the engine).
-    _temp: Option<tempfile::TempDir>,
+    /// A temporary store's directory, removed on drop (after the engine:
+    /// fields drop in order).
+    _scratch: Option<Scratch>,
 }
 
 impl std::fmt::Debug for Unistore {
@@ -273,20 +283,36 @@ impl Unistore {
         let dir = tempfile::Builder::new()
             .prefix("tiox-unistore-")
             .tempdir()
-            .map_err(|e| Error::Engine(format!("creating a temporary directory: {e}")))?;
-        let path: PathBuf = dir.path().to_path_buf();
+            .map_err(|e| Error::Engine(format!("creating a temporary directory: {e}")))?
+            .keep();
         Self::start(
-            &path,
+            &dir,
             false,
-            Some(dir),
+            Some(Scratch(dir.clone())),
             "the temporary embedded store".to_string(),
+        )
+    }
+
+    /// A temporary store in `dir`: whatever `dir` held is removed first
+    /// (what a process killed before it could clean up left behind), and
+    /// `dir` is removed on drop; never fsynced.
+    pub fn temporary_at(dir: &Path) -> Result<Arc<Unistore>> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| Error::Engine(format!("clearing {}: {e}", dir.display())))?;
+        }
+        Self::start(
+            dir,
+            false,
+            Some(Scratch(dir.to_path_buf())),
+            format!("the temporary embedded store at {}", dir.display()),
         )
     }
 
     fn start(
         dir: &Path,
         sync: bool,
-        temp: Option<tempfile::TempDir>,
+        scratch: Option<Scratch>,
         name: String,
     ) -> Result<Arc<Unistore>> {
         std::fs::create_dir_all(dir)
@@ -304,7 +330,7 @@ impl Unistore {
             storage: Storage::new(engine, region),
             tso,
             name,
-            _temp: temp,
+            _scratch: scratch,
         }))
     }
 
