@@ -47,19 +47,18 @@ async fn tables_on_the_embedded_store_survive_a_restart() {
             s.log()
         );
         let mut c = connect(&s).await;
-        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20), KEY (name))")
-            .await
-            .unwrap();
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20), KEY (name))",
+        )
+        .await
+        .unwrap();
         c.query_drop("INSERT INTO t (name) VALUES ('ada'), ('grace'), ('edsger')")
             .await
             .unwrap();
         c.query_drop("UPDATE t SET name = 'barbara' WHERE name = 'edsger'")
             .await
             .unwrap();
-        let rows = c
-            .query("SELECT id, name FROM t ORDER BY id")
-            .await
-            .unwrap();
+        let rows = c.query("SELECT id, name FROM t ORDER BY id").await.unwrap();
         c.disconnect().await.unwrap();
         rows
         // Dropping the server kills it (SIGKILL): no clean shutdown.
@@ -67,10 +66,7 @@ async fn tables_on_the_embedded_store_survive_a_restart() {
     assert_eq!(rows.len(), 3);
     let s = TidbServer::start(work.path(), &unistore(Some(&store), false));
     let mut c = connect(&s).await;
-    let again: Vec<(i64, String)> = c
-        .query("SELECT id, name FROM t ORDER BY id")
-        .await
-        .unwrap();
+    let again: Vec<(i64, String)> = c.query("SELECT id, name FROM t ORDER BY id").await.unwrap();
     assert_eq!(again, rows, "the rows read back after the restart");
     let by_index: Vec<i64> = c
         .query("SELECT id FROM t WHERE name = 'barbara'")
