@@ -295,9 +295,18 @@ impl Unistore {
 
     /// A temporary store in `dir`: whatever `dir` held is removed first
     /// (what a process killed before it could clean up left behind), and
-    /// `dir` is removed on drop; never fsynced.
+    /// `dir` is removed on drop; never fsynced. A store another process
+    /// has open there (the engine's directory lock) is refused, not removed.
     pub fn temporary_at(dir: &Path) -> Result<Arc<Unistore>> {
         if dir.exists() {
+            drop(
+                FjallEngine::open(dir, &FjallOptions::default()).map_err(|e| {
+                    Error::Engine(format!(
+                        "{} is in use by another process: {e}",
+                        dir.display()
+                    ))
+                })?,
+            );
             std::fs::remove_dir_all(dir)
                 .map_err(|e| Error::Engine(format!("clearing {}: {e}", dir.display())))?;
         }
@@ -315,8 +324,16 @@ impl Unistore {
         scratch: Option<Scratch>,
         name: String,
     ) -> Result<Arc<Unistore>> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Engine(format!("creating {}: {e}", dir.display())))?;
+        // A new store directory (and any parent made for it) is private to
+        // the server's user: it holds every table.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::Engine(format!("creating {}: {e}", dir.display())))?;
+        }
         let engine = FjallEngine::open(dir, &FjallOptions::default())
             .map_err(|e| Error::Engine(e.to_string()))?;
         let tso = Arc::new(LocalTso::open(engine.clone(), sync)?);
@@ -400,6 +417,33 @@ mod tests {
         let tso = LocalTso::open(engine, true).unwrap();
         let first = tso.next_at(4_000_000).unwrap();
         assert!(first > last, "{first} <= {last}");
+    }
+
+    #[test]
+    fn a_new_store_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data").join("store");
+        let _s = Unistore::open(&dir).unwrap();
+        for d in [dir.as_path(), dir.parent().unwrap()] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
+
+    #[test]
+    fn a_directory_another_store_has_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Unistore::open(dir.path()).unwrap();
+        assert!(Unistore::open(dir.path()).is_err());
+        let scratch = dir.path().join("scratch");
+        let temp = Unistore::temporary_at(&scratch).unwrap();
+        assert!(
+            Unistore::temporary_at(&scratch).is_err(),
+            "not removed while open"
+        );
+        assert!(scratch.exists());
+        drop((first, temp));
     }
 
     #[test]
