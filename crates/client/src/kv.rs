@@ -132,38 +132,30 @@ macro_rules! batched_read {
     };
 }
 
-/// Generates a unary RPC.
+/// Generates a unary RPC: over gRPC, or for an in-process store as the
+/// BatchCommands variant named, or refused when marked `cluster_only`
+/// (region splits, raw compare-and-swap: not part of an in-process
+/// store's interface).
 macro_rules! unary {
+    ($name:ident, $req:ty, $resp:ty, cluster_only) => {
+        unary!(@rpc $name, $req, $resp, |store, _r| Err(tonic::Status::unimplemented(format!(
+            "{} does not serve {}",
+            store.name(),
+            stringify!($name)
+        ))));
+    };
     ($name:ident, $req:ty, $resp:ty, $variant:ident) => {
+        unary!(@rpc $name, $req, $resp, |store, r| local_call!(store, $variant, r));
+    };
+    (@rpc $name:ident, $req:ty, $resp:ty, |$store:ident, $r:ident| $local:expr) => {
         /// The RPC of the same name.
         pub async fn $name(
             &mut self,
-            r: $req,
+            $r: $req,
         ) -> std::result::Result<tonic::Response<$resp>, tonic::Status> {
             match &mut self.0 {
-                Link::Grpc { stub, .. } => stub.$name(r).await,
-                Link::Local(store) => local_call!(store, $variant, r),
-            }
-        }
-    };
-}
-
-/// Generates an RPC only a cluster store serves (region splits, raw
-/// compare-and-swap: not part of an in-process store's interface).
-macro_rules! cluster_only {
-    ($name:ident, $req:ty, $resp:ty) => {
-        /// The RPC of the same name (cluster stores only).
-        pub async fn $name(
-            &mut self,
-            r: $req,
-        ) -> std::result::Result<tonic::Response<$resp>, tonic::Status> {
-            match &mut self.0 {
-                Link::Grpc { stub, .. } => stub.$name(r).await,
-                Link::Local(store) => Err(tonic::Status::unimplemented(format!(
-                    "{} does not serve {}",
-                    store.name(),
-                    stringify!($name)
-                ))),
+                Link::Grpc { stub, .. } => stub.$name($r).await,
+                Link::Local($store) => $local,
             }
         }
     };
@@ -300,15 +292,17 @@ impl Conn {
         kvrpcpb::RawDeleteRangeResponse,
         RawDeleteRange
     );
-    cluster_only!(
+    unary!(
         raw_compare_and_swap,
         kvrpcpb::RawCasRequest,
-        kvrpcpb::RawCasResponse
+        kvrpcpb::RawCasResponse,
+        cluster_only
     );
-    cluster_only!(
+    unary!(
         split_region,
         kvrpcpb::SplitRegionRequest,
-        kvrpcpb::SplitRegionResponse
+        kvrpcpb::SplitRegionResponse,
+        cluster_only
     );
 }
 

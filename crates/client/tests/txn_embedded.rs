@@ -49,8 +49,21 @@ async fn prewrite(s: &Unistore, keys: &[&[u8]], value: &[u8], start_ts: u64, ttl
         txn_size: keys.len() as u64,
         ..Default::default()
     };
-    let resp = s.storage().prewrite(req).await.ok().expect("prewrite");
+    let resp = s.storage().prewrite(req).await.expect("prewrite");
     assert!(resp.errors.is_empty(), "{:?}", resp.errors);
+}
+
+/// Commits `keys` of the transaction `start_ts` at `commit_ts`.
+async fn commit(s: &Unistore, keys: &[&[u8]], start_ts: u64, commit_ts: u64) {
+    let req = kvrpcpb::CommitRequest {
+        context: ctx(),
+        start_version: start_ts,
+        keys: keys.iter().map(|k| k.to_vec()).collect(),
+        commit_version: commit_ts,
+        ..Default::default()
+    };
+    let resp = s.storage().commit(req).await.expect("commit");
+    assert!(resp.error.is_none(), "{:?}", resp.error);
 }
 
 async fn locks(s: &Unistore) -> Vec<kvrpcpb::LockInfo> {
@@ -60,7 +73,7 @@ async fn locks(s: &Unistore) -> Vec<kvrpcpb::LockInfo> {
         limit: 100,
         ..Default::default()
     };
-    s.storage().scan_lock(req).ok().expect("scan locks").locks
+    s.storage().scan_lock(req).expect("scan locks").locks
 }
 
 async fn put(c: &TxnClient, key: &[u8], value: &[u8]) -> u64 {
@@ -191,14 +204,7 @@ async fn a_reader_commits_the_secondary_of_a_transaction_whose_primary_committed
     let start_ts = c.current_ts().await.unwrap();
     prewrite(&s, &[b"p", b"s"], b"v", start_ts, 60_000).await;
     let commit_ts = c.current_ts().await.unwrap();
-    let req = kvrpcpb::CommitRequest {
-        context: ctx(),
-        start_version: start_ts,
-        keys: vec![b"p".to_vec()],
-        commit_version: commit_ts,
-        ..Default::default()
-    };
-    assert!(s.storage().commit(req).await.ok().unwrap().error.is_none());
+    commit(&s, &[b"p"], start_ts, commit_ts).await;
     // The client died before committing "s": its lock is left.
     assert_eq!(locks(&s).await.len(), 1);
     let t = c.begin().await.unwrap();
@@ -222,7 +228,6 @@ async fn a_reader_rolls_back_the_secondary_of_a_transaction_whose_primary_rolled
         .storage()
         .batch_rollback(req)
         .await
-        .ok()
         .unwrap()
         .error
         .is_none());
@@ -259,15 +264,7 @@ async fn a_newest_read_waits_for_a_live_lock_and_then_sees_its_commit() {
     let committer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let commit_ts = store.txn_client().current_ts().await.unwrap();
-        let req = kvrpcpb::CommitRequest {
-            context: ctx(),
-            start_version: start_ts,
-            keys: vec![b"p".to_vec(), b"k".to_vec()],
-            commit_version: commit_ts,
-            ..Default::default()
-        };
-        let resp = store.storage().commit(req).await.ok().unwrap();
-        assert!(resp.error.is_none(), "{:?}", resp.error);
+        commit(&store, &[b"p", b"k"], start_ts, commit_ts).await;
     });
     let t = Instant::now();
     assert_eq!(c.get_latest(b"k").await.unwrap(), Some(b"new".to_vec()));

@@ -70,7 +70,6 @@ fn the_region() -> metapb::Region {
             version: 1,
         }),
         peers: vec![the_peer()],
-        ..Default::default()
     }
 }
 

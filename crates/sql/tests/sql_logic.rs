@@ -23,9 +23,7 @@ use tiox_sql::{Settings, Shared};
 async fn serve_embedded() -> (u16, Store) {
     let store = Store::temporary(None).expect("temporary store");
     let engine = Engine::open(store.txn()).await.expect("engine");
-    let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());
-    root.global.insert("ALL PRIVILEGES".into());
-    root.grant_option = true;
+    let root = UserRecord::root(String::new());
     let shared = Shared::new(
         Arc::new(MemoryUserStore::new(vec![root])),
         None,

@@ -159,14 +159,7 @@ fn bootstrap(
     } else {
         String::new()
     };
-    let mut root = UserRecord::new(
-        "root",
-        "%",
-        "mysql_native_password",
-        tiox_sql::auth::native_hash(&password),
-    );
-    root.global.insert("ALL PRIVILEGES".into());
-    root.grant_option = true;
+    let root = UserRecord::root(tiox_sql::auth::native_hash(&password));
     store
         .update(&mut |users| {
             users.push(root.clone());
