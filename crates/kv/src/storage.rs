@@ -1,7 +1,10 @@
 //! The request layer between gRPC and the regions: checks that a request
-//! reached the right region (leader, epoch, key range) and is well formed,
-//! serves reads from an engine snapshot, and proposes writes through Raft.
-//! Unary RPCs and BatchCommands both call it.
+//! reached the right region (leader, epoch, key range) and is well formed
+//! (key and value limits), serves reads from an engine snapshot, and
+//! proposes writes through Raft. Unary RPCs and BatchCommands both call it.
+//! It is generic over [`Regions`]: a tikv-server's Raft store, or the
+//! embedded store's single region (`crate::unistore`), whose writes execute
+//! the same commands directly — one set of checks and reads for both.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -240,7 +240,7 @@ impl TidbConfig {
                 return Err(cfg_err(
                     "store (--store)",
                     format!("unknown store \"{other}\""),
-                    "use unistore (standalone) or tikv",
+                    "use unistore (the embedded store) or tikv (a cluster)",
                 ));
             }
         };
@@ -457,7 +457,7 @@ mod tests {
         }
         c.security.insecure = true;
         assert!(c.validate().is_ok());
-        // The standalone store reaches no cluster: nothing to ask for.
+        // The embedded store reaches no cluster: nothing to ask for.
         let mut c = base();
         c.store = "unistore".into();
         assert!(c.validate().is_ok(), "{:?}", c.validate().err());
