@@ -304,7 +304,7 @@ async fn a_rollback_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn a_value_over_the_store_limit_is_refused_as_on_a_cluster() {
+async fn values_and_keys_over_the_store_limits_are_refused_as_on_a_cluster() {
     let (_s, c) = store();
     let mut t = c.begin().await.unwrap();
     t.put(
@@ -314,6 +314,9 @@ async fn a_value_over_the_store_limit_is_refused_as_on_a_cluster() {
     let err = t.commit().await.expect_err("too large");
     assert!(err.to_string().contains("the limit is"), "{err}");
     assert_eq!(c.get_latest(b"big").await.unwrap(), None);
+    let long_key = vec![b'k'; tiox_kv::storage::MAX_KEY_SIZE + 1];
+    let err = c.get_latest(&long_key).await.expect_err("key too long");
+    assert!(err.to_string().contains("the limit is"), "{err}");
 }
 
 #[tokio::test]
