@@ -325,7 +325,7 @@ async fn client_region_cache_follows_a_split_it_did_not_see() {
     t.put(b"t/a".to_vec(), b"1".to_vec());
     t.put(b"t/z".to_vec(), b"26".to_vec());
     t.commit().await.unwrap();
-    let cached = client.kv.cache().locate(b"z").await.unwrap().region;
+    let cached = client.kv.locate(b"z").await.unwrap().region;
     assert!(cached.start_key.is_empty() && cached.end_key.is_empty());
 
     // Another client splits: ours still caches the whole key space.
@@ -335,7 +335,7 @@ async fn client_region_cache_follows_a_split_it_did_not_see() {
     let made = other.split_region(b"t/m", false).await.unwrap();
     assert_eq!(made.len(), 2, "{made:?}");
     assert_eq!(
-        client.kv.cache().locate(b"z").await.unwrap().region,
+        client.kv.locate(b"z").await.unwrap().region,
         cached,
         "the cache is stale on purpose"
     );
@@ -345,7 +345,7 @@ async fn client_region_cache_follows_a_split_it_did_not_see() {
     assert_eq!(raw.get(b"z").await.unwrap(), Some(b"26".to_vec()));
     assert_eq!(raw.get(b"a").await.unwrap(), Some(b"1".to_vec()));
     raw.put(b"y", b"25").await.unwrap();
-    let now = client.kv.cache().locate(b"z").await.unwrap().region;
+    let now = client.kv.locate(b"z").await.unwrap().region;
     // Raw "z" sorts after the encoded "t/m" boundary.
     assert_eq!(
         now.start_key,

@@ -1,7 +1,8 @@
 //! The cluster client used by TiKV (to reach PD), TiDB, the ctl tools,
 //! benchmarks and tests: gRPC channels over mutual TLS, and a PD client that
 //! follows the PD leader, the region cache, and the raw and transactional KV
-//! APIs.
+//! APIs. The transactional client also runs over an in-process store (the
+//! embedded store, `tiox_kv::unistore`) through the seam in [`transport`].
 
 pub mod backoff;
 pub mod batch;
@@ -12,6 +13,7 @@ pub mod kv;
 pub mod pd;
 pub mod raw;
 pub mod region_cache;
+pub mod transport;
 pub mod tso;
 pub mod txn;
 
@@ -83,8 +85,10 @@ impl ClusterClient {
             })
             .await?;
         // The cache learns the new regions from PD on the next miss.
-        for r in &resp.regions {
-            self.kv.cache().invalidate(r.id);
+        if let Some(cache) = self.kv.cache() {
+            for r in &resp.regions {
+                cache.invalidate(r.id);
+            }
         }
         Ok(resp.regions)
     }

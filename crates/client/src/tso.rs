@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::pd::PdClient;
+use crate::transport::Timestamps;
 
 /// Bits of the logical part.
 pub const LOGICAL_BITS: u32 = 18;
@@ -75,12 +76,20 @@ pub struct TsoStats {
     pub timestamps: AtomicU64,
 }
 
-/// The batching TSO client.
+/// The batching TSO client (or an in-process oracle's handle).
 #[derive(Clone)]
 pub struct TsoClient {
-    tx: mpsc::UnboundedSender<Waiter>,
+    source: Source,
     /// Counters.
     pub stats: Arc<TsoStats>,
+}
+
+#[derive(Clone)]
+enum Source {
+    /// PD, through the batching task.
+    Pd(mpsc::UnboundedSender<Waiter>),
+    /// An in-process oracle (see [`crate::transport`]).
+    Local(Arc<dyn Timestamps>),
 }
 
 impl TsoClient {
@@ -89,14 +98,32 @@ impl TsoClient {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(TsoStats::default());
         tokio::spawn(run(pd, rx, stats.clone()));
-        TsoClient { tx, stats }
+        TsoClient {
+            source: Source::Pd(tx),
+            stats,
+        }
+    }
+
+    /// Timestamps from an in-process oracle (no batching: a call is cheap).
+    pub fn local(oracle: Arc<dyn Timestamps>) -> TsoClient {
+        TsoClient {
+            source: Source::Local(oracle),
+            stats: Arc::new(TsoStats::default()),
+        }
     }
 
     /// One timestamp.
     pub async fn get_ts(&self) -> Result<u64> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(tx)
+        let tx = match &self.source {
+            Source::Pd(tx) => tx,
+            Source::Local(oracle) => {
+                let ts = oracle.next()?;
+                self.stats.timestamps.fetch_add(1, Ordering::Relaxed);
+                return Ok(ts);
+            }
+        };
+        let (reply, rx) = oneshot::channel();
+        tx.send(reply)
             .map_err(|_| Error::Pd("the TSO task stopped".into()))?;
         rx.await
             .map_err(|_| Error::Pd("the TSO task stopped".into()))?

@@ -7,6 +7,10 @@
 //! `KvPrewrite` -> region (Raft propose) -> apply: [`mvcc::txn::MvccTxn`]
 //! checks locks and conflicts against an engine snapshot and returns a
 //! write batch -> the batch is written to the engine atomically.
+//!
+//! The embedded store ([`unistore`]) runs the same request layer and MVCC
+//! code in-process, over one region without Raft, for `tidb-server
+//! --store=unistore` and the in-process tests.
 
 pub mod codec;
 pub mod command;
@@ -18,5 +22,6 @@ pub mod raftstore;
 pub mod raw;
 pub mod server;
 pub mod storage;
+pub mod unistore;
 
 pub use error::{Error, Result};

@@ -1,8 +1,12 @@
 //! The request layer between gRPC and the regions: checks that a request
-//! reached the right region (leader, epoch, key range) and is well formed,
-//! serves reads from an engine snapshot, and proposes writes through Raft.
-//! Unary RPCs and BatchCommands both call it.
+//! reached the right region (leader, epoch, key range) and is well formed
+//! (key and value limits), serves reads from an engine snapshot, and
+//! proposes writes through Raft. Unary RPCs and BatchCommands both call it.
+//! It is generic over [`Regions`]: a tikv-server's Raft store, or the
+//! embedded store's single region (`crate::unistore`), whose writes execute
+//! the same commands directly — one set of checks and reads for both.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tiox_engine::Engine;
@@ -15,6 +19,8 @@ use crate::error::{Error, RegionError};
 use crate::mvcc::reader::{MvccReader, ScanParams};
 use crate::raftstore::store::{RegionStatus, StoreHandle};
 use crate::raw;
+use tiox_proto::tikvpb::batch_commands_request::request::Cmd as Req;
+use tiox_proto::tikvpb::batch_commands_response::response::Cmd as Resp;
 
 /// Longest key accepted (bytes).
 pub const MAX_KEY_SIZE: usize = 8 * 1024;
@@ -81,11 +87,66 @@ pub fn region_error_pb(e: &RegionError) -> errorpb::Error {
 /// refusal.
 pub type Outcome<T> = Result<T, Refusal>;
 
+/// Where the request layer finds its regions and sends its writes: the
+/// Raft loop of a tikv-server ([`StoreHandle`]), or the embedded store's
+/// single region whose writes apply directly (`crate::unistore`).
+pub trait Regions: Clone + Send + Sync + 'static {
+    /// A region's status (None: not on this store).
+    fn region(&self, region_id: u64) -> Option<RegionStatus>;
+
+    /// `region` and the regions a split of it produced (what an
+    /// EpochNotMatch carries).
+    fn current_regions(&self, region: &metapb::Region) -> Vec<metapb::Region>;
+
+    /// Whether `region_id` may be read here right now.
+    fn can_read_now(&self, region_id: u64) -> bool;
+
+    /// Confirms leadership and waits until the applied state reaches the
+    /// read index.
+    fn read_index(&self, region_id: u64) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Replicates (or, alone, just executes) a command and returns its
+    /// response once applied.
+    fn propose(
+        &self,
+        region_id: u64,
+        epoch: Option<metapb::RegionEpoch>,
+        cmd: Command,
+    ) -> impl Future<Output = Result<Response, Error>> + Send;
+}
+
+impl Regions for StoreHandle {
+    fn region(&self, region_id: u64) -> Option<RegionStatus> {
+        StoreHandle::region(self, region_id)
+    }
+
+    fn current_regions(&self, region: &metapb::Region) -> Vec<metapb::Region> {
+        StoreHandle::current_regions(self, region)
+    }
+
+    fn can_read_now(&self, region_id: u64) -> bool {
+        StoreHandle::can_read_now(self, region_id)
+    }
+
+    fn read_index(&self, region_id: u64) -> impl Future<Output = Result<(), Error>> + Send {
+        StoreHandle::read_index(self, region_id)
+    }
+
+    fn propose(
+        &self,
+        region_id: u64,
+        epoch: Option<metapb::RegionEpoch>,
+        cmd: Command,
+    ) -> impl Future<Output = Result<Response, Error>> + Send {
+        StoreHandle::propose(self, region_id, epoch, cmd)
+    }
+}
+
 /// The store's request handler.
 #[derive(Clone)]
-pub struct Storage {
+pub struct Storage<R: Regions = StoreHandle> {
     engine: FjallEngine,
-    store: StoreHandle,
+    store: R,
     /// PD, for split ids and reports (None in tests without PD).
     pd: Option<Arc<tiox_client::pd::PdClient>>,
 }
@@ -153,9 +214,9 @@ macro_rules! region_err {
     }};
 }
 
-impl Storage {
-    /// A handler over the engine and the running store.
-    pub fn new(engine: FjallEngine, store: StoreHandle) -> Storage {
+impl<R: Regions> Storage<R> {
+    /// A handler over the engine and the regions.
+    pub fn new(engine: FjallEngine, store: R) -> Storage<R> {
         Storage {
             engine,
             store,
@@ -164,7 +225,7 @@ impl Storage {
     }
 
     /// Uses `pd` for region splits (AskBatchSplit, ReportBatchSplit).
-    pub fn with_pd(mut self, pd: Arc<tiox_client::pd::PdClient>) -> Storage {
+    pub fn with_pd(mut self, pd: Arc<tiox_client::pd::PdClient>) -> Storage<R> {
         self.pd = Some(pd);
         self
     }
@@ -287,8 +348,8 @@ impl Storage {
         }
     }
 
-    /// The store handle.
-    pub fn store(&self) -> &StoreHandle {
+    /// The regions (the store handle on a tikv-server).
+    pub fn store(&self) -> &R {
         &self.store
     }
 
@@ -449,7 +510,7 @@ fn all_keys(keys: &[Vec<u8>], what: &str) -> Outcome<()> {
     keys.iter().try_for_each(|k| check_key(k, what))
 }
 
-impl Storage {
+impl<R: Regions> Storage<R> {
     write_handler!(
         prewrite,
         kvrpcpb::PrewriteRequest,
@@ -957,3 +1018,82 @@ impl Storage {
 
 /// Shared handle type for the gRPC service.
 pub type SharedStorage = Arc<Storage>;
+
+/// A refusal as the gRPC status a tikv-server answers with.
+pub fn status(r: Refusal) -> tonic::Status {
+    match r {
+        Refusal::Invalid(m) => tonic::Status::invalid_argument(m),
+        Refusal::Internal(m) => tonic::Status::internal(m),
+    }
+}
+
+/// Runs one client request (a BatchCommands request, which names every
+/// request a client sends): the BatchCommands stream of a tikv-server and
+/// the embedded store both answer through it. A refusal becomes the gRPC
+/// status a unary RPC would return.
+pub async fn dispatch<R: Regions>(s: &Storage<R>, cmd: Req) -> Result<Resp, tonic::Status> {
+    let st = status;
+    Ok(match cmd {
+        Req::Get(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::Get(s.get(r).map_err(st)?)
+        }
+        Req::Scan(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::Scan(s.scan(r).map_err(st)?)
+        }
+        Req::Prewrite(r) => Resp::Prewrite(s.prewrite(r).await.map_err(st)?),
+        Req::Commit(r) => Resp::Commit(s.commit(r).await.map_err(st)?),
+        Req::Cleanup(r) => Resp::Cleanup(s.cleanup(r).await.map_err(st)?),
+        Req::BatchGet(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::BatchGet(s.batch_get(r).map_err(st)?)
+        }
+        Req::BatchRollback(r) => Resp::BatchRollback(s.batch_rollback(r).await.map_err(st)?),
+        Req::ScanLock(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::ScanLock(s.scan_lock(r).map_err(st)?)
+        }
+        Req::ResolveLock(r) => Resp::ResolveLock(s.resolve_lock(r).await.map_err(st)?),
+        Req::Gc(r) => Resp::Gc(s.gc(r).await.map_err(st)?),
+        Req::DeleteRange(r) => Resp::DeleteRange(s.delete_range(r).await.map_err(st)?),
+        Req::RawGet(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawGet(s.raw_get(r).map_err(st)?)
+        }
+        Req::RawBatchGet(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawBatchGet(s.raw_batch_get(r).map_err(st)?)
+        }
+        Req::RawPut(r) => Resp::RawPut(s.raw_put(r).await.map_err(st)?),
+        Req::RawBatchPut(r) => Resp::RawBatchPut(s.raw_batch_put(r).await.map_err(st)?),
+        Req::RawDelete(r) => Resp::RawDelete(s.raw_delete(r).await.map_err(st)?),
+        Req::RawBatchDelete(r) => Resp::RawBatchDelete(s.raw_batch_delete(r).await.map_err(st)?),
+        Req::RawScan(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawScan(s.raw_scan(r).map_err(st)?)
+        }
+        Req::RawDeleteRange(r) => Resp::RawDeleteRange(s.raw_delete_range(r).await.map_err(st)?),
+        Req::RawBatchScan(r) => {
+            s.wait_readable(r.context.as_ref()).await;
+            Resp::RawBatchScan(s.raw_batch_scan(r).map_err(st)?)
+        }
+        Req::PessimisticLock(r) => Resp::PessimisticLock(s.pessimistic_lock(r).await.map_err(st)?),
+        Req::PessimisticRollback(r) => {
+            Resp::PessimisticRollback(s.pessimistic_rollback(r).await.map_err(st)?)
+        }
+        Req::CheckTxnStatus(r) => Resp::CheckTxnStatus(s.check_txn_status(r).await.map_err(st)?),
+        Req::TxnHeartBeat(r) => Resp::TxnHeartBeat(s.txn_heart_beat(r).await.map_err(st)?),
+        Req::CheckSecondaryLocks(r) => {
+            Resp::CheckSecondaryLocks(s.check_secondary_locks(r).await.map_err(st)?)
+        }
+        Req::RawCoprocessor(_) => {
+            return Err(tonic::Status::unimplemented(
+                "tiox does not run raw coprocessor plugins",
+            ))
+        }
+        Req::Empty(e) => {
+            Resp::Empty(tiox_proto::tikvpb::BatchCommandsEmptyResponse { test_id: e.test_id })
+        }
+    })
+}

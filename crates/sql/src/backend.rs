@@ -9,18 +9,22 @@
 //! The protocol layer owns the connection: framing, authentication,
 //! sequence ids, text vs binary row encoding and prepared-statement ids.
 //! A [`Backend`] sees only SQL text, decoded parameter values and the
-//! [`Session`]; it answers with [`Output`]s. The backend is the SQL engine
-//! (`engine::Engine`, over the cluster) or, on a standalone server,
-//! `executor::Interim` (constants, variables, users). Methods return boxed
-//! futures so the engine can do cluster I/O without blocking the runtime.
+//! [`Session`]; it answers with [`Output`]s. `tidb-server` runs the SQL
+//! engine (`engine::Engine`, over the store `store::Store` opened: the
+//! cluster or the embedded store); `executor::Interim` (constants,
+//! variables, users) answers alone only in protocol tests. Methods return
+//! boxed futures so the engine can do store I/O without blocking the
+//! runtime.
 //!
 //! How the engine plugs in: it parses with `parser::split`/`parser::parse`
 //! (or its own parser), runs table statements itself, and hands the
 //! statements it does not own (accounts, `SET`, `SHOW VARIABLES|STATUS`,
 //! `ALTER INSTANCE`) to `executor::Interim`, whose account logic goes
-//! through `Session::server.users` (a `UserStore`, which the engine backs
-//! with the cluster's user table). `tidb-server` picks the backend in one
-//! place (`tiox_sql::serve(listener, shared, backend)`).
+//! through `Session::server.users` (a `UserStore`: the cluster's user
+//! table with `--store=tikv`, a file in the data directory with
+//! `--store=unistore`). `tidb-server` opens the store in one place
+//! (`store::Store`) and serves the engine over it
+//! (`tiox_sql::serve(listener, shared, backend)`).
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};

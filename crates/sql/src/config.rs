@@ -25,15 +25,18 @@ pub struct TidbConfig {
     pub host: String,
     /// The MySQL port (`-P`). Default 4000.
     pub port: u16,
-    /// Storage: `unistore` (standalone: accounts and statements without
-    /// tables only) or `tikv` (the SQL engine on a cluster through PD).
+    /// Storage: `unistore` (the SQL engine over the embedded store, in
+    /// this process) or `tikv` (the SQL engine on a cluster through PD).
     /// Default `unistore`.
     pub store: String,
     /// For `store = "tikv"`: PD endpoints, comma-separated `host:port`.
+    /// For `store = "unistore"`: the embedded store's directory (kept
+    /// across restarts); empty: a temporary store, gone at exit.
     pub path: String,
     /// Directory for this server's own state: the account store of a
-    /// standalone (`unistore`) server. Unused with `tikv`, where
-    /// tidb-server is stateless. Required with `unistore`.
+    /// `unistore` server. Unused with `tikv`, where tidb-server is
+    /// stateless. With `unistore`, defaults to `path`; one of the two is
+    /// required.
     pub data_dir: String,
     /// Largest packet accepted, in bytes (MySQL's `max_allowed_packet`).
     /// Default 64 MiB; at most 1 GiB.
@@ -143,7 +146,10 @@ pub struct Validated {
     pub tls_versions: String,
     /// PD endpoints for `store = "tikv"`.
     pub pd_endpoints: Vec<String>,
-    /// The data directory.
+    /// The embedded store's directory for `store = "unistore"` (None: a
+    /// temporary store).
+    pub unistore_path: Option<PathBuf>,
+    /// The data directory (the account store of a `unistore` server).
     pub data_dir: PathBuf,
 }
 
@@ -185,22 +191,17 @@ impl TidbConfig {
         }
         let pd_endpoints = match self.store.as_str() {
             "unistore" => {
-                // The standalone server keeps its accounts there; on TiKV
-                // tidb-server is stateless (accounts and schema live in the
-                // cluster) and needs no directory.
-                if self.data_dir.trim().is_empty() {
+                // The embedded server keeps its accounts there (by default
+                // beside the embedded store); on TiKV tidb-server is
+                // stateless (accounts and schema live in the cluster) and
+                // needs no directory.
+                if self.data_dir.trim().is_empty() && self.path.trim().is_empty() {
                     return Err(cfg_err(
                         "data-dir (--data-dir)",
-                        "is not set (store = \"unistore\" keeps its accounts there)",
-                        "give a directory for this server's state, e.g. --data-dir /var/lib/tidb, \
-                         or use --store=tikv --path=PD_ENDPOINTS",
-                    ));
-                }
-                if !self.path.trim().is_empty() {
-                    return Err(cfg_err(
-                        "path (--path)",
-                        "is set but store is unistore",
-                        "remove --path, or use --store=tikv --path=PD_ENDPOINTS",
+                        "is not set, nor is path (store = \"unistore\" keeps its accounts there)",
+                        "give a directory for this server's state, e.g. --path /var/lib/tidb \
+                         (tables and accounts) or --data-dir /var/lib/tidb (accounts; tables in a \
+                         temporary store), or use --store=tikv --path=PD_ENDPOINTS",
                     ));
                 }
                 Vec::new()
@@ -239,7 +240,7 @@ impl TidbConfig {
                 return Err(cfg_err(
                     "store (--store)",
                     format!("unknown store \"{other}\""),
-                    "use unistore (standalone) or tikv",
+                    "use unistore (the embedded store) or tikv (a cluster)",
                 ));
             }
         };
@@ -338,7 +339,12 @@ impl TidbConfig {
             cluster_tls,
             tls_versions,
             pd_endpoints,
-            data_dir: PathBuf::from(self.data_dir.trim()),
+            unistore_path: (self.store == "unistore" && !self.path.trim().is_empty())
+                .then(|| PathBuf::from(self.path.trim())),
+            data_dir: PathBuf::from(match self.data_dir.trim() {
+                "" => self.path.trim(),
+                d => d,
+            }),
         })
     }
 }
@@ -423,6 +429,24 @@ mod tests {
     }
 
     #[test]
+    fn unistore_keeps_accounts_beside_its_store_unless_data_dir_says_otherwise() {
+        let mut c = TidbConfig {
+            path: "/var/lib/tidb".into(),
+            ..Default::default()
+        };
+        let v = c.validate().ok().unwrap();
+        assert_eq!(v.unistore_path, Some(PathBuf::from("/var/lib/tidb")));
+        assert_eq!(v.data_dir, PathBuf::from("/var/lib/tidb"));
+        c.data_dir = "/etc/tidb".into();
+        assert_eq!(
+            c.validate().ok().unwrap().data_dir,
+            PathBuf::from("/etc/tidb")
+        );
+        let v = base().validate().ok().unwrap();
+        assert_eq!(v.unistore_path, None, "no path: a temporary store");
+    }
+
+    #[test]
     fn a_cluster_without_tls_needs_insecure() {
         let mut c = base();
         c.store = "tikv".into();
@@ -433,7 +457,7 @@ mod tests {
         }
         c.security.insecure = true;
         assert!(c.validate().is_ok());
-        // The standalone store reaches no cluster: nothing to ask for.
+        // The embedded store reaches no cluster: nothing to ask for.
         let mut c = base();
         c.store = "unistore".into();
         assert!(c.validate().is_ok(), "{:?}", c.validate().err());

@@ -1,14 +1,14 @@
 //! The SQL layer behind `tidb-server`: the MySQL wire protocol with client
-//! TLS, accounts and privileges, the SQL engine over the cluster, and the
-//! session executor (statements without tables; all of a standalone
-//! server).
+//! TLS, accounts and privileges, the SQL engine over a store (the cluster
+//! or the embedded one), and the session executor (statements without
+//! tables, behind the engine).
 //!
 //! ```text
 //!  client ─TCP/TLS─► server (accept, TCP_NODELAY)
 //!                     └► protocol (packets, handshake, auth, commands)
-//!                          └► backend::Backend ◄── engine::Engine (--store=tikv)
-//!                                │                  executor::Interim (no cluster)
-//!                                ├► parser (sqlparser tokens + ours)
+//!                          └► backend::Backend ◄── engine::Engine ─► store::Store
+//!                                │                  └► executor::Interim   ├ Cluster (--store=tikv)
+//!                                ├► parser (sqlparser tokens + ours)      └ Embedded (--store=unistore)
 //!                                └► users::UserStore (accounts, REQUIRE)
 //!  tls: the MySQL-facing certificate set (ssl-ca/ssl-cert/ssl-key)
 //!  config: tidb-server's TOML file
@@ -25,6 +25,7 @@ pub mod parser;
 pub mod protocol;
 pub mod server;
 pub mod status;
+pub mod store;
 pub mod tls;
 pub mod users;
 pub mod value;

@@ -267,6 +267,16 @@ impl UserRecord {
         }
     }
 
+    /// `root@'%'` with every privilege and the grant option
+    /// (`mysql_native_password`; `auth_string` is the stored hash, empty
+    /// for no password): the account a new server is bootstrapped with.
+    pub fn root(auth_string: String) -> Self {
+        let mut root = UserRecord::new("root", "%", "mysql_native_password", auth_string);
+        root.global.insert("ALL PRIVILEGES".into());
+        root.grant_option = true;
+        root
+    }
+
     /// Whether the account holds `privilege` globally (or ALL).
     pub fn has_global(&self, privilege: &str) -> bool {
         self.global.contains(privilege) || self.global.contains("ALL PRIVILEGES")

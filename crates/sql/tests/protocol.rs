@@ -21,9 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 const LIMIT: usize = 1 << 20;
 
 fn shared() -> Arc<Shared> {
-    let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());
-    root.global.insert("ALL PRIVILEGES".into());
-    root.grant_option = true;
+    let root = UserRecord::root(String::new());
     let users = Arc::new(MemoryUserStore::new(vec![root]));
     Shared::new(
         users,

@@ -63,9 +63,7 @@ fn render(out: &Output) -> String {
 }
 
 async fn run_script(input: &str) -> String {
-    let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());
-    root.global.insert("ALL PRIVILEGES".into());
-    root.grant_option = true;
+    let root = UserRecord::root(String::new());
     let shared = Shared::new(
         Arc::new(MemoryUserStore::new(vec![root])),
         None,

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use futures::Stream;
 use tiox_proto::tikvpb::batch_commands_request::request::Cmd as Req;
-use tiox_proto::tikvpb::batch_commands_response::response::Cmd as Resp;
 use tiox_proto::tikvpb::{self, tikv_server::Tikv};
 use tiox_proto::{kvrpcpb, raft_serverpb};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::raftstore::transport::SnapshotAssembler;
-use crate::storage::{Outcome, Refusal, Storage};
+use crate::storage::{dispatch, status, Outcome, Storage};
 
 /// Most BatchCommands responses merged into one stream message.
 const MAX_MERGED: usize = 64;
@@ -40,13 +39,6 @@ impl TikvService {
             tracing::warn!(from_store = from, region_id, "raft message refused: {e}");
             Status::invalid_argument(format!("raft message for region {region_id}: {e}"))
         })
-    }
-}
-
-fn status(r: Refusal) -> Status {
-    match r {
-        Refusal::Invalid(m) => Status::invalid_argument(m),
-        Refusal::Internal(m) => Status::internal(m),
     }
 }
 
@@ -391,71 +383,5 @@ async fn answer(
         responses: vec![tikvpb::batch_commands_response::Response { cmd: Some(resp) }],
         request_ids: vec![id],
         transport_layer_load: 0,
-    })
-}
-
-/// Runs one BatchCommands request.
-async fn dispatch(s: &Storage, cmd: Req) -> Result<Resp, Status> {
-    let st = |r| status(r);
-    Ok(match cmd {
-        Req::Get(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::Get(s.get(r).map_err(st)?)
-        }
-        Req::Scan(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::Scan(s.scan(r).map_err(st)?)
-        }
-        Req::Prewrite(r) => Resp::Prewrite(s.prewrite(r).await.map_err(st)?),
-        Req::Commit(r) => Resp::Commit(s.commit(r).await.map_err(st)?),
-        Req::Cleanup(r) => Resp::Cleanup(s.cleanup(r).await.map_err(st)?),
-        Req::BatchGet(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::BatchGet(s.batch_get(r).map_err(st)?)
-        }
-        Req::BatchRollback(r) => Resp::BatchRollback(s.batch_rollback(r).await.map_err(st)?),
-        Req::ScanLock(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::ScanLock(s.scan_lock(r).map_err(st)?)
-        }
-        Req::ResolveLock(r) => Resp::ResolveLock(s.resolve_lock(r).await.map_err(st)?),
-        Req::Gc(r) => Resp::Gc(s.gc(r).await.map_err(st)?),
-        Req::DeleteRange(r) => Resp::DeleteRange(s.delete_range(r).await.map_err(st)?),
-        Req::RawGet(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::RawGet(s.raw_get(r).map_err(st)?)
-        }
-        Req::RawBatchGet(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::RawBatchGet(s.raw_batch_get(r).map_err(st)?)
-        }
-        Req::RawPut(r) => Resp::RawPut(s.raw_put(r).await.map_err(st)?),
-        Req::RawBatchPut(r) => Resp::RawBatchPut(s.raw_batch_put(r).await.map_err(st)?),
-        Req::RawDelete(r) => Resp::RawDelete(s.raw_delete(r).await.map_err(st)?),
-        Req::RawBatchDelete(r) => Resp::RawBatchDelete(s.raw_batch_delete(r).await.map_err(st)?),
-        Req::RawScan(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::RawScan(s.raw_scan(r).map_err(st)?)
-        }
-        Req::RawDeleteRange(r) => Resp::RawDeleteRange(s.raw_delete_range(r).await.map_err(st)?),
-        Req::RawBatchScan(r) => {
-            s.wait_readable(r.context.as_ref()).await;
-            Resp::RawBatchScan(s.raw_batch_scan(r).map_err(st)?)
-        }
-        Req::PessimisticLock(r) => Resp::PessimisticLock(s.pessimistic_lock(r).await.map_err(st)?),
-        Req::PessimisticRollback(r) => {
-            Resp::PessimisticRollback(s.pessimistic_rollback(r).await.map_err(st)?)
-        }
-        Req::CheckTxnStatus(r) => Resp::CheckTxnStatus(s.check_txn_status(r).await.map_err(st)?),
-        Req::TxnHeartBeat(r) => Resp::TxnHeartBeat(s.txn_heart_beat(r).await.map_err(st)?),
-        Req::CheckSecondaryLocks(r) => {
-            Resp::CheckSecondaryLocks(s.check_secondary_locks(r).await.map_err(st)?)
-        }
-        Req::RawCoprocessor(_) => {
-            return Err(Status::unimplemented(
-                "tiox does not run raw coprocessor plugins",
-            ))
-        }
-        Req::Empty(e) => Resp::Empty(tikvpb::BatchCommandsEmptyResponse { test_id: e.test_id }),
     })
 }

@@ -28,9 +28,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A server with `root@'%'` (no password) in memory, 1 MiB packets and
 /// short timeouts.
 pub fn test_server() -> Arc<Shared> {
-    let mut root = UserRecord::new("root", "%", super::consts::NATIVE_PASSWORD, String::new());
-    root.global.insert("ALL PRIVILEGES".into());
-    root.grant_option = true;
+    let root = UserRecord::root(String::new());
     Shared::new(
         Arc::new(MemoryUserStore::new(vec![root])),
         None,

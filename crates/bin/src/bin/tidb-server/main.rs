@@ -6,18 +6,28 @@
 //! (bootstrapped by `--initialize-secure|--initialize-insecure`) -> the
 //! MySQL port and the status port.
 //!
-//! `--store=tikv --path=PD` connects to the cluster over mutual TLS
-//! (`[security] cluster-ssl-*`) and keeps the accounts there, shared by every
-//! tidb-server, and runs the SQL engine (tables, transactions) on it.
-//! `--store=unistore` keeps them in `--data-dir` (this server only).
+//! The SQL engine (tables, transactions) runs on the store picked by
+//! `tiox_sql::store::Store`:
+//! - `--store=tikv --path=PD` connects to the cluster over mutual TLS
+//!   (`[security] cluster-ssl-*`), keeps the accounts there, shared by every
+//!   tidb-server, and needs no directory of its own;
+//! - `--store=unistore --path=DIR` (the default store, as in TiDB) runs the
+//!   embedded store in this process, on disk at DIR (a restart keeps the
+//!   data); without `--path` the store is temporary (`DATA_DIR/temporary-store`,
+//!   removed at exit). Accounts are kept in `--data-dir` (default: DIR),
+//!   this server only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
 use tiox_sql::config::TidbConfig;
-use tiox_sql::executor::Interim;
+use tiox_sql::store::Store;
 use tiox_sql::users::{FileUserStore, UserRecord, UserStore};
+
+/// The temporary store of `--store=unistore` without `--path`, inside the
+/// data directory (cleared at start: a killed server leaves it behind).
+const TEMPORARY_STORE: &str = "temporary-store";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,13 +54,15 @@ struct Args {
     /// Turn the status port off.
     #[arg(long = "report-status", value_parser = clap::value_parser!(bool))]
     report_status: Option<bool>,
-    /// Storage: unistore (standalone) or tikv.
+    /// Storage: unistore (embedded, the default) or tikv (a cluster).
     #[arg(long)]
     store: Option<String>,
-    /// PD endpoints for --store=tikv.
+    /// PD endpoints for --store=tikv; the store's directory for
+    /// --store=unistore (none: a temporary store).
     #[arg(long)]
     path: Option<String>,
-    /// Directory for this server's state (interim user store).
+    /// Directory for this server's accounts with --store=unistore
+    /// (default: --path).
     #[arg(long = "data-dir")]
     data_dir: Option<String>,
     /// Bootstrap the data directory with root@'%' and a random password,
@@ -147,14 +159,7 @@ fn bootstrap(
     } else {
         String::new()
     };
-    let mut root = UserRecord::new(
-        "root",
-        "%",
-        "mysql_native_password",
-        tiox_sql::auth::native_hash(&password),
-    );
-    root.global.insert("ALL PRIVILEGES".into());
-    root.grant_option = true;
+    let root = UserRecord::root(tiox_sql::auth::native_hash(&password));
     store
         .update(&mut |users| {
             users.push(root.clone());
@@ -178,25 +183,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     apply(&args, &mut config);
     let v = config.validate()?;
-    let mut backend: Arc<dyn tiox_sql::Backend> = Arc::new(Interim::default());
-    let users: Arc<dyn UserStore> = if config.store == "tikv" {
-        // Accounts live in the cluster: every tidb-server sees the same users.
+    let store = if config.store == "tikv" {
         if v.cluster_tls.is_none() {
             tracing::warn!(
                 "!!! --insecure: [security] cluster-ssl-* are not set: the links to PD and TiKV at {} are PLAINTEXT !!!",
                 v.pd_endpoints.join(",")
             );
         }
-        let client = tiox_client::ClusterClient::connect(&v.pd_endpoints, v.cluster_tls.clone())
+        Store::cluster(&v.pd_endpoints, v.cluster_tls.clone())
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("tidb-server: --path {}: {e}", v.pd_endpoints.join(","))
-            })?;
-        let store = tiox_sql::cluster_users::ClusterUserStore::new(client.txn());
-        let initialized = !store.load()?.is_empty();
+            .map_err(|e| anyhow::anyhow!("tidb-server: {e}"))?
+    } else {
+        match &v.unistore_path {
+            Some(dir) => Store::embedded(dir),
+            None => {
+                let scratch = v.data_dir.join(TEMPORARY_STORE);
+                tracing::warn!(
+                    "no --path: tables are kept in a temporary store at {} that is removed at exit; \
+                     give --path DIR to keep them",
+                    scratch.display()
+                );
+                Store::temporary(Some(&scratch))
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("tidb-server: {e}"))?
+    };
+    let users: Arc<dyn UserStore> = if let Store::Cluster(_) = &store {
+        // Accounts live in the cluster: every tidb-server sees the same users.
+        let users = tiox_sql::cluster_users::ClusterUserStore::new(store.txn());
+        let initialized = !users.load()?.is_empty();
         if args.initialize_secure || args.initialize_insecure {
             bootstrap(
-                &store,
+                &users,
                 initialized,
                 args.initialize_secure,
                 "the cluster's account table",
@@ -209,33 +227,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         tracing::info!(pd = %v.pd_endpoints.join(","), "accounts are kept in the cluster (shared by every tidb-server)");
-        let engine = tiox_sql::engine::Engine::open(client.txn())
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("tidb-server: cannot load the schema from the cluster: {e}")
-            })?;
-        backend = Arc::new(engine);
-        tracing::info!("tables, indexes and transactions are stored in the cluster");
-        Arc::new(store)
+        Arc::new(users)
     } else {
-        let store = FileUserStore::open(&v.data_dir)?;
+        let users = FileUserStore::open(&v.data_dir)?;
         if args.initialize_secure || args.initialize_insecure {
-            let initialized = store.initialized();
-            let what = store.path().display().to_string();
-            bootstrap(&store, initialized, args.initialize_secure, &what)?;
-        } else if !store.initialized() {
+            let initialized = users.initialized();
+            let what = users.path().display().to_string();
+            bootstrap(&users, initialized, args.initialize_secure, &what)?;
+        } else if !users.initialized() {
             anyhow::bail!(
-                "tidb-server: --data-dir {} holds no users. Fix: start once with --initialize-secure (a random \
+                "tidb-server: {} holds no users. Fix: start once with --initialize-secure (a random \
                  root password is printed) or --initialize-insecure (tests only)",
                 v.data_dir.display()
             );
         }
-        tracing::warn!(
+        tracing::info!(
             "accounts are kept in {} (this server only, --store=unistore); with --store=tikv they live in the cluster",
-            store.path().display()
+            users.path().display()
         );
-        Arc::new(store)
+        Arc::new(users)
     };
+    let engine = tiox_sql::engine::Engine::open(store.txn())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "tidb-server: cannot load the schema from {}: {e}",
+                store.describe()
+            )
+        })?;
+    tracing::info!(
+        "tables, indexes and transactions are stored in {}",
+        store.describe()
+    );
+    let backend: Arc<dyn tiox_sql::Backend> = Arc::new(engine);
     let mysql_tls = v.mysql_tls.map(Arc::new);
     match &mysql_tls {
         Some(t) => tracing::info!(cert = %t.files().cert.display(), "TLS offered to MySQL clients"),
