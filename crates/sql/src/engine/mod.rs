@@ -987,7 +987,7 @@ fn explain_tail(
     input: f64,
 ) -> Result<Vec<planner::explain::TailOp>, SqlError> {
     use operator::profile::Slot;
-    use sqlparser::ast::{GroupByExpr, OrderByKind, SelectItem, SetExpr};
+    use sqlparser::ast::{GroupByExpr, OrderByKind, SetExpr};
     let SetExpr::Select(s) = q.body.as_ref() else {
         return Ok(Vec::new());
     };
@@ -996,14 +996,7 @@ fn explain_tail(
         Some(OrderByKind::Expressions(v)) => v.iter().collect(),
         _ => Vec::new(),
     };
-    let items: Vec<&sqlparser::ast::Expr> = s
-        .projection
-        .iter()
-        .filter_map(|i| match i {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
-            _ => None,
-        })
-        .collect();
+    let items = walk::projected(s);
     let mut agg_inputs = items.clone();
     agg_inputs.extend(s.having.as_ref());
     agg_inputs.extend(order.iter().map(|o| &o.expr));

@@ -142,6 +142,18 @@ pub fn walk<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr) -> bool) {
     }
 }
 
+/// The expressions of a select list (not its wildcards).
+pub fn projected(s: &sqlparser::ast::Select) -> Vec<&Expr> {
+    s.projection
+        .iter()
+        .filter_map(|i| match i {
+            sqlparser::ast::SelectItem::UnnamedExpr(e)
+            | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Splits `a AND b AND c` into its conjuncts.
 pub fn conjuncts(e: &Expr) -> Vec<&Expr> {
     let mut out = Vec::new();

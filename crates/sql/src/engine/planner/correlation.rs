@@ -387,14 +387,7 @@ pub fn semi_join(sx: &Sx<'_>, conj: &Expr, outer: &Scope) -> Option<Semi> {
     };
     let grouped =
         !matches!(&s.group_by, sqlparser::ast::GroupByExpr::Expressions(v, _) if v.is_empty());
-    let items: Vec<&Expr> = s
-        .projection
-        .iter()
-        .filter_map(|i| match i {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
-            _ => None,
-        })
-        .collect();
+    let items = super::super::walk::projected(s);
     if grouped
         || s.having.is_some()
         || s.into.is_some()
