@@ -89,6 +89,37 @@ fn client_verifies_server_with_ssl_ca_and_status_shows_the_cipher() {
 }
 
 #[test]
+fn mariadb_client_without_ml_kem_still_connects_and_status_names_its_group() {
+    let Some(c) = client("mariadb_client_without_ml_kem_still_connects_and_status_names_its_group")
+    else {
+        return;
+    };
+    let pki = Pki::new();
+    let s = tls_server(&pki, &[]);
+    let r = mysql(
+        &c,
+        &s,
+        "root",
+        None,
+        &verify_args(&pki),
+        "SHOW SESSION STATUS LIKE 'Tiox_tls_kx_group'",
+    );
+    assert!(r.ok, "{}", r.err);
+    // Debian 12's OpenSSL 3.0 offers no ML-KEM: the classical X25519 (or
+    // P-256) is negotiated; a newer client may get the hybrid.
+    let group = r
+        .out
+        .strip_prefix("Tiox_tls_kx_group\t")
+        .unwrap_or_else(|| panic!("{}", r.out))
+        .trim();
+    assert!(
+        ["X25519", "secp256r1", "X25519MLKEM768"].contains(&group),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
 fn client_refuses_a_server_certificate_from_another_ca() {
     let Some(c) = client("client_refuses_a_server_certificate_from_another_ca") else {
         return;

@@ -2,8 +2,8 @@
 //! and the HTTP JSON API on the same connection.
 //!
 //! ```text
-//!  TCP accept ─► ServerTls::accept (client cert required; refused peers are
-//!      │          logged with their address and dropped)
+//!  TCP accept ─► tiox_security::serve (client cert required; refused peers
+//!      │          are logged with their address and reason, counted, dropped)
 //!      ▼
 //!  hyper-util auto (HTTP/1.1 or h2) ─► axum Router
 //!                                       ├─ /pdpb.PD/*  ─► grpc::PdService
@@ -21,10 +21,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioIo;
 use tiox_proto::pdpb;
+use tiox_security::serve::Port;
 use tiox_security::{ServerTls, TlsSettings};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -37,8 +36,6 @@ use crate::storage::Storage;
 
 /// The version PD reports (`/pd/api/v1/version`, StoreHeartbeat).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Unix milliseconds from the wall clock.
 pub fn now_ms() -> u64 {
@@ -443,6 +440,7 @@ impl Server {
     /// Opens the data directory and binds the client URLs.
     pub async fn bind(config: Validated) -> Result<Server> {
         let now = now_ms();
+        let metrics = Metrics::default();
         let replicated = config.replicated;
         let advertise_peer: Vec<String> = config
             .advertise_peer_urls
@@ -483,6 +481,7 @@ impl Server {
                 &config.peer_urls,
                 config.tls.clone(),
                 config.config.replication.raft_log_keep_entries,
+                metrics.peer.clone(),
             )?;
             let stored = replica
                 .applied_map()
@@ -545,7 +544,7 @@ impl Server {
             cluster: Mutex::new(cluster),
             member,
             config,
-            metrics: Metrics::default(),
+            metrics,
             started_ms: now,
             replica,
             forwarder: crate::forward::Forwarder::default(),
@@ -578,82 +577,19 @@ impl Server {
         let app = crate::http::router(self.state.clone());
         let mut tasks = Vec::new();
         for listener in self.listeners {
-            let app = app.clone();
-            let acceptor = self.acceptor.clone();
-            let state = self.state.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let (tcp, peer) = match listener.accept().await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    tokio::spawn(serve_connection(
-                        tcp,
-                        peer,
-                        app.clone(),
-                        acceptor.clone(),
-                        state.clone(),
-                    ));
-                }
-            }));
+            let port = Port::new(
+                "pd-server client port",
+                self.acceptor.clone(),
+                self.state.metrics.client.clone(),
+            );
+            tasks.push(tokio::spawn(tiox_security::serve::serve(
+                listener,
+                port,
+                app.clone(),
+            )));
         }
         for t in tasks {
             let _ = t.await;
         }
-    }
-}
-
-async fn serve_connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    app: axum::Router,
-    acceptor: Option<Arc<ServerTls>>,
-    state: Arc<State>,
-) {
-    use std::sync::atomic::Ordering;
-    let svc = TowerToHyperService::new(app);
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let peer_s = peer.to_string();
-    let result = match acceptor {
-        Some(tls) => {
-            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp, &peer_s)).await;
-            let stream = match accepted {
-                Ok(Ok((stream, _identity))) => stream,
-                Ok(Err(e)) => {
-                    state
-                        .metrics
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer = %peer_s, "client port: refused connection: {e}");
-                    return;
-                }
-                Err(_) => {
-                    state
-                        .metrics
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        peer = %peer_s,
-                        "client port: refused connection: no TLS handshake within {}s",
-                        HANDSHAKE_TIMEOUT.as_secs()
-                    );
-                    return;
-                }
-            };
-            state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            builder.serve_connection(TokioIo::new(stream), svc).await
-        }
-        None => {
-            state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            builder.serve_connection(TokioIo::new(tcp), svc).await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(peer = %peer_s, "connection ended: {e}");
     }
 }

@@ -3,8 +3,8 @@
 //! certificates (clientAuth only), in the shape the how-to's cfssl profiles
 //! produce.
 //!
-//! Generated keys are ECDSA P-256 by default (P-384 and Ed25519 on request):
-//! the ring crypto backend cannot generate RSA keys. Existing RSA CA keys
+//! Generated keys are ECDSA P-256 by default (P-384 and Ed25519 on request);
+//! tiox does not generate RSA keys (slow, large, and nothing here needs them). Existing RSA CA keys
 //! (PKCS#1 or PKCS#8) can still sign, and RSA certificates made by openssl or
 //! cfssl are accepted everywhere.
 
@@ -65,12 +65,9 @@ impl FromStr for KeyType {
             "ecdsa-p256" | "p256" | "ec" => Ok(KeyType::EcdsaP256),
             "ecdsa-p384" | "p384" => Ok(KeyType::EcdsaP384),
             "ed25519" => Ok(KeyType::Ed25519),
-            "rsa" => Err(
-                "RSA key generation is not available (tiox uses the ring crypto \
-                          backend, which cannot generate RSA keys); use ecdsa-p256, or make \
+            "rsa" => Err("tiox does not generate RSA keys; use ecdsa-p256, or make \
                           RSA keys with openssl: tiox accepts them"
-                    .to_string(),
-            ),
+                .to_string()),
             other => Err(format!(
                 "unknown key type \"{other}\": use ecdsa-p256, ecdsa-p384 or ed25519"
             )),
@@ -190,9 +187,9 @@ fn new_key(key_type: KeyType) -> Result<KeyPair> {
 }
 
 fn random_serial() -> Result<SerialNumber> {
-    use ring::rand::SecureRandom;
+    use aws_lc_rs::rand::SecureRandom;
     let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new()
+    aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| Error::CertGen("the system random generator failed".to_string()))?;
     bytes[0] &= 0x7f; // positive

@@ -15,10 +15,10 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::TlsSettings;
-use crate::diagnose::{explain, Side};
+use crate::diagnose::{classify, explain, Side};
 use crate::error::{Error, Result};
-use crate::material::{provider, Derived, TlsMaterial};
-use crate::server::versions;
+use crate::material::{Derived, TlsMaterial};
+use crate::stats::Refusal;
 
 /// A reloading TLS connector.
 #[derive(Debug)]
@@ -59,8 +59,9 @@ impl ClientTls {
     fn build(&self, m: &TlsMaterial) -> Result<ClientConfig> {
         let component = self.settings.component;
         let keys = component.keys();
-        let mut config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions(self.settings.min_version))
+        let policy = &self.settings.policy;
+        let mut config = ClientConfig::builder_with_provider(policy.provider())
+            .with_protocol_versions(&policy.versions())
             .and_then(|b| {
                 b.with_root_certificates(m.roots.clone())
                     .with_client_auth_cert(m.chain.clone(), m.key.clone_der())
@@ -91,6 +92,7 @@ impl ClientTls {
             .map_err(|e| Error::Handshake {
                 peer: host.to_string(),
                 reason: explain(&e, Side::Client),
+                refusal: classify(&e),
             })
     }
 
@@ -103,9 +105,12 @@ impl ClientTls {
         })?;
         let _ = tcp.set_nodelay(true);
         self.connect(host, tcp).await.map_err(|e| match e {
-            Error::Handshake { reason, .. } => Error::Handshake {
+            Error::Handshake {
+                reason, refusal, ..
+            } => Error::Handshake {
                 peer: addr.to_string(),
                 reason,
+                refusal,
             },
             other => other,
         })
@@ -118,6 +123,7 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(bare.to_string()).map_err(|_| Error::Handshake {
         peer: host.to_string(),
         reason: format!("\"{host}\" is neither a valid DNS name nor an IP address"),
+        refusal: Refusal::Other,
     })
 }
 
@@ -126,6 +132,7 @@ pub fn split_host_port(addr: &str) -> Result<(&str, u16)> {
     let bad = || Error::Handshake {
         peer: addr.to_string(),
         reason: "expected an address as host:port".to_string(),
+        refusal: Refusal::Other,
     };
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;

@@ -12,6 +12,7 @@
 //! | CN allow-list  | `cert-allowed-cn` | `cert-allowed-cn` | `cluster-verify-cn`  |
 //! | SAN allow-list | `cert-allowed-san`| `cert-allowed-san`| `cert-allowed-san`   |
 //! | min TLS        | `tls-min-version` | `tls-min-version` | `tls-min-version`    |
+//! | cipher suites  | `cipher-suites`   | `cipher-suites`   | `cipher-suites`      |
 //!
 //! Rule: CA, certificate and key are all set (mutual TLS on every link) or
 //! none are (plaintext, logged loudly). Anything in between is an error; so is
@@ -29,6 +30,7 @@ use serde::Deserialize;
 use crate::error::{ConfigError, Result};
 use crate::inspect::San;
 use crate::material::{MaterialSource, TlsFiles};
+use crate::policy::{CipherSuites, TlsPolicy};
 
 /// The component whose configuration is being validated; decides the key
 /// spellings in messages and which certificate usages are required.
@@ -63,6 +65,8 @@ pub struct KeyNames {
     pub allowed_san: &'static str,
     /// Minimum TLS version key name.
     pub min_version: &'static str,
+    /// Cipher suites key name.
+    pub cipher_suites: &'static str,
 }
 
 /// Whether a certificate is used only as a client (ctl tools), or as both a
@@ -97,6 +101,7 @@ impl Component {
             allowed_cn: cn,
             allowed_san: "[security] cert-allowed-san",
             min_version: "[security] tls-min-version",
+            cipher_suites: "[security] cipher-suites",
         };
         match self {
             Component::TikvServer => ours(
@@ -124,6 +129,7 @@ impl Component {
                 allowed_cn: "--cert-allowed-cn",
                 allowed_san: "--cert-allowed-san",
                 min_version: "--tls-min-version",
+                cipher_suites: "--cipher-suites",
             },
             Component::TikvCtl => KeyNames {
                 ca: "--ca-path",
@@ -132,6 +138,7 @@ impl Component {
                 allowed_cn: "--cert-allowed-cn",
                 allowed_san: "--cert-allowed-san",
                 min_version: "--tls-min-version",
+                cipher_suites: "--cipher-suites",
             },
         }
     }
@@ -239,8 +246,13 @@ pub struct SecurityConfig {
     /// If non-empty, a peer's certificate must carry one of these SANs:
     /// `DNS:name`, `IP:addr`, `URI:uri`, or a bare value matching any kind.
     pub cert_allowed_san: Vec<String>,
-    /// Lowest TLS version accepted: "1.2" (default) or "1.3".
+    /// Lowest TLS version accepted and offered: "1.2" (default) or "1.3".
     pub tls_min_version: TlsVersion,
+    /// Cipher suites, IANA (`TLS_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`) or OpenSSL
+    /// (`ECDHE-ECDSA-AES128-GCM-SHA256`) names; AEAD suites only. Empty:
+    /// every AEAD suite the provider has.
+    pub cipher_suites: CipherSuites,
     /// Run without TLS on purpose (also the servers' `--insecure` flag).
     /// pd-server and tikv-server refuse to start with no TLS files unless
     /// this is set, and then say so at every start and in `/metrics`
@@ -349,8 +361,8 @@ pub struct TlsSettings {
     pub component: Component,
     /// CN/SAN allow-lists applied to every peer on every listener.
     pub allow: AllowList,
-    /// Lowest TLS version.
-    pub min_version: TlsVersion,
+    /// Lowest TLS version and the cipher suites.
+    pub policy: TlsPolicy,
     /// The files, watched for changes; shared by the server and client sides.
     pub source: Arc<MaterialSource>,
 }
@@ -496,6 +508,13 @@ impl SecurityConfig {
                 )
                 .into());
         }
+        let policy = TlsPolicy {
+            min_version: self.tls_min_version,
+            cipher_suites: self.cipher_suites.clone(),
+        };
+        policy.check().map_err(|problem| {
+            component.error(keys.cipher_suites, None, problem, "make the two keys agree")
+        })?;
         let files = TlsFiles {
             ca: PathBuf::from(self.ca_path.trim()),
             cert: PathBuf::from(self.cert_path.trim()),
@@ -510,7 +529,7 @@ impl SecurityConfig {
                 cn_key: keys.allowed_cn,
                 san_key: keys.allowed_san,
             },
-            min_version: self.tls_min_version,
+            policy,
             source: Arc::new(source),
         }))
     }

@@ -24,13 +24,17 @@ pub mod diagnose;
 pub mod error;
 pub mod inspect;
 pub mod material;
+pub mod policy;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod server;
+pub mod stats;
 pub mod verify;
 
 pub use client::ClientTls;
 pub use config::{Component, SecurityConfig, TlsSettings, TlsVersion};
 pub use error::{ConfigError, Error, Result};
 pub use inspect::CertInfo;
-pub use server::{AllowListAt, ClientAuth, PeerIdentity, ServerTls};
+pub use policy::{CipherSuites, TlsPolicy};
+pub use server::{AllowListAt, ClientAuth, Negotiated, PeerIdentity, ServerTls};
+pub use stats::{ListenerStats, Refusal};

@@ -27,10 +27,28 @@ use crate::inspect::{
     describe_io_error, format_time, pem_certs_from_bytes, CertInfo, EXPIRY_WARNING_DAYS,
 };
 
-/// The process-wide crypto provider: ring, with its default (modern, AEAD
-/// only) cipher suites. No 3DES, no CBC, no RC4 are ever offered.
+/// The process-wide crypto provider: aws-lc-rs, with its default (modern,
+/// AEAD only) cipher suites, and key exchange groups in this order of
+/// preference: the post-quantum hybrid X25519MLKEM768 (TLS 1.3), then
+/// X25519, P-256 and P-384 for peers without ML-KEM (Debian 12's mariadb
+/// client, OpenSSL before 3.5). No 3DES, no CBC, no RC4 are ever offered.
+/// Every rustls config of every component and tool is built on this
+/// provider, narrowed by the operator's policy ([`crate::policy`]).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+            let mut p = default_provider();
+            p.kx_groups = vec![
+                kx_group::X25519MLKEM768,
+                kx_group::X25519,
+                kx_group::SECP256R1,
+                kx_group::SECP384R1,
+            ];
+            Arc::new(p)
+        })
+        .clone()
 }
 
 /// The three files of a TLS setup.

@@ -330,3 +330,88 @@ async fn rotated_ca_bundle_admits_clients_of_the_new_ca() {
         Some("new-client")
     );
 }
+
+/// A raw client config offering only the given key exchange groups.
+fn client_with_groups(
+    pki: &Pki,
+    groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = pki.client("kx-client");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca_path).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let mut provider = (*tiox_security::material::provider()).clone();
+    provider.kx_groups = groups;
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&key).unwrap())
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn tiox_client_and_server_negotiate_post_quantum_hybrid_key_exchange() {
+    let pki = Pki::new();
+    let (addr, mut rx) = server(&pki, |_| {}).await;
+    let tls = client(&pki, "tidb-server");
+    let mut stream = tls.connect_tcp(&addr.to_string()).await.unwrap();
+    roundtrip(&mut stream).await.unwrap();
+    let (_, conn) = stream.get_ref();
+    let ours = tiox_security::Negotiated::of(conn);
+    assert_eq!(ours.kx_group.as_deref(), Some("X25519MLKEM768"));
+    assert_eq!(ours.version, "TLSv1.3");
+    let peer = next_accept(&mut rx).await.unwrap();
+    let theirs = peer.tls.unwrap();
+    assert_eq!(theirs.kx_group.as_deref(), Some("X25519MLKEM768"));
+}
+
+#[tokio::test]
+async fn client_without_ml_kem_still_connects_with_x25519_or_p256() {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let pki = Pki::new();
+    let (addr, mut rx) = server(&pki, |_| {}).await;
+    for (group, name) in [
+        (kx_group::X25519, "X25519"),
+        (kx_group::SECP256R1, "secp256r1"),
+    ] {
+        let config = client_with_groups(&pki, vec![group]);
+        raw_connect_and_roundtrip(addr, config).await.unwrap();
+        let peer = next_accept(&mut rx).await.unwrap();
+        assert_eq!(peer.tls.unwrap().kx_group.as_deref(), Some(name));
+    }
+}
+
+#[tokio::test]
+async fn cipher_suite_list_limits_what_the_server_negotiates() {
+    let pki = Pki::new();
+    let (addr, mut rx) = server(&pki, |c| {
+        c.cipher_suites = tiox_security::CipherSuites::parse(&[
+            "TLS_CHACHA20_POLY1305_SHA256".to_string(),
+            "ECDHE-ECDSA-CHACHA20-POLY1305".to_string(),
+        ])
+        .unwrap();
+    })
+    .await;
+    let (cert, key) = pki.client("suite-client");
+    for tls12 in [false, true] {
+        let config = raw_client(&pki.ca_path, Some((&cert, &key)), tls12);
+        raw_connect_and_roundtrip(addr, config).await.unwrap();
+        let n = next_accept(&mut rx).await.unwrap().tls.unwrap();
+        let want = if tls12 {
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        } else {
+            "TLS_CHACHA20_POLY1305_SHA256"
+        };
+        assert_eq!(n.cipher, want);
+    }
+}

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use tiox_security::{Component, SecurityConfig, TlsSettings, TlsVersion};
+use tiox_security::{CipherSuites, Component, SecurityConfig, TlsPolicy, TlsSettings, TlsVersion};
 
 use crate::error::Error;
 use crate::tls::{MysqlTls, MysqlTlsFiles};
@@ -79,6 +79,12 @@ pub struct TidbSecurity {
     pub require_secure_transport: bool,
     /// Lowest TLS version for MySQL clients: `TLSv1.2` (default) or `TLSv1.3`.
     pub tls_version: String,
+    /// Lowest TLS version on the cluster links (PD, TiKV, the status
+    /// port): "1.2" (default) or "1.3".
+    pub tls_min_version: TlsVersion,
+    /// Cipher suites on both the MySQL port and the cluster links (IANA or
+    /// OpenSSL names, AEAD only); empty: every AEAD suite.
+    pub cipher_suites: CipherSuites,
     /// Cluster CA (PD, TiKV and the status port).
     pub cluster_ssl_ca: String,
     /// This server's cluster certificate (serverAuth + clientAuth).
@@ -102,6 +108,8 @@ impl Default for TidbSecurity {
             ssl_key: String::new(),
             require_secure_transport: false,
             tls_version: "TLSv1.2".into(),
+            tls_min_version: TlsVersion::V1_2,
+            cipher_suites: CipherSuites::default(),
             cluster_ssl_ca: String::new(),
             cluster_ssl_cert: String::new(),
             cluster_ssl_key: String::new(),
@@ -258,6 +266,16 @@ impl TidbConfig {
             TlsVersion::V1_2 => "TLSv1.2,TLSv1.3".to_string(),
             TlsVersion::V1_3 => "TLSv1.3".to_string(),
         };
+        let mysql_policy = TlsPolicy {
+            min_version,
+            cipher_suites: sec.cipher_suites.clone(),
+        };
+        mysql_policy.check().map_err(|problem| {
+            Error::Config(format!(
+                "tidb-server: {}. Fix: make [security] cipher-suites and tls-version agree",
+                problem.replace("tls-min-version", "tls-version")
+            ))
+        })?;
         let (cert, key, ca) = (sec.ssl_cert.trim(), sec.ssl_key.trim(), sec.ssl_ca.trim());
         let mysql_tls = match (cert.is_empty(), key.is_empty()) {
             (true, true) => {
@@ -296,7 +314,7 @@ impl TidbConfig {
                     ca: (!ca.is_empty()).then(|| PathBuf::from(ca)),
                     cert: PathBuf::from(cert),
                     key: PathBuf::from(key),
-                    min_version,
+                    policy: mysql_policy,
                 })
                 .map_err(Error::Config)?,
             ),
@@ -306,6 +324,8 @@ impl TidbConfig {
             cert_path: sec.cluster_ssl_cert.clone(),
             key_path: sec.cluster_ssl_key.clone(),
             cert_allowed_cn: sec.cluster_verify_cn.clone(),
+            tls_min_version: sec.tls_min_version,
+            cipher_suites: sec.cipher_suites.clone(),
             ..Default::default()
         };
         let cluster_tls = cluster

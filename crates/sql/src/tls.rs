@@ -30,8 +30,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use tiox_security::inspect::{format_time, private_key_spki, read_pem_certs};
-use tiox_security::material::provider;
-use tiox_security::{CertInfo, TlsVersion};
+use tiox_security::{CertInfo, ListenerStats, Negotiated, TlsPolicy};
 
 use crate::users::TlsInfo;
 
@@ -45,8 +44,8 @@ pub struct MysqlTlsFiles {
     pub cert: PathBuf,
     /// `ssl-key`: its private key.
     pub key: PathBuf,
-    /// `tls-version`: the lowest version accepted.
-    pub min_version: TlsVersion,
+    /// `tls-version` (the lowest version accepted) and `cipher-suites`.
+    pub policy: TlsPolicy,
 }
 
 struct Loaded {
@@ -66,6 +65,7 @@ struct State {
 pub struct MysqlTls {
     files: MysqlTlsFiles,
     state: Mutex<State>,
+    stats: Arc<ListenerStats>,
 }
 
 impl std::fmt::Debug for MysqlTls {
@@ -198,14 +198,8 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
         }
         _ => {}
     }
-    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
-        [&rustls::version::TLS13, &rustls::version::TLS12];
-    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(match files.min_version {
-            TlsVersion::V1_2 => &BOTH[..],
-            TlsVersion::V1_3 => &ONLY_13[..],
-        })
+    let builder = ServerConfig::builder_with_provider(files.policy.provider())
+        .with_protocol_versions(&files.policy.versions())
         .map_err(|e| format!("tidb-server: [security] tls-version: {e}"))?;
     let builder = match &files.ca {
         Some(ca) => {
@@ -228,17 +222,20 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
                     )
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| {
-                    problem(
-                        "ssl-ca",
-                        ca,
-                        format!("cannot verify clients with it ({e})"),
-                        "use a CA certificate",
-                    )
-                })?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                files.policy.provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| {
+                problem(
+                    "ssl-ca",
+                    ca,
+                    format!("cannot verify clients with it ({e})"),
+                    "use a CA certificate",
+                )
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -259,20 +256,7 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
 
 /// The MySQL/OpenSSL name of a rustls cipher suite.
 pub fn openssl_cipher_name(suite: rustls::CipherSuite) -> String {
-    let name = format!("{suite:?}");
-    if let Some(rest) = name.strip_prefix("TLS13_") {
-        return format!("TLS_{rest}");
-    }
-    let Some(rest) = name.strip_prefix("TLS_") else {
-        return name;
-    };
-    // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 -> ECDHE-RSA-AES128-GCM-SHA256
-    let (kx, enc) = rest.split_once("_WITH_").unwrap_or((rest, ""));
-    let enc = enc
-        .replace("AES_128", "AES128")
-        .replace("AES_256", "AES256")
-        .replace("CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305");
-    format!("{}-{}", kx.replace('_', "-"), enc.replace('_', "-"))
+    tiox_security::policy::openssl_name(suite)
 }
 
 impl MysqlTls {
@@ -288,7 +272,14 @@ impl MysqlTls {
                 stamp: st,
                 rejected: None,
             }),
+            stats: Arc::new(ListenerStats::new("mysql")),
         })
+    }
+
+    /// The MySQL port's TLS counters (handshakes by key exchange group,
+    /// refusals by reason).
+    pub fn stats(&self) -> &Arc<ListenerStats> {
+        &self.stats
     }
 
     /// The configured files.
@@ -341,41 +332,49 @@ impl MysqlTls {
 
     /// The cipher suites offered, colon-separated in OpenSSL spelling.
     pub fn cipher_list(&self) -> String {
-        self.current()
-            .config
-            .crypto_provider()
-            .cipher_suites
+        self.files
+            .policy
+            .suites()
             .iter()
-            .filter(|s| {
-                self.files.min_version == TlsVersion::V1_2 || s.version() == &rustls::version::TLS13
-            })
             .map(|s| openssl_cipher_name(s.suite()))
             .collect::<Vec<_>>()
             .join(":")
     }
 
-    /// Runs the server side of a TLS handshake on `io`.
+    /// Runs the server side of a TLS handshake on `io` (bounded by the
+    /// security core's handshake timeout), counting it in [`Self::stats`].
     pub async fn accept<IO>(&self, io: IO, peer: &str) -> Result<(TlsStream<IO>, TlsInfo), String>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        use tiox_security::diagnose::{classify, explain, Side};
+        use tiox_security::Refusal;
         let loaded = self.current();
-        let stream = TlsAcceptor::from(loaded.config.clone())
-            .accept(io)
-            .await
-            .map_err(|e| {
-                format!(
-                    "TLS handshake with {peer} failed: {}",
-                    tiox_security::diagnose::explain(&e, tiox_security::diagnose::Side::Server)
-                )
-            })?;
+        let timeout = tiox_security::server::HANDSHAKE_TIMEOUT;
+        let accepted =
+            tokio::time::timeout(timeout, TlsAcceptor::from(loaded.config.clone()).accept(io))
+                .await;
+        let stream = match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let why = classify(&e);
+                self.stats.refused(why);
+                return Err(format!(
+                    "TLS handshake with {peer} failed ({why}): {}",
+                    explain(&e, Side::Server)
+                ));
+            }
+            Err(_) => {
+                self.stats.refused(Refusal::Timeout);
+                return Err(format!(
+                    "TLS handshake with {peer} failed (timeout): no handshake within {} s",
+                    timeout.as_secs()
+                ));
+            }
+        };
         let (_, conn) = stream.get_ref();
-        let version = match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "unknown",
-        }
-        .to_string();
+        let negotiated = Negotiated::of(conn);
+        self.stats.handshake(negotiated.kx_group.as_deref());
         let cipher = conn
             .negotiated_cipher_suite()
             .map(|s| openssl_cipher_name(s.suite()))
@@ -387,32 +386,11 @@ impl MysqlTls {
         Ok((
             stream,
             TlsInfo {
-                version,
+                version: negotiated.version.to_string(),
                 cipher,
+                kx_group: negotiated.kx_group.unwrap_or_default(),
                 peer: peer_cert,
             },
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cipher_names_use_openssl_spelling() {
-        use rustls::CipherSuite as C;
-        assert_eq!(
-            openssl_cipher_name(C::TLS13_AES_256_GCM_SHA384),
-            "TLS_AES_256_GCM_SHA384"
-        );
-        assert_eq!(
-            openssl_cipher_name(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
-            "ECDHE-RSA-AES128-GCM-SHA256"
-        );
-        assert_eq!(
-            openssl_cipher_name(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
-            "ECDHE-ECDSA-CHACHA20-POLY1305"
-        );
     }
 }
