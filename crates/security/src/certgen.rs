@@ -16,7 +16,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
@@ -266,6 +266,73 @@ impl CertAuthority {
             issuer,
             cert_pem: cert_pem.to_string(),
         })
+    }
+
+    /// A certificate revocation list signed by this CA naming `certs`
+    /// (DER certificates) plus the serials already in `previous` (an
+    /// earlier list's PEM or DER, so revocations accumulate), valid for
+    /// `days`. Returns the PEM (`-----BEGIN X509 CRL-----`).
+    pub fn revoke(
+        &self,
+        certs: &[CertificateDer<'_>],
+        previous: Option<&[u8]>,
+        days: u32,
+    ) -> Result<String> {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
+        use x509_parser::prelude::FromDer;
+        let now = OffsetDateTime::now_utc();
+        let mut serials: Vec<(Vec<u8>, OffsetDateTime)> = Vec::new();
+        if let Some(prev) = previous {
+            let ders: Vec<Vec<u8>> = if prev.windows(10).any(|w| w == b"-----BEGIN") {
+                rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(prev)
+                    .map(|r| r.map(|d| d.to_vec()))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| Error::CertGen(format!("the existing CRL is malformed ({e})")))?
+            } else {
+                vec![prev.to_vec()]
+            };
+            for der in &ders {
+                let (_, crl) =
+                    x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+                        .map_err(|e| {
+                            Error::CertGen(format!("the existing CRL is malformed ({e})"))
+                        })?;
+                for r in crl.iter_revoked_certificates() {
+                    let when = OffsetDateTime::from_unix_timestamp(r.revocation_date.timestamp())
+                        .unwrap_or(now);
+                    serials.push((r.raw_serial().to_vec(), when));
+                }
+            }
+        }
+        for der in certs {
+            let (_, cert) = x509_parser::prelude::X509Certificate::from_der(der)
+                .map_err(|e| Error::CertGen(format!("not a certificate ({e})")))?;
+            let serial = cert.raw_serial().to_vec();
+            if !serials.iter().any(|(s, _)| *s == serial) {
+                serials.push((serial, now));
+            }
+        }
+        let crl_number = u64::try_from(now.unix_timestamp()).unwrap_or(1);
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(i64::from(days.max(1))),
+            crl_number: SerialNumber::from(crl_number.to_be_bytes().to_vec()),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .into_iter()
+                .map(|(serial, when)| RevokedCertParams {
+                    serial_number: SerialNumber::from(serial),
+                    revocation_time: when,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(gen_err("signing the CRL"))?;
+        crl.pem().map_err(gen_err("encoding the CRL"))
     }
 
     /// Issues a certificate signed by this CA.

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,6 +20,7 @@ use crate::diagnose::{classify, explain, Side};
 use crate::error::{Error, Result};
 use crate::material::{Derived, TlsMaterial};
 use crate::stats::Refusal;
+use crate::verify::NamingServerVerifier;
 
 /// A reloading TLS connector.
 #[derive(Debug)]
@@ -60,20 +62,32 @@ impl ClientTls {
         let component = self.settings.component;
         let keys = component.keys();
         let policy = &self.settings.policy;
+        let fail = |problem: String| {
+            Error::from(component.error(
+                keys.cert,
+                Some(self.settings.source.files().cert.clone()),
+                problem,
+                "check the certificate and key files",
+            ))
+        };
+        let mut webpki =
+            WebPkiServerVerifier::builder_with_provider(m.roots.clone(), policy.provider());
+        if !m.crls.is_empty() {
+            webpki = webpki
+                .with_crls(m.crls.iter().cloned())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let verifier = webpki
+            .build()
+            .map_err(|e| fail(format!("cannot build the server verifier: {e}")))?;
         let mut config = ClientConfig::builder_with_provider(policy.provider())
             .with_protocol_versions(&policy.versions())
-            .and_then(|b| {
-                b.with_root_certificates(m.roots.clone())
-                    .with_client_auth_cert(m.chain.clone(), m.key.clone_der())
-            })
-            .map_err(|e| {
-                Error::from(component.error(
-                    keys.cert,
-                    Some(self.settings.source.files().cert.clone()),
-                    format!("rustls refused the certificate or key: {e}"),
-                    "check the certificate and key files",
-                ))
-            })?;
+            .map_err(|e| fail(format!("bad protocol versions: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NamingServerVerifier(verifier)))
+            .with_client_auth_cert(m.chain.clone(), m.key.clone_der())
+            .map_err(|e| fail(format!("rustls refused the certificate or key: {e}")))?;
         config.alpn_protocols = self.alpn.clone();
         Ok(config)
     }

@@ -13,6 +13,7 @@
 //! | SAN allow-list | `cert-allowed-san`| `cert-allowed-san`| `cert-allowed-san`   |
 //! | min TLS        | `tls-min-version` | `tls-min-version` | `tls-min-version`    |
 //! | cipher suites  | `cipher-suites`   | `cipher-suites`   | `cipher-suites`      |
+//! | revocation     | `crl-path`        | `crl-path`        | `crl-path`           |
 //!
 //! Rule: CA, certificate and key are all set (mutual TLS on every link) or
 //! none are (plaintext, logged loudly). Anything in between is an error; so is
@@ -67,6 +68,8 @@ pub struct KeyNames {
     pub min_version: &'static str,
     /// Cipher suites key name.
     pub cipher_suites: &'static str,
+    /// Revocation list key name.
+    pub crl: &'static str,
 }
 
 /// Whether a certificate is used only as a client (ctl tools), or as both a
@@ -102,6 +105,7 @@ impl Component {
             allowed_san: "[security] cert-allowed-san",
             min_version: "[security] tls-min-version",
             cipher_suites: "[security] cipher-suites",
+            crl: "[security] crl-path",
         };
         match self {
             Component::TikvServer => ours(
@@ -130,6 +134,7 @@ impl Component {
                 allowed_san: "--cert-allowed-san",
                 min_version: "--tls-min-version",
                 cipher_suites: "--cipher-suites",
+                crl: "--crl-path",
             },
             Component::TikvCtl => KeyNames {
                 ca: "--ca-path",
@@ -139,6 +144,7 @@ impl Component {
                 allowed_san: "--cert-allowed-san",
                 min_version: "--tls-min-version",
                 cipher_suites: "--cipher-suites",
+                crl: "--crl-path",
             },
         }
     }
@@ -253,6 +259,10 @@ pub struct SecurityConfig {
     /// (`ECDHE-ECDSA-AES128-GCM-SHA256`) names; AEAD suites only. Empty:
     /// every AEAD suite the provider has.
     pub cipher_suites: CipherSuites,
+    /// PEM (or DER) certificate revocation list(s) from the cluster CA: a
+    /// peer whose certificate is listed is refused in the handshake, and
+    /// the file is reloaded like the certificates. Empty: no revocation.
+    pub crl_path: String,
     /// Run without TLS on purpose (also the servers' `--insecure` flag).
     /// pd-server and tikv-server refuse to start with no TLS files unless
     /// this is set, and then say so at every start and in `/metrics`
@@ -414,6 +424,7 @@ impl SecurityConfig {
             for (key, list_empty) in [
                 (keys.allowed_cn, self.cert_allowed_cn.is_empty()),
                 (keys.allowed_san, self.cert_allowed_san.is_empty()),
+                (keys.crl, self.crl_path.trim().is_empty()),
             ] {
                 if !list_empty {
                     return Err(component
@@ -519,6 +530,9 @@ impl SecurityConfig {
             ca: PathBuf::from(self.ca_path.trim()),
             cert: PathBuf::from(self.cert_path.trim()),
             key: PathBuf::from(self.key_path.trim()),
+            crl: Some(self.crl_path.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         };
         let source = MaterialSource::new(component, files)?;
         Ok(Some(TlsSettings {

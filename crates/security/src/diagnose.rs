@@ -8,7 +8,7 @@
 use rustls::{AlertDescription, CertificateError};
 
 use crate::stats::Refusal;
-use crate::verify::NotAllowed;
+use crate::verify::{NotAllowed, RevokedCert};
 
 /// Which end of the connection we are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,9 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
                  but its signature does not verify (another CA with the same name, or a \
                  tampered certificate; both sides must use the same cluster CA)"
             ),
+            CertificateError::Revoked => {
+                format!("{peer_cert} is revoked by our certificate revocation list (crl-path)")
+            }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 format!("{peer_cert} has expired; issue a new one and replace the files")
             }
@@ -116,6 +119,9 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
             AlertDescription::UnknownCA | AlertDescription::BadCertificate => {
                 "the peer rejected our certificate (does it trust the CA that issued ours?)"
                     .to_string()
+            }
+            AlertDescription::CertificateRevoked => {
+                "the peer says our certificate is revoked (it is on the peer's CRL)".to_string()
             }
             AlertDescription::CertificateExpired => {
                 "the peer says our certificate has expired".to_string()
@@ -172,6 +178,9 @@ pub fn classify_tls(err: &rustls::Error) -> Refusal {
             | CertificateError::NotValidYetContext { .. } => Refusal::Expired,
             CertificateError::Other(o) if o.0.downcast_ref::<NotAllowed>().is_some() => {
                 Refusal::NotAllowed
+            }
+            CertificateError::Other(o) if o.0.downcast_ref::<RevokedCert>().is_some() => {
+                Refusal::Revoked
             }
             _ => Refusal::Other,
         },

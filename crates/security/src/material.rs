@@ -18,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use time::OffsetDateTime;
 
 use crate::config::{Component, Role};
@@ -60,6 +60,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Private key of the leaf.
     pub key: PathBuf,
+    /// Certificate revocation lists (`crl-path`), PEM or DER; optional.
+    pub crl: Option<PathBuf>,
 }
 
 /// A private key. Its `Debug` prints nothing of the key; there is no
@@ -92,6 +94,8 @@ pub struct TlsMaterial {
     pub leaf: CertInfo,
     /// Our private key.
     pub key: PrivateKey,
+    /// The revocation lists from `crl-path` (empty without one).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// Increases by one on each successful reload.
     pub generation: u64,
 }
@@ -305,19 +309,47 @@ pub fn load(component: Component, files: &TlsFiles) -> Result<TlsMaterial, Confi
         }
     }
 
-    // The chain must lead to the CA: peers will check exactly this.
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-        .build()
-        .map_err(|e| {
+    // The revocation lists, if any.
+    let crls = match &files.crl {
+        Some(path) => read_crls(path).map_err(|p| {
             err(
-                keys.ca,
-                &files.ca,
-                format!("cannot build a verifier ({e})"),
-                "use a valid CA certificate",
+                keys.crl,
+                path,
+                p,
+                "point it at the PEM (or DER) CRL the cluster CA signed \
+                 (`tiox cert revoke` makes one)",
             )
-        })?;
+        })?,
+        None => Vec::new(),
+    };
+
+    // The chain must lead to the CA (and not be revoked): peers will check
+    // exactly this.
+    let verifier = revocation_checked(
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()),
+        &crls,
+    )
+    .build()
+    .map_err(|e| match &files.crl {
+        Some(crl) if !crls.is_empty() => err(
+            keys.crl,
+            crl,
+            format!("the revocation list is not usable ({e})"),
+            "use a CRL signed by the cluster CA, in PEM or DER",
+        ),
+        _ => err(
+            keys.ca,
+            &files.ca,
+            format!("cannot build a verifier ({e})"),
+            "use a valid CA certificate",
+        ),
+    })?;
     if let Err(e) = verifier.verify_client_cert(&chain[0], &chain[1..], UnixTime::now()) {
         let problem = match e {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => format!(
+                "the certificate (serial {}) is revoked by the list in {}",
+                leaf.serial, keys.crl
+            ),
             rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature,
             ) => format!(
@@ -355,8 +387,47 @@ pub fn load(component: Component, files: &TlsFiles) -> Result<TlsMaterial, Confi
         chain,
         leaf,
         key: PrivateKey(key),
+        crls,
         generation: 0,
     })
+}
+
+/// Reads a revocation list file: one or more PEM `X509 CRL` blocks, or one
+/// DER CRL.
+pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| describe_io_error(&e))?;
+    if contains(&bytes, b"-----BEGIN") {
+        let crls: Result<Vec<_>, _> =
+            CertificateRevocationListDer::pem_slice_iter(&bytes).collect();
+        let crls = crls.map_err(|e| format!("the PEM data is malformed ({e})"))?;
+        if crls.is_empty() {
+            return Err(
+                "no revocation list found (expected a PEM block \"-----BEGIN X509 CRL-----\")"
+                    .to_string(),
+            );
+        }
+        Ok(crls)
+    } else if bytes.first() == Some(&0x30) {
+        Ok(vec![CertificateRevocationListDer::from(bytes)])
+    } else {
+        Err("neither a PEM nor a DER revocation list".to_string())
+    }
+}
+
+/// Applies the revocation lists to a verifier builder: the leaf is checked
+/// against them; a CA without a list (a bundle with several CAs) does not
+/// make its certificates fail.
+pub fn revocation_checked(
+    builder: rustls::server::ClientCertVerifierBuilder,
+    crls: &[CertificateRevocationListDer<'static>],
+) -> rustls::server::ClientCertVerifierBuilder {
+    if crls.is_empty() {
+        return builder;
+    }
+    builder
+        .with_crls(crls.iter().cloned())
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -372,18 +443,24 @@ impl Stamp {
     fn of(files: &TlsFiles) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp(
-            [&files.ca, &files.cert, &files.key]
-                .iter()
-                .map(|p| {
-                    std::fs::metadata(p).ok().map(|m| {
-                        (
-                            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                            m.len(),
-                            m.ino(),
-                        )
-                    })
+            [
+                Some(&files.ca),
+                Some(&files.cert),
+                Some(&files.key),
+                files.crl.as_ref(),
+            ]
+            .iter()
+            .flatten()
+            .map(|p| {
+                std::fs::metadata(p).ok().map(|m| {
+                    (
+                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        m.len(),
+                        m.ino(),
+                    )
                 })
-                .collect(),
+            })
+            .collect(),
         )
     }
 }

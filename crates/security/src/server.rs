@@ -185,8 +185,10 @@ impl ServerTls {
             ))
         };
         let policy = &self.settings.policy;
-        let builder =
-            WebPkiClientVerifier::builder_with_provider(m.roots.clone(), policy.provider());
+        let builder = crate::material::revocation_checked(
+            WebPkiClientVerifier::builder_with_provider(m.roots.clone(), policy.provider()),
+            &m.crls,
+        );
         let builder = match self.client_auth {
             ClientAuth::Required => builder,
             ClientAuth::VerifyIfPresented => builder.allow_unauthenticated(),

@@ -415,3 +415,95 @@ async fn cipher_suite_list_limits_what_the_server_negotiates() {
         assert_eq!(n.cipher, want);
     }
 }
+
+/// Writes a CRL from the test CA naming `certs`, replacing the file.
+fn write_crl(pki: &Pki, certs: &[&std::path::Path]) -> std::path::PathBuf {
+    use rustls_pki_types::pem::PemObject;
+    let ders: Vec<_> = certs
+        .iter()
+        .map(|p| rustls_pki_types::CertificateDer::from_pem_file(p).unwrap())
+        .collect();
+    let path = pki.path("crl.pem");
+    let pem = pki.ca.revoke(&ders, None, 7).unwrap();
+    let tmp = pki.path("crl.tmp");
+    std::fs::write(&tmp, pem).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn revoked_client_certificate_is_refused_naming_its_serial() {
+    let pki = Pki::new();
+    let (bad_cert, bad_key) = pki.client("leaked");
+    let crl = write_crl(&pki, &[&bad_cert]);
+    let (addr, mut rx) = server(&pki, |c| c.crl_path = crl.display().to_string()).await;
+    // A certificate not on the list still gets in.
+    let ok = client(&pki, "tidb-server");
+    roundtrip(&mut ok.connect_tcp(&addr.to_string()).await.unwrap())
+        .await
+        .unwrap();
+    next_accept(&mut rx).await.unwrap();
+    let config = raw_client(&pki.ca_path, Some((&bad_cert, &bad_key)), false);
+    assert!(raw_connect_and_roundtrip(addr, config).await.is_err());
+    let err = next_accept(&mut rx).await.unwrap_err();
+    let der: rustls_pki_types::CertificateDer<'static> =
+        rustls_pki_types::pem::PemObject::from_pem_file(&bad_cert).unwrap();
+    let serial = tiox_security::CertInfo::from_der(&der).unwrap().serial;
+    assert!(err.contains(&format!("serial {serial}")), "{err}");
+    assert!(err.contains("revoked"), "{err}");
+}
+
+#[tokio::test]
+async fn crl_replaced_under_a_running_server_refuses_the_next_handshake() {
+    let pki = Pki::new();
+    let (cert, key) = pki.client("soon-revoked");
+    let (other, _) = pki.client("someone-else");
+    let crl = write_crl(&pki, &[&other]);
+    let (addr, mut rx) = server(&pki, |c| c.crl_path = crl.display().to_string()).await;
+    let config = raw_client(&pki.ca_path, Some((&cert, &key)), false);
+    raw_connect_and_roundtrip(addr, config.clone())
+        .await
+        .unwrap();
+    next_accept(&mut rx).await.unwrap();
+    // Revoke it; the list is reloaded like the certificates. The session
+    // cache belongs to the config built from the old list, so the client
+    // cannot resume its way past the new one.
+    write_crl(&pki, &[&other, &cert]);
+    assert!(raw_connect_and_roundtrip(addr, config).await.is_err());
+    assert!(next_accept(&mut rx).await.unwrap_err().contains("revoked"));
+}
+
+#[tokio::test]
+async fn client_with_crl_refuses_a_revoked_server_certificate() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("tikv-server", &["127.0.0.1"]);
+    let settings = pki.settings(Component::TikvServer, &cert, &key);
+    let (addr, _rx) = spawn_echo(Arc::new(ServerTls::new(settings).unwrap())).await;
+    let crl = write_crl(&pki, &[&cert]);
+    let (ccert, ckey) = pki.client("pd-ctl");
+    let mut cfg = pki.config(&ccert, &ckey);
+    cfg.crl_path = crl.display().to_string();
+    let tls = ClientTls::new(cfg.validate(Component::PdCtl).unwrap().unwrap()).unwrap();
+    let err = tls.connect_tcp(&addr.to_string()).await.unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(tiox_security::Refusal::Revoked),
+        "{err}"
+    );
+    assert!(err.to_string().contains("serial"), "{err}");
+}
+
+#[test]
+fn own_certificate_on_the_crl_is_a_startup_error() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("pd-server", &["127.0.0.1"]);
+    let crl = write_crl(&pki, &[&cert]);
+    let mut cfg = pki.config(&cert, &key);
+    cfg.crl_path = crl.display().to_string();
+    let err = cfg.validate(Component::PdServer).unwrap_err().to_string();
+    assert!(err.contains("[security] cert-path"), "{err}");
+    assert!(
+        err.contains("revoked by the list in [security] crl-path"),
+        "{err}"
+    );
+}

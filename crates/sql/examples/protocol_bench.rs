@@ -149,6 +149,7 @@ async fn main() {
         ca: None,
         cert: dir.path().join("mysql/server.pem"),
         key: dir.path().join("mysql/server-key.pem"),
+        crl: None,
         policy: tiox_security::TlsPolicy::default(),
     })
     .unwrap();

@@ -70,6 +70,10 @@ pub struct TidbSecurity {
     /// PEM CA that MySQL clients' certificates are verified against when
     /// presented (`--ssl-ca`). Optional.
     pub ssl_ca: String,
+    /// PEM (or DER) revocation list from `ssl-ca`'s CA (`--ssl-crl`): a
+    /// listed client certificate is refused in the handshake. Needs
+    /// `ssl-ca`; reloaded like the certificates.
+    pub ssl_crl: String,
     /// PEM certificate offered to MySQL clients (`--ssl-cert`). With
     /// `ssl-key`, TLS is offered on the MySQL port.
     pub ssl_cert: String,
@@ -104,6 +108,7 @@ impl Default for TidbSecurity {
     fn default() -> Self {
         TidbSecurity {
             ssl_ca: String::new(),
+            ssl_crl: String::new(),
             ssl_cert: String::new(),
             ssl_key: String::new(),
             require_secure_transport: false,
@@ -277,6 +282,14 @@ impl TidbConfig {
             ))
         })?;
         let (cert, key, ca) = (sec.ssl_cert.trim(), sec.ssl_key.trim(), sec.ssl_ca.trim());
+        let crl = sec.ssl_crl.trim();
+        if !crl.is_empty() && ca.is_empty() {
+            return Err(cfg_err(
+                "[security] ssl-crl",
+                "is set but ssl-ca is not, so no client certificate is ever verified",
+                "set ssl-ca to the CA that issues MySQL client certificates, or remove ssl-crl",
+            ));
+        }
         let mysql_tls = match (cert.is_empty(), key.is_empty()) {
             (true, true) => {
                 if !ca.is_empty() {
@@ -314,6 +327,7 @@ impl TidbConfig {
                     ca: (!ca.is_empty()).then(|| PathBuf::from(ca)),
                     cert: PathBuf::from(cert),
                     key: PathBuf::from(key),
+                    crl: (!crl.is_empty()).then(|| PathBuf::from(crl)),
                     policy: mysql_policy,
                 })
                 .map_err(Error::Config)?,

@@ -44,6 +44,8 @@ pub struct MysqlTlsFiles {
     pub cert: PathBuf,
     /// `ssl-key`: its private key.
     pub key: PathBuf,
+    /// `ssl-crl`: revocation list(s) for client certificates (needs `ca`).
+    pub crl: Option<PathBuf>,
     /// `tls-version` (the lowest version accepted) and `cipher-suites`.
     pub policy: TlsPolicy,
 }
@@ -81,6 +83,9 @@ fn stamp(files: &MysqlTlsFiles) -> Stamp {
     let mut paths: Vec<&Path> = vec![&files.cert, &files.key];
     if let Some(ca) = &files.ca {
         paths.push(ca);
+    }
+    if let Some(crl) = &files.crl {
+        paths.push(crl);
     }
     paths
         .iter()
@@ -222,20 +227,47 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
                     )
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                files.policy.provider(),
+            let crls = match &files.crl {
+                Some(crl) => tiox_security::material::read_crls(crl).map_err(|e| {
+                    problem(
+                        "ssl-crl",
+                        crl,
+                        e,
+                        "point ssl-crl at the PEM (or DER) CRL signed by ssl-ca's CA \
+                         (`tiox cert revoke` makes one)",
+                    )
+                })?,
+                None => Vec::new(),
+            };
+            let verifier = tiox_security::material::revocation_checked(
+                WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    files.policy.provider(),
+                ),
+                &crls,
             )
             .allow_unauthenticated()
             .build()
-            .map_err(|e| {
-                problem(
+            .map_err(|e| match &files.crl {
+                Some(crl) => problem(
+                    "ssl-crl",
+                    crl,
+                    format!("the CA or the revocation list is not usable ({e})"),
+                    "use ssl-ca's CA certificate and a CRL it signed",
+                ),
+                None => problem(
                     "ssl-ca",
                     ca,
                     format!("cannot verify clients with it ({e})"),
                     "use a CA certificate",
-                )
+                ),
             })?;
+            // Same verifier as the cluster ports: revoked certificates are
+            // named (serial, subject) in the refusal.
+            let verifier = Arc::new(tiox_security::verify::AllowListVerifier::new(
+                verifier,
+                Default::default(),
+            ));
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -642,6 +642,7 @@ fn tls_server(dir: &std::path::Path) -> Arc<Shared> {
         ca: Some(dir.join("mysql/ca.pem")),
         cert: dir.join("mysql/server.pem"),
         key: dir.join("mysql/server-key.pem"),
+        crl: None,
         policy: tiox_security::TlsPolicy::default(),
     })
     .unwrap();

@@ -63,6 +63,9 @@ struct Args {
     /// CA for MySQL client certificates.
     #[arg(long = "ssl-ca")]
     ssl_ca: Option<String>,
+    /// Revocation list for MySQL client certificates (PEM or DER).
+    #[arg(long = "ssl-crl")]
+    ssl_crl: Option<String>,
     /// Certificate offered to MySQL clients.
     #[arg(long = "ssl-cert")]
     ssl_cert: Option<String>,
@@ -114,6 +117,7 @@ fn apply(args: &Args, c: &mut TidbConfig) {
     set!(args.path, c.path);
     set!(args.data_dir, c.data_dir);
     set!(args.ssl_ca, c.security.ssl_ca);
+    set!(args.ssl_crl, c.security.ssl_crl);
     set!(args.ssl_cert, c.security.ssl_cert);
     set!(args.ssl_key, c.security.ssl_key);
     set!(
