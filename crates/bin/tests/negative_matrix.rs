@@ -366,6 +366,116 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_client_certificate_is_refused_on_pd_and_tikv_ports_and_logged_with_its_serial() {
+    let crl = "[security]\ncrl-path = \"{certs}/crl.pem\"\n".to_string();
+    let c = Cluster::start_opts(
+        true,
+        1,
+        &Options {
+            pd_toml: Some(crl.clone()),
+            kv_toml: Some(crl),
+            pd_raft: true,
+            crl: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let certs = c.certs.as_ref().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ca = certs.dir.join("ca.pem");
+    let leaked = issue(&certs.dir, "client", false, work.path());
+    let serial = {
+        let der = CertificateDer::from_pem_file(&leaked.0).unwrap();
+        tiox_security::CertInfo::from_der(&der).unwrap().serial
+    };
+    let pd_log = || c.pd.log_text();
+    let kv_log = || c.kv[0].log_text();
+    let ports: [(&str, &str, &[u8], &[u8], bool, &dyn Fn() -> String); 4] = [
+        (
+            "PD client port",
+            &c.pd_addr,
+            b"http/1.1",
+            HTTP_GET,
+            true,
+            &pd_log,
+        ),
+        (
+            "PD peer port",
+            &c.pd_peer_addr,
+            tiox_pd::replication::PEER_ALPN,
+            b"",
+            false,
+            &pd_log,
+        ),
+        (
+            "TiKV gRPC port",
+            &c.kv_addrs[0],
+            b"http/1.1",
+            HTTP_GET,
+            true,
+            &kv_log,
+        ),
+        (
+            "TiKV status port",
+            &c.kv_status[0],
+            b"http/1.1",
+            HTTP_GET,
+            true,
+            &kv_log,
+        ),
+    ];
+    let wait = |http: bool| Duration::from_secs(if http { 10 } else { 2 });
+    // Before the revocation the certificate is served everywhere.
+    for (what, addr, alpn, send, http, log) in ports {
+        let (seen, _) = attempt(
+            addr,
+            Some(client_config(&ca, Some(&leaked), alpn)),
+            send,
+            wait(http),
+        )
+        .await;
+        assert!(
+            served(&seen, http),
+            "{what}: not served before revocation: {seen:?}\n{}",
+            log()
+        );
+    }
+    // Revoke it: the running servers reload the list.
+    certs.write_crl(&[&leaked.0]);
+    for (what, addr, alpn, send, http, log) in ports {
+        let since = log().len();
+        let (seen, me) = attempt(
+            addr,
+            Some(client_config(&ca, Some(&leaked), alpn)),
+            send,
+            wait(http),
+        )
+        .await;
+        assert!(
+            !served(&seen, http),
+            "{what} served a revoked certificate: {seen:?}"
+        );
+        let reason = format!("serial {serial}");
+        assert_logged(
+            what,
+            "revoked certificate",
+            (&reason, &me, "revoked"),
+            log,
+            since,
+        )
+        .await;
+    }
+    // The metrics count it by reason.
+    let (_, body) = c.pd_get("/metrics").await.unwrap();
+    assert!(
+        body.contains(
+            "tiox_tls_handshake_failures_total{listener=\"client\",reason=\"revoked\"} 1"
+        ),
+        "{body}"
+    );
+}
+
 #[test]
 fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_logs_why() {
     use tidb_common::{mysql, plain_args, verify_args, Pki, TidbServer};

@@ -832,3 +832,72 @@ fn config_file_security_section_and_tls_version_are_applied() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `tiox cert revoke` for the MySQL-facing CA: writes (or extends)
+/// `mysql/crl.pem` naming `certs`.
+fn revoke_mysql(pki: &Pki, certs: &[&str]) -> String {
+    let tiox = {
+        let mut p = std::env::current_exe().unwrap();
+        p.pop();
+        if p.ends_with("deps") {
+            p.pop();
+        }
+        p.join("tiox")
+    };
+    let out = std::process::Command::new(tiox)
+        .args(["cert", "revoke", "--ca"])
+        .arg(pki.path("mysql/ca.pem"))
+        .arg("--ca-key")
+        .arg(pki.path("mysql/ca-key.pem"))
+        .arg("--out")
+        .arg(pki.path("mysql/crl.pem"))
+        .args(certs.iter().map(|c| pki.path(c)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn revoked_client_certificate_is_refused_on_the_mysql_port_after_the_crl_changes() {
+    let Some(c) =
+        client("revoked_client_certificate_is_refused_on_the_mysql_port_after_the_crl_changes")
+    else {
+        return;
+    };
+    let pki = Pki::new();
+    revoke_mysql(&pki, &[]);
+    let s = tls_server(&pki, &[&format!("--ssl-crl={}", pki.path("mysql/crl.pem"))]);
+    root(
+        &c,
+        &s,
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'apppw' REQUIRE X509",
+    );
+    let ok = mysql(
+        &c,
+        &s,
+        "app",
+        Some("apppw"),
+        &mutual_args(&pki),
+        "SELECT CURRENT_USER()",
+    );
+    assert!(ok.ok, "{}\n{}", ok.err, s.log());
+    let said = revoke_mysql(&pki, &["mysql/client.pem"]);
+    let serial = said
+        .split("serial ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
+    let r = mysql(&c, &s, "app", Some("apppw"), &mutual_args(&pki), "SELECT 1");
+    assert!(!r.ok, "a revoked client certificate logged in");
+    assert!(s.wait_for_log(&format!("serial {serial}")), "{}", s.log());
+    // Revocation is per certificate: a login without one still works.
+    let plain = mysql(&c, &s, "root", None, &verify_args(&pki), "SELECT 1");
+    assert!(plain.ok, "{}", plain.err);
+}
