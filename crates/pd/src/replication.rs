@@ -415,6 +415,7 @@ impl Replica {
         tls: Option<TlsSettings>,
         keep_entries: u64,
         peer_stats: Arc<tiox_security::ListenerStats>,
+        audit: Option<Arc<tiox_security::audit::AuditLog>>,
     ) -> Result<Replica> {
         let mut voters: Vec<u64> = peers.iter().map(|p| p.id).collect();
         voters.push(me.id);
@@ -557,7 +558,8 @@ impl Replica {
                                         "pd-server peer port",
                                         server_tls.clone(),
                                         peer_stats.clone(),
-                                    ),
+                                    )
+                                    .with_audit(audit.clone()),
                                     in_tx.clone(),
                                     members2.clone(),
                                     self_id,

@@ -229,6 +229,7 @@ pub struct Server {
     state: Arc<State>,
     listeners: Vec<TcpListener>,
     acceptor: Option<Arc<ServerTls>>,
+    audit: Option<Arc<tiox_security::audit::AuditLog>>,
 }
 
 /// A cluster id all initial members compute alike (FNV-1a over the sorted
@@ -441,6 +442,20 @@ impl Server {
     pub async fn bind(config: Validated) -> Result<Server> {
         let now = now_ms();
         let metrics = Metrics::default();
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::InvalidValue(format!(
+                "pd-server: --data-dir {}: cannot create it: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let audit = Some(Arc::new(
+            tiox_security::audit::AuditLog::open(
+                tiox_security::Component::PdServer,
+                "[security] audit-log",
+                &config.config.security.audit_log_path(&config.data_dir),
+            )
+            .map_err(|e| Error::InvalidValue(e.to_string()))?,
+        ));
         let replicated = config.replicated;
         let advertise_peer: Vec<String> = config
             .advertise_peer_urls
@@ -482,6 +497,7 @@ impl Server {
                 config.tls.clone(),
                 config.config.replication.raft_log_keep_entries,
                 metrics.peer.clone(),
+                audit.clone(),
             )?;
             let stored = replica
                 .applied_map()
@@ -553,6 +569,7 @@ impl Server {
             state,
             listeners,
             acceptor,
+            audit,
         })
     }
 
@@ -581,7 +598,8 @@ impl Server {
                 "pd-server client port",
                 self.acceptor.clone(),
                 self.state.metrics.client.clone(),
-            );
+            )
+            .with_audit(self.audit.clone());
             tasks.push(tokio::spawn(tiox_security::serve::serve(
                 listener,
                 port,

@@ -107,6 +107,7 @@ impl ClientTls {
                 peer: host.to_string(),
                 reason: explain(&e, Side::Client),
                 refusal: classify(&e),
+                presented: None,
             })
     }
 
@@ -120,11 +121,15 @@ impl ClientTls {
         let _ = tcp.set_nodelay(true);
         self.connect(host, tcp).await.map_err(|e| match e {
             Error::Handshake {
-                reason, refusal, ..
+                reason,
+                refusal,
+                presented,
+                ..
             } => Error::Handshake {
                 peer: addr.to_string(),
                 reason,
                 refusal,
+                presented,
             },
             other => other,
         })
@@ -138,6 +143,7 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
         peer: host.to_string(),
         reason: format!("\"{host}\" is neither a valid DNS name nor an IP address"),
         refusal: Refusal::Other,
+        presented: None,
     })
 }
 
@@ -147,6 +153,7 @@ pub fn split_host_port(addr: &str) -> Result<(&str, u16)> {
         peer: addr.to_string(),
         reason: "expected an address as host:port".to_string(),
         refusal: Refusal::Other,
+        presented: None,
     };
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;

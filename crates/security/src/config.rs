@@ -263,6 +263,10 @@ pub struct SecurityConfig {
     /// peer whose certificate is listed is refused in the handshake, and
     /// the file is reloaded like the certificates. Empty: no revocation.
     pub crl_path: String,
+    /// The security audit log: one JSON line per refused handshake (and,
+    /// on tidb-server, login). Empty: `security-audit.log` in the data
+    /// directory.
+    pub audit_log: String,
     /// Run without TLS on purpose (also the servers' `--insecure` flag).
     /// pd-server and tikv-server refuse to start with no TLS files unless
     /// this is set, and then say so at every start and in `/metrics`
@@ -393,6 +397,15 @@ impl SecurityConfig {
         SecurityConfig {
             insecure: true,
             ..Default::default()
+        }
+    }
+
+    /// Where the audit log goes: `audit-log`, or `security-audit.log` in
+    /// `data_dir`.
+    pub fn audit_log_path(&self, data_dir: &std::path::Path) -> PathBuf {
+        match self.audit_log.trim() {
+            "" => data_dir.join(crate::audit::FILE_NAME),
+            p => PathBuf::from(p),
         }
     }
 

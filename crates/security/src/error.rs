@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::inspect::CertInfo;
 use crate::stats::Refusal;
 
 /// Result alias used throughout the crate.
@@ -28,6 +29,9 @@ pub enum Error {
         reason: String,
         /// The reason as a label, for counters and the audit log.
         refusal: Refusal,
+        /// The certificate the peer presented, if the handshake got that
+        /// far (for the audit log; a server-side refusal only).
+        presented: Option<Box<CertInfo>>,
     },
     /// Creating a certificate failed (the `tiox cert` tool).
     CertGen(String),
@@ -108,6 +112,14 @@ impl Error {
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
             Error::Handshake { refusal, .. } => Some(*refusal),
+            _ => None,
+        }
+    }
+
+    /// The certificate a refused peer presented, if any.
+    pub fn presented(&self) -> Option<&CertInfo> {
+        match self {
+            Error::Handshake { presented, .. } => presented.as_deref(),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@
 //! file and fix; a bad file at reload keeps the previous material in service;
 //! private keys are never printed.
 
+pub mod audit;
 pub mod certgen;
 pub mod client;
 pub mod config;

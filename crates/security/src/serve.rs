@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_rustls::server::TlsStream;
 
+use crate::audit::AuditLog;
 use crate::stats::{ListenerStats, Refusal};
 use crate::{PeerIdentity, ServerTls};
 
@@ -56,6 +57,8 @@ pub struct Port {
     /// oldest unfinished handshake, so idle connections cannot keep a
     /// valid client out.
     pub max_handshakes: usize,
+    /// Where refusals are written as JSON lines (`security-audit.log`).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl Port {
@@ -67,6 +70,29 @@ impl Port {
             stats,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             max_handshakes: MAX_HANDSHAKES,
+            audit: None,
+        }
+    }
+
+    /// The same port, writing refusals to `audit`.
+    pub fn with_audit(mut self, audit: Option<Arc<AuditLog>>) -> Port {
+        self.audit = audit;
+        self
+    }
+
+    /// Counts a refusal, logs it and writes its audit line.
+    pub fn refused(&self, peer: &str, why: Refusal, detail: &str, cert: Option<&crate::CertInfo>) {
+        self.stats.refused(why);
+        tracing::warn!(peer = %peer, reason = %why, "{}: refused connection: {detail}", self.what);
+        if let Some(audit) = &self.audit {
+            audit.record(&crate::audit::Event {
+                listener: self.stats.listener(),
+                peer,
+                reason: why,
+                detail,
+                cert,
+                user: None,
+            });
         }
     }
 }
@@ -234,20 +260,16 @@ async fn handshake(
         }
         Some(Err(e)) => {
             let why = e.refusal().unwrap_or(Refusal::Other);
-            port.stats.refused(why);
-            tracing::warn!(peer = %peer_s, reason = %why, "{}: refused connection: {e}", port.what);
+            port.refused(&peer_s, why, &e.to_string(), e.presented());
             None
         }
         None => {
-            port.stats.refused(Refusal::Overload);
-            tracing::warn!(
-                peer = %peer_s,
-                reason = %Refusal::Overload,
-                "{}: dropped an unfinished handshake from {peer_s}: {} handshakes in flight \
-                 (the listener's cap); the oldest gives way to new connections",
-                port.what,
+            let detail = format!(
+                "dropped an unfinished handshake from {peer_s}: {} handshakes in flight (the \
+                 listener's cap); the oldest gives way to new connections",
                 port.max_handshakes
             );
+            port.refused(&peer_s, Refusal::Overload, &detail, None);
             None
         }
     }
@@ -256,10 +278,10 @@ async fn handshake(
 /// Serves `router` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, port: Port, router: axum::Router) {
     let tls = port.tls.clone();
-    let stats = port.stats.clone();
     let what = port.what;
+    let shared = Arc::new(port.clone());
     accept_loop(listener, port, move |stream, identity| {
-        let (router, tls, stats) = (router.clone(), tls.clone(), stats.clone());
+        let (router, tls, port) = (router.clone(), tls.clone(), shared.clone());
         async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             let router = match &tls {
@@ -267,12 +289,11 @@ pub async fn serve(listener: TcpListener, port: Port, router: axum::Router) {
                     match tls.check_allowed(&identity) {
                         Ok(()) => router,
                         Err(reason) => {
-                            stats.refused(Refusal::NotAllowed);
-                            tracing::warn!(
-                                peer = %identity.addr,
-                                reason = %Refusal::NotAllowed,
-                                "{what}: refusing every request from {}: {reason}",
-                                identity.addr
+                            port.refused(
+                                &identity.addr,
+                                Refusal::NotAllowed,
+                                &format!("refusing every request from {}: {reason}", identity.addr),
+                                identity.cert.as_ref(),
                             );
                             unauthenticated(reason)
                         }

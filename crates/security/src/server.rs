@@ -232,21 +232,34 @@ impl ServerTls {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let config = self.config()?;
-        let stream = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(io))
-            .await
-            .map_err(|_| Error::Handshake {
-                peer: peer.to_string(),
-                reason: format!(
-                    "no TLS handshake within {} ms (a client that connects and says nothing)",
-                    timeout.as_millis()
-                ),
-                refusal: Refusal::Timeout,
-            })?
-            .map_err(|e| Error::Handshake {
-                peer: peer.to_string(),
-                reason: explain(&e, Side::Server),
-                refusal: classify(&e),
-            })?;
+        let (outcome, presented) = crate::verify::capturing(tokio::time::timeout(
+            timeout,
+            TlsAcceptor::from(config).accept(io),
+        ))
+        .await;
+        let presented = presented.map(Box::new);
+        let stream = match outcome {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(Error::Handshake {
+                    peer: peer.to_string(),
+                    reason: explain(&e, Side::Server),
+                    refusal: classify(&e),
+                    presented,
+                })
+            }
+            Err(_) => {
+                return Err(Error::Handshake {
+                    peer: peer.to_string(),
+                    reason: format!(
+                        "no TLS handshake within {} ms (a client that connects and says nothing)",
+                        timeout.as_millis()
+                    ),
+                    refusal: Refusal::Timeout,
+                    presented,
+                })
+            }
+        };
         let (_, conn) = stream.get_ref();
         let cert = conn
             .peer_certificates()

@@ -40,6 +40,10 @@ pub enum Refusal {
     Timeout,
     /// Too many handshakes in flight on the listener: the oldest was dropped.
     Overload,
+    /// A MySQL login with a wrong password (or an unknown account).
+    Password,
+    /// A MySQL account's `REQUIRE` rule was not met.
+    RequireNotMet,
     /// Anything else (the peer went away, a bad certificate otherwise).
     Other,
 }
@@ -57,6 +61,8 @@ impl Refusal {
             Refusal::Protocol => "protocol",
             Refusal::Timeout => "timeout",
             Refusal::Overload => "overload",
+            Refusal::Password => "password",
+            Refusal::RequireNotMet => "require_not_met",
             Refusal::Other => "other",
         }
     }

@@ -63,6 +63,24 @@ pub fn name_revoked(err: rustls::Error, end_entity: &CertificateDer<'_>) -> rust
     }
 }
 
+tokio::task_local! {
+    /// The certificate presented in the handshake running on this task,
+    /// kept for the audit log of a refusal.
+    static PRESENTED: std::cell::RefCell<Option<CertInfo>>;
+}
+
+/// Runs a server handshake future and returns, with its outcome, the client
+/// certificate presented during it (verified or not), if any.
+pub async fn capturing<F: std::future::Future>(f: F) -> (F::Output, Option<CertInfo>) {
+    PRESENTED
+        .scope(std::cell::RefCell::new(None), async {
+            let out = f.await;
+            let cert = PRESENTED.with(|c| c.borrow_mut().take());
+            (out, cert)
+        })
+        .await
+}
+
 /// Chain verification followed by the allow-lists.
 #[derive(Debug)]
 pub struct AllowListVerifier {
@@ -96,11 +114,15 @@ impl ClientCertVerifier for AllowListVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        let parsed = CertInfo::from_der(end_entity);
+        if let Ok(info) = &parsed {
+            let _ = PRESENTED.try_with(|c| *c.borrow_mut() = Some(info.clone()));
+        }
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)
             .map_err(|e| name_revoked(e, end_entity))?;
-        let info = CertInfo::from_der(end_entity).map_err(|e| {
+        let info = parsed.map_err(|e| {
             rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
                 Arc::new(NotAllowed(e)),
             )))

@@ -89,6 +89,12 @@ pub struct TidbSecurity {
     /// Cipher suites on both the MySQL port and the cluster links (IANA or
     /// OpenSSL names, AEAD only); empty: every AEAD suite.
     pub cipher_suites: CipherSuites,
+    /// Revocation list(s) from the cluster CA for the cluster links
+    /// (`crl-path`, as on PD and TiKV).
+    pub crl_path: String,
+    /// The security audit log (refused handshakes and logins, JSON lines).
+    /// Empty: `security-audit.log` in `data-dir` (none without one).
+    pub audit_log: String,
     /// Cluster CA (PD, TiKV and the status port).
     pub cluster_ssl_ca: String,
     /// This server's cluster certificate (serverAuth + clientAuth).
@@ -115,6 +121,8 @@ impl Default for TidbSecurity {
             tls_version: "TLSv1.2".into(),
             tls_min_version: TlsVersion::V1_2,
             cipher_suites: CipherSuites::default(),
+            crl_path: String::new(),
+            audit_log: String::new(),
             cluster_ssl_ca: String::new(),
             cluster_ssl_cert: String::new(),
             cluster_ssl_key: String::new(),
@@ -152,6 +160,8 @@ pub struct Validated {
     pub mysql_tls: Option<MysqlTls>,
     /// The cluster TLS settings, if configured.
     pub cluster_tls: Option<TlsSettings>,
+    /// Where the security audit log goes, if anywhere.
+    pub audit_log: Option<PathBuf>,
     /// `tls_version` as `@@tls_version` shows it.
     pub tls_versions: String,
     /// PD endpoints for `store = "tikv"`.
@@ -340,6 +350,7 @@ impl TidbConfig {
             cert_allowed_cn: sec.cluster_verify_cn.clone(),
             tls_min_version: sec.tls_min_version,
             cipher_suites: sec.cipher_suites.clone(),
+            crl_path: sec.crl_path.clone(),
             ..Default::default()
         };
         let cluster_tls = cluster
@@ -367,9 +378,15 @@ impl TidbConfig {
             }
             _ => {}
         }
+        let audit_log = match (sec.audit_log.trim(), self.data_dir.trim()) {
+            ("", "") => None,
+            ("", dir) => Some(PathBuf::from(dir).join(tiox_security::audit::FILE_NAME)),
+            (path, _) => Some(PathBuf::from(path)),
+        };
         Ok(Validated {
             mysql_tls,
             cluster_tls,
+            audit_log,
             tls_versions,
             pd_endpoints,
             data_dir: PathBuf::from(self.data_dir.trim()),

@@ -87,7 +87,8 @@ pub fn router(shared: Arc<Shared>, stats: Arc<ListenerStats>) -> Router {
 /// Serves the status port until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Option<Arc<ServerTls>>, shared: Arc<Shared>) {
     let stats = Arc::new(ListenerStats::new("status"));
+    let audit = shared.audit();
     let router = router(shared, stats.clone());
-    let port = Port::new("tidb-server status port", tls, stats);
+    let port = Port::new("tidb-server status port", tls, stats).with_audit(audit);
     tiox_security::serve::serve(listener, port, router).await;
 }

@@ -63,6 +63,17 @@ struct State {
     rejected: Option<Stamp>,
 }
 
+/// A refused MySQL-port TLS handshake.
+#[derive(Debug)]
+pub struct HandshakeRefused {
+    /// Why, as counted and audited.
+    pub reason: tiox_security::Refusal,
+    /// The sentence for the log.
+    pub message: String,
+    /// The client certificate presented, if any.
+    pub presented: Option<CertInfo>,
+}
+
 /// A reloading MySQL-side TLS acceptor.
 pub struct MysqlTls {
     files: MysqlTlsFiles,
@@ -375,7 +386,12 @@ impl MysqlTls {
 
     /// Runs the server side of a TLS handshake on `io` (bounded by the
     /// security core's handshake timeout), counting it in [`Self::stats`].
-    pub async fn accept<IO>(&self, io: IO, peer: &str) -> Result<(TlsStream<IO>, TlsInfo), String>
+    /// A refusal comes back with its reason and the certificate presented.
+    pub async fn accept<IO>(
+        &self,
+        io: IO,
+        peer: &str,
+    ) -> Result<(TlsStream<IO>, TlsInfo), HandshakeRefused>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -383,25 +399,35 @@ impl MysqlTls {
         use tiox_security::Refusal;
         let loaded = self.current();
         let timeout = tiox_security::server::HANDSHAKE_TIMEOUT;
-        let accepted =
-            tokio::time::timeout(timeout, TlsAcceptor::from(loaded.config.clone()).accept(io))
-                .await;
+        let (accepted, presented) = tiox_security::verify::capturing(tokio::time::timeout(
+            timeout,
+            TlsAcceptor::from(loaded.config.clone()).accept(io),
+        ))
+        .await;
         let stream = match accepted {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 let why = classify(&e);
                 self.stats.refused(why);
-                return Err(format!(
-                    "TLS handshake with {peer} failed ({why}): {}",
-                    explain(&e, Side::Server)
-                ));
+                return Err(HandshakeRefused {
+                    reason: why,
+                    message: format!(
+                        "TLS handshake with {peer} failed ({why}): {}",
+                        explain(&e, Side::Server)
+                    ),
+                    presented,
+                });
             }
             Err(_) => {
                 self.stats.refused(Refusal::Timeout);
-                return Err(format!(
-                    "TLS handshake with {peer} failed (timeout): no handshake within {} s",
-                    timeout.as_secs()
-                ));
+                return Err(HandshakeRefused {
+                    reason: Refusal::Timeout,
+                    message: format!(
+                        "TLS handshake with {peer} failed (timeout): no handshake within {} s",
+                        timeout.as_secs()
+                    ),
+                    presented,
+                });
             }
         };
         let (_, conn) = stream.get_ref();

@@ -242,6 +242,14 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("tikv-server: --data-dir {}: {e}", cfg.data_dir.display()))?;
+    let audit = Some(Arc::new(
+        tiox_security::audit::AuditLog::open(
+            tiox_security::Component::TikvServer,
+            "[security] audit-log",
+            &cfg.audit_log,
+        )
+        .map_err(|e| e.to_string())?,
+    ));
     let grpc_listener = TcpListener::bind(&cfg.addr)
         .await
         .map_err(|e| format!("tikv-server: cannot listen on --addr {}: {e}", cfg.addr))?;
@@ -309,7 +317,8 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
                 "tikv-server status port",
                 server_tls.clone(),
                 metrics.status.clone(),
-            ),
+            )
+            .with_audit(audit.clone()),
             status_router,
         )),
         tokio::spawn(split_check(storage.clone(), cfg.split, sizes.clone())),
@@ -325,7 +334,7 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         // Last: `RunningServer::wait` waits on the gRPC port.
         tokio::spawn(serve(
             grpc_listener,
-            Port::new("tikv-server gRPC port", server_tls, metrics.grpc.clone()),
+            Port::new("tikv-server gRPC port", server_tls, metrics.grpc.clone()).with_audit(audit),
             grpc,
         )),
     ];

@@ -260,6 +260,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..tiox_sql::Settings::default()
     };
     let shared = tiox_sql::Shared::new(users, mysql_tls, settings);
+    if let Some(path) = &v.audit_log {
+        shared.set_audit(Arc::new(
+            tiox_security::audit::AuditLog::open(
+                tiox_security::Component::TidbServer,
+                "[security] audit-log",
+                path,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ));
+    }
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         anyhow::anyhow!(
