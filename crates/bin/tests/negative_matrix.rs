@@ -648,3 +648,75 @@ fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_lo
         assert_eq!(new[0]["listener"], "mysql", "{case}: {}", new[0]);
     }
 }
+
+/// Idle TCP connections that never send a ClientHello do not keep a valid
+/// client out: with the cap lowered to 8 in flight (and a 30 s handshake
+/// timeout, so the timeout alone would not free them), 300 idle
+/// connections to each TiKV port and PD's client port leave a valid client
+/// served within a second, and the audit log grows by a bounded number of
+/// lines (one address: at most 20 a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_handshake_cap_do_not_keep_a_valid_client_out() {
+    let limits = "[security]\nmax-handshakes = 8\nhandshake-timeout = \"30s\"\n".to_string();
+    let c = Cluster::start_opts(
+        true,
+        1,
+        &Options {
+            pd_toml: Some(limits.clone()),
+            kv_toml: Some(limits),
+            ..Options::default()
+        },
+    )
+    .await;
+    let certs = c.certs.as_ref().unwrap();
+    let ca = certs.dir.join("ca.pem");
+    let good = (
+        certs.dir.join("client.pem"),
+        certs.dir.join("client-key.pem"),
+    );
+    for (what, addr, audit) in [
+        ("TiKV gRPC port", &c.kv_addrs[0], "kv0"),
+        ("TiKV status port", &c.kv_status[0], "kv0"),
+        ("PD client port", &c.pd_addr, "pd1"),
+    ] {
+        let audit = c.dir.path().join(audit).join("security-audit.log");
+        let lines_before = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(TcpStream::connect(addr.as_str()).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = std::time::Instant::now();
+        let (seen, _) = attempt(
+            addr,
+            Some(client_config(&ca, Some(&good), b"http/1.1")),
+            HTTP_GET,
+            Duration::from_secs(5),
+        )
+        .await;
+        let took = start.elapsed();
+        assert!(
+            served(&seen, true),
+            "{what}: valid client not served: {seen:?}"
+        );
+        assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
+        drop(idle);
+        let lines = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert!(
+            lines - lines_before <= 21,
+            "{what}: {} audit lines for one address",
+            lines - lines_before
+        );
+    }
+    let (_, body) = c.pd_get("/metrics").await.unwrap();
+    assert!(
+        body.contains("tiox_tls_handshake_failures_total{listener=\"client\",reason=\"overload\"}"),
+        "{body}"
+    );
+}

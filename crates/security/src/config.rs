@@ -267,6 +267,12 @@ pub struct SecurityConfig {
     /// on tidb-server, login). Empty: `security-audit.log` in the data
     /// directory.
     pub audit_log: String,
+    /// How long a peer may take to finish the TLS handshake on this
+    /// component's ports: `"10s"` (default), `"500ms"`.
+    pub handshake_timeout: String,
+    /// Most TLS handshakes in flight per port (default 256); a new
+    /// connection beyond it drops the oldest unfinished handshake.
+    pub max_handshakes: usize,
     /// Run without TLS on purpose (also the servers' `--insecure` flag).
     /// pd-server and tikv-server refuse to start with no TLS files unless
     /// this is set, and then say so at every start and in `/metrics`
@@ -379,6 +385,28 @@ pub struct TlsSettings {
     pub policy: TlsPolicy,
     /// The files, watched for changes; shared by the server and client sides.
     pub source: Arc<MaterialSource>,
+    /// `handshake-timeout`.
+    pub handshake_timeout: std::time::Duration,
+    /// `max-handshakes`.
+    pub max_handshakes: usize,
+}
+
+/// Parses `"10s"`, `"500ms"`, `"2m"` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration (write e.g. \"10s\" or \"500ms\")"))?;
+    match unit.trim() {
+        "" | "s" => Ok(std::time::Duration::from_secs(n)),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        other => Err(format!(
+            "\"{s}\": unknown unit \"{other}\" (use ms, s or m)"
+        )),
+    }
 }
 
 impl SecurityConfig {
@@ -539,6 +567,24 @@ impl SecurityConfig {
         policy.check().map_err(|problem| {
             component.error(keys.cipher_suites, None, problem, "make the two keys agree")
         })?;
+        let handshake_timeout = match self.handshake_timeout.trim() {
+            "" => crate::server::HANDSHAKE_TIMEOUT,
+            t => parse_duration(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    component.error(
+                        "[security] handshake-timeout",
+                        None,
+                        format!("\"{t}\" is not a positive duration"),
+                        "write e.g. \"10s\" (the default) or \"500ms\"",
+                    )
+                })?,
+        };
+        let max_handshakes = match self.max_handshakes {
+            0 => crate::server::MAX_HANDSHAKES,
+            n => n,
+        };
         let files = TlsFiles {
             ca: PathBuf::from(self.ca_path.trim()),
             cert: PathBuf::from(self.cert_path.trim()),
@@ -558,6 +604,8 @@ impl SecurityConfig {
             },
             policy,
             source: Arc::new(source),
+            handshake_timeout,
+            max_handshakes,
         }))
     }
 }

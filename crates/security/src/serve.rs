@@ -37,10 +37,7 @@ use crate::audit::AuditLog;
 use crate::stats::{ListenerStats, Refusal};
 use crate::{PeerIdentity, ServerTls};
 
-pub use crate::server::HANDSHAKE_TIMEOUT;
-
-/// The default cap on TLS handshakes in flight per listener.
-pub const MAX_HANDSHAKES: usize = 256;
+pub use crate::server::{HANDSHAKE_TIMEOUT, MAX_HANDSHAKES};
 
 /// One listener's setup.
 #[derive(Clone, Debug)]
@@ -62,14 +59,19 @@ pub struct Port {
 }
 
 impl Port {
-    /// A port with the default timeout and cap.
+    /// A port with the timeout and cap of the TLS settings
+    /// (`handshake-timeout`, `max-handshakes`).
     pub fn new(what: &'static str, tls: Option<Arc<ServerTls>>, stats: Arc<ListenerStats>) -> Port {
+        let (handshake_timeout, max_handshakes) = match &tls {
+            Some(t) => (t.settings().handshake_timeout, t.settings().max_handshakes),
+            None => (HANDSHAKE_TIMEOUT, MAX_HANDSHAKES),
+        };
         Port {
             what,
             tls,
             stats,
-            handshake_timeout: HANDSHAKE_TIMEOUT,
-            max_handshakes: MAX_HANDSHAKES,
+            handshake_timeout,
+            max_handshakes,
             audit: None,
         }
     }

@@ -25,6 +25,10 @@ use crate::verify::AllowListVerifier;
 /// listener is given another bound (`handshake-timeout`).
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The default cap on TLS handshakes in flight per listener
+/// (`max-handshakes`).
+pub const MAX_HANDSHAKES: usize = 256;
+
 /// Whether a client certificate is required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAuth {

@@ -95,6 +95,10 @@ pub struct TidbSecurity {
     /// The security audit log (refused handshakes and logins, JSON lines).
     /// Empty: `security-audit.log` in `data-dir` (none without one).
     pub audit_log: String,
+    /// TLS handshake bound on the status port (as on PD and TiKV).
+    pub handshake_timeout: String,
+    /// Most TLS handshakes in flight on the status port (0: 256).
+    pub max_handshakes: usize,
     /// Cluster CA (PD, TiKV and the status port).
     pub cluster_ssl_ca: String,
     /// This server's cluster certificate (serverAuth + clientAuth).
@@ -123,6 +127,8 @@ impl Default for TidbSecurity {
             cipher_suites: CipherSuites::default(),
             crl_path: String::new(),
             audit_log: String::new(),
+            handshake_timeout: String::new(),
+            max_handshakes: 0,
             cluster_ssl_ca: String::new(),
             cluster_ssl_cert: String::new(),
             cluster_ssl_key: String::new(),
@@ -351,6 +357,8 @@ impl TidbConfig {
             tls_min_version: sec.tls_min_version,
             cipher_suites: sec.cipher_suites.clone(),
             crl_path: sec.crl_path.clone(),
+            handshake_timeout: sec.handshake_timeout.clone(),
+            max_handshakes: sec.max_handshakes,
             ..Default::default()
         };
         let cluster_tls = cluster
