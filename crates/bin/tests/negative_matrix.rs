@@ -448,80 +448,61 @@ async fn revoked_client_certificate_is_refused_on_pd_and_tikv_ports_and_logged_w
     };
     let pd_log = || c.pd.log_text();
     let kv_log = || c.kv[0].log_text();
-    let ports: [(&str, &str, &[u8], &[u8], bool, &dyn Fn() -> String); 4] = [
-        (
-            "PD client port",
-            &c.pd_addr,
-            b"http/1.1",
-            HTTP_GET,
-            true,
-            &pd_log,
-        ),
-        (
-            "PD peer port",
-            &c.pd_peer_addr,
-            tiox_pd::replication::PEER_ALPN,
-            b"",
-            false,
-            &pd_log,
-        ),
-        (
-            "TiKV gRPC port",
-            &c.kv_addrs[0],
-            b"http/1.1",
-            HTTP_GET,
-            true,
-            &kv_log,
-        ),
-        (
-            "TiKV status port",
-            &c.kv_status[0],
-            b"http/1.1",
-            HTTP_GET,
-            true,
-            &kv_log,
-        ),
+    let pd_audit = c.dir.path().join("pd1/security-audit.log");
+    let kv_audit = c.dir.path().join("kv0/security-audit.log");
+    let http = |what, addr, log, audit: &PathBuf| Port {
+        what,
+        addr,
+        label: "revoked",
+        alpn: b"http/1.1",
+        send: HTTP_GET,
+        http: true,
+        log,
+        audit: audit.clone(),
+    };
+    let ports = [
+        http("PD client port", &c.pd_addr, &pd_log, &pd_audit),
+        Port {
+            what: "PD peer port",
+            addr: &c.pd_peer_addr,
+            label: "revoked",
+            alpn: tiox_pd::replication::PEER_ALPN,
+            send: b"",
+            http: false,
+            log: &pd_log,
+            audit: pd_audit.clone(),
+        },
+        http("TiKV gRPC port", &c.kv_addrs[0], &kv_log, &kv_audit),
+        http("TiKV status port", &c.kv_status[0], &kv_log, &kv_audit),
     ];
     let wait = |http: bool| Duration::from_secs(if http { 10 } else { 2 });
     // Before the revocation the certificate is served everywhere.
-    for (what, addr, alpn, send, http, log) in ports {
-        let (seen, _) = attempt(
-            addr,
-            Some(client_config(&ca, Some(&leaked), alpn)),
-            send,
-            wait(http),
-        )
-        .await;
+    for p in &ports {
+        let cfg = client_config(&ca, Some(&leaked), p.alpn);
+        let (seen, _) = attempt(p.addr, Some(cfg), p.send, wait(p.http)).await;
         assert!(
-            served(&seen, http),
-            "{what}: not served before revocation: {seen:?}\n{}",
-            log()
+            served(&seen, p.http),
+            "{}: not served before revocation: {seen:?}\n{}",
+            p.what,
+            (p.log)()
         );
     }
     // Revoke it: the running servers reload the list.
     certs.write_crl(&[&leaked.0]);
-    for (what, addr, alpn, send, http, log) in ports {
-        let since = log().len();
-        let (seen, me) = attempt(
-            addr,
-            Some(client_config(&ca, Some(&leaked), alpn)),
-            send,
-            wait(http),
-        )
-        .await;
+    for p in &ports {
+        let since = (p.log)().len();
+        let cfg = client_config(&ca, Some(&leaked), p.alpn);
+        let (seen, me) = attempt(p.addr, Some(cfg), p.send, wait(p.http)).await;
         assert!(
-            !served(&seen, http),
-            "{what} served a revoked certificate: {seen:?}"
+            !served(&seen, p.http),
+            "{} served a revoked certificate: {seen:?}",
+            p.what
         );
         let reason = format!("serial {serial}");
-        assert_logged(
-            what,
-            "revoked certificate",
-            (&reason, &me, "revoked"),
-            log,
-            since,
-        )
-        .await;
+        let case = "revoked certificate";
+        assert_logged(p.what, case, (&reason, &me, p.label), p.log, since).await;
+        let line = assert_audited(p.what, &p.audit, &me, "revoked").await;
+        assert_eq!(line["serial"], serial.as_str(), "{line}");
     }
     // The metrics count it by reason.
     let (_, body) = c.pd_get("/metrics").await.unwrap();
@@ -571,8 +552,9 @@ fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_lo
     let expired = with_cert(issue(&mysql_ca, "mysql-client", true, other.path()));
     let intruder = with_cert(issue(&mysql_ca, INTRUDER, false, other.path()));
 
-    // (case, user, client flags, client error, server log reason)
-    let cases: [(&str, &str, Vec<String>, &str, &str, &str); 5] = [
+    // (case, user, client flags, client error, server log reason, audit reason)
+    type Case<'a> = (&'a str, &'a str, Vec<String>, &'a str, &'a str, &'a str);
+    let cases: [Case; 5] = [
         (
             "plaintext under require-secure-transport",
             "root",

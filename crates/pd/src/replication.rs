@@ -122,6 +122,18 @@ struct Proposal {
     done: std::sync::mpsc::SyncSender<Result<()>>,
 }
 
+/// The peer port's TLS (the same settings dial the other members), counters
+/// and audit log.
+#[derive(Debug)]
+pub struct PeerPort {
+    /// Mutual TLS, or `None` with `--insecure`.
+    pub tls: Option<TlsSettings>,
+    /// Connection and TLS counters (`listener="peer"`).
+    pub stats: Arc<tiox_security::ListenerStats>,
+    /// Where refusals are written.
+    pub audit: Option<Arc<tiox_security::audit::AuditLog>>,
+}
+
 /// The handle the server keeps.
 pub struct Replica {
     /// This member's Raft id.
@@ -412,11 +424,14 @@ impl Replica {
         mut peers: Vec<PeerAddr>,
         joined: Option<Vec<MemberInfo>>,
         listen: &[Url],
-        tls: Option<TlsSettings>,
         keep_entries: u64,
-        peer_stats: Arc<tiox_security::ListenerStats>,
-        audit: Option<Arc<tiox_security::audit::AuditLog>>,
+        peer_port: PeerPort,
     ) -> Result<Replica> {
+        let PeerPort {
+            tls,
+            stats: peer_stats,
+            audit,
+        } = peer_port;
         let mut voters: Vec<u64> = peers.iter().map(|p| p.id).collect();
         voters.push(me.id);
         voters.sort_unstable();

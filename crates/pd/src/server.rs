@@ -494,10 +494,12 @@ impl Server {
                 peers,
                 joined,
                 &config.peer_urls,
-                config.tls.clone(),
                 config.config.replication.raft_log_keep_entries,
-                metrics.peer.clone(),
-                audit.clone(),
+                crate::replication::PeerPort {
+                    tls: config.tls.clone(),
+                    stats: metrics.peer.clone(),
+                    audit: audit.clone(),
+                },
             )?;
             let stored = replica
                 .applied_map()

@@ -81,6 +81,9 @@ impl AuditLog {
     /// Opens (creates, appends to) `path`; an error is a startup error
     /// naming `key`.
     pub fn open(component: Component, key: &str, path: &Path) -> Result<AuditLog, ConfigError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
