@@ -5,11 +5,16 @@
 //!  [security] table ──► config::SecurityConfig::validate(component)
 //!                              │  (all three paths or none; files checked)
 //!                              ▼
-//!                     config::TlsSettings ── material::MaterialSource (hot reload)
-//!                        │                         │
+//!                     config::TlsSettings ── material::MaterialSource (hot reload:
+//!                        │  policy::TlsPolicy      │   CA, cert, key, CRL)
+//!                        │  (min version, suites   │
+//!                        │   on aws-lc-rs, PQ kx)  │
 //!            server::ServerTls (accept)   client::ClientTls (connect)
-//!             client cert required,        server chain + SAN checked,
-//!             CN/SAN allow-lists           our certificate presented
+//!             client cert required,        server chain + SAN + CRL checked,
+//!             CN/SAN allow-lists, CRL      our certificate presented
+//!                        │
+//!            serve::accept_loop (every server port): handshake cap and
+//!            timeout, stats::ListenerStats, audit::AuditLog
 //! ```
 //!
 //! Invariants: a component with TLS configured never accepts or speaks

@@ -434,33 +434,43 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Identity of one file's current contents, cheap to read on every
-/// handshake.
+/// Identity of a set of files' current contents (mtime, size, inode),
+/// cheap to read on every handshake; every reloading TLS endpoint (the
+/// cluster ports here, the MySQL port in crates/sql) compares these.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
+pub struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
 
 impl Stamp {
-    fn of(files: &TlsFiles) -> Stamp {
+    /// The stamp of `paths` (a missing file stamps as `None`).
+    pub fn of_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp(
+            paths
+                .into_iter()
+                .map(|p| {
+                    std::fs::metadata(p).ok().map(|m| {
+                        (
+                            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                            m.len(),
+                            m.ino(),
+                        )
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn of(files: &TlsFiles) -> Stamp {
+        Stamp::of_paths(
             [
                 Some(&files.ca),
                 Some(&files.cert),
                 Some(&files.key),
                 files.crl.as_ref(),
             ]
-            .iter()
+            .into_iter()
             .flatten()
-            .map(|p| {
-                std::fs::metadata(p).ok().map(|m| {
-                    (
-                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        m.len(),
-                        m.ino(),
-                    )
-                })
-            })
-            .collect(),
+            .map(PathBuf::as_path),
         )
     }
 }

@@ -18,7 +18,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
@@ -55,7 +54,7 @@ struct Loaded {
     leaf: CertInfo,
 }
 
-type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
+use tiox_security::material::Stamp;
 
 struct State {
     loaded: Arc<Loaded>,
@@ -90,26 +89,12 @@ impl std::fmt::Debug for MysqlTls {
 }
 
 fn stamp(files: &MysqlTlsFiles) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let mut paths: Vec<&Path> = vec![&files.cert, &files.key];
-    if let Some(ca) = &files.ca {
-        paths.push(ca);
-    }
-    if let Some(crl) = &files.crl {
-        paths.push(crl);
-    }
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p).ok().map(|m| {
-                (
-                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    m.len(),
-                    m.ino(),
-                )
-            })
-        })
-        .collect()
+    let optional = [files.ca.as_deref(), files.crl.as_deref()];
+    Stamp::of_paths(
+        [files.cert.as_path(), files.key.as_path()]
+            .into_iter()
+            .chain(optional.into_iter().flatten()),
+    )
 }
 
 fn problem(key: &str, file: &Path, what: impl std::fmt::Display, fix: &str) -> String {
