@@ -421,6 +421,27 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
             assert!(!line.to_string().contains("PRIVATE"), "{line}");
         }
     }
+    // The good clients above (rustls on aws-lc-rs) negotiated the
+    // post-quantum hybrid with every port, as each component counts it.
+    let pq = "group=\"X25519MLKEM768\"";
+    for (what, addr, listeners) in [
+        ("pd-server", c.pd_addr.clone(), &["client", "peer"][..]),
+        (
+            "tikv-server",
+            c.kv_status[0].clone(),
+            &["grpc", "status"][..],
+        ),
+        ("tidb-server", tidb_status.clone(), &["status"][..]),
+    ] {
+        let (code, body) = cluster::http_get(&addr, "/metrics", Some(certs.client_tls()))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{what}: {body}");
+        for l in listeners {
+            let line = format!("tiox_tls_handshakes_total{{listener=\"{l}\",{pq}}}");
+            assert!(body.contains(&line), "{what}: no {line}:\n{body}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
