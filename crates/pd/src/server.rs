@@ -21,11 +21,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use tiox_proto::pdpb;
 use tiox_security::serve::Port;
 use tiox_security::{ServerTls, TlsSettings};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
 use crate::config::Validated;
@@ -322,70 +321,21 @@ async fn request_join(config: &Validated, me: &MemberInfo) -> Result<Vec<MemberI
 
 type HttpAnswer = (u16, Vec<u8>, Option<String>);
 
-async fn exchange<IO>(
-    io: IO,
-    url: &crate::config::Url,
-    path: &str,
-    body: &[u8],
-) -> std::result::Result<HttpAnswer, String>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use http_body_util::{BodyExt, Full};
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::post(path)
-        .header(hyper::header::HOST, url.authority())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes::Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get(hyper::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body, location))
-}
-
 async fn post_json(
     url: &crate::config::Url,
     tls: Option<&Arc<tiox_security::ClientTls>>,
     path: &str,
     body: &[u8],
 ) -> std::result::Result<HttpAnswer, String> {
-    let work = async {
-        match tls {
-            Some(tls) => {
-                let s = tls
-                    .connect_tcp(&url.authority())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                exchange(s, url, path, body).await
-            }
-            None => {
-                let s = TcpStream::connect(url.authority())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                exchange(s, url, path, body).await
-            }
-        }
+    let req = tiox_security::http::Request {
+        method: tiox_security::http::Method::POST,
+        path,
+        json: Some(body),
+        agent: "pd-server (tiox)",
+        timeout: Duration::from_secs(10),
     };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| "no answer within 10s".to_string())?
+    let a = tiox_security::http::request(&url.authority(), tls.map(|t| t.as_ref()), &req).await?;
+    Ok((a.status, a.body, a.location))
 }
 
 /// Builds the core when this member becomes the serving Raft leader and

@@ -28,6 +28,8 @@ pub mod client;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+#[cfg(feature = "http-client")]
+pub mod http;
 pub mod inspect;
 pub mod material;
 pub mod policy;
