@@ -135,6 +135,26 @@ fn client_refuses_a_server_certificate_from_another_ca() {
     assert!(!r.ok, "connected with the wrong CA: {}", r.out);
 }
 
+/// Creates 'app'@'%' with `REQUIRE X509` and logs it in with the MySQL
+/// client certificate.
+fn app_requires_x509_and_logs_in(c: &std::path::Path, s: &TidbServer, pki: &Pki) {
+    root(
+        c,
+        s,
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'apppw' REQUIRE X509",
+    );
+    let ok = mysql(
+        c,
+        s,
+        "app",
+        Some("apppw"),
+        &mutual_args(pki),
+        "SELECT CURRENT_USER()",
+    );
+    assert!(ok.ok, "{}\n{}", ok.err, s.log());
+    assert_eq!(ok.out.trim(), "app@%");
+}
+
 #[test]
 fn mutual_tls_client_certificate_is_verified_and_visible() {
     let Some(c) = client("mutual_tls_client_certificate_is_verified_and_visible") else {
@@ -142,21 +162,7 @@ fn mutual_tls_client_certificate_is_verified_and_visible() {
     };
     let pki = Pki::new();
     let s = tls_server(&pki, &[]);
-    root(
-        &c,
-        &s,
-        "CREATE USER 'app'@'%' IDENTIFIED BY 'apppw' REQUIRE X509",
-    );
-    let ok = mysql(
-        &c,
-        &s,
-        "app",
-        Some("apppw"),
-        &mutual_args(&pki),
-        "SELECT CURRENT_USER()",
-    );
-    assert!(ok.ok, "{}\n{}", ok.err, s.log());
-    assert_eq!(ok.out.trim(), "app@%");
+    app_requires_x509_and_logs_in(&c, &s, &pki);
     // REQUIRE X509 refuses TLS without a client certificate, and plaintext.
     let no_cert = mysql(&c, &s, "app", Some("apppw"), &verify_args(&pki), "SELECT 1");
     assert!(!no_cert.ok);
@@ -873,20 +879,7 @@ fn revoked_client_certificate_is_refused_on_the_mysql_port_after_the_crl_changes
     let pki = Pki::new();
     revoke_mysql(&pki, &[]);
     let s = tls_server(&pki, &[&format!("--ssl-crl={}", pki.path("mysql/crl.pem"))]);
-    root(
-        &c,
-        &s,
-        "CREATE USER 'app'@'%' IDENTIFIED BY 'apppw' REQUIRE X509",
-    );
-    let ok = mysql(
-        &c,
-        &s,
-        "app",
-        Some("apppw"),
-        &mutual_args(&pki),
-        "SELECT CURRENT_USER()",
-    );
-    assert!(ok.ok, "{}\n{}", ok.err, s.log());
+    app_requires_x509_and_logs_in(&c, &s, &pki);
     let said = revoke_mysql(&pki, &["mysql/client.pem"]);
     let serial = said
         .split("serial ")
