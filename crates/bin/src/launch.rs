@@ -151,6 +151,26 @@ pub struct Certs {
 }
 
 impl Certs {
+    /// (Re)writes `crl.pem`, signed by the cluster CA, revoking the given
+    /// certificate files (names inside the directory or paths); the
+    /// servers reload it on their next handshake.
+    pub fn write_crl(&self, revoked: &[&Path]) {
+        use rustls_pki_types::pem::PemObject;
+        let ca = tiox_security::certgen::CertAuthority::from_pem(
+            &std::fs::read_to_string(self.dir.join("ca.pem")).unwrap(),
+            &std::fs::read_to_string(self.dir.join("ca-key.pem")).unwrap(),
+        )
+        .unwrap();
+        let ders: Vec<_> = revoked
+            .iter()
+            .map(|p| rustls_pki_types::CertificateDer::from_pem_file(self.dir.join(p)).unwrap())
+            .collect();
+        let pem = ca.revoke(&ders, None, 30).unwrap();
+        let tmp = self.dir.join("crl.pem.tmp");
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, self.dir.join("crl.pem")).unwrap();
+    }
+
     /// Makes a full set in `dir`.
     pub fn make(dir: &Path) -> Certs {
         Self::make_for_hosts(dir, &[])
@@ -247,6 +267,10 @@ pub struct Options {
     /// Store `i` runs on `kv_hosts[i]` (on 127.0.0.1, directly, past the
     /// end of the list). The certificates name every IP given here.
     pub kv_hosts: Vec<Host>,
+    /// Write an empty revocation list `crl.pem` beside the certificates
+    /// before the servers start (`{certs}` in `pd_toml`/`kv_toml` is the
+    /// certificates' directory, so `crl-path = "{certs}/crl.pem"` works).
+    pub crl: bool,
 }
 
 /// The path of a sibling binary (tests run from `target/*/deps`).
@@ -285,6 +309,14 @@ impl Cluster {
             .cloned()
             .collect();
         let certs = tls.then(|| Certs::make_for_hosts(&dir.path().join("certs"), &ips));
+        if let (Some(c), true) = (&certs, opts.crl) {
+            c.write_crl(&[]);
+        }
+        let certs_dir = certs
+            .as_ref()
+            .map(|c| c.dir.display().to_string())
+            .unwrap_or_default();
+        let fill = |t: &Option<String>| t.as_ref().map(|t| t.replace("{certs}", &certs_dir));
         let scheme = if tls { "https" } else { "http" };
         let pd_ip = opts.pd_ip.as_deref().unwrap_or("127.0.0.1");
         let pd_port = free_port();
@@ -306,7 +338,7 @@ impl Cluster {
                 format!("pd1={scheme}://{pd_peer_addr}"),
             ]);
         }
-        if let Some(toml) = &opts.pd_toml {
+        if let Some(toml) = &fill(&opts.pd_toml) {
             let path = dir.path().join("pd1.toml");
             std::fs::write(&path, toml).unwrap();
             args.extend(["--config".into(), path.display().to_string()]);
@@ -334,7 +366,7 @@ impl Cluster {
             kv: Vec::new(),
             kv_addrs: Vec::new(),
             kv_status: Vec::new(),
-            kv_toml: opts.kv_toml.clone(),
+            kv_toml: fill(&opts.kv_toml),
             kv_hosts: opts.kv_hosts.clone(),
         };
         for i in 0..n_kv {

@@ -195,6 +195,27 @@ async fn assert_logged(
     );
 }
 
+/// Waits until the audit log at `path` has a JSON line for `peer` with
+/// `reason`; returns it.
+async fn assert_audited(what: &str, path: &Path, peer: &str, reason: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["peer"] == peer && v["reason"] == reason);
+        if let Some(v) = found {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{what}: no audit line for {peer} with reason {reason} in {}:\n{}",
+        path.display(),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
 /// One port of the matrix.
 struct Port<'a> {
     /// Its name in messages.
@@ -212,6 +233,8 @@ struct Port<'a> {
     http: bool,
     /// The server's log.
     log: &'a dyn Fn() -> String,
+    /// The server's security audit log.
+    audit: PathBuf,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +288,10 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
     let kv_log = || c.kv[0].log_text();
     let db_log = || tidb.log();
     let tidb_status = format!("127.0.0.1:{}", tidb.status_port);
-    let http = |what, addr, label, log| Port {
+    let pd_audit = c.dir.path().join("pd1/security-audit.log");
+    let kv_audit = c.dir.path().join("kv0/security-audit.log");
+    let db_audit = work.path().join("data/security-audit.log");
+    let http = |what, addr, label, log, audit: &PathBuf| Port {
         what,
         addr,
         label,
@@ -273,9 +299,16 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
         send: HTTP_GET,
         http: true,
         log,
+        audit: audit.clone(),
     };
     let ports = [
-        http("PD client port", &c.pd_addr, "client port", &pd_log),
+        http(
+            "PD client port",
+            &c.pd_addr,
+            "client port",
+            &pd_log,
+            &pd_audit,
+        ),
         Port {
             what: "PD peer port",
             addr: &c.pd_peer_addr,
@@ -284,19 +317,28 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
             send: b"",
             http: false,
             log: &pd_log,
+            audit: pd_audit.clone(),
         },
-        http("TiKV gRPC port", &c.kv_addrs[0], "gRPC port", &kv_log),
+        http(
+            "TiKV gRPC port",
+            &c.kv_addrs[0],
+            "gRPC port",
+            &kv_log,
+            &kv_audit,
+        ),
         http(
             "TiKV status port",
             &c.kv_status[0],
             "tikv-server status port",
             &kv_log,
+            &kv_audit,
         ),
         http(
             "TiDB status port",
             &tidb_status,
             "tidb-server status port",
             &db_log,
+            &db_audit,
         ),
     ];
     for port in ports {
@@ -308,6 +350,7 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
             send,
             http,
             log,
+            audit,
         } = port;
         // A refusal comes at once; the good client on the peer port is
         // "served" when its connection is still open after 2 s.
@@ -331,30 +374,34 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
             "{what}: the cluster client was not served: {seen:?}\n{}",
             log()
         );
-        let cases: [(&str, Option<Arc<rustls::ClientConfig>>, &str); 5] = [
-            ("plaintext", None, "did not speak TLS"),
+        let cases: [(&str, Option<Arc<rustls::ClientConfig>>, &str, &str); 5] = [
+            ("plaintext", None, "did not speak TLS", "plaintext"),
             (
                 "no client certificate",
                 Some(client_config(&ca, None, alpn)),
                 "presented no certificate",
+                "no_certificate",
             ),
             (
                 "foreign CA",
                 Some(client_config(&ca, Some(&foreign), alpn)),
                 "unknown authority",
+                "unknown_ca",
             ),
             (
                 "expired certificate",
                 Some(client_config(&ca, Some(&expired), alpn)),
+                "expired",
                 "expired",
             ),
             (
                 "common name not in the allow-list",
                 Some(client_config(&ca, Some(&intruder), alpn)),
                 "\"intruder\" is not in [security] c",
+                "not_allowed",
             ),
         ];
-        for (case, cfg, reason) in cases {
+        for (case, cfg, reason, label_of_reason) in cases {
             let since = log().len();
             let (seen, me) = attempt(addr, cfg, send, refusal_wait).await;
             assert!(
@@ -362,8 +409,130 @@ async fn every_cluster_port_refuses_plaintext_no_cert_foreign_ca_expired_and_wro
                 "{what} served a client with {case}: {seen:?}"
             );
             assert_logged(what, case, (reason, &me, label), log, since).await;
+            let line = assert_audited(what, &audit, &me, label_of_reason).await;
+            // What the peer presented is in the line (never key material).
+            if case == "foreign CA" || case.starts_with("common name") {
+                assert!(
+                    line["subject"].as_str().is_some_and(|s| !s.is_empty()),
+                    "{line}"
+                );
+                assert!(line["serial"].as_str().is_some(), "{line}");
+            }
+            assert!(!line.to_string().contains("PRIVATE"), "{line}");
         }
     }
+    // The good clients above (rustls on aws-lc-rs) negotiated the
+    // post-quantum hybrid with every port, as each component counts it.
+    let pq = "group=\"X25519MLKEM768\"";
+    for (what, addr, listeners) in [
+        ("pd-server", c.pd_addr.clone(), &["client", "peer"][..]),
+        (
+            "tikv-server",
+            c.kv_status[0].clone(),
+            &["grpc", "status"][..],
+        ),
+        ("tidb-server", tidb_status.clone(), &["status"][..]),
+    ] {
+        let (code, body) = cluster::http_get(&addr, "/metrics", Some(certs.client_tls()))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{what}: {body}");
+        for l in listeners {
+            let line = format!("tiox_tls_handshakes_total{{listener=\"{l}\",{pq}}}");
+            assert!(body.contains(&line), "{what}: no {line}:\n{body}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_client_certificate_is_refused_on_pd_and_tikv_ports_and_logged_with_its_serial() {
+    let crl = "[security]\ncrl-path = \"{certs}/crl.pem\"\n".to_string();
+    let c = Cluster::start_opts(
+        true,
+        1,
+        &Options {
+            pd_toml: Some(crl.clone()),
+            kv_toml: Some(crl),
+            pd_raft: true,
+            crl: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let certs = c.certs.as_ref().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ca = certs.dir.join("ca.pem");
+    let leaked = issue(&certs.dir, "client", false, work.path());
+    let serial = {
+        let der = CertificateDer::from_pem_file(&leaked.0).unwrap();
+        tiox_security::CertInfo::from_der(&der).unwrap().serial
+    };
+    let pd_log = || c.pd.log_text();
+    let kv_log = || c.kv[0].log_text();
+    let pd_audit = c.dir.path().join("pd1/security-audit.log");
+    let kv_audit = c.dir.path().join("kv0/security-audit.log");
+    let http = |what, addr, log, audit: &PathBuf| Port {
+        what,
+        addr,
+        label: "revoked",
+        alpn: b"http/1.1",
+        send: HTTP_GET,
+        http: true,
+        log,
+        audit: audit.clone(),
+    };
+    let ports = [
+        http("PD client port", &c.pd_addr, &pd_log, &pd_audit),
+        Port {
+            what: "PD peer port",
+            addr: &c.pd_peer_addr,
+            label: "revoked",
+            alpn: tiox_pd::replication::PEER_ALPN,
+            send: b"",
+            http: false,
+            log: &pd_log,
+            audit: pd_audit.clone(),
+        },
+        http("TiKV gRPC port", &c.kv_addrs[0], &kv_log, &kv_audit),
+        http("TiKV status port", &c.kv_status[0], &kv_log, &kv_audit),
+    ];
+    let wait = |http: bool| Duration::from_secs(if http { 10 } else { 2 });
+    // Before the revocation the certificate is served everywhere.
+    for p in &ports {
+        let cfg = client_config(&ca, Some(&leaked), p.alpn);
+        let (seen, _) = attempt(p.addr, Some(cfg), p.send, wait(p.http)).await;
+        assert!(
+            served(&seen, p.http),
+            "{}: not served before revocation: {seen:?}\n{}",
+            p.what,
+            (p.log)()
+        );
+    }
+    // Revoke it: the running servers reload the list.
+    certs.write_crl(&[&leaked.0]);
+    for p in &ports {
+        let since = (p.log)().len();
+        let cfg = client_config(&ca, Some(&leaked), p.alpn);
+        let (seen, me) = attempt(p.addr, Some(cfg), p.send, wait(p.http)).await;
+        assert!(
+            !served(&seen, p.http),
+            "{} served a revoked certificate: {seen:?}",
+            p.what
+        );
+        let reason = format!("serial {serial}");
+        let case = "revoked certificate";
+        assert_logged(p.what, case, (&reason, &me, p.label), p.log, since).await;
+        let line = assert_audited(p.what, &p.audit, &me, "revoked").await;
+        assert_eq!(line["serial"], serial.as_str(), "{line}");
+    }
+    // The metrics count it by reason.
+    let (_, body) = c.pd_get("/metrics").await.unwrap();
+    assert!(
+        body.contains(
+            "tiox_tls_handshake_failures_total{listener=\"client\",reason=\"revoked\"} 1"
+        ),
+        "{body}"
+    );
 }
 
 #[test]
@@ -404,14 +573,16 @@ fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_lo
     let expired = with_cert(issue(&mysql_ca, "mysql-client", true, other.path()));
     let intruder = with_cert(issue(&mysql_ca, INTRUDER, false, other.path()));
 
-    // (case, user, client flags, client error, server log reason)
-    let cases: [(&str, &str, Vec<String>, &str, &str); 5] = [
+    // (case, user, client flags, client error, server log reason, audit reason)
+    type Case<'a> = (&'a str, &'a str, Vec<String>, &'a str, &'a str, &'a str);
+    let cases: [Case; 5] = [
         (
             "plaintext under require-secure-transport",
             "root",
             plain_args(),
             "ERROR 3159",
             "connected without TLS and require-secure-transport is on",
+            "plaintext",
         ),
         (
             "no client certificate for REQUIRE X509",
@@ -419,15 +590,31 @@ fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_lo
             verify_args(&pki),
             "ERROR 1045",
             "requires a client certificate and none was presented",
+            "require_not_met",
         ),
-        ("foreign CA", "ops", foreign, "", "unknown authority"),
-        ("expired certificate", "ops", expired, "", "expired"),
+        (
+            "foreign CA",
+            "ops",
+            foreign,
+            "",
+            "unknown authority",
+            "unknown_ca",
+        ),
+        (
+            "expired certificate",
+            "ops",
+            expired,
+            "",
+            "expired",
+            "expired",
+        ),
         (
             "wrong subject for REQUIRE SUBJECT",
             "svc",
             intruder,
             "ERROR 1045",
             "CN=intruder",
+            "require_not_met",
         ),
     ];
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -435,7 +622,12 @@ fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_lo
         .build()
         .unwrap();
     let log = || s.log();
-    for (case, user, flags, error, reason) in cases {
+    let audit = pki.dir.path().join("data/security-audit.log");
+    for (case, user, flags, error, reason, audited) in cases {
+        let before = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count();
         let since = log().len();
         let r = mysql(&client, &s, user, None, &flags, "SELECT 1");
         assert!(!r.ok, "MySQL port served {user} with {case}: {}", r.out);
@@ -447,5 +639,87 @@ fn mysql_port_refuses_plaintext_missing_foreign_expired_and_wrong_subject_and_lo
             &log,
             since,
         ));
+        // One audit line with the reason, for this refusal.
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let new: Vec<serde_json::Value> = text
+            .lines()
+            .skip(before)
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert_eq!(new.len(), 1, "{case}: {text}");
+        assert_eq!(new[0]["reason"], audited, "{case}: {}", new[0]);
+        assert_eq!(new[0]["listener"], "mysql", "{case}: {}", new[0]);
     }
+}
+
+/// Idle TCP connections that never send a ClientHello do not keep a valid
+/// client out: with the cap lowered to 8 in flight (and a 30 s handshake
+/// timeout, so the timeout alone would not free them), 300 idle
+/// connections to each TiKV port and PD's client port leave a valid client
+/// served within a second, and the audit log grows by a bounded number of
+/// lines (one address: at most 20 a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_handshake_cap_do_not_keep_a_valid_client_out() {
+    let limits = "[security]\nmax-handshakes = 8\nhandshake-timeout = \"30s\"\n".to_string();
+    let c = Cluster::start_opts(
+        true,
+        1,
+        &Options {
+            pd_toml: Some(limits.clone()),
+            kv_toml: Some(limits),
+            ..Options::default()
+        },
+    )
+    .await;
+    let certs = c.certs.as_ref().unwrap();
+    let ca = certs.dir.join("ca.pem");
+    let good = (
+        certs.dir.join("client.pem"),
+        certs.dir.join("client-key.pem"),
+    );
+    for (what, addr, audit) in [
+        ("TiKV gRPC port", &c.kv_addrs[0], "kv0"),
+        ("TiKV status port", &c.kv_status[0], "kv0"),
+        ("PD client port", &c.pd_addr, "pd1"),
+    ] {
+        let audit = c.dir.path().join(audit).join("security-audit.log");
+        let lines_before = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(TcpStream::connect(addr.as_str()).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = std::time::Instant::now();
+        let (seen, _) = attempt(
+            addr,
+            Some(client_config(&ca, Some(&good), b"http/1.1")),
+            HTTP_GET,
+            Duration::from_secs(5),
+        )
+        .await;
+        let took = start.elapsed();
+        assert!(
+            served(&seen, true),
+            "{what}: valid client not served: {seen:?}"
+        );
+        assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
+        drop(idle);
+        let lines = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert!(
+            lines - lines_before <= 21,
+            "{what}: {} audit lines for one address",
+            lines - lines_before
+        );
+    }
+    let (_, body) = c.pd_get("/metrics").await.unwrap();
+    assert!(
+        body.contains("tiox_tls_handshake_failures_total{listener=\"client\",reason=\"overload\"}"),
+        "{body}"
+    );
 }

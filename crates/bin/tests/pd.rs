@@ -387,7 +387,7 @@ fn tiox_pd_test_client(pki: &Pki, cert: &str, key: &str) -> Arc<rustls::ClientCo
         .map(|c| c.unwrap())
         .collect();
     let key = PrivateKeyDer::from_pem_file(pki.path(key)).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tiox_security::material::provider();
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

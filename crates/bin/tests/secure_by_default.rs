@@ -1,7 +1,8 @@
 //! No silent plaintext: pd-server and tikv-server without TLS files, and
 //! tidb-server on a cluster without `cluster-ssl-*`, refuse to start unless
 //! `--insecure` asks for plaintext, naming the keys to add; with
-//! `--insecure` they serve, and PD's and TiKV's `/metrics` say TLS is off.
+//! `--insecure` they serve, and PD's and TiKV's `/metrics` say TLS is off. A
+//! non-AEAD `cipher-suites` entry stops each server, naming file and key.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -118,4 +119,76 @@ async fn insecure_servers_serve_and_say_so_in_metrics_and_logs() {
     );
     assert!(c.pd.log_text().contains("--insecure"), "{}", c.logs());
     assert!(c.kv[0].log_text().contains("--insecure"), "{}", c.logs());
+}
+
+/// A non-AEAD name in `cipher-suites` stops each server at startup, naming
+/// the component, the config file, the key and the suites to use instead.
+#[test]
+fn non_aead_cipher_suite_is_a_startup_error_naming_component_file_key_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster::Certs::make(&dir.path().join("certs"));
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(
+        &toml,
+        "[security]\ncipher-suites = [\"TLS_AES_128_GCM_SHA256\", \"DES-CBC3-SHA\"]\n",
+    )
+    .unwrap();
+    let config = toml.display().to_string();
+    let pd = format!("127.0.0.1:{}", free_port());
+    let needles = [
+        config.as_str(),
+        "[security] cipher-suites",
+        "\"DES-CBC3-SHA\" is not an AEAD cipher suite",
+        "TLS_AES_256_GCM_SHA384",
+    ];
+    assert_refused(
+        "tikv-server",
+        &[
+            "--config".into(),
+            config.clone(),
+            "--addr".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--pd".into(),
+            format!("https://{pd}"),
+            "--data-dir".into(),
+            dir.path().join("kv").display().to_string(),
+            "--ca-path".into(),
+            certs.path("ca.pem"),
+            "--cert-path".into(),
+            certs.path("tikv-server.pem"),
+            "--key-path".into(),
+            certs.path("tikv-server-key.pem"),
+        ],
+        &[&["tikv-server"][..], &needles[..]].concat(),
+    );
+    assert_refused(
+        "pd-server",
+        &[
+            "--config".into(),
+            config.clone(),
+            "--name".into(),
+            "pd1".into(),
+            "--data-dir".into(),
+            dir.path().join("pd").display().to_string(),
+            "--client-urls".into(),
+            format!("https://{pd}"),
+            "--cacert".into(),
+            certs.path("ca.pem"),
+            "--cert".into(),
+            certs.path("pd-server.pem"),
+            "--key".into(),
+            certs.path("pd-server-key.pem"),
+        ],
+        &[&["pd-server"][..], &needles[..]].concat(),
+    );
+    assert_refused(
+        "tidb-server",
+        &[
+            format!("--config={config}"),
+            format!("-P={}", free_port()),
+            format!("--status={}", free_port()),
+            format!("--data-dir={}", dir.path().join("db").display()),
+        ],
+        &[&["tidb-server"][..], &needles[..]].concat(),
+    );
 }

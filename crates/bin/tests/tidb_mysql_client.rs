@@ -89,6 +89,37 @@ fn client_verifies_server_with_ssl_ca_and_status_shows_the_cipher() {
 }
 
 #[test]
+fn mariadb_client_without_ml_kem_still_connects_and_status_names_its_group() {
+    let Some(c) = client("mariadb_client_without_ml_kem_still_connects_and_status_names_its_group")
+    else {
+        return;
+    };
+    let pki = Pki::new();
+    let s = tls_server(&pki, &[]);
+    let r = mysql(
+        &c,
+        &s,
+        "root",
+        None,
+        &verify_args(&pki),
+        "SHOW SESSION STATUS LIKE 'Tiox_tls_kx_group'",
+    );
+    assert!(r.ok, "{}", r.err);
+    // Debian 12's OpenSSL 3.0 offers no ML-KEM: the classical X25519 (or
+    // P-256) is negotiated; a newer client may get the hybrid.
+    let group = r
+        .out
+        .strip_prefix("Tiox_tls_kx_group\t")
+        .unwrap_or_else(|| panic!("{}", r.out))
+        .trim();
+    assert!(
+        ["X25519", "secp256r1", "X25519MLKEM768"].contains(&group),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
 fn client_refuses_a_server_certificate_from_another_ca() {
     let Some(c) = client("client_refuses_a_server_certificate_from_another_ca") else {
         return;
@@ -104,6 +135,26 @@ fn client_refuses_a_server_certificate_from_another_ca() {
     assert!(!r.ok, "connected with the wrong CA: {}", r.out);
 }
 
+/// Creates 'app'@'%' with `REQUIRE X509` and logs it in with the MySQL
+/// client certificate.
+fn app_requires_x509_and_logs_in(c: &std::path::Path, s: &TidbServer, pki: &Pki) {
+    root(
+        c,
+        s,
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'apppw' REQUIRE X509",
+    );
+    let ok = mysql(
+        c,
+        s,
+        "app",
+        Some("apppw"),
+        &mutual_args(pki),
+        "SELECT CURRENT_USER()",
+    );
+    assert!(ok.ok, "{}\n{}", ok.err, s.log());
+    assert_eq!(ok.out.trim(), "app@%");
+}
+
 #[test]
 fn mutual_tls_client_certificate_is_verified_and_visible() {
     let Some(c) = client("mutual_tls_client_certificate_is_verified_and_visible") else {
@@ -111,21 +162,7 @@ fn mutual_tls_client_certificate_is_verified_and_visible() {
     };
     let pki = Pki::new();
     let s = tls_server(&pki, &[]);
-    root(
-        &c,
-        &s,
-        "CREATE USER 'app'@'%' IDENTIFIED BY 'apppw' REQUIRE X509",
-    );
-    let ok = mysql(
-        &c,
-        &s,
-        "app",
-        Some("apppw"),
-        &mutual_args(&pki),
-        "SELECT CURRENT_USER()",
-    );
-    assert!(ok.ok, "{}\n{}", ok.err, s.log());
-    assert_eq!(ok.out.trim(), "app@%");
+    app_requires_x509_and_logs_in(&c, &s, &pki);
     // REQUIRE X509 refuses TLS without a client certificate, and plaintext.
     let no_cert = mysql(&c, &s, "app", Some("apppw"), &verify_args(&pki), "SELECT 1");
     assert!(!no_cert.ok);
@@ -800,4 +837,60 @@ fn config_file_security_section_and_tls_version_are_applied() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `tiox cert revoke` for the MySQL-facing CA: writes (or extends)
+/// `mysql/crl.pem` naming `certs`.
+fn revoke_mysql(pki: &Pki, certs: &[&str]) -> String {
+    let tiox = {
+        let mut p = std::env::current_exe().unwrap();
+        p.pop();
+        if p.ends_with("deps") {
+            p.pop();
+        }
+        p.join("tiox")
+    };
+    let out = std::process::Command::new(tiox)
+        .args(["cert", "revoke", "--ca"])
+        .arg(pki.path("mysql/ca.pem"))
+        .arg("--ca-key")
+        .arg(pki.path("mysql/ca-key.pem"))
+        .arg("--out")
+        .arg(pki.path("mysql/crl.pem"))
+        .args(certs.iter().map(|c| pki.path(c)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn revoked_client_certificate_is_refused_on_the_mysql_port_after_the_crl_changes() {
+    let Some(c) =
+        client("revoked_client_certificate_is_refused_on_the_mysql_port_after_the_crl_changes")
+    else {
+        return;
+    };
+    let pki = Pki::new();
+    revoke_mysql(&pki, &[]);
+    let s = tls_server(&pki, &[&format!("--ssl-crl={}", pki.path("mysql/crl.pem"))]);
+    app_requires_x509_and_logs_in(&c, &s, &pki);
+    let said = revoke_mysql(&pki, &["mysql/client.pem"]);
+    let serial = said
+        .split("serial ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
+    let r = mysql(&c, &s, "app", Some("apppw"), &mutual_args(&pki), "SELECT 1");
+    assert!(!r.ok, "a revoked client certificate logged in");
+    assert!(s.wait_for_log(&format!("serial {serial}")), "{}", s.log());
+    // Revocation is per certificate: a login without one still works.
+    let plain = mysql(&c, &s, "root", None, &verify_args(&pki), "SELECT 1");
+    assert!(plain.ok, "{}", plain.err);
 }

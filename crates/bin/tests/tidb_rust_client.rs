@@ -63,6 +63,13 @@ async fn prepared_statements_bind_every_parameter_type_over_tls() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
     assert!(cipher(&mut conn).await.starts_with("TLS_"));
+    // A rustls client (aws-lc-rs) and the MySQL port agree on the
+    // post-quantum hybrid key exchange.
+    let kx: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Tiox_tls_kx_group'")
+        .await
+        .unwrap();
+    assert_eq!(kx.unwrap().1, "X25519MLKEM768");
     let values = vec![
         Value::NULL,
         Value::Int(-42),

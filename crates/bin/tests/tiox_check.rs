@@ -53,6 +53,13 @@ async fn check_passes_a_mutual_tls_cluster_and_lists_every_endpoint() {
         "{out}"
     );
     assert_eq!(out.matches("plaintext refused").count(), 4, "{out}");
+    // Every port negotiates the post-quantum hybrid with a tiox client.
+    assert_eq!(
+        out.matches("key exchange X25519MLKEM768 (post-quantum hybrid)")
+            .count(),
+        4,
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

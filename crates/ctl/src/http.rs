@@ -1,17 +1,13 @@
-//! A minimal HTTP/1.1 GET client over our own TLS connector: one connection
-//! per request (the ctl tools issue a handful), hyper for the protocol,
-//! `tiox_security::ClientTls` for mutual TLS. No plaintext fallback: an
-//! `https://` endpoint is only ever spoken to over TLS.
+//! PD endpoints as the ctl tools take them (`-u [http(s)://]host:port`) and
+//! their requests, sent with `tiox_security::http` (one connection per
+//! request, mutual TLS). No plaintext fallback: an `https://` endpoint is
+//! only ever spoken to over TLS.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use tiox_security::http;
 use tiox_security::ClientTls;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::error::CtlError;
 
@@ -112,7 +108,8 @@ pub async fn get_full(
     send(ep, tls, hyper::Method::GET, path).await
 }
 
-/// Sends a body-less request (`GET`, `DELETE`) to `ep`.
+/// Sends a body-less request (`GET`, `DELETE`) to `ep`, through the
+/// security crate's one HTTP-over-mTLS client.
 pub async fn send(
     ep: &Endpoint,
     tls: Option<&Arc<ClientTls>>,
@@ -123,72 +120,24 @@ pub async fn send(
         endpoint: ep.to_string(),
         reason,
     };
-    let work = async {
-        let tcp = TcpStream::connect(ep.authority())
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        match (ep.scheme, tls) {
-            (Scheme::Https, Some(tls)) => {
-                let stream = tls
-                    .connect(&ep.host, tcp)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                request(stream, ep, method, path).await
-            }
-            (Scheme::Https, None) => Err(fail(
+    let tls = match (ep.scheme, tls) {
+        (Scheme::Https, Some(tls)) => Some(tls.as_ref()),
+        (Scheme::Https, None) => {
+            return Err(fail(
                 "an https:// endpoint needs --cacert, --cert and --key".to_string(),
-            )),
-            (Scheme::Http, _) => request(tcp, ep, method, path).await,
+            ))
         }
+        (Scheme::Http, _) => None,
     };
-    tokio::time::timeout(TIMEOUT, work)
-        .await
-        .map_err(|_| fail(format!("no answer within {}s", TIMEOUT.as_secs())))?
-}
-
-async fn request<IO>(
-    io: IO,
-    ep: &Endpoint,
-    method: hyper::Method,
-    path: &str,
-) -> Result<Answer, CtlError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let fail = |what: &str, e: &dyn std::fmt::Display| CtlError::Connect {
-        endpoint: ep.to_string(),
-        reason: format!("{what}: {e}"),
+    let req = http::Request {
+        method,
+        path,
+        json: None,
+        agent: "pd-ctl (tiox)",
+        timeout: TIMEOUT,
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+    let a = http::request(&ep.authority(), tls, &req)
         .await
-        .map_err(|e| fail("HTTP handshake", &e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, ep.authority())
-        .header(hyper::header::USER_AGENT, "pd-ctl (tiox)")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| fail("building the request", &e))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| fail("sending the request", &e))?;
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get(hyper::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| fail("reading the answer", &e))?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body, location))
+        .map_err(fail)?;
+    Ok((a.status, a.body, a.location))
 }

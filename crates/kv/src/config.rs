@@ -30,7 +30,7 @@
 //! ignored, except in `[security]`, where an unknown key is an error: a typo
 //! there must not leave TLS off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tiox_security::{Component, SecurityConfig, TlsSettings};
@@ -210,6 +210,8 @@ pub struct Validated {
     pub block_cache_bytes: u64,
     /// TLS, if configured.
     pub tls: Option<TlsSettings>,
+    /// The security audit log (`[security] audit-log`).
+    pub audit_log: PathBuf,
     /// When regions split.
     pub split: crate::raftstore::split::SplitConfig,
 }
@@ -390,6 +392,9 @@ impl TikvConfig {
             data_dir: PathBuf::from(&self.storage.data_dir),
             block_cache_bytes,
             tls,
+            audit_log: self
+                .security
+                .audit_log_path(Path::new(&self.storage.data_dir)),
         })
     }
 }

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tiox_security::ListenerStats;
 
 /// Process-wide counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// TSO requests served.
     pub tso_requests: AtomicU64,
@@ -19,11 +21,24 @@ pub struct Metrics {
     pub tso_timestamps: AtomicU64,
     /// HTTP API requests.
     pub http_requests: AtomicU64,
-    /// Connections refused during the TLS handshake.
-    pub tls_handshake_failures: AtomicU64,
-    /// Connections accepted (after TLS, if any).
-    pub connections: AtomicU64,
+    /// The client port's connection and TLS counters.
+    pub client: Arc<ListenerStats>,
+    /// The peer port's connection and TLS counters.
+    pub peer: Arc<ListenerStats>,
     grpc: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            tso_requests: AtomicU64::new(0),
+            tso_timestamps: AtomicU64::new(0),
+            http_requests: AtomicU64::new(0),
+            client: Arc::new(ListenerStats::new("client")),
+            peer: Arc::new(ListenerStats::new("peer")),
+            grpc: Mutex::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -64,13 +79,13 @@ impl Metrics {
             &mut out,
             "pd_tls_handshake_failures_total",
             "Client-port connections refused during the TLS handshake.",
-            self.tls_handshake_failures.load(Ordering::Relaxed),
+            self.client.failures_total(),
         );
         counter(
             &mut out,
             "pd_connections_total",
             "Client-port connections accepted.",
-            self.connections.load(Ordering::Relaxed),
+            self.client.connections.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,
@@ -79,6 +94,7 @@ impl Metrics {
         for (method, v) in self.grpc.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "pd_grpc_requests_total{{method=\"{method}\"}} {v}");
         }
+        out.push_str(&tiox_security::stats::render(&[&self.client, &self.peer]));
         let mut last = "";
         for (name, help, labels, v) in gauges {
             if *name != last {

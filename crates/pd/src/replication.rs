@@ -122,6 +122,18 @@ struct Proposal {
     done: std::sync::mpsc::SyncSender<Result<()>>,
 }
 
+/// The peer port's TLS (the same settings dial the other members), counters
+/// and audit log.
+#[derive(Debug)]
+pub struct PeerPort {
+    /// Mutual TLS, or `None` with `--insecure`.
+    pub tls: Option<TlsSettings>,
+    /// Connection and TLS counters (`listener="peer"`).
+    pub stats: Arc<tiox_security::ListenerStats>,
+    /// Where refusals are written.
+    pub audit: Option<Arc<tiox_security::audit::AuditLog>>,
+}
+
 /// The handle the server keeps.
 pub struct Replica {
     /// This member's Raft id.
@@ -412,9 +424,14 @@ impl Replica {
         mut peers: Vec<PeerAddr>,
         joined: Option<Vec<MemberInfo>>,
         listen: &[Url],
-        tls: Option<TlsSettings>,
         keep_entries: u64,
+        peer_port: PeerPort,
     ) -> Result<Replica> {
+        let PeerPort {
+            tls,
+            stats: peer_stats,
+            audit,
+        } = peer_port;
         let mut voters: Vec<u64> = peers.iter().map(|p| p.id).collect();
         voters.push(me.id);
         voters.sort_unstable();
@@ -552,7 +569,12 @@ impl Replica {
                             Ok(l) => {
                                 tokio::spawn(accept_peers(
                                     l,
-                                    server_tls.clone(),
+                                    tiox_security::serve::Port::new(
+                                        "pd-server peer port",
+                                        server_tls.clone(),
+                                        peer_stats.clone(),
+                                    )
+                                    .with_audit(audit.clone()),
                                     in_tx.clone(),
                                     members2.clone(),
                                     self_id,
@@ -1027,52 +1049,21 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec
 
 async fn accept_peers(
     listener: TcpListener,
-    tls: Option<Arc<ServerTls>>,
+    port: tiox_security::serve::Port,
     inbound: mpsc::Sender<RaftMessage>,
     members: Arc<Mutex<BTreeMap<u64, MemberInfo>>>,
     self_id: u64,
 ) {
-    loop {
-        let (tcp, addr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("peer port: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (tls, inbound, members) = (tls.clone(), inbound.clone(), members.clone());
-        tokio::spawn(async move {
-            let peer = addr.to_string();
-            let result = match tls {
-                Some(tls) => {
-                    match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp, &peer))
-                        .await
-                    {
-                        Ok(Ok((stream, _id))) => {
-                            serve_peer(stream, &peer, inbound, members, self_id).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(peer = %peer, "peer port: refused connection: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::warn!(
-                                peer = %peer,
-                                "peer port: refused connection: no TLS handshake within 10s"
-                            );
-                            return;
-                        }
-                    }
-                }
-                None => serve_peer(tcp, &peer, inbound, members, self_id).await,
-            };
-            if let Err(e) = result {
+    tiox_security::serve::accept_loop(listener, port, move |stream, identity| {
+        let (inbound, members) = (inbound.clone(), members.clone());
+        async move {
+            let peer = identity.addr;
+            if let Err(e) = serve_peer(stream, &peer, inbound, members, self_id).await {
                 tracing::debug!(peer = %peer, "peer connection ended: {e}");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn serve_peer<S: AsyncRead + Unpin>(

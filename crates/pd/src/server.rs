@@ -2,8 +2,8 @@
 //! and the HTTP JSON API on the same connection.
 //!
 //! ```text
-//!  TCP accept ─► ServerTls::accept (client cert required; refused peers are
-//!      │          logged with their address and dropped)
+//!  TCP accept ─► tiox_security::serve (client cert required; refused peers
+//!      │          are logged with their address and reason, counted, dropped)
 //!      ▼
 //!  hyper-util auto (HTTP/1.1 or h2) ─► axum Router
 //!                                       ├─ /pdpb.PD/*  ─► grpc::PdService
@@ -21,12 +21,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tiox_proto::pdpb;
+use tiox_security::serve::Port;
 use tiox_security::{ServerTls, TlsSettings};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
 use crate::config::Validated;
@@ -37,8 +35,6 @@ use crate::storage::Storage;
 
 /// The version PD reports (`/pd/api/v1/version`, StoreHeartbeat).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Unix milliseconds from the wall clock.
 pub fn now_ms() -> u64 {
@@ -232,6 +228,7 @@ pub struct Server {
     state: Arc<State>,
     listeners: Vec<TcpListener>,
     acceptor: Option<Arc<ServerTls>>,
+    audit: Option<Arc<tiox_security::audit::AuditLog>>,
 }
 
 /// A cluster id all initial members compute alike (FNV-1a over the sorted
@@ -324,70 +321,21 @@ async fn request_join(config: &Validated, me: &MemberInfo) -> Result<Vec<MemberI
 
 type HttpAnswer = (u16, Vec<u8>, Option<String>);
 
-async fn exchange<IO>(
-    io: IO,
-    url: &crate::config::Url,
-    path: &str,
-    body: &[u8],
-) -> std::result::Result<HttpAnswer, String>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use http_body_util::{BodyExt, Full};
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::post(path)
-        .header(hyper::header::HOST, url.authority())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes::Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get(hyper::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body, location))
-}
-
 async fn post_json(
     url: &crate::config::Url,
     tls: Option<&Arc<tiox_security::ClientTls>>,
     path: &str,
     body: &[u8],
 ) -> std::result::Result<HttpAnswer, String> {
-    let work = async {
-        match tls {
-            Some(tls) => {
-                let s = tls
-                    .connect_tcp(&url.authority())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                exchange(s, url, path, body).await
-            }
-            None => {
-                let s = TcpStream::connect(url.authority())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                exchange(s, url, path, body).await
-            }
-        }
+    let req = tiox_security::http::Request {
+        method: tiox_security::http::Method::POST,
+        path,
+        json: Some(body),
+        agent: "pd-server (tiox)",
+        timeout: Duration::from_secs(10),
     };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| "no answer within 10s".to_string())?
+    let a = tiox_security::http::request(&url.authority(), tls.map(|t| t.as_ref()), &req).await?;
+    Ok((a.status, a.body, a.location))
 }
 
 /// Builds the core when this member becomes the serving Raft leader and
@@ -443,6 +391,21 @@ impl Server {
     /// Opens the data directory and binds the client URLs.
     pub async fn bind(config: Validated) -> Result<Server> {
         let now = now_ms();
+        let metrics = Metrics::default();
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::InvalidValue(format!(
+                "pd-server: --data-dir {}: cannot create it: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let audit = Some(Arc::new(
+            tiox_security::audit::AuditLog::open(
+                tiox_security::Component::PdServer,
+                "[security] audit-log",
+                &config.config.security.audit_log_path(&config.data_dir),
+            )
+            .map_err(|e| Error::InvalidValue(e.to_string()))?,
+        ));
         let replicated = config.replicated;
         let advertise_peer: Vec<String> = config
             .advertise_peer_urls
@@ -481,8 +444,12 @@ impl Server {
                 peers,
                 joined,
                 &config.peer_urls,
-                config.tls.clone(),
                 config.config.replication.raft_log_keep_entries,
+                crate::replication::PeerPort {
+                    tls: config.tls.clone(),
+                    stats: metrics.peer.clone(),
+                    audit: audit.clone(),
+                },
             )?;
             let stored = replica
                 .applied_map()
@@ -545,7 +512,7 @@ impl Server {
             cluster: Mutex::new(cluster),
             member,
             config,
-            metrics: Metrics::default(),
+            metrics,
             started_ms: now,
             replica,
             forwarder: crate::forward::Forwarder::default(),
@@ -554,6 +521,7 @@ impl Server {
             state,
             listeners,
             acceptor,
+            audit,
         })
     }
 
@@ -578,82 +546,20 @@ impl Server {
         let app = crate::http::router(self.state.clone());
         let mut tasks = Vec::new();
         for listener in self.listeners {
-            let app = app.clone();
-            let acceptor = self.acceptor.clone();
-            let state = self.state.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let (tcp, peer) = match listener.accept().await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    tokio::spawn(serve_connection(
-                        tcp,
-                        peer,
-                        app.clone(),
-                        acceptor.clone(),
-                        state.clone(),
-                    ));
-                }
-            }));
+            let port = Port::new(
+                "pd-server client port",
+                self.acceptor.clone(),
+                self.state.metrics.client.clone(),
+            )
+            .with_audit(self.audit.clone());
+            tasks.push(tokio::spawn(tiox_security::serve::serve(
+                listener,
+                port,
+                app.clone(),
+            )));
         }
         for t in tasks {
             let _ = t.await;
         }
-    }
-}
-
-async fn serve_connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    app: axum::Router,
-    acceptor: Option<Arc<ServerTls>>,
-    state: Arc<State>,
-) {
-    use std::sync::atomic::Ordering;
-    let svc = TowerToHyperService::new(app);
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let peer_s = peer.to_string();
-    let result = match acceptor {
-        Some(tls) => {
-            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp, &peer_s)).await;
-            let stream = match accepted {
-                Ok(Ok((stream, _identity))) => stream,
-                Ok(Err(e)) => {
-                    state
-                        .metrics
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer = %peer_s, "client port: refused connection: {e}");
-                    return;
-                }
-                Err(_) => {
-                    state
-                        .metrics
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        peer = %peer_s,
-                        "client port: refused connection: no TLS handshake within {}s",
-                        HANDSHAKE_TIMEOUT.as_secs()
-                    );
-                    return;
-                }
-            };
-            state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            builder.serve_connection(TokioIo::new(stream), svc).await
-        }
-        None => {
-            state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-            builder.serve_connection(TokioIo::new(tcp), svc).await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(peer = %peer_s, "connection ended: {e}");
     }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -15,10 +16,11 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::TlsSettings;
-use crate::diagnose::{explain, Side};
+use crate::diagnose::{classify, explain, Side};
 use crate::error::{Error, Result};
-use crate::material::{provider, Derived, TlsMaterial};
-use crate::server::versions;
+use crate::material::{Derived, TlsMaterial};
+use crate::stats::Refusal;
+use crate::verify::NamingServerVerifier;
 
 /// A reloading TLS connector.
 #[derive(Debug)]
@@ -59,20 +61,33 @@ impl ClientTls {
     fn build(&self, m: &TlsMaterial) -> Result<ClientConfig> {
         let component = self.settings.component;
         let keys = component.keys();
-        let mut config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions(self.settings.min_version))
-            .and_then(|b| {
-                b.with_root_certificates(m.roots.clone())
-                    .with_client_auth_cert(m.chain.clone(), m.key.clone_der())
-            })
-            .map_err(|e| {
-                Error::from(component.error(
-                    keys.cert,
-                    Some(self.settings.source.files().cert.clone()),
-                    format!("rustls refused the certificate or key: {e}"),
-                    "check the certificate and key files",
-                ))
-            })?;
+        let policy = &self.settings.policy;
+        let fail = |problem: String| {
+            Error::from(component.error(
+                keys.cert,
+                Some(self.settings.source.files().cert.clone()),
+                problem,
+                "check the certificate and key files",
+            ))
+        };
+        let mut webpki =
+            WebPkiServerVerifier::builder_with_provider(m.roots.clone(), policy.provider());
+        if !m.crls.is_empty() {
+            webpki = webpki
+                .with_crls(m.crls.iter().cloned())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let verifier = webpki
+            .build()
+            .map_err(|e| fail(format!("cannot build the server verifier: {e}")))?;
+        let mut config = ClientConfig::builder_with_provider(policy.provider())
+            .with_protocol_versions(&policy.versions())
+            .map_err(|e| fail(format!("bad protocol versions: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NamingServerVerifier(verifier)))
+            .with_client_auth_cert(m.chain.clone(), m.key.clone_der())
+            .map_err(|e| fail(format!("rustls refused the certificate or key: {e}")))?;
         config.alpn_protocols = self.alpn.clone();
         Ok(config)
     }
@@ -91,6 +106,8 @@ impl ClientTls {
             .map_err(|e| Error::Handshake {
                 peer: host.to_string(),
                 reason: explain(&e, Side::Client),
+                refusal: classify(&e),
+                presented: None,
             })
     }
 
@@ -103,9 +120,16 @@ impl ClientTls {
         })?;
         let _ = tcp.set_nodelay(true);
         self.connect(host, tcp).await.map_err(|e| match e {
-            Error::Handshake { reason, .. } => Error::Handshake {
+            Error::Handshake {
+                reason,
+                refusal,
+                presented,
+                ..
+            } => Error::Handshake {
                 peer: addr.to_string(),
                 reason,
+                refusal,
+                presented,
             },
             other => other,
         })
@@ -118,6 +142,8 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(bare.to_string()).map_err(|_| Error::Handshake {
         peer: host.to_string(),
         reason: format!("\"{host}\" is neither a valid DNS name nor an IP address"),
+        refusal: Refusal::Other,
+        presented: None,
     })
 }
 
@@ -126,6 +152,8 @@ pub fn split_host_port(addr: &str) -> Result<(&str, u16)> {
     let bad = || Error::Handshake {
         peer: addr.to_string(),
         reason: "expected an address as host:port".to_string(),
+        refusal: Refusal::Other,
+        presented: None,
     };
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;

@@ -12,6 +12,8 @@
 //! | CN allow-list  | `cert-allowed-cn` | `cert-allowed-cn` | `cluster-verify-cn`  |
 //! | SAN allow-list | `cert-allowed-san`| `cert-allowed-san`| `cert-allowed-san`   |
 //! | min TLS        | `tls-min-version` | `tls-min-version` | `tls-min-version`    |
+//! | cipher suites  | `cipher-suites`   | `cipher-suites`   | `cipher-suites`      |
+//! | revocation     | `crl-path`        | `crl-path`        | `crl-path`           |
 //!
 //! Rule: CA, certificate and key are all set (mutual TLS on every link) or
 //! none are (plaintext, logged loudly). Anything in between is an error; so is
@@ -29,6 +31,7 @@ use serde::Deserialize;
 use crate::error::{ConfigError, Result};
 use crate::inspect::San;
 use crate::material::{MaterialSource, TlsFiles};
+use crate::policy::{CipherSuites, TlsPolicy};
 
 /// The component whose configuration is being validated; decides the key
 /// spellings in messages and which certificate usages are required.
@@ -63,6 +66,10 @@ pub struct KeyNames {
     pub allowed_san: &'static str,
     /// Minimum TLS version key name.
     pub min_version: &'static str,
+    /// Cipher suites key name.
+    pub cipher_suites: &'static str,
+    /// Revocation list key name.
+    pub crl: &'static str,
 }
 
 /// Whether a certificate is used only as a client (ctl tools), or as both a
@@ -97,6 +104,8 @@ impl Component {
             allowed_cn: cn,
             allowed_san: "[security] cert-allowed-san",
             min_version: "[security] tls-min-version",
+            cipher_suites: "[security] cipher-suites",
+            crl: "[security] crl-path",
         };
         match self {
             Component::TikvServer => ours(
@@ -124,6 +133,8 @@ impl Component {
                 allowed_cn: "--cert-allowed-cn",
                 allowed_san: "--cert-allowed-san",
                 min_version: "--tls-min-version",
+                cipher_suites: "--cipher-suites",
+                crl: "--crl-path",
             },
             Component::TikvCtl => KeyNames {
                 ca: "--ca-path",
@@ -132,6 +143,8 @@ impl Component {
                 allowed_cn: "--cert-allowed-cn",
                 allowed_san: "--cert-allowed-san",
                 min_version: "--tls-min-version",
+                cipher_suites: "--cipher-suites",
+                crl: "--crl-path",
             },
         }
     }
@@ -239,8 +252,27 @@ pub struct SecurityConfig {
     /// If non-empty, a peer's certificate must carry one of these SANs:
     /// `DNS:name`, `IP:addr`, `URI:uri`, or a bare value matching any kind.
     pub cert_allowed_san: Vec<String>,
-    /// Lowest TLS version accepted: "1.2" (default) or "1.3".
+    /// Lowest TLS version accepted and offered: "1.2" (default) or "1.3".
     pub tls_min_version: TlsVersion,
+    /// Cipher suites, IANA (`TLS_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`) or OpenSSL
+    /// (`ECDHE-ECDSA-AES128-GCM-SHA256`) names; AEAD suites only. Empty:
+    /// every AEAD suite the provider has.
+    pub cipher_suites: CipherSuites,
+    /// PEM (or DER) certificate revocation list(s) from the cluster CA: a
+    /// peer whose certificate is listed is refused in the handshake, and
+    /// the file is reloaded like the certificates. Empty: no revocation.
+    pub crl_path: String,
+    /// The security audit log: one JSON line per refused handshake (and,
+    /// on tidb-server, login). Empty: `security-audit.log` in the data
+    /// directory.
+    pub audit_log: String,
+    /// How long a peer may take to finish the TLS handshake on this
+    /// component's ports: `"10s"` (default), `"500ms"`.
+    pub handshake_timeout: String,
+    /// Most TLS handshakes in flight per port (default 256); a new
+    /// connection beyond it drops the oldest unfinished handshake.
+    pub max_handshakes: usize,
     /// Run without TLS on purpose (also the servers' `--insecure` flag).
     /// pd-server and tikv-server refuse to start with no TLS files unless
     /// this is set, and then say so at every start and in `/metrics`
@@ -349,10 +381,32 @@ pub struct TlsSettings {
     pub component: Component,
     /// CN/SAN allow-lists applied to every peer on every listener.
     pub allow: AllowList,
-    /// Lowest TLS version.
-    pub min_version: TlsVersion,
+    /// Lowest TLS version and the cipher suites.
+    pub policy: TlsPolicy,
     /// The files, watched for changes; shared by the server and client sides.
     pub source: Arc<MaterialSource>,
+    /// `handshake-timeout`.
+    pub handshake_timeout: std::time::Duration,
+    /// `max-handshakes`.
+    pub max_handshakes: usize,
+}
+
+/// Parses `"10s"`, `"500ms"`, `"2m"` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration (write e.g. \"10s\" or \"500ms\")"))?;
+    match unit.trim() {
+        "" | "s" => Ok(std::time::Duration::from_secs(n)),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        other => Err(format!(
+            "\"{s}\": unknown unit \"{other}\" (use ms, s or m)"
+        )),
+    }
 }
 
 impl SecurityConfig {
@@ -371,6 +425,15 @@ impl SecurityConfig {
         SecurityConfig {
             insecure: true,
             ..Default::default()
+        }
+    }
+
+    /// Where the audit log goes: `audit-log`, or `security-audit.log` in
+    /// `data_dir`.
+    pub fn audit_log_path(&self, data_dir: &std::path::Path) -> PathBuf {
+        match self.audit_log.trim() {
+            "" => data_dir.join(crate::audit::FILE_NAME),
+            p => PathBuf::from(p),
         }
     }
 
@@ -402,6 +465,7 @@ impl SecurityConfig {
             for (key, list_empty) in [
                 (keys.allowed_cn, self.cert_allowed_cn.is_empty()),
                 (keys.allowed_san, self.cert_allowed_san.is_empty()),
+                (keys.crl, self.crl_path.trim().is_empty()),
             ] {
                 if !list_empty {
                     return Err(component
@@ -496,10 +560,38 @@ impl SecurityConfig {
                 )
                 .into());
         }
+        let policy = TlsPolicy {
+            min_version: self.tls_min_version,
+            cipher_suites: self.cipher_suites.clone(),
+        };
+        policy.check().map_err(|problem| {
+            component.error(keys.cipher_suites, None, problem, "make the two keys agree")
+        })?;
+        let handshake_timeout = match self.handshake_timeout.trim() {
+            "" => crate::server::HANDSHAKE_TIMEOUT,
+            t => parse_duration(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    component.error(
+                        "[security] handshake-timeout",
+                        None,
+                        format!("\"{t}\" is not a positive duration"),
+                        "write e.g. \"10s\" (the default) or \"500ms\"",
+                    )
+                })?,
+        };
+        let max_handshakes = match self.max_handshakes {
+            0 => crate::server::MAX_HANDSHAKES,
+            n => n,
+        };
         let files = TlsFiles {
             ca: PathBuf::from(self.ca_path.trim()),
             cert: PathBuf::from(self.cert_path.trim()),
             key: PathBuf::from(self.key_path.trim()),
+            crl: Some(self.crl_path.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         };
         let source = MaterialSource::new(component, files)?;
         Ok(Some(TlsSettings {
@@ -510,8 +602,10 @@ impl SecurityConfig {
                 cn_key: keys.allowed_cn,
                 san_key: keys.allowed_san,
             },
-            min_version: self.tls_min_version,
+            policy,
             source: Arc::new(source),
+            handshake_timeout,
+            max_handshakes,
         }))
     }
 }

@@ -7,6 +7,9 @@
 
 use rustls::{AlertDescription, CertificateError};
 
+use crate::stats::Refusal;
+use crate::verify::{NotAllowed, RevokedCert};
+
 /// Which end of the connection we are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -70,6 +73,9 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
                  but its signature does not verify (another CA with the same name, or a \
                  tampered certificate; both sides must use the same cluster CA)"
             ),
+            CertificateError::Revoked => {
+                format!("{peer_cert} is revoked by our certificate revocation list (crl-path)")
+            }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 format!("{peer_cert} has expired; issue a new one and replace the files")
             }
@@ -114,6 +120,9 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
                 "the peer rejected our certificate (does it trust the CA that issued ours?)"
                     .to_string()
             }
+            AlertDescription::CertificateRevoked => {
+                "the peer says our certificate is revoked (it is on the peer's CRL)".to_string()
+            }
             AlertDescription::CertificateExpired => {
                 "the peer says our certificate has expired".to_string()
             }
@@ -137,5 +146,50 @@ pub fn explain_tls(err: &rustls::Error, side: Side) -> String {
              (check tls-min-version on both sides)"
         ),
         other => other.to_string(),
+    }
+}
+
+/// The [`Refusal`] reason of a handshake I/O error (as returned by
+/// tokio-rustls), for counters and the audit log.
+pub fn classify(err: &std::io::Error) -> Refusal {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => classify_tls(tls),
+        None => Refusal::Other,
+    }
+}
+
+/// The [`Refusal`] reason of a rustls error.
+pub fn classify_tls(err: &rustls::Error) -> Refusal {
+    use rustls::Error as E;
+    match err {
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => Refusal::Plaintext,
+        E::NoCertificatesPresented => Refusal::NoCertificate,
+        E::InvalidCertificate(ce) => match ce {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => Refusal::UnknownCa,
+            CertificateError::Revoked => Refusal::Revoked,
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => Refusal::Expired,
+            CertificateError::Other(o) if o.0.downcast_ref::<NotAllowed>().is_some() => {
+                Refusal::NotAllowed
+            }
+            CertificateError::Other(o) if o.0.downcast_ref::<RevokedCert>().is_some() => {
+                Refusal::Revoked
+            }
+            _ => Refusal::Other,
+        },
+        E::PeerIncompatible(_) => Refusal::Protocol,
+        E::AlertReceived(
+            AlertDescription::ProtocolVersion
+            | AlertDescription::HandshakeFailure
+            | AlertDescription::InsufficientSecurity,
+        ) => Refusal::Protocol,
+        _ => Refusal::Other,
     }
 }

@@ -8,6 +8,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::inspect::CertInfo;
+use crate::stats::Refusal;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -24,6 +27,11 @@ pub enum Error {
         peer: String,
         /// A readable explanation, with a fix where one is known.
         reason: String,
+        /// The reason as a label, for counters and the audit log.
+        refusal: Refusal,
+        /// The certificate the peer presented, if the handshake got that
+        /// far (for the audit log; a server-side refusal only).
+        presented: Option<Box<CertInfo>>,
     },
     /// Creating a certificate failed (the `tiox cert` tool).
     CertGen(String),
@@ -68,7 +76,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(e) => e.fmt(f),
-            Error::Handshake { peer, reason } => write!(f, "TLS with {peer}: {reason}"),
+            Error::Handshake { peer, reason, .. } => write!(f, "TLS with {peer}: {reason}"),
             Error::CertGen(msg) => write!(f, "certificate generation failed: {msg}"),
             Error::WouldOverwrite(paths) => write!(
                 f,
@@ -100,6 +108,22 @@ impl From<ConfigError> for Error {
 }
 
 impl Error {
+    /// Why a handshake was refused (`None` for other errors).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Error::Handshake { refusal, .. } => Some(*refusal),
+            _ => None,
+        }
+    }
+
+    /// The certificate a refused peer presented, if any.
+    pub fn presented(&self) -> Option<&CertInfo> {
+        match self {
+            Error::Handshake { presented, .. } => presented.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The configuration error inside, if this is one (tests and tools use it
     /// to check which key and file were named).
     pub fn as_config(&self) -> Option<&ConfigError> {

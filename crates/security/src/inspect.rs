@@ -278,7 +278,7 @@ fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
 
 /// SHA-256 fingerprint of DER bytes, as `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     digest
         .as_ref()
         .iter()
@@ -338,7 +338,7 @@ pub fn private_key_spki(pem: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let Ok(key) = PrivateKeyDer::from_pem_slice(pem) else {
         return Ok(None);
     };
-    let signing = rustls::crypto::ring::default_provider()
+    let signing = crate::material::provider()
         .key_provider
         .load_private_key(key)
         .map_err(|e| format!("unsupported private key ({e})"))?;

@@ -5,11 +5,16 @@
 //!  [security] table ──► config::SecurityConfig::validate(component)
 //!                              │  (all three paths or none; files checked)
 //!                              ▼
-//!                     config::TlsSettings ── material::MaterialSource (hot reload)
-//!                        │                         │
+//!                     config::TlsSettings ── material::MaterialSource (hot reload:
+//!                        │  policy::TlsPolicy      │   CA, cert, key, CRL)
+//!                        │  (min version, suites   │
+//!                        │   on aws-lc-rs, PQ kx)  │
 //!            server::ServerTls (accept)   client::ClientTls (connect)
-//!             client cert required,        server chain + SAN checked,
-//!             CN/SAN allow-lists           our certificate presented
+//!             client cert required,        server chain + SAN + CRL checked,
+//!             CN/SAN allow-lists, CRL      our certificate presented
+//!                        │
+//!            serve::accept_loop (every server port): handshake cap and
+//!            timeout, stats::ListenerStats, audit::AuditLog
 //! ```
 //!
 //! Invariants: a component with TLS configured never accepts or speaks
@@ -17,20 +22,27 @@
 //! file and fix; a bad file at reload keeps the previous material in service;
 //! private keys are never printed.
 
+pub mod audit;
 pub mod certgen;
 pub mod client;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+#[cfg(feature = "http-client")]
+pub mod http;
 pub mod inspect;
 pub mod material;
+pub mod policy;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod server;
+pub mod stats;
 pub mod verify;
 
 pub use client::ClientTls;
 pub use config::{Component, SecurityConfig, TlsSettings, TlsVersion};
 pub use error::{ConfigError, Error, Result};
 pub use inspect::CertInfo;
-pub use server::{AllowListAt, ClientAuth, PeerIdentity, ServerTls};
+pub use policy::{CipherSuites, TlsPolicy};
+pub use server::{AllowListAt, ClientAuth, Negotiated, PeerIdentity, ServerTls};
+pub use stats::{ListenerStats, Refusal};

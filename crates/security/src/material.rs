@@ -18,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use time::OffsetDateTime;
 
 use crate::config::{Component, Role};
@@ -27,10 +27,28 @@ use crate::inspect::{
     describe_io_error, format_time, pem_certs_from_bytes, CertInfo, EXPIRY_WARNING_DAYS,
 };
 
-/// The process-wide crypto provider: ring, with its default (modern, AEAD
-/// only) cipher suites. No 3DES, no CBC, no RC4 are ever offered.
+/// The process-wide crypto provider: aws-lc-rs, with its default (modern,
+/// AEAD only) cipher suites, and key exchange groups in this order of
+/// preference: the post-quantum hybrid X25519MLKEM768 (TLS 1.3), then
+/// X25519, P-256 and P-384 for peers without ML-KEM (Debian 12's mariadb
+/// client, OpenSSL before 3.5). No 3DES, no CBC, no RC4 are ever offered.
+/// Every rustls config of every component and tool is built on this
+/// provider, narrowed by the operator's policy ([`crate::policy`]).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+            let mut p = default_provider();
+            p.kx_groups = vec![
+                kx_group::X25519MLKEM768,
+                kx_group::X25519,
+                kx_group::SECP256R1,
+                kx_group::SECP384R1,
+            ];
+            Arc::new(p)
+        })
+        .clone()
 }
 
 /// The three files of a TLS setup.
@@ -42,6 +60,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Private key of the leaf.
     pub key: PathBuf,
+    /// Certificate revocation lists (`crl-path`), PEM or DER; optional.
+    pub crl: Option<PathBuf>,
 }
 
 /// A private key. Its `Debug` prints nothing of the key; there is no
@@ -74,6 +94,8 @@ pub struct TlsMaterial {
     pub leaf: CertInfo,
     /// Our private key.
     pub key: PrivateKey,
+    /// The revocation lists from `crl-path` (empty without one).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// Increases by one on each successful reload.
     pub generation: u64,
 }
@@ -287,19 +309,47 @@ pub fn load(component: Component, files: &TlsFiles) -> Result<TlsMaterial, Confi
         }
     }
 
-    // The chain must lead to the CA: peers will check exactly this.
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-        .build()
-        .map_err(|e| {
+    // The revocation lists, if any.
+    let crls = match &files.crl {
+        Some(path) => read_crls(path).map_err(|p| {
             err(
-                keys.ca,
-                &files.ca,
-                format!("cannot build a verifier ({e})"),
-                "use a valid CA certificate",
+                keys.crl,
+                path,
+                p,
+                "point it at the PEM (or DER) CRL the cluster CA signed \
+                 (`tiox cert revoke` makes one)",
             )
-        })?;
+        })?,
+        None => Vec::new(),
+    };
+
+    // The chain must lead to the CA (and not be revoked): peers will check
+    // exactly this.
+    let verifier = revocation_checked(
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()),
+        &crls,
+    )
+    .build()
+    .map_err(|e| match &files.crl {
+        Some(crl) if !crls.is_empty() => err(
+            keys.crl,
+            crl,
+            format!("the revocation list is not usable ({e})"),
+            "use a CRL signed by the cluster CA, in PEM or DER",
+        ),
+        _ => err(
+            keys.ca,
+            &files.ca,
+            format!("cannot build a verifier ({e})"),
+            "use a valid CA certificate",
+        ),
+    })?;
     if let Err(e) = verifier.verify_client_cert(&chain[0], &chain[1..], UnixTime::now()) {
         let problem = match e {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => format!(
+                "the certificate (serial {}) is revoked by the list in {}",
+                leaf.serial, keys.crl
+            ),
             rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature,
             ) => format!(
@@ -337,25 +387,66 @@ pub fn load(component: Component, files: &TlsFiles) -> Result<TlsMaterial, Confi
         chain,
         leaf,
         key: PrivateKey(key),
+        crls,
         generation: 0,
     })
+}
+
+/// Reads a revocation list file: one or more PEM `X509 CRL` blocks, or one
+/// DER CRL.
+pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| describe_io_error(&e))?;
+    if contains(&bytes, b"-----BEGIN") {
+        let crls: Result<Vec<_>, _> =
+            CertificateRevocationListDer::pem_slice_iter(&bytes).collect();
+        let crls = crls.map_err(|e| format!("the PEM data is malformed ({e})"))?;
+        if crls.is_empty() {
+            return Err(
+                "no revocation list found (expected a PEM block \"-----BEGIN X509 CRL-----\")"
+                    .to_string(),
+            );
+        }
+        Ok(crls)
+    } else if bytes.first() == Some(&0x30) {
+        Ok(vec![CertificateRevocationListDer::from(bytes)])
+    } else {
+        Err("neither a PEM nor a DER revocation list".to_string())
+    }
+}
+
+/// Applies the revocation lists to a verifier builder: the leaf is checked
+/// against them; a CA without a list (a bundle with several CAs) does not
+/// make its certificates fail.
+pub fn revocation_checked(
+    builder: rustls::server::ClientCertVerifierBuilder,
+    crls: &[CertificateRevocationListDer<'static>],
+) -> rustls::server::ClientCertVerifierBuilder {
+    if crls.is_empty() {
+        return builder;
+    }
+    builder
+        .with_crls(crls.iter().cloned())
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Identity of one file's current contents, cheap to read on every
-/// handshake.
+/// Identity of a set of files' current contents (mtime, size, inode),
+/// cheap to read on every handshake; every reloading TLS endpoint (the
+/// cluster ports here, the MySQL port in crates/sql) compares these.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
+pub struct Stamp(Vec<Option<(SystemTime, u64, u64)>>);
 
 impl Stamp {
-    fn of(files: &TlsFiles) -> Stamp {
+    /// The stamp of `paths` (a missing file stamps as `None`).
+    pub fn of_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp(
-            [&files.ca, &files.cert, &files.key]
-                .iter()
+            paths
+                .into_iter()
                 .map(|p| {
                     std::fs::metadata(p).ok().map(|m| {
                         (
@@ -366,6 +457,20 @@ impl Stamp {
                     })
                 })
                 .collect(),
+        )
+    }
+
+    fn of(files: &TlsFiles) -> Stamp {
+        Stamp::of_paths(
+            [
+                Some(&files.ca),
+                Some(&files.cert),
+                Some(&files.key),
+                files.crl.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path),
         )
     }
 }

@@ -13,15 +13,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{TlsSettings, TlsVersion};
-use crate::diagnose::{explain, Side};
+use crate::config::TlsSettings;
+use crate::diagnose::{classify, explain, Side};
 use crate::error::{Error, Result};
 use crate::inspect::CertInfo;
-use crate::material::{provider, Derived, TlsMaterial};
+use crate::material::{Derived, TlsMaterial};
+use crate::stats::Refusal;
 use crate::verify::AllowListVerifier;
 
-/// How long a peer may take to complete the server handshake.
+/// How long a peer may take to complete the server handshake, unless the
+/// listener is given another bound (`handshake-timeout`).
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The default cap on TLS handshakes in flight per listener
+/// (`max-handshakes`).
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// Whether a client certificate is required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,23 +48,47 @@ pub struct PeerIdentity {
     pub cert: Option<CertInfo>,
     /// The negotiated ALPN protocol, if any.
     pub alpn: Option<Vec<u8>>,
+    /// The negotiated TLS session, `None` on a plaintext connection.
+    pub tls: Option<Negotiated>,
+}
+
+/// What a completed handshake agreed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    /// The cipher suite, IANA name.
+    pub cipher: String,
+    /// The key exchange group: `X25519MLKEM768` (post-quantum hybrid),
+    /// `X25519`, `secp256r1`, ...; `None` on a TLS 1.2 resumption.
+    pub kx_group: Option<String>,
+}
+
+impl Negotiated {
+    /// Reads what a finished handshake agreed on.
+    pub fn of(conn: &rustls::CommonState) -> Negotiated {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        };
+        Negotiated {
+            version,
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map(|s| crate::policy::iana_name(s.suite()))
+                .unwrap_or_default(),
+            kx_group: conn
+                .negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name())),
+        }
+    }
 }
 
 impl PeerIdentity {
     /// The peer certificate's common name, if any.
     pub fn common_name(&self) -> Option<&str> {
         self.cert.as_ref().and_then(|c| c.common_name.as_deref())
-    }
-}
-
-/// The protocol versions for a minimum.
-pub(crate) fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
-    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
-        [&rustls::version::TLS13, &rustls::version::TLS12];
-    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-    match min {
-        TlsVersion::V1_2 => &BOTH,
-        TlsVersion::V1_3 => &ONLY_13,
     }
 }
 
@@ -158,7 +188,11 @@ impl ServerTls {
                 "check the certificate, key and CA files",
             ))
         };
-        let builder = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider());
+        let policy = &self.settings.policy;
+        let builder = crate::material::revocation_checked(
+            WebPkiClientVerifier::builder_with_provider(m.roots.clone(), policy.provider()),
+            &m.crls,
+        );
         let builder = match self.client_auth {
             ClientAuth::Required => builder,
             ClientAuth::VerifyIfPresented => builder.allow_unauthenticated(),
@@ -171,8 +205,8 @@ impl ServerTls {
             AllowListAt::Request => crate::config::AllowList::default(),
         };
         let verifier = Arc::new(AllowListVerifier::new(inner, allow));
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions(self.settings.min_version))
+        let mut config = ServerConfig::builder_with_provider(policy.provider())
+            .with_protocol_versions(&policy.versions())
             .map_err(|e| fail(format!("bad protocol versions: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(m.chain.clone(), m.key.clone_der())
@@ -181,26 +215,55 @@ impl ServerTls {
         Ok(config)
     }
 
-    /// Runs the server handshake on an accepted stream. `peer` is the remote
-    /// address, used in the error (callers log it; the connection is dropped).
+    /// Runs the server handshake on an accepted stream, bounded by
+    /// [`HANDSHAKE_TIMEOUT`]. `peer` is the remote address, used in the
+    /// error (callers log it; the connection is dropped).
     pub async fn accept<IO>(&self, io: IO, peer: &str) -> Result<(TlsStream<IO>, PeerIdentity)>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.accept_within(io, peer, HANDSHAKE_TIMEOUT).await
+    }
+
+    /// [`ServerTls::accept`] with an explicit bound on the handshake.
+    pub async fn accept_within<IO>(
+        &self,
+        io: IO,
+        peer: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(TlsStream<IO>, PeerIdentity)>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let config = self.config()?;
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(io))
-            .await
-            .map_err(|_| Error::Handshake {
-                peer: peer.to_string(),
-                reason: format!(
-                    "no TLS handshake within {} s (a client that connects and says nothing)",
-                    HANDSHAKE_TIMEOUT.as_secs()
-                ),
-            })?
-            .map_err(|e| Error::Handshake {
-                peer: peer.to_string(),
-                reason: explain(&e, Side::Server),
-            })?;
+        let (outcome, presented) = crate::verify::capturing(tokio::time::timeout(
+            timeout,
+            TlsAcceptor::from(config).accept(io),
+        ))
+        .await;
+        let presented = presented.map(Box::new);
+        let stream = match outcome {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(Error::Handshake {
+                    peer: peer.to_string(),
+                    reason: explain(&e, Side::Server),
+                    refusal: classify(&e),
+                    presented,
+                })
+            }
+            Err(_) => {
+                return Err(Error::Handshake {
+                    peer: peer.to_string(),
+                    reason: format!(
+                        "no TLS handshake within {} ms (a client that connects and says nothing)",
+                        timeout.as_millis()
+                    ),
+                    refusal: Refusal::Timeout,
+                    presented,
+                })
+            }
+        };
         let (_, conn) = stream.get_ref();
         let cert = conn
             .peer_certificates()
@@ -210,6 +273,7 @@ impl ServerTls {
             addr: peer.to_string(),
             cert,
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            tls: Some(Negotiated::of(conn)),
         };
         Ok((stream, identity))
     }

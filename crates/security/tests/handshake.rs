@@ -330,3 +330,180 @@ async fn rotated_ca_bundle_admits_clients_of_the_new_ca() {
         Some("new-client")
     );
 }
+
+/// A raw client config offering only the given key exchange groups.
+fn client_with_groups(
+    pki: &Pki,
+    groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = pki.client("kx-client");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca_path).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let mut provider = (*tiox_security::material::provider()).clone();
+    provider.kx_groups = groups;
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&key).unwrap())
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn tiox_client_and_server_negotiate_post_quantum_hybrid_key_exchange() {
+    let pki = Pki::new();
+    let (addr, mut rx) = server(&pki, |_| {}).await;
+    let tls = client(&pki, "tidb-server");
+    let mut stream = tls.connect_tcp(&addr.to_string()).await.unwrap();
+    roundtrip(&mut stream).await.unwrap();
+    let (_, conn) = stream.get_ref();
+    let ours = tiox_security::Negotiated::of(conn);
+    assert_eq!(ours.kx_group.as_deref(), Some("X25519MLKEM768"));
+    assert_eq!(ours.version, "TLSv1.3");
+    let peer = next_accept(&mut rx).await.unwrap();
+    let theirs = peer.tls.unwrap();
+    assert_eq!(theirs.kx_group.as_deref(), Some("X25519MLKEM768"));
+}
+
+#[tokio::test]
+async fn client_without_ml_kem_still_connects_with_x25519_or_p256() {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let pki = Pki::new();
+    let (addr, mut rx) = server(&pki, |_| {}).await;
+    for (group, name) in [
+        (kx_group::X25519, "X25519"),
+        (kx_group::SECP256R1, "secp256r1"),
+    ] {
+        let config = client_with_groups(&pki, vec![group]);
+        raw_connect_and_roundtrip(addr, config).await.unwrap();
+        let peer = next_accept(&mut rx).await.unwrap();
+        assert_eq!(peer.tls.unwrap().kx_group.as_deref(), Some(name));
+    }
+}
+
+#[tokio::test]
+async fn cipher_suite_list_limits_what_the_server_negotiates() {
+    let pki = Pki::new();
+    let (addr, mut rx) = server(&pki, |c| {
+        c.cipher_suites = tiox_security::CipherSuites::parse(&[
+            "TLS_CHACHA20_POLY1305_SHA256".to_string(),
+            "ECDHE-ECDSA-CHACHA20-POLY1305".to_string(),
+        ])
+        .unwrap();
+    })
+    .await;
+    let (cert, key) = pki.client("suite-client");
+    for tls12 in [false, true] {
+        let config = raw_client(&pki.ca_path, Some((&cert, &key)), tls12);
+        raw_connect_and_roundtrip(addr, config).await.unwrap();
+        let n = next_accept(&mut rx).await.unwrap().tls.unwrap();
+        let want = if tls12 {
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        } else {
+            "TLS_CHACHA20_POLY1305_SHA256"
+        };
+        assert_eq!(n.cipher, want);
+    }
+}
+
+/// Writes a CRL from the test CA naming `certs`, replacing the file.
+fn write_crl(pki: &Pki, certs: &[&std::path::Path]) -> std::path::PathBuf {
+    use rustls_pki_types::pem::PemObject;
+    let ders: Vec<_> = certs
+        .iter()
+        .map(|p| rustls_pki_types::CertificateDer::from_pem_file(p).unwrap())
+        .collect();
+    let path = pki.path("crl.pem");
+    let pem = pki.ca.revoke(&ders, None, 7).unwrap();
+    let tmp = pki.path("crl.tmp");
+    std::fs::write(&tmp, pem).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn revoked_client_certificate_is_refused_naming_its_serial() {
+    let pki = Pki::new();
+    let (bad_cert, bad_key) = pki.client("leaked");
+    let crl = write_crl(&pki, &[&bad_cert]);
+    let (addr, mut rx) = server(&pki, |c| c.crl_path = crl.display().to_string()).await;
+    // A certificate not on the list still gets in.
+    let ok = client(&pki, "tidb-server");
+    roundtrip(&mut ok.connect_tcp(&addr.to_string()).await.unwrap())
+        .await
+        .unwrap();
+    next_accept(&mut rx).await.unwrap();
+    let config = raw_client(&pki.ca_path, Some((&bad_cert, &bad_key)), false);
+    assert!(raw_connect_and_roundtrip(addr, config).await.is_err());
+    let err = next_accept(&mut rx).await.unwrap_err();
+    let der: rustls_pki_types::CertificateDer<'static> =
+        rustls_pki_types::pem::PemObject::from_pem_file(&bad_cert).unwrap();
+    let serial = tiox_security::CertInfo::from_der(&der).unwrap().serial;
+    assert!(err.contains(&format!("serial {serial}")), "{err}");
+    assert!(err.contains("revoked"), "{err}");
+}
+
+#[tokio::test]
+async fn crl_replaced_under_a_running_server_refuses_the_next_handshake() {
+    let pki = Pki::new();
+    let (cert, key) = pki.client("soon-revoked");
+    let (other, _) = pki.client("someone-else");
+    let crl = write_crl(&pki, &[&other]);
+    let (addr, mut rx) = server(&pki, |c| c.crl_path = crl.display().to_string()).await;
+    let config = raw_client(&pki.ca_path, Some((&cert, &key)), false);
+    raw_connect_and_roundtrip(addr, config.clone())
+        .await
+        .unwrap();
+    next_accept(&mut rx).await.unwrap();
+    // Revoke it; the list is reloaded like the certificates. The session
+    // cache belongs to the config built from the old list, so the client
+    // cannot resume its way past the new one.
+    write_crl(&pki, &[&other, &cert]);
+    assert!(raw_connect_and_roundtrip(addr, config).await.is_err());
+    assert!(next_accept(&mut rx).await.unwrap_err().contains("revoked"));
+}
+
+#[tokio::test]
+async fn client_with_crl_refuses_a_revoked_server_certificate() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("tikv-server", &["127.0.0.1"]);
+    let settings = pki.settings(Component::TikvServer, &cert, &key);
+    let (addr, _rx) = spawn_echo(Arc::new(ServerTls::new(settings).unwrap())).await;
+    let crl = write_crl(&pki, &[&cert]);
+    let (ccert, ckey) = pki.client("pd-ctl");
+    let mut cfg = pki.config(&ccert, &ckey);
+    cfg.crl_path = crl.display().to_string();
+    let tls = ClientTls::new(cfg.validate(Component::PdCtl).unwrap().unwrap()).unwrap();
+    let err = tls.connect_tcp(&addr.to_string()).await.unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(tiox_security::Refusal::Revoked),
+        "{err}"
+    );
+    assert!(err.to_string().contains("serial"), "{err}");
+}
+
+#[test]
+fn own_certificate_on_the_crl_is_a_startup_error() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("pd-server", &["127.0.0.1"]);
+    let crl = write_crl(&pki, &[&cert]);
+    let mut cfg = pki.config(&cert, &key);
+    cfg.crl_path = crl.display().to_string();
+    let err = cfg.validate(Component::PdServer).unwrap_err().to_string();
+    assert!(err.contains("[security] cert-path"), "{err}");
+    assert!(
+        err.contains("revoked by the list in [security] crl-path"),
+        "{err}"
+    );
+}

@@ -413,3 +413,43 @@ fn certificate_inspection_reports_usages_sans_and_validity() {
     assert!((3649..=3650).contains(&info.days_left(now)));
     assert!(!info.is_ca);
 }
+
+#[test]
+fn non_aead_cipher_suite_is_a_startup_error_naming_the_key_and_fix() {
+    let toml_text = "cipher-suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", \"DES-CBC3-SHA\"]";
+    let err = toml::from_str::<SecurityConfig>(toml_text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[security] cipher-suites"), "{err}");
+    assert!(
+        err.contains("\"DES-CBC3-SHA\" is not an AEAD cipher suite"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TLS_AES_128_GCM_SHA256"),
+        "the fix lists the suites: {err}"
+    );
+    let unknown = toml::from_str::<SecurityConfig>("cipher-suites = [\"TLS_FOO_GCM\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("not a supported cipher suite"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn tls13_minimum_with_only_tls12_suites_is_refused_at_validate() {
+    let pki = Pki::new();
+    let (cert, key) = pki.server("pd-server", &["127.0.0.1"]);
+    let mut c = pki.config(&cert, &key);
+    c.tls_min_version = tiox_security::TlsVersion::V1_3;
+    c.cipher_suites =
+        tiox_security::CipherSuites::parse(&["ECDHE-ECDSA-AES128-GCM-SHA256".into()]).unwrap();
+    let err = c.validate(Component::PdServer).unwrap_err().to_string();
+    assert!(
+        err.starts_with("pd-server: [security] cipher-suites"),
+        "{err}"
+    );
+    assert!(err.contains("tls-min-version"), "{err}");
+}

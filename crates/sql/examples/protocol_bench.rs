@@ -149,7 +149,8 @@ async fn main() {
         ca: None,
         cert: dir.path().join("mysql/server.pem"),
         key: dir.path().join("mysql/server-key.pem"),
-        min_version: tiox_security::TlsVersion::V1_2,
+        crl: None,
+        policy: tiox_security::TlsPolicy::default(),
     })
     .unwrap();
     let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());

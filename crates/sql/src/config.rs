@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use tiox_security::{Component, SecurityConfig, TlsSettings, TlsVersion};
+use tiox_security::{CipherSuites, Component, SecurityConfig, TlsPolicy, TlsSettings, TlsVersion};
 
 use crate::error::Error;
 use crate::tls::{MysqlTls, MysqlTlsFiles};
@@ -73,6 +73,10 @@ pub struct TidbSecurity {
     /// PEM CA that MySQL clients' certificates are verified against when
     /// presented (`--ssl-ca`). Optional.
     pub ssl_ca: String,
+    /// PEM (or DER) revocation list from `ssl-ca`'s CA (`--ssl-crl`): a
+    /// listed client certificate is refused in the handshake. Needs
+    /// `ssl-ca`; reloaded like the certificates.
+    pub ssl_crl: String,
     /// PEM certificate offered to MySQL clients (`--ssl-cert`). With
     /// `ssl-key`, TLS is offered on the MySQL port.
     pub ssl_cert: String,
@@ -82,6 +86,22 @@ pub struct TidbSecurity {
     pub require_secure_transport: bool,
     /// Lowest TLS version for MySQL clients: `TLSv1.2` (default) or `TLSv1.3`.
     pub tls_version: String,
+    /// Lowest TLS version on the cluster links (PD, TiKV, the status
+    /// port): "1.2" (default) or "1.3".
+    pub tls_min_version: TlsVersion,
+    /// Cipher suites on both the MySQL port and the cluster links (IANA or
+    /// OpenSSL names, AEAD only); empty: every AEAD suite.
+    pub cipher_suites: CipherSuites,
+    /// Revocation list(s) from the cluster CA for the cluster links
+    /// (`crl-path`, as on PD and TiKV).
+    pub crl_path: String,
+    /// The security audit log (refused handshakes and logins, JSON lines).
+    /// Empty: `security-audit.log` in `data-dir` (none without one).
+    pub audit_log: String,
+    /// TLS handshake bound on the status port (as on PD and TiKV).
+    pub handshake_timeout: String,
+    /// Most TLS handshakes in flight on the status port (0: 256).
+    pub max_handshakes: usize,
     /// Cluster CA (PD, TiKV and the status port).
     pub cluster_ssl_ca: String,
     /// This server's cluster certificate (serverAuth + clientAuth).
@@ -101,10 +121,17 @@ impl Default for TidbSecurity {
     fn default() -> Self {
         TidbSecurity {
             ssl_ca: String::new(),
+            ssl_crl: String::new(),
             ssl_cert: String::new(),
             ssl_key: String::new(),
             require_secure_transport: false,
             tls_version: "TLSv1.2".into(),
+            tls_min_version: TlsVersion::V1_2,
+            cipher_suites: CipherSuites::default(),
+            crl_path: String::new(),
+            audit_log: String::new(),
+            handshake_timeout: String::new(),
+            max_handshakes: 0,
             cluster_ssl_ca: String::new(),
             cluster_ssl_cert: String::new(),
             cluster_ssl_key: String::new(),
@@ -142,6 +169,8 @@ pub struct Validated {
     pub mysql_tls: Option<MysqlTls>,
     /// The cluster TLS settings, if configured.
     pub cluster_tls: Option<TlsSettings>,
+    /// Where the security audit log goes, if anywhere.
+    pub audit_log: Option<PathBuf>,
     /// `tls_version` as `@@tls_version` shows it.
     pub tls_versions: String,
     /// PD endpoints for `store = "tikv"`.
@@ -259,7 +288,25 @@ impl TidbConfig {
             TlsVersion::V1_2 => "TLSv1.2,TLSv1.3".to_string(),
             TlsVersion::V1_3 => "TLSv1.3".to_string(),
         };
+        let mysql_policy = TlsPolicy {
+            min_version,
+            cipher_suites: sec.cipher_suites.clone(),
+        };
+        mysql_policy.check().map_err(|problem| {
+            Error::Config(format!(
+                "tidb-server: {}. Fix: make [security] cipher-suites and tls-version agree",
+                problem.replace("tls-min-version", "tls-version")
+            ))
+        })?;
         let (cert, key, ca) = (sec.ssl_cert.trim(), sec.ssl_key.trim(), sec.ssl_ca.trim());
+        let crl = sec.ssl_crl.trim();
+        if !crl.is_empty() && ca.is_empty() {
+            return Err(cfg_err(
+                "[security] ssl-crl",
+                "is set but ssl-ca is not, so no client certificate is ever verified",
+                "set ssl-ca to the CA that issues MySQL client certificates, or remove ssl-crl",
+            ));
+        }
         let mysql_tls = match (cert.is_empty(), key.is_empty()) {
             (true, true) => {
                 if !ca.is_empty() {
@@ -297,7 +344,8 @@ impl TidbConfig {
                     ca: (!ca.is_empty()).then(|| PathBuf::from(ca)),
                     cert: PathBuf::from(cert),
                     key: PathBuf::from(key),
-                    min_version,
+                    crl: (!crl.is_empty()).then(|| PathBuf::from(crl)),
+                    policy: mysql_policy,
                 })
                 .map_err(Error::Config)?,
             ),
@@ -307,6 +355,11 @@ impl TidbConfig {
             cert_path: sec.cluster_ssl_cert.clone(),
             key_path: sec.cluster_ssl_key.clone(),
             cert_allowed_cn: sec.cluster_verify_cn.clone(),
+            tls_min_version: sec.tls_min_version,
+            cipher_suites: sec.cipher_suites.clone(),
+            crl_path: sec.crl_path.clone(),
+            handshake_timeout: sec.handshake_timeout.clone(),
+            max_handshakes: sec.max_handshakes,
             ..Default::default()
         };
         let cluster_tls = cluster
@@ -334,9 +387,15 @@ impl TidbConfig {
             }
             _ => {}
         }
+        let audit_log = match (sec.audit_log.trim(), self.data_dir.trim()) {
+            ("", "") => None,
+            ("", dir) => Some(PathBuf::from(dir).join(tiox_security::audit::FILE_NAME)),
+            (path, _) => Some(PathBuf::from(path)),
+        };
         Ok(Validated {
             mysql_tls,
             cluster_tls,
+            audit_log,
             tls_versions,
             pd_endpoints,
             unistore_path: (self.store == "unistore" && !self.path.trim().is_empty())

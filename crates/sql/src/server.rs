@@ -113,6 +113,7 @@ pub struct Shared {
     total: AtomicU64,
     aborted: AtomicU64,
     started: Instant,
+    audit: std::sync::OnceLock<Arc<tiox_security::audit::AuditLog>>,
 }
 
 impl Shared {
@@ -136,7 +137,44 @@ impl Shared {
             total: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             started: Instant::now(),
+            audit: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the security audit log (refused TLS handshakes and logins on
+    /// the MySQL port, refusals on the status port); once, at startup.
+    pub fn set_audit(&self, audit: Arc<tiox_security::audit::AuditLog>) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// The security audit log, if one is set.
+    pub fn audit(&self) -> Option<Arc<tiox_security::audit::AuditLog>> {
+        self.audit.get().cloned()
+    }
+
+    /// Records a refusal on the MySQL port: counted (with TLS configured)
+    /// and written to the audit log.
+    pub fn refused(
+        &self,
+        peer: &str,
+        why: tiox_security::Refusal,
+        detail: &str,
+        cert: Option<&tiox_security::CertInfo>,
+        user: Option<&str>,
+    ) {
+        if let Some(tls) = &self.tls {
+            tls.stats().refused(why);
+        }
+        if let Some(audit) = self.audit.get() {
+            audit.record(&tiox_security::audit::Event {
+                listener: "mysql",
+                peer,
+                reason: why,
+                detail,
+                cert,
+                user,
+            });
+        }
     }
 
     /// The TLS acceptor, if TLS is configured.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use tiox_security::serve::ServeStats;
-use tiox_security::ServerTls;
+use tiox_security::serve::Port;
+use tiox_security::{ListenerStats, ServerTls};
 use tokio::net::TcpListener;
 
 use crate::server::Shared;
@@ -25,8 +25,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn metrics(State((shared, stats)): State<(Arc<Shared>, Arc<ServeStats>)>) -> String {
-    use std::sync::atomic::Ordering;
+async fn metrics(State((shared, stats)): State<(Arc<Shared>, Arc<ListenerStats>)>) -> String {
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, v: f64| {
         out.push_str(&format!(
@@ -56,7 +55,7 @@ async fn metrics(State((shared, stats)): State<(Arc<Shared>, Arc<ServeStats>)>) 
     gauge(
         "tidb_status_handshake_failures_total",
         "Status-port TLS handshakes refused.",
-        stats.handshake_failures.load(Ordering::Relaxed) as f64,
+        stats.failures_total() as f64,
     );
     if let Some(tls) = shared.tls() {
         gauge(
@@ -65,11 +64,17 @@ async fn metrics(State((shared, stats)): State<(Arc<Shared>, Arc<ServeStats>)>) 
             tls.server_cert().not_after.unix_timestamp() as f64,
         );
     }
+    let mysql = shared.tls();
+    let mut listeners = vec![&*stats];
+    if let Some(tls) = &mysql {
+        listeners.push(tls.stats());
+    }
+    out.push_str(&tiox_security::stats::render(&listeners));
     out
 }
 
 /// The status routes.
-pub fn router(shared: Arc<Shared>, stats: Arc<ServeStats>) -> Router {
+pub fn router(shared: Arc<Shared>, stats: Arc<ListenerStats>) -> Router {
     let status_routes = Router::new()
         .route("/status", get(status))
         .with_state(shared.clone());
@@ -81,7 +86,9 @@ pub fn router(shared: Arc<Shared>, stats: Arc<ServeStats>) -> Router {
 
 /// Serves the status port until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Option<Arc<ServerTls>>, shared: Arc<Shared>) {
-    let stats = Arc::new(ServeStats::default());
+    let stats = Arc::new(ListenerStats::new("status"));
+    let audit = shared.audit();
     let router = router(shared, stats.clone());
-    tiox_security::serve::serve(listener, tls, router, "tidb-server status port", stats).await;
+    let port = Port::new("tidb-server status port", tls, stats).with_audit(audit);
+    tiox_security::serve::serve(listener, port, router).await;
 }

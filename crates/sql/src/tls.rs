@@ -18,7 +18,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
@@ -30,8 +29,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use tiox_security::inspect::{format_time, private_key_spki, read_pem_certs};
-use tiox_security::material::provider;
-use tiox_security::{CertInfo, TlsVersion};
+use tiox_security::{CertInfo, ListenerStats, Negotiated, TlsPolicy};
 
 use crate::users::TlsInfo;
 
@@ -45,8 +43,10 @@ pub struct MysqlTlsFiles {
     pub cert: PathBuf,
     /// `ssl-key`: its private key.
     pub key: PathBuf,
-    /// `tls-version`: the lowest version accepted.
-    pub min_version: TlsVersion,
+    /// `ssl-crl`: revocation list(s) for client certificates (needs `ca`).
+    pub crl: Option<PathBuf>,
+    /// `tls-version` (the lowest version accepted) and `cipher-suites`.
+    pub policy: TlsPolicy,
 }
 
 struct Loaded {
@@ -54,7 +54,7 @@ struct Loaded {
     leaf: CertInfo,
 }
 
-type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
+use tiox_security::material::Stamp;
 
 struct State {
     loaded: Arc<Loaded>,
@@ -62,10 +62,22 @@ struct State {
     rejected: Option<Stamp>,
 }
 
+/// A refused MySQL-port TLS handshake.
+#[derive(Debug)]
+pub struct HandshakeRefused {
+    /// Why, as counted and audited.
+    pub reason: tiox_security::Refusal,
+    /// The sentence for the log.
+    pub message: String,
+    /// The client certificate presented, if any.
+    pub presented: Option<CertInfo>,
+}
+
 /// A reloading MySQL-side TLS acceptor.
 pub struct MysqlTls {
     files: MysqlTlsFiles,
     state: Mutex<State>,
+    stats: Arc<ListenerStats>,
 }
 
 impl std::fmt::Debug for MysqlTls {
@@ -77,23 +89,12 @@ impl std::fmt::Debug for MysqlTls {
 }
 
 fn stamp(files: &MysqlTlsFiles) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let mut paths: Vec<&Path> = vec![&files.cert, &files.key];
-    if let Some(ca) = &files.ca {
-        paths.push(ca);
-    }
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p).ok().map(|m| {
-                (
-                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    m.len(),
-                    m.ino(),
-                )
-            })
-        })
-        .collect()
+    let optional = [files.ca.as_deref(), files.crl.as_deref()];
+    Stamp::of_paths(
+        [files.cert.as_path(), files.key.as_path()]
+            .into_iter()
+            .chain(optional.into_iter().flatten()),
+    )
 }
 
 fn problem(key: &str, file: &Path, what: impl std::fmt::Display, fix: &str) -> String {
@@ -198,14 +199,8 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
         }
         _ => {}
     }
-    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
-        [&rustls::version::TLS13, &rustls::version::TLS12];
-    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(match files.min_version {
-            TlsVersion::V1_2 => &BOTH[..],
-            TlsVersion::V1_3 => &ONLY_13[..],
-        })
+    let builder = ServerConfig::builder_with_provider(files.policy.provider())
+        .with_protocol_versions(&files.policy.versions())
         .map_err(|e| format!("tidb-server: [security] tls-version: {e}"))?;
     let builder = match &files.ca {
         Some(ca) => {
@@ -228,17 +223,47 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
                     )
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| {
+            let crls = match &files.crl {
+                Some(crl) => tiox_security::material::read_crls(crl).map_err(|e| {
                     problem(
-                        "ssl-ca",
-                        ca,
-                        format!("cannot verify clients with it ({e})"),
-                        "use a CA certificate",
+                        "ssl-crl",
+                        crl,
+                        e,
+                        "point ssl-crl at the PEM (or DER) CRL signed by ssl-ca's CA \
+                         (`tiox cert revoke` makes one)",
                     )
-                })?;
+                })?,
+                None => Vec::new(),
+            };
+            let verifier = tiox_security::material::revocation_checked(
+                WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    files.policy.provider(),
+                ),
+                &crls,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| match &files.crl {
+                Some(crl) => problem(
+                    "ssl-crl",
+                    crl,
+                    format!("the CA or the revocation list is not usable ({e})"),
+                    "use ssl-ca's CA certificate and a CRL it signed",
+                ),
+                None => problem(
+                    "ssl-ca",
+                    ca,
+                    format!("cannot verify clients with it ({e})"),
+                    "use a CA certificate",
+                ),
+            })?;
+            // Same verifier as the cluster ports: revoked certificates are
+            // named (serial, subject) in the refusal.
+            let verifier = Arc::new(tiox_security::verify::AllowListVerifier::new(
+                verifier,
+                Default::default(),
+            ));
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -259,20 +284,7 @@ fn build(files: &MysqlTlsFiles) -> Result<Loaded, String> {
 
 /// The MySQL/OpenSSL name of a rustls cipher suite.
 pub fn openssl_cipher_name(suite: rustls::CipherSuite) -> String {
-    let name = format!("{suite:?}");
-    if let Some(rest) = name.strip_prefix("TLS13_") {
-        return format!("TLS_{rest}");
-    }
-    let Some(rest) = name.strip_prefix("TLS_") else {
-        return name;
-    };
-    // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 -> ECDHE-RSA-AES128-GCM-SHA256
-    let (kx, enc) = rest.split_once("_WITH_").unwrap_or((rest, ""));
-    let enc = enc
-        .replace("AES_128", "AES128")
-        .replace("AES_256", "AES256")
-        .replace("CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305");
-    format!("{}-{}", kx.replace('_', "-"), enc.replace('_', "-"))
+    tiox_security::policy::openssl_name(suite)
 }
 
 impl MysqlTls {
@@ -288,7 +300,14 @@ impl MysqlTls {
                 stamp: st,
                 rejected: None,
             }),
+            stats: Arc::new(ListenerStats::new("mysql")),
         })
+    }
+
+    /// The MySQL port's TLS counters (handshakes by key exchange group,
+    /// refusals by reason).
+    pub fn stats(&self) -> &Arc<ListenerStats> {
+        &self.stats
     }
 
     /// The configured files.
@@ -341,41 +360,64 @@ impl MysqlTls {
 
     /// The cipher suites offered, colon-separated in OpenSSL spelling.
     pub fn cipher_list(&self) -> String {
-        self.current()
-            .config
-            .crypto_provider()
-            .cipher_suites
+        self.files
+            .policy
+            .suites()
             .iter()
-            .filter(|s| {
-                self.files.min_version == TlsVersion::V1_2 || s.version() == &rustls::version::TLS13
-            })
             .map(|s| openssl_cipher_name(s.suite()))
             .collect::<Vec<_>>()
             .join(":")
     }
 
-    /// Runs the server side of a TLS handshake on `io`.
-    pub async fn accept<IO>(&self, io: IO, peer: &str) -> Result<(TlsStream<IO>, TlsInfo), String>
+    /// Runs the server side of a TLS handshake on `io` (bounded by the
+    /// security core's handshake timeout), counting it in [`Self::stats`].
+    /// A refusal comes back with its reason and the certificate presented.
+    pub async fn accept<IO>(
+        &self,
+        io: IO,
+        peer: &str,
+    ) -> Result<(TlsStream<IO>, TlsInfo), HandshakeRefused>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        use tiox_security::diagnose::{classify, explain, Side};
+        use tiox_security::Refusal;
         let loaded = self.current();
-        let stream = TlsAcceptor::from(loaded.config.clone())
-            .accept(io)
-            .await
-            .map_err(|e| {
-                format!(
-                    "TLS handshake with {peer} failed: {}",
-                    tiox_security::diagnose::explain(&e, tiox_security::diagnose::Side::Server)
-                )
-            })?;
+        let timeout = tiox_security::server::HANDSHAKE_TIMEOUT;
+        let (accepted, presented) = tiox_security::verify::capturing(tokio::time::timeout(
+            timeout,
+            TlsAcceptor::from(loaded.config.clone()).accept(io),
+        ))
+        .await;
+        let stream = match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let why = classify(&e);
+                self.stats.refused(why);
+                return Err(HandshakeRefused {
+                    reason: why,
+                    message: format!(
+                        "TLS handshake with {peer} failed ({why}): {}",
+                        explain(&e, Side::Server)
+                    ),
+                    presented,
+                });
+            }
+            Err(_) => {
+                self.stats.refused(Refusal::Timeout);
+                return Err(HandshakeRefused {
+                    reason: Refusal::Timeout,
+                    message: format!(
+                        "TLS handshake with {peer} failed (timeout): no handshake within {} s",
+                        timeout.as_secs()
+                    ),
+                    presented,
+                });
+            }
+        };
         let (_, conn) = stream.get_ref();
-        let version = match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "unknown",
-        }
-        .to_string();
+        let negotiated = Negotiated::of(conn);
+        self.stats.handshake(negotiated.kx_group.as_deref());
         let cipher = conn
             .negotiated_cipher_suite()
             .map(|s| openssl_cipher_name(s.suite()))
@@ -387,32 +429,11 @@ impl MysqlTls {
         Ok((
             stream,
             TlsInfo {
-                version,
+                version: negotiated.version.to_string(),
                 cipher,
+                kx_group: negotiated.kx_group.unwrap_or_default(),
                 peer: peer_cert,
             },
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cipher_names_use_openssl_spelling() {
-        use rustls::CipherSuite as C;
-        assert_eq!(
-            openssl_cipher_name(C::TLS13_AES_256_GCM_SHA384),
-            "TLS_AES_256_GCM_SHA384"
-        );
-        assert_eq!(
-            openssl_cipher_name(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
-            "ECDHE-RSA-AES128-GCM-SHA256"
-        );
-        assert_eq!(
-            openssl_cipher_name(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
-            "ECDHE-ECDSA-CHACHA20-POLY1305"
-        );
     }
 }

@@ -218,6 +218,8 @@ pub struct TlsInfo {
     pub version: String,
     /// Negotiated cipher suite, in MySQL/OpenSSL spelling where one exists.
     pub cipher: String,
+    /// Negotiated key exchange group (`X25519MLKEM768`, `X25519`, ...).
+    pub kx_group: String,
     /// The verified client certificate, if presented.
     pub peer: Option<CertInfo>,
 }

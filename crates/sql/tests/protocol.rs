@@ -640,7 +640,8 @@ fn tls_server(dir: &std::path::Path) -> Arc<Shared> {
         ca: Some(dir.join("mysql/ca.pem")),
         cert: dir.join("mysql/server.pem"),
         key: dir.join("mysql/server-key.pem"),
-        min_version: tiox_security::TlsVersion::V1_2,
+        crl: None,
+        policy: tiox_security::TlsPolicy::default(),
     })
     .unwrap();
     let mut root = UserRecord::new("root", "%", "mysql_native_password", String::new());
@@ -729,6 +730,23 @@ async fn tls_upgrade_after_sslrequest_then_login_over_tls() {
     io.read_packet(LIMIT).await.unwrap();
     let row = io.read_packet(LIMIT).await.unwrap();
     assert!(String::from_utf8_lossy(&row).contains("TLSv1.3"), "{row:?}");
+    while io.read_packet(LIMIT).await.unwrap()[0] != 0xfe {}
+    // The post-quantum hybrid group, as a status variable and a counter.
+    io.reset_seq();
+    io.send(b"\x03SHOW SESSION STATUS LIKE 'Tiox_tls_kx_group'")
+        .await
+        .unwrap();
+    assert_eq!(io.read_packet(LIMIT).await.unwrap(), vec![2]);
+    io.read_packet(LIMIT).await.unwrap();
+    io.read_packet(LIMIT).await.unwrap();
+    let row = io.read_packet(LIMIT).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&row).contains("X25519MLKEM768"),
+        "{row:?}"
+    );
+    while io.read_packet(LIMIT).await.unwrap()[0] != 0xfe {}
+    let stats = shared.tls().unwrap().stats().handshakes();
+    assert_eq!(stats.get("X25519MLKEM768"), Some(&1), "{stats:?}");
     io.reset_seq();
     io.send(&[com::QUIT]).await.unwrap();
     assert!(matches!(

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use tiox_client::pd::PdClient;
 use tiox_proto::{metapb, pdpb};
-use tiox_security::serve::{serve, ServeStats};
+use tiox_security::serve::{serve, Port};
+use tiox_security::ListenerStats;
 use tiox_security::{AllowListAt, ClientTls, ServerTls};
 use tokio::net::TcpListener;
 
@@ -38,15 +39,26 @@ use crate::storage::Storage;
 pub const VERSION: &str = "8.5.0-tiox";
 
 /// Request counters and latencies by RPC.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     rpcs: Mutex<HashMap<&'static str, (u64, f64)>>,
-    /// gRPC port connection stats.
-    pub grpc: Arc<ServeStats>,
-    /// Status port connection stats.
-    pub status: Arc<ServeStats>,
+    /// gRPC port connection and TLS stats.
+    pub grpc: Arc<ListenerStats>,
+    /// Status port connection and TLS stats.
+    pub status: Arc<ListenerStats>,
     /// PD heartbeats sent.
     pub heartbeats: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            rpcs: Mutex::default(),
+            grpc: Arc::new(ListenerStats::new("grpc")),
+            status: Arc::new(ListenerStats::new("status")),
+            heartbeats: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {
@@ -230,6 +242,14 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("tikv-server: --data-dir {}: {e}", cfg.data_dir.display()))?;
+    let audit = Some(Arc::new(
+        tiox_security::audit::AuditLog::open(
+            tiox_security::Component::TikvServer,
+            "[security] audit-log",
+            &cfg.audit_log,
+        )
+        .map_err(|e| e.to_string())?,
+    ));
     let grpc_listener = TcpListener::bind(&cfg.addr)
         .await
         .map_err(|e| format!("tikv-server: cannot listen on --addr {}: {e}", cfg.addr))?;
@@ -293,10 +313,13 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         transport_task,
         tokio::spawn(serve(
             status_listener,
-            server_tls.clone(),
+            Port::new(
+                "tikv-server status port",
+                server_tls.clone(),
+                metrics.status.clone(),
+            )
+            .with_audit(audit.clone()),
             status_router,
-            "tikv-server status port",
-            metrics.status.clone(),
         )),
         tokio::spawn(split_check(storage.clone(), cfg.split, sizes.clone())),
         tokio::spawn(heartbeats(
@@ -311,10 +334,8 @@ pub async fn start(cfg: Validated) -> Result<RunningServer, String> {
         // Last: `RunningServer::wait` waits on the gRPC port.
         tokio::spawn(serve(
             grpc_listener,
-            server_tls,
+            Port::new("tikv-server gRPC port", server_tls, metrics.grpc.clone()).with_audit(audit),
             grpc,
-            "tikv-server gRPC port",
-            metrics.grpc.clone(),
         )),
     ];
     tracing::info!(store_id, %addr, %status_addr, tls = cfg.tls.is_some(), "tikv-server is serving");

@@ -97,18 +97,10 @@ pub async fn metrics(State(s): State<Arc<StatusState>>) -> Response {
         "# TYPE tikv_pd_heartbeats_total counter\ntikv_pd_heartbeats_total {}",
         s.metrics.heartbeats.load(Ordering::Relaxed)
     );
-    for (port, stats) in [("grpc", &s.metrics.grpc), ("status", &s.metrics.status)] {
-        let _ = writeln!(
-            out,
-            "tiox_connections_total{{port=\"{port}\"}} {}",
-            stats.connections.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "tiox_tls_handshake_failures_total{{port=\"{port}\"}} {}",
-            stats.handshake_failures.load(Ordering::Relaxed)
-        );
-    }
+    out.push_str(&tiox_security::stats::render(&[
+        &s.metrics.grpc,
+        &s.metrics.status,
+    ]));
     let _ = writeln!(
         out,
         "# HELP tiox_tls_enabled 1 when every link is mutual TLS, 0 when started with --insecure.\n# TYPE tiox_tls_enabled gauge\ntiox_tls_enabled{{component=\"tikv-server\"}} {}",

@@ -138,9 +138,9 @@ const OPENSSL_TIME: &[FormatItem<'static>] = format_description!(
 pub fn status(session: &Session) -> Vec<(String, Value)> {
     let server = &session.server;
     let tls = server.tls();
-    let (cipher, version) = match &session.tls {
-        Some(t) => (t.cipher.clone(), t.version.clone()),
-        None => (String::new(), String::new()),
+    let (cipher, version, kx_group) = match &session.tls {
+        Some(t) => (t.cipher.clone(), t.version.clone(), t.kx_group.clone()),
+        None => (String::new(), String::new(), String::new()),
     };
     let cert = tls.as_ref().map(|t| t.server_cert());
     let fmt = |t: time::OffsetDateTime| t.format(OPENSSL_TIME).unwrap_or_default();
@@ -184,6 +184,7 @@ pub fn status(session: &Session) -> Vec<(String, Value)> {
             "Threads_connected".to_string(),
             Value::UInt(server.connections()),
         ),
+        ("Tiox_tls_kx_group".to_string(), Value::Text(kx_group)),
         ("Uptime".to_string(), Value::UInt(server.uptime_secs())),
     ];
     v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -341,7 +341,22 @@ where
         let Stream::Plain(raw) = stream else {
             return Err(Closed::Broken("second SSLRequest".into()));
         };
-        let (tls_stream, info) = tls.accept(raw, peer).await.map_err(Closed::Broken)?;
+        let (tls_stream, info) = match tls.accept(raw, peer).await {
+            Ok(x) => x,
+            Err(refused) => {
+                if let Some(audit) = shared.audit() {
+                    audit.record(&tiox_security::audit::Event {
+                        listener: "mysql",
+                        peer,
+                        reason: refused.reason,
+                        detail: &refused.message,
+                        cert: refused.presented.as_ref(),
+                        user: None,
+                    });
+                }
+                return Err(Closed::Broken(refused.message));
+            }
+        };
         tls_info = Some(info);
         pio = PacketIo::with_seq(Stream::Tls(Box::new(tls_stream)), seq);
         first = match pio.read_packet(PRE_AUTH_LIMIT).await {
@@ -405,6 +420,23 @@ where
         }
         Err(Ok(refusal)) => {
             let _ = pio.send(&resultset::err(&refusal.err)).await;
+            let why = match refusal.err.code {
+                3159 => Some(tiox_security::Refusal::Plaintext),
+                1045 if refusal.log.contains("REQUIRE") => {
+                    Some(tiox_security::Refusal::RequireNotMet)
+                }
+                1045 => Some(tiox_security::Refusal::Password),
+                _ => None,
+            };
+            if let Some(why) = why {
+                shared.refused(
+                    peer,
+                    why,
+                    &refusal.log,
+                    tls_info.as_ref().and_then(|t| t.peer.as_ref()),
+                    Some(&resp.user),
+                );
+            }
             Err(Closed::LoginRefused(refusal.log))
         }
         Err(Err(closed)) => Err(closed),

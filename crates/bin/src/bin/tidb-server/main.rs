@@ -75,6 +75,9 @@ struct Args {
     /// CA for MySQL client certificates.
     #[arg(long = "ssl-ca")]
     ssl_ca: Option<String>,
+    /// Revocation list for MySQL client certificates (PEM or DER).
+    #[arg(long = "ssl-crl")]
+    ssl_crl: Option<String>,
     /// Certificate offered to MySQL clients.
     #[arg(long = "ssl-cert")]
     ssl_cert: Option<String>,
@@ -126,6 +129,7 @@ fn apply(args: &Args, c: &mut TidbConfig) {
     set!(args.path, c.path);
     set!(args.data_dir, c.data_dir);
     set!(args.ssl_ca, c.security.ssl_ca);
+    set!(args.ssl_crl, c.security.ssl_crl);
     set!(args.ssl_cert, c.security.ssl_cert);
     set!(args.ssl_key, c.security.ssl_key);
     set!(
@@ -280,6 +284,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..tiox_sql::Settings::default()
     };
     let shared = tiox_sql::Shared::new(users, mysql_tls, settings);
+    if let Some(path) = &v.audit_log {
+        shared.set_audit(Arc::new(
+            tiox_security::audit::AuditLog::open(
+                tiox_security::Component::TidbServer,
+                "[security] audit-log",
+                path,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ));
+    }
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         anyhow::anyhow!(

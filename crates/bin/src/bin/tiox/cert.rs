@@ -1,4 +1,4 @@
-//! `tiox cert init | issue | inspect`: the certificate steps of the TLS
+//! `tiox cert init | issue | revoke | inspect`: the certificate steps of the TLS
 //! how-to in one tool, writing files in the layout the sample configs use.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,10 @@ pub enum CertCommand {
     /// Issue one more certificate from an existing CA (tiox's, openssl's or
     /// cfssl's; RSA or EC keys in PKCS#1, PKCS#8 or SEC1).
     Issue(IssueArgs),
+    /// Write (or extend) a certificate revocation list signed by the CA,
+    /// naming the given certificates; point `crl-path` (cluster) or
+    /// `ssl-crl` (MySQL port) at it. Running components reload it.
+    Revoke(RevokeArgs),
     /// Print what certificates say (subject, SANs, usages, validity,
     /// fingerprint) and check key pairs. Exits non-zero for an expired or
     /// not-yet-valid certificate, or a key that matches no given certificate.
@@ -74,6 +78,24 @@ pub struct IssueArgs {
 }
 
 #[derive(Args)]
+pub struct RevokeArgs {
+    /// The CA certificate (PEM) that issued the certificates.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The CA's private key (PEM).
+    #[arg(long)]
+    ca_key: PathBuf,
+    /// The CRL file to write; if it exists, its entries are kept.
+    #[arg(long)]
+    out: PathBuf,
+    /// Days until the list's nextUpdate.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Certificates (PEM) to revoke.
+    certs: Vec<PathBuf>,
+}
+
+#[derive(Args)]
 pub struct InspectArgs {
     /// Certificate and key files (PEM). A certificate's `-key.pem` twin
     /// beside it is checked too.
@@ -86,6 +108,7 @@ pub fn run(cmd: CertCommand) -> i32 {
     let result = match cmd {
         CertCommand::Init(a) => init(a),
         CertCommand::Issue(a) => issue(a),
+        CertCommand::Revoke(a) => revoke(a),
         CertCommand::Inspect(a) => return inspect_files(&a.files),
     };
     match result {
@@ -137,6 +160,41 @@ fn issue(a: IssueArgs) -> anyhow::Result<()> {
     for w in certgen::write_pair(&prefix, &issued, a.force)? {
         println!("wrote {} ({})", w.path.display(), w.what);
     }
+    Ok(())
+}
+
+fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), inspect::describe_io_error(&e)))
+    };
+    let text = |p: &Path| read(p).map(|b| String::from_utf8_lossy(&b).into_owned());
+    let ca = CertAuthority::from_pem(&text(&a.ca)?, &text(&a.ca_key)?)?;
+    let mut certs = Vec::new();
+    for p in &a.certs {
+        let ders = inspect::pem_certs_from_bytes(&read(p)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let info =
+            CertInfo::from_der(&ders[0]).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        println!(
+            "revoking {} (serial {}, subject {})",
+            p.display(),
+            info.serial,
+            info.subject
+        );
+        certs.push(ders[0].clone());
+    }
+    let previous = if a.out.exists() {
+        Some(read(&a.out)?)
+    } else {
+        None
+    };
+    let pem = ca.revoke(&certs, previous.as_deref(), a.days)?;
+    // Write beside and rename, so a component reloading it never sees half a file.
+    let tmp = a.out.with_extension("tmp");
+    std::fs::write(&tmp, pem)?;
+    std::fs::rename(&tmp, &a.out)?;
+    println!("wrote {} (valid {} days)", a.out.display(), a.days);
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 //! ```text
 //!  PD endpoints ─► members (client and peer URLs) ─► stores (gRPC and status addresses)
 //!  for every endpoint:
-//!    mutual TLS handshake      chain to the CA, SAN covers the address dialled
+//!    mutual TLS handshake      chain to the CA, SAN covers the address dialled;
+//!                              the version and key exchange group negotiated
+//!                              (X25519MLKEM768: post-quantum hybrid)
 //!    server certificate        usages (serverAuth + clientAuth), expiry (warn < 30 days)
 //!    no client certificate     must be refused
 //!    plaintext                 must be refused
@@ -25,7 +27,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tiox_bin::launch::http_get;
 use tiox_security::inspect::{format_time, CertInfo, EXPIRY_WARNING_DAYS};
-use tiox_security::{ClientTls, Component, SecurityConfig};
+use tiox_security::{ClientTls, Component, Negotiated, SecurityConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -79,8 +81,9 @@ fn authority(url: &str) -> String {
         .to_string()
 }
 
-/// The mutual-TLS handshake and the server certificate it presented.
-async fn handshake(tls: &ClientTls, addr: &str) -> Result<CertInfo, String> {
+/// The mutual-TLS handshake: the server certificate it presented and what
+/// was negotiated.
+async fn handshake(tls: &ClientTls, addr: &str) -> Result<(CertInfo, Negotiated), String> {
     let stream = tokio::time::timeout(TIMEOUT, tls.connect_tcp(addr))
         .await
         .map_err(|_| "no answer within 5 s".to_string())?
@@ -90,7 +93,7 @@ async fn handshake(tls: &ClientTls, addr: &str) -> Result<CertInfo, String> {
         .peer_certificates()
         .and_then(|c| c.first())
         .ok_or("no server certificate")?;
-    CertInfo::from_der(der)
+    Ok((CertInfo::from_der(der)?, Negotiated::of(conn)))
 }
 
 /// Whether a TLS client WITHOUT a certificate is refused.
@@ -152,12 +155,26 @@ async fn refuses_plaintext(addr: &str) -> Result<bool, String> {
 async fn audit(tls: &ClientTls, ca: &str, addr: &str, role: &str, speaks: Speaks) -> Row {
     let mut checks = Vec::new();
     match handshake(tls, addr).await {
-        Ok(info) => {
+        Ok((info, negotiated)) => {
             checks.push((
                 true,
                 format!(
                     "mutual TLS ok; certificate \"{}\"",
                     info.common_name.as_deref().unwrap_or(&info.subject)
+                ),
+            ));
+            let group = negotiated.kx_group.as_deref().unwrap_or("none");
+            checks.push((
+                true,
+                format!(
+                    "{} {}, key exchange {group}{}",
+                    negotiated.version,
+                    negotiated.cipher,
+                    if group == "X25519MLKEM768" {
+                        " (post-quantum hybrid)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
             let usages_ok = info.allows_server_auth() && info.allows_client_auth();
