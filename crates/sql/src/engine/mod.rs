@@ -374,13 +374,15 @@ impl Engine {
         }
     }
 
-    /// A transaction for `session` (honours `innodb_lock_wait_timeout`).
+    /// A transaction for `session` (honours `innodb_lock_wait_timeout` and
+    /// `tidb_enable_1pc`).
     async fn begin_for(
         &self,
         session: &Session,
         pessimistic: bool,
     ) -> Result<Transaction, SqlError> {
         let mut t = self.begin(pessimistic).await?;
+        t.set_one_pc(session.flag("tidb_enable_1pc", true));
         if let Some(v) = session.vars.get("innodb_lock_wait_timeout") {
             let secs = crate::executor::eval::to_f64(v);
             if secs > 0.0 {
@@ -690,7 +692,11 @@ impl Engine {
                 // reads the newest committed version (see docs/sql.md).
                 let mut txn = match &what {
                     Data::Query(q) if self.is_point_get(session, q).await => self.txn.at_latest(),
-                    _ => self.begin(false).await?,
+                    _ => {
+                        let mut t = self.begin(false).await?;
+                        t.set_one_pc(session.flag("tidb_enable_1pc", true));
+                        t
+                    }
                 };
                 let mut dups = DupMessages::new();
                 let r = {
