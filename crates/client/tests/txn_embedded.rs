@@ -403,3 +403,43 @@ async fn a_pessimistic_transaction_commits_in_one_phase_above_its_for_update_ts(
         Some(b"1".to_vec())
     );
 }
+
+#[tokio::test]
+async fn a_read_meeting_a_one_phase_commit_in_flight_is_told_the_key_is_locked() {
+    let (s, c) = store();
+    put(&c, b"k", b"v").await;
+    let before_ts = c.current_ts().await.unwrap();
+    let start_ts = c.current_ts().await.unwrap();
+    // What the request layer does between registering a 1PC and applying it.
+    let in_flight =
+        s.storage()
+            .concurrency()
+            .register_one_pc(vec![b"k".to_vec()], start_ts, b"k", 3000, 1);
+    let read_ts = c.current_ts().await.unwrap();
+    let get = kvrpcpb::GetRequest {
+        context: ctx(),
+        key: b"k".to_vec(),
+        version: read_ts,
+        ..Default::default()
+    };
+    let resp = s.storage().get(get.clone()).unwrap();
+    let lock = resp.error.and_then(|e| e.locked).expect("locked");
+    assert_eq!((lock.key, lock.lock_version), (b"k".to_vec(), start_ts));
+    let scan = kvrpcpb::ScanRequest {
+        context: ctx(),
+        start_key: b"a".to_vec(),
+        limit: 10,
+        version: read_ts,
+        ..Default::default()
+    };
+    let pairs = s.storage().scan(scan).unwrap().pairs;
+    assert!(pairs[0].error.as_ref().is_some_and(|e| e.locked.is_some()));
+    // A read below the start_ts cannot see the write anyway.
+    let below = kvrpcpb::GetRequest {
+        version: before_ts,
+        ..get.clone()
+    };
+    assert_eq!(s.storage().get(below).unwrap().value, b"v".to_vec());
+    drop(in_flight);
+    assert_eq!(s.storage().get(get).unwrap().value, b"v".to_vec());
+}

@@ -630,6 +630,15 @@ fn locked(l: LockInfo) -> kvrpcpb::KeyError {
     key_error(&Error::KeyIsLocked(l))
 }
 
+/// The same, as the one pair of a multi-key read's answer.
+fn locked_pair(l: LockInfo) -> kvrpcpb::KvPair {
+    kvrpcpb::KvPair {
+        key: l.key.clone(),
+        value: Vec::new(),
+        error: Some(locked(l)),
+    }
+}
+
 fn all_keys(keys: &[Vec<u8>], what: &str) -> Outcome<()> {
     keys.iter().try_for_each(|k| check_key(k, what))
 }
@@ -840,11 +849,7 @@ impl<R: Regions> Storage<R> {
             .unwrap_or_default();
         let mut resp = kvrpcpb::BatchGetResponse::default();
         if let Err(l) = self.cm.read_keys(keys.iter().copied(), r.version, &bypass) {
-            resp.pairs.push(kvrpcpb::KvPair {
-                key: l.key.clone(),
-                value: Vec::new(),
-                error: Some(locked(l)),
-            });
+            resp.pairs.push(locked_pair(l));
             return Ok(resp);
         }
         let snap = self.engine.snapshot();
@@ -905,13 +910,10 @@ impl<R: Regions> Storage<R> {
             .map(|c| c.resolved_locks.clone())
             .unwrap_or_default();
         if let Err(l) = self.cm.read_range(&lo, hi.as_deref(), r.version, &bypass) {
-            let mut resp = kvrpcpb::ScanResponse::default();
-            resp.pairs.push(kvrpcpb::KvPair {
-                key: l.key.clone(),
-                value: Vec::new(),
-                error: Some(locked(l)),
+            return Ok(kvrpcpb::ScanResponse {
+                pairs: vec![locked_pair(l)],
+                ..Default::default()
             });
-            return Ok(resp);
         }
         let snap = self.engine.snapshot();
         let items = MvccReader::new(&snap)

@@ -119,6 +119,17 @@ impl ConcurrencyManager {
         self.lock().max_ts
     }
 
+    /// Raises max_ts to `ts` and returns the state when a 1PC in flight
+    /// might block the read. Reads at `u64::MAX` do neither.
+    fn observe(&self, ts: u64) -> Option<MutexGuard<'_, State>> {
+        if ts == u64::MAX {
+            return None;
+        }
+        let mut st = self.lock();
+        st.max_ts = st.max_ts.max(ts);
+        (!st.pending.is_empty()).then_some(st)
+    }
+
     /// A read of `keys` at `ts`: raises max_ts, then reports a 1PC in
     /// flight on one of them that the read must wait for. Call before
     /// taking the snapshot the read uses.
@@ -128,20 +139,12 @@ impl ConcurrencyManager {
         ts: u64,
         bypass: &[u64],
     ) -> Result<(), LockInfo> {
-        if ts == u64::MAX {
+        let Some(st) = self.observe(ts) else {
             return Ok(());
-        }
-        let mut st = self.lock();
-        st.max_ts = st.max_ts.max(ts);
-        if st.pending.is_empty() {
-            return Ok(());
-        }
-        for k in keys {
-            if let Some(info) = st.pending.get(k).and_then(|l| blocking(k, l, ts, bypass)) {
-                return Err(info);
-            }
-        }
-        Ok(())
+        };
+        keys.into_iter()
+            .find_map(|k| st.pending.get(k).and_then(|l| blocking(k, l, ts, bypass)))
+            .map_or(Ok(()), Err)
     }
 
     /// A read of the user keys in `[start, end)` at `ts`: as
@@ -153,21 +156,17 @@ impl ConcurrencyManager {
         ts: u64,
         bypass: &[u64],
     ) -> Result<(), LockInfo> {
-        if ts == u64::MAX {
+        let Some(st) = self.observe(ts) else {
             return Ok(());
-        }
-        let mut st = self.lock();
-        st.max_ts = st.max_ts.max(ts);
+        };
         if end.is_some_and(|e| e <= start) {
             return Ok(());
         }
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        for (k, l) in st.pending.range::<[u8], _>((Bound::Included(start), upper)) {
-            if let Some(info) = blocking(k, l, ts, bypass) {
-                return Err(info);
-            }
-        }
-        Ok(())
+        st.pending
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .find_map(|(k, l)| blocking(k, l, ts, bypass))
+            .map_or(Ok(()), Err)
     }
 
     /// Registers a 1PC's data-changing keys and returns max_ts as read
