@@ -420,7 +420,6 @@ async fn a_read_meeting_a_one_phase_commit_in_flight_is_told_the_key_is_locked()
         context: ctx(),
         key: b"k".to_vec(),
         version: read_ts,
-        ..Default::default()
     };
     let resp = s.storage().get(get.clone()).unwrap();
     let lock = resp.error.and_then(|e| e.locked).expect("locked");
