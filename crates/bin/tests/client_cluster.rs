@@ -85,6 +85,10 @@ async fn transactions_commit_conflict_and_read_their_snapshot() {
     let reader = txn.begin().await.unwrap();
     let mut t1 = txn.begin().await.unwrap();
     let mut t2 = txn.begin().await.unwrap();
+    // t2 reads x before t1 commits, so t1's commit lands after t2's
+    // snapshot. (Unread, a one-phase commit may take t2's start_ts as its
+    // commit_ts; t2's snapshot then includes it and no conflict is due.)
+    assert_eq!(t2.get(b"x").await.unwrap(), Some(b"1".to_vec()));
     t1.put(b"x".to_vec(), b"2".to_vec());
     t2.put(b"x".to_vec(), b"3".to_vec());
     t1.commit().await.unwrap();

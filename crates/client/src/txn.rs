@@ -8,6 +8,14 @@
 //!         ─► commit the secondaries (a failure here is repaired by readers)
 //! ```
 //!
+//! One-phase commit (1PC, on by default as in TiDB): when one prewrite
+//! request holds every key of the transaction (all keys in one region), it
+//! carries `try_one_pc`; the store commits it at apply and answers with
+//! `one_pc_commit_ts` — one Raft round, no TSO request for a commit_ts, no
+//! commit RPC. A store that cannot (a leader not yet synced for its term,
+//! a commit_ts above `max_commit_ts`) writes locks instead and answers 0;
+//! the client then commits in two phases as above.
+//!
 //! A reader that meets a lock asks the lock's primary for the transaction's
 //! status (CheckTxnStatus): committed -> commit the lock, rolled back or
 //! expired -> roll it back, alive -> back off and retry. Write conflicts
@@ -124,6 +132,7 @@ pub struct TxnClient {
     tso: TsoClient,
     detector: Arc<Detector>,
     pessimistic_ttl_ms: u64,
+    one_pc: bool,
 }
 
 fn key_error(e: &kvrpcpb::KeyError, start_ts: u64) -> Error {
@@ -158,7 +167,15 @@ impl TxnClient {
             tso,
             detector: Arc::new(Detector::default()),
             pessimistic_ttl_ms: LOCK_TTL_MS * 7,
+            one_pc: true,
         }
+    }
+
+    /// Whether new transactions try one-phase commit (default on; each
+    /// transaction can change it with [`Transaction::set_one_pc`]).
+    pub fn with_one_pc(mut self, on: bool) -> TxnClient {
+        self.one_pc = on;
+        self
     }
 
     /// Sets the TTL of pessimistic locks (default 21 s); the heartbeat
@@ -530,6 +547,7 @@ pub struct Transaction {
     lock_wait: std::time::Duration,
     begun: std::time::Instant,
     heartbeat: Option<tokio::task::AbortHandle>,
+    one_pc: bool,
 }
 
 impl Drop for Transaction {
@@ -542,6 +560,7 @@ impl Drop for Transaction {
 
 impl Transaction {
     fn new(client: TxnClient, start_ts: u64, pessimistic: bool) -> Transaction {
+        let one_pc = client.one_pc;
         Transaction {
             client,
             start_ts,
@@ -553,7 +572,14 @@ impl Transaction {
             lock_wait: LOCK_WAIT_TIMEOUT,
             begun: std::time::Instant::now(),
             heartbeat: None,
+            one_pc,
         }
+    }
+
+    /// Whether this transaction may commit in one phase when all its keys
+    /// are in one region (`tidb_enable_1pc`).
+    pub fn set_one_pc(&mut self, on: bool) {
+        self.one_pc = on;
     }
 
     /// How long pessimistic locking waits for other transactions' locks
@@ -898,9 +924,15 @@ impl Transaction {
             self.buffer.entry(k).or_insert(Mutation::Lock);
         }
         self.primary = Some(primary.clone());
-        if let Err(e) = self.prewrite(&primary).await {
-            self.rollback_all().await;
-            return Err(e);
+        match self.prewrite(&primary).await {
+            Err(e) => {
+                // After a 1PC whose answer was lost the rollback finds the
+                // transaction committed and changes nothing.
+                self.rollback_all().await;
+                return Err(e);
+            }
+            Ok(Some(commit_ts)) => return Ok(commit_ts),
+            Ok(None) => {}
         }
         let mut commit_ts = self.client.tso.get_ts().await?;
         // The primary's commit decides the transaction.
@@ -965,8 +997,11 @@ impl Transaction {
         Ok(commit_ts)
     }
 
-    async fn prewrite(&self, primary: &[u8]) -> Result<()> {
+    /// Prewrites every key; `Some(commit_ts)` when the store committed
+    /// the transaction in one phase.
+    async fn prewrite(&self, primary: &[u8]) -> Result<Option<u64>> {
         let mut backoff = Backoff::lock();
+        let total = self.buffer.len();
         loop {
             let items: Vec<(Vec<u8>, KeyedMutation)> = self
                 .buffer
@@ -995,6 +1030,9 @@ impl Transaction {
                         lock_ttl,
                         txn_size,
                         for_update_ts,
+                        // Only a request holding every key may commit the
+                        // transaction by itself.
+                        try_one_pc: self.one_pc && group.len() == total,
                         ..Default::default()
                     };
                     for (_, (k, m)) in group {
@@ -1021,7 +1059,11 @@ impl Transaction {
                 })
                 .await?;
             let mut locks = Vec::new();
+            let mut one_pc_commit_ts = None;
             for r in resps {
+                if r.one_pc_commit_ts > 0 && r.errors.is_empty() {
+                    one_pc_commit_ts = Some(r.one_pc_commit_ts);
+                }
                 for e in &r.errors {
                     match &e.locked {
                         Some(l) if l.lock_version != self.start_ts => locks.push(l.clone()),
@@ -1031,7 +1073,7 @@ impl Transaction {
                 }
             }
             if locks.is_empty() {
-                return Ok(());
+                return Ok(one_pc_commit_ts);
             }
             let mut all_gone = true;
             for l in &locks {

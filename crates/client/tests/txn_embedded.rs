@@ -101,6 +101,10 @@ async fn the_second_optimistic_writer_of_a_key_gets_a_conflict_and_writes_nothin
     let (_s, c) = store();
     let mut a = c.begin().await.unwrap();
     let mut b = c.begin().await.unwrap();
+    // b reads the key first: a's commit lands after b's snapshot. (Had
+    // nothing read it, a one-phase commit could take b's start_ts as its
+    // commit_ts, and b's snapshot would rightly include it: no conflict.)
+    assert_eq!(b.get(b"k").await.unwrap(), None);
     a.put(b"k".to_vec(), b"a".to_vec());
     b.put(b"k".to_vec(), b"b".to_vec());
     b.put(b"other".to_vec(), b"b".to_vec());
@@ -330,4 +334,111 @@ async fn a_store_on_disk_keeps_commits_and_timestamp_order_across_a_restart() {
     let c = s.txn_client();
     assert!(c.current_ts().await.unwrap() > commit_ts);
     assert_eq!(c.get_latest(b"k").await.unwrap(), Some(b"durable".to_vec()));
+}
+
+#[tokio::test]
+async fn a_one_region_commit_takes_one_phase_above_the_highest_read_and_leaves_no_lock() {
+    let (s, c) = store();
+    put(&c, b"k", b"old").await;
+    let mut t = c.begin().await.unwrap();
+    t.put(b"k".to_vec(), b"new".to_vec());
+    t.put(b"j".to_vec(), b"new".to_vec());
+    // A snapshot above the transaction's start reads the key first.
+    let read_ts = c.current_ts().await.unwrap();
+    assert_eq!(
+        c.snapshot_get(b"k", read_ts).await.unwrap(),
+        Some(b"old".to_vec())
+    );
+    let later_ts = c.current_ts().await.unwrap();
+    let commit_ts = t.commit().await.unwrap();
+    // One phase: the store chose max read ts + 1, not a TSO timestamp
+    // (which would be above `later_ts`).
+    assert_eq!(commit_ts, read_ts + 1);
+    assert!(commit_ts <= later_ts);
+    assert!(locks(&s).await.is_empty());
+    // The reader's snapshot is unchanged; the commit_ts sees both keys.
+    assert_eq!(
+        c.snapshot_get(b"k", read_ts).await.unwrap(),
+        Some(b"old".to_vec())
+    );
+    assert_eq!(
+        c.snapshot_get(b"j", commit_ts).await.unwrap(),
+        Some(b"new".to_vec())
+    );
+    assert_eq!(c.get_latest(b"k").await.unwrap(), Some(b"new".to_vec()));
+}
+
+#[tokio::test]
+async fn with_one_phase_commit_off_the_commit_ts_comes_from_the_tso() {
+    let (_s, c) = store();
+    let mut t = c.begin().await.unwrap();
+    t.set_one_pc(false);
+    t.put(b"k".to_vec(), b"v".to_vec());
+    let before_commit = c.current_ts().await.unwrap();
+    let commit_ts = t.commit().await.unwrap();
+    assert!(commit_ts > before_commit);
+    let c = c.with_one_pc(false);
+    let mut t = c.begin().await.unwrap();
+    t.put(b"k".to_vec(), b"w".to_vec());
+    let before_commit = c.current_ts().await.unwrap();
+    assert!(t.commit().await.unwrap() > before_commit);
+    assert_eq!(c.get_latest(b"k").await.unwrap(), Some(b"w".to_vec()));
+}
+
+#[tokio::test]
+async fn a_pessimistic_transaction_commits_in_one_phase_above_its_for_update_ts() {
+    let (s, c) = store();
+    put(&c, b"r", b"0").await;
+    let mut t = c.begin_pessimistic().await.unwrap();
+    assert_eq!(t.get_for_update(b"r").await.unwrap(), Some(b"0".to_vec()));
+    t.put(b"r".to_vec(), b"1".to_vec());
+    t.put(b"index".to_vec(), b"1".to_vec());
+    let start_ts = t.start_ts();
+    let commit_ts = t.commit().await.unwrap();
+    assert!(commit_ts > start_ts);
+    assert!(locks(&s).await.is_empty());
+    assert_eq!(c.get_latest(b"r").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        c.snapshot_get(b"index", commit_ts).await.unwrap(),
+        Some(b"1".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_read_meeting_a_one_phase_commit_in_flight_is_told_the_key_is_locked() {
+    let (s, c) = store();
+    put(&c, b"k", b"v").await;
+    let before_ts = c.current_ts().await.unwrap();
+    let start_ts = c.current_ts().await.unwrap();
+    // What the request layer does between registering a 1PC and applying it.
+    let in_flight =
+        s.storage()
+            .concurrency()
+            .register_one_pc(vec![b"k".to_vec()], start_ts, b"k", 3000, 1);
+    let read_ts = c.current_ts().await.unwrap();
+    let get = kvrpcpb::GetRequest {
+        context: ctx(),
+        key: b"k".to_vec(),
+        version: read_ts,
+    };
+    let resp = s.storage().get(get.clone()).unwrap();
+    let lock = resp.error.and_then(|e| e.locked).expect("locked");
+    assert_eq!((lock.key, lock.lock_version), (b"k".to_vec(), start_ts));
+    let scan = kvrpcpb::ScanRequest {
+        context: ctx(),
+        start_key: b"a".to_vec(),
+        limit: 10,
+        version: read_ts,
+        ..Default::default()
+    };
+    let pairs = s.storage().scan(scan).unwrap().pairs;
+    assert!(pairs[0].error.as_ref().is_some_and(|e| e.locked.is_some()));
+    // A read below the start_ts cannot see the write anyway.
+    let below = kvrpcpb::GetRequest {
+        version: before_ts,
+        ..get.clone()
+    };
+    assert_eq!(s.storage().get(below).unwrap().value, b"v".to_vec());
+    drop(in_flight);
+    assert_eq!(s.storage().get(get).unwrap().value, b"v".to_vec());
 }

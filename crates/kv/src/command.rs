@@ -37,6 +37,11 @@ pub struct Command {
     /// A region split (an admin command; `cmd` is empty).
     #[prost(message, optional, tag = "31")]
     pub split: Option<crate::raftstore::split::BatchSplit>,
+    /// A prewrite with `try_one_pc` that the leader allowed to commit in
+    /// one phase: the leader's max read timestamp after it registered the
+    /// keys (`mvcc::concurrency`). Absent: an ordinary prewrite.
+    #[prost(uint64, optional, tag = "32")]
+    pub one_pc_max_ts: Option<u64>,
 }
 
 /// The requests that change state.
@@ -289,15 +294,17 @@ pub fn execute<S: Snapshot + ?Sized>(
                         txn_size: req.txn_size,
                         for_update_ts: req.for_update_ts,
                         min_commit_ts: req.min_commit_ts,
-                        // Async commit and 1PC are not offered: the client
-                        // sees min_commit_ts = 0 / one_pc_commit_ts = 0 and
-                        // falls back to the normal two-phase commit.
+                        // Async commit is not offered: the client sees
+                        // min_commit_ts = 0 and commits in two phases.
                         use_async_commit: false,
                         secondaries: Vec::new(),
                         max_read_ts: 0,
+                        one_pc: cmd.one_pc_max_ts.filter(|_| req.try_one_pc),
+                        max_commit_ts: req.max_commit_ts,
                     };
-                    if let Err(errs) = txn.prewrite(&params, &ms) {
-                        resp.errors = errs.iter().map(key_error).collect();
+                    match txn.prewrite(&params, &ms) {
+                        Ok(done) => resp.one_pc_commit_ts = done.one_pc_commit_ts,
+                        Err(errs) => resp.errors = errs.iter().map(key_error).collect(),
                     }
                 }
             }

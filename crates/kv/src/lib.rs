@@ -6,7 +6,9 @@
 //! Data path of a transactional write:
 //! `KvPrewrite` -> region (Raft propose) -> apply: [`mvcc::txn::MvccTxn`]
 //! checks locks and conflicts against an engine snapshot and returns a
-//! write batch -> the batch is written to the engine atomically.
+//! write batch -> the batch is written to the engine atomically. A prewrite
+//! holding every key of a transaction may commit it there and then
+//! (one-phase commit, [`mvcc::concurrency`]).
 //!
 //! The embedded store ([`unistore`]) runs the same request layer and MVCC
 //! code in-process, over one region without Raft, for `tidb-server

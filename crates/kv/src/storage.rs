@@ -5,6 +5,10 @@
 //! It is generic over [`Regions`]: a tikv-server's Raft store, or the
 //! embedded store's single region (`crate::unistore`), whose writes execute
 //! the same commands directly — one set of checks and reads for both.
+//! Every read raises the store's max read timestamp and a prewrite with
+//! `try_one_pc` registers its keys before it is proposed
+//! ([`crate::mvcc::concurrency`]), so a one-phase commit lands above every
+//! snapshot that may have read its keys.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +20,9 @@ use crate::codec::encode_bytes;
 use crate::command::{key_error, lock_info_pb, Cmd, Command, Response};
 use crate::engine_fjall::FjallEngine;
 use crate::error::{Error, RegionError};
+use crate::mvcc::concurrency::{ConcurrencyManager, OnePcGuard};
 use crate::mvcc::reader::{MvccReader, ScanParams};
+use crate::mvcc::LockInfo;
 use crate::raftstore::store::{RegionStatus, StoreHandle};
 use crate::raw;
 use tiox_proto::tikvpb::batch_commands_request::request::Cmd as Req;
@@ -149,6 +155,8 @@ pub struct Storage<R: Regions = StoreHandle> {
     store: R,
     /// PD, for split ids and reports (None in tests without PD).
     pd: Option<Arc<tiox_client::pd::PdClient>>,
+    /// Max read timestamp and in-flight one-phase commits.
+    cm: Arc<ConcurrencyManager>,
 }
 
 fn now_ms() -> u64 {
@@ -221,7 +229,16 @@ impl<R: Regions> Storage<R> {
             engine,
             store,
             pd: None,
+            cm: Arc::default(),
         }
+    }
+
+    /// The store's read-timestamp tracker. A region leader serves 1PC only
+    /// once it is synced for its term: with PD, from a fresh PD timestamp
+    /// the first 1PC of the term fetches; the embedded store syncs its one
+    /// region at open.
+    pub fn concurrency(&self) -> &Arc<ConcurrencyManager> {
+        &self.cm
     }
 
     /// Uses `pd` for region splits (AskBatchSplit, ReportBatchSplit).
@@ -462,12 +479,20 @@ impl<R: Regions> Storage<R> {
         ctx: Option<&kvrpcpb::Context>,
         cmd: Cmd,
     ) -> Result<Response, Result<RegionError, Refusal>> {
-        let ctx = ctx.cloned().unwrap_or_default();
         let command = Command {
             now_ms: now_ms(),
             cmd: Some(cmd),
             ..Default::default()
         };
+        self.propose_command(ctx, command).await
+    }
+
+    async fn propose_command(
+        &self,
+        ctx: Option<&kvrpcpb::Context>,
+        command: Command,
+    ) -> Result<Response, Result<RegionError, Refusal>> {
+        let ctx = ctx.cloned().unwrap_or_default();
         match self
             .store
             .propose(ctx.region_id, ctx.region_epoch, command)
@@ -476,6 +501,100 @@ impl<R: Regions> Storage<R> {
             Ok(r) => Ok(r),
             Err(Error::Region(e)) => Err(Ok(e)),
             Err(e) => Err(Err(Refusal::Internal(e.to_string()))),
+        }
+    }
+
+    /// Whether this leader may commit in one phase in the region's current
+    /// term: its max_ts must cover reads earlier leaders served, so the
+    /// first 1PC of a term raises it to a fresh PD timestamp. No PD, or PD
+    /// unreachable: no 1PC (the prewrite writes locks).
+    async fn one_pc_ready(&self, status: &RegionStatus) -> bool {
+        let (region_id, term) = (status.region.id, status.term);
+        if self.cm.synced_for(region_id, term) {
+            return true;
+        }
+        let Some(pd) = &self.pd else {
+            return false;
+        };
+        match pd.get_ts().await {
+            Ok(ts) => {
+                self.cm.sync(region_id, term, ts);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(region_id, "no fresh timestamp for 1PC, prewriting: {e}");
+                false
+            }
+        }
+    }
+
+    /// KvPrewrite. With `try_one_pc` (the client sends it when the request
+    /// holds every key of the transaction) and a leader synced for its
+    /// term, the data keys are registered as in flight, max_ts is read and
+    /// travels in the command, and at apply the prewrite commits them in
+    /// one phase if it can (`one_pc_commit_ts` in the response). The
+    /// registration lasts until the command applied or failed, even if the
+    /// caller goes away (the proposal runs in its own task).
+    pub async fn prewrite(
+        &self,
+        r: kvrpcpb::PrewriteRequest,
+    ) -> Outcome<kvrpcpb::PrewriteResponse> {
+        r.mutations.iter().try_for_each(|m| {
+            check_key(&m.key, "KvPrewrite").and_then(|_| check_value(&m.value, "KvPrewrite"))
+        })?;
+        let keys: Vec<&[u8]> = r.mutations.iter().map(|m| m.key.as_slice()).collect();
+        let status = match self.route(r.context.as_ref(), &keys, Space::Txn) {
+            Ok(s) => s,
+            Err(e) => region_err!(kvrpcpb::PrewriteResponse, e),
+        };
+        let guard: Option<OnePcGuard> = if r.try_one_pc && self.one_pc_ready(&status).await {
+            let data_keys = r
+                .mutations
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        kvrpcpb::Op::try_from(m.op),
+                        Ok(kvrpcpb::Op::Put | kvrpcpb::Op::Del | kvrpcpb::Op::Insert)
+                    )
+                })
+                .map(|m| m.key.clone())
+                .collect();
+            Some(self.cm.register_one_pc(
+                data_keys,
+                r.start_version,
+                &r.primary_lock,
+                r.lock_ttl,
+                r.txn_size,
+            ))
+        } else {
+            None
+        };
+        let ctx = r.context.clone();
+        let command = Command {
+            now_ms: now_ms(),
+            one_pc_max_ts: guard.as_ref().map(|g| g.max_ts),
+            cmd: Some(Cmd::Prewrite(r)),
+            ..Default::default()
+        };
+        let result = match guard {
+            None => self.propose_command(ctx.as_ref(), command).await,
+            Some(guard) => {
+                let this = self.clone();
+                let task = tokio::spawn(async move {
+                    let result = this.propose_command(ctx.as_ref(), command).await;
+                    drop(guard);
+                    result
+                });
+                task.await
+                    .map_err(|e| Err(Refusal::Internal(format!("the prewrite task failed: {e}"))))
+                    .and_then(|r| r)
+            }
+        };
+        match result {
+            Ok(Response::Prewrite(resp)) => Ok(resp),
+            Ok(_) => Err(Refusal::Internal("mismatched response".into())),
+            Err(Ok(e)) => region_err!(kvrpcpb::PrewriteResponse, e),
+            Err(Err(refusal)) => Err(refusal),
         }
     }
 }
@@ -506,24 +625,25 @@ macro_rules! write_handler {
     };
 }
 
+/// The key error of a read that met a one-phase commit in flight.
+fn locked(l: LockInfo) -> kvrpcpb::KeyError {
+    key_error(&Error::KeyIsLocked(l))
+}
+
+/// The same, as the one pair of a multi-key read's answer.
+fn locked_pair(l: LockInfo) -> kvrpcpb::KvPair {
+    kvrpcpb::KvPair {
+        key: l.key.clone(),
+        value: Vec::new(),
+        error: Some(locked(l)),
+    }
+}
+
 fn all_keys(keys: &[Vec<u8>], what: &str) -> Outcome<()> {
     keys.iter().try_for_each(|k| check_key(k, what))
 }
 
 impl<R: Regions> Storage<R> {
-    write_handler!(
-        prewrite,
-        kvrpcpb::PrewriteRequest,
-        kvrpcpb::PrewriteResponse,
-        Prewrite,
-        Space::Txn,
-        |r| r.mutations.iter().map(|m| m.key.clone()).collect(),
-        |r| r
-            .mutations
-            .iter()
-            .try_for_each(|m| check_key(&m.key, "KvPrewrite")
-                .and_then(|_| check_value(&m.value, "KvPrewrite")))
-    );
     write_handler!(
         commit,
         kvrpcpb::CommitRequest,
@@ -695,13 +815,17 @@ impl<R: Regions> Storage<R> {
         if let Err(e) = self.route_read(r.context.as_ref(), &[&r.key], Space::Txn) {
             region_err!(kvrpcpb::GetResponse, e);
         }
-        let snap = self.engine.snapshot();
         let bypass = r
             .context
             .as_ref()
             .map(|c| c.resolved_locks.clone())
             .unwrap_or_default();
         let mut resp = kvrpcpb::GetResponse::default();
+        if let Err(l) = self.cm.read_keys([r.key.as_slice()], r.version, &bypass) {
+            resp.error = Some(locked(l));
+            return Ok(resp);
+        }
+        let snap = self.engine.snapshot();
         match MvccReader::new(&snap).get(&r.key, r.version, &bypass) {
             Ok(Some(v)) => resp.value = v,
             Ok(None) => resp.not_found = true,
@@ -718,14 +842,18 @@ impl<R: Regions> Storage<R> {
         if let Err(e) = self.route_read(r.context.as_ref(), &keys, Space::Txn) {
             region_err!(kvrpcpb::BatchGetResponse, e);
         }
-        let snap = self.engine.snapshot();
-        let reader = MvccReader::new(&snap);
         let bypass = r
             .context
             .as_ref()
             .map(|c| c.resolved_locks.clone())
             .unwrap_or_default();
         let mut resp = kvrpcpb::BatchGetResponse::default();
+        if let Err(l) = self.cm.read_keys(keys.iter().copied(), r.version, &bypass) {
+            resp.pairs.push(locked_pair(l));
+            return Ok(resp);
+        }
+        let snap = self.engine.snapshot();
+        let reader = MvccReader::new(&snap);
         for k in &r.keys {
             match reader.get(k, r.version, &bypass) {
                 Ok(Some(v)) => resp.pairs.push(kvrpcpb::KvPair {
@@ -776,12 +904,18 @@ impl<R: Regions> Storage<R> {
                 hi = Some(re);
             }
         }
-        let snap = self.engine.snapshot();
         let bypass = r
             .context
             .as_ref()
             .map(|c| c.resolved_locks.clone())
             .unwrap_or_default();
+        if let Err(l) = self.cm.read_range(&lo, hi.as_deref(), r.version, &bypass) {
+            return Ok(kvrpcpb::ScanResponse {
+                pairs: vec![locked_pair(l)],
+                ..Default::default()
+            });
+        }
+        let snap = self.engine.snapshot();
         let items = MvccReader::new(&snap)
             .scan(&ScanParams {
                 start: &lo,

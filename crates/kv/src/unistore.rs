@@ -342,8 +342,15 @@ impl Unistore {
             apply: Arc::new(Mutex::new(())),
             sync,
         };
+        let storage = Storage::new(engine, region);
+        // One-phase commits: the single region has one leader for the
+        // life of the process, and every timestamp handed out from now on
+        // is above every timestamp read before it opened (LocalTso starts
+        // after its persisted limit), so max_ts starts synced.
+        let fresh = tso.next().map_err(|e| Error::Engine(e.to_string()))?;
+        storage.concurrency().sync(REGION_ID, 1, fresh);
         Ok(Arc::new(Unistore {
-            storage: Storage::new(engine, region),
+            storage,
             tso,
             name,
             _scratch: scratch,

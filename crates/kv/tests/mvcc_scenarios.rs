@@ -11,7 +11,7 @@
 //! start_ts, which is 0 for small numbers):
 //!
 //! ```text
-//! prewrite start=TS primary=K [ttl=MS] [for_update=TS] [async] [min_commit=TS] put:K=V del:K lock:K insert:K=V check:K pput:K=V (pessimistic-locked put)
+//! prewrite start=TS primary=K [ttl=MS] [for_update=TS] [async] [min_commit=TS] [one_pc=MAX_TS] [max_commit=TS] put:K=V del:K lock:K insert:K=V check:K pput:K=V (pessimistic-locked put)
 //! commit start=TS commit=TS keys=K,K
 //! rollback start=TS keys=K,K
 //! cleanup key=K start=TS now=MS
@@ -165,10 +165,17 @@ fn run(engine: &FjallEngine, line: &str) -> String {
                     .filter(|k| *k != a.bytes("primary"))
                     .collect(),
                 max_read_ts: a.u64("max_read"),
+                one_pc: a.named.get("one_pc").map(|v| v.parse().unwrap()),
+                max_commit_ts: a.u64("max_commit"),
             };
             match txn.prewrite(&p, &a.mutations) {
-                Ok(0) => Ok("ok".into()),
-                Ok(min) => Ok(format!("ok min_commit_ts={min}")),
+                Ok(done) if done.one_pc_commit_ts > 0 => {
+                    Ok(format!("ok one_pc_commit_ts={}", done.one_pc_commit_ts))
+                }
+                Ok(done) if done.min_commit_ts > 0 => {
+                    Ok(format!("ok min_commit_ts={}", done.min_commit_ts))
+                }
+                Ok(_) => Ok("ok".into()),
                 Err(errs) => Err(errs.iter().map(show_err).collect::<Vec<_>>().join("\n> ")),
             }
         }
@@ -388,3 +395,7 @@ scenario!(gc_keeps_newest_version_at_safe_point);
 scenario!(scan_reports_locks_in_place_and_respects_limit);
 scenario!(rollback_after_undetermined_commit_keeps_the_transaction_whole);
 scenario!(pessimistic_lock_sees_commits_hidden_behind_newer_rollbacks);
+scenario!(one_pc_commits_in_one_action_above_max_read_ts);
+scenario!(one_pc_conflict_writes_nothing_or_falls_back_to_locks);
+scenario!(one_pc_of_a_pessimistic_transaction_commits_its_locked_keys);
+scenario!(one_pc_commit_ts_may_equal_another_transactions_start_ts);

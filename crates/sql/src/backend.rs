@@ -245,10 +245,17 @@ impl std::fmt::Debug for BackendState {
 impl Session {
     /// `autocommit` as a flag for OK packets.
     pub fn autocommit(&self) -> bool {
-        match self.vars.get("autocommit") {
+        self.flag("autocommit", true)
+    }
+
+    /// An ON/OFF system variable's session value (`0`/`OFF` is off, other
+    /// values on), or `default` when the session did not set it.
+    pub fn flag(&self, name: &str, default: bool) -> bool {
+        match self.vars.get(name) {
             Some(Value::Int(0)) => false,
             Some(Value::Text(s)) => !(s == "0" || s.eq_ignore_ascii_case("off")),
-            _ => true,
+            Some(_) => true,
+            None => default,
         }
     }
 }

@@ -7,12 +7,16 @@
 //! ```
 //!
 //! A transaction prewrites every key (lock + value), then commits the primary
-//! (write record, lock removed), then the secondaries. Readers at `ts` see
+//! (write record, lock removed), then the secondaries. When all its keys are
+//! in one region it may commit in one phase (1PC): the prewrite writes the
+//! commit records itself, at a commit_ts above every read the leader has
+//! served ([`concurrency`]). Readers at `ts` see
 //! the newest Put/Delete with commit_ts <= ts; a lock with start_ts <= ts
 //! blocks them until resolved. Everything here is deterministic: callers
 //! pass timestamps in, [`txn::MvccTxn`] returns a write batch, nothing reads
 //! a clock or touches a socket.
 
+pub mod concurrency;
 pub mod reader;
 pub mod txn;
 
@@ -235,16 +239,25 @@ pub struct Write {
     pub start_ts: u64,
     /// The value, when short.
     pub short_value: Option<Vec<u8>>,
+    /// This record (of a transaction committed at a ts the store chose:
+    /// one-phase commit) sits where the rollback record of the transaction
+    /// whose start_ts is this commit_ts belongs: that transaction is rolled
+    /// back on this key too (TiKV's overlapped rollback).
+    pub has_overlapped_rollback: bool,
 }
 
 impl Write {
-    /// Serializes.
+    /// Serializes (the overlapped-rollback flag only when set, so older
+    /// records read the same).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(self.write_type.code())
             .u64(self.start_ts)
             .u8(u8::from(self.short_value.is_some()))
             .bytes(self.short_value.as_deref().unwrap_or_default());
+        if self.has_overlapped_rollback {
+            w.u8(1);
+        }
         w.0
     }
 
@@ -255,10 +268,12 @@ impl Write {
         let start_ts = r.u64()?;
         let has_short = r.u8()? == 1;
         let short = r.bytes()?;
+        let has_overlapped_rollback = !r.is_empty() && r.u8()? == 1;
         Ok(Write {
             write_type,
             start_ts,
             short_value: has_short.then_some(short),
+            has_overlapped_rollback,
         })
     }
 
@@ -287,11 +302,14 @@ mod tests {
             secondaries: vec![b"a".to_vec(), b"b".to_vec()],
         };
         assert_eq!(Lock::from_bytes(&lock.to_bytes()).unwrap(), lock);
-        let write = Write {
+        let mut write = Write {
             write_type: WriteType::Rollback,
             start_ts: 7,
             short_value: None,
+            has_overlapped_rollback: false,
         };
+        assert_eq!(Write::from_bytes(&write.to_bytes()).unwrap(), write);
+        write.has_overlapped_rollback = true;
         assert_eq!(Write::from_bytes(&write.to_bytes()).unwrap(), write);
         assert!(Lock::from_bytes(b"P\x00").is_err());
     }

@@ -148,6 +148,9 @@ impl<'a, S: Snapshot + ?Sized> MvccReader<'a, S> {
                     _ => TxnRecord::Committed(commit_ts, w),
                 });
             }
+            if commit_ts == start_ts && w.has_overlapped_rollback {
+                return Ok(TxnRecord::RolledBack);
+            }
         }
         Ok(TxnRecord::None)
     }

@@ -65,6 +65,37 @@ pub struct PrewriteParams {
     /// The highest timestamp any reader on this store has used (async
     /// commit must commit above it).
     pub max_read_ts: u64,
+    /// One-phase commit: `Some(max_ts)`, the leader's max read timestamp
+    /// taken when it proposed. When every key prewrites cleanly, commit
+    /// records are written at once (no locks) at
+    /// `max(start_ts, for_update_ts, max_ts) + 1` (at least
+    /// `min_commit_ts`); otherwise this is an ordinary prewrite.
+    pub one_pc: Option<u64>,
+    /// One-phase commit: the highest commit_ts the client accepts (0: no
+    /// bound); above it the prewrite falls back to writing locks.
+    pub max_commit_ts: u64,
+}
+
+/// What a successful prewrite did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prewritten {
+    /// Async commit: the lock's min_commit_ts (0 otherwise).
+    pub min_commit_ts: u64,
+    /// One-phase commit: the commit_ts the transaction committed at (0:
+    /// locks were written; the client must commit as usual).
+    pub one_pc_commit_ts: u64,
+}
+
+/// What prewriting one key found.
+enum KeyPrewrite {
+    /// A new lock to write.
+    Lock(Lock),
+    /// Nothing to write (a CheckNotExists that passed).
+    Nothing,
+    /// This transaction's lock is already there (a retried prewrite).
+    AlreadyLocked,
+    /// This transaction already committed the key at this commit_ts.
+    AlreadyCommitted(u64),
 }
 
 /// What check-txn-status found and did.
@@ -146,9 +177,14 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
     }
 
     fn put_rollback_record(&mut self, key: &[u8], start_ts: u64) -> Result<()> {
-        // Never overwrite another transaction's commit record at the same ts.
-        if let Some((commit_ts, w)) = self.reader.seek_write(key, start_ts)? {
+        // Never overwrite another transaction's commit record at the same ts
+        // (a one-phase commit may choose any commit_ts): mark it instead.
+        if let Some((commit_ts, mut w)) = self.reader.seek_write(key, start_ts)? {
             if commit_ts == start_ts && w.start_ts != start_ts {
+                if !w.has_overlapped_rollback {
+                    w.has_overlapped_rollback = true;
+                    self.put_write(key, commit_ts, &w);
+                }
                 return Ok(());
             }
         }
@@ -159,6 +195,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                 write_type: WriteType::Rollback,
                 start_ts,
                 short_value: None,
+                has_overlapped_rollback: false,
             },
         );
         Ok(())
@@ -182,14 +219,22 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
         ))
     }
 
-    /// Checks for a write newer than `since` by another transaction.
-    fn check_write_conflict(&self, key: &[u8], since: u64, params: &PrewriteParams) -> Result<()> {
+    /// Checks for a write by another transaction committed after `floor`
+    /// (start_ts, or a pessimistic transaction's for_update_ts), and for
+    /// this transaction's own rollback. A commit exactly at `floor` is in
+    /// the snapshot the transaction read (commit_ts <= ts is visible), so
+    /// it is no conflict: only a one-phase commit, whose commit_ts the
+    /// store chose, can land on a timestamp PD also handed out as a start.
+    fn check_write_conflict(&self, key: &[u8], floor: u64, params: &PrewriteParams) -> Result<()> {
         let mut ts = u64::MAX;
         while let Some((commit_ts, w)) = self.reader.seek_write(key, ts)? {
-            if commit_ts < since {
+            if commit_ts < floor {
                 break;
             }
-            if w.start_ts == params.start_ts && w.write_type == WriteType::Rollback {
+            let own_rollback = commit_ts == params.start_ts
+                && ((w.start_ts == params.start_ts && w.write_type == WriteType::Rollback)
+                    || w.has_overlapped_rollback);
+            if own_rollback {
                 // Our own transaction was rolled back here: it must not
                 // prewrite again.
                 return Err(Error::WriteConflict {
@@ -200,7 +245,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                     primary: params.primary.clone(),
                 });
             }
-            if w.write_type != WriteType::Rollback && commit_ts >= since {
+            if w.write_type != WriteType::Rollback && commit_ts > floor {
                 return Err(Error::WriteConflict {
                     start_ts: params.start_ts,
                     conflict_start_ts: w.start_ts,
@@ -219,12 +264,15 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
 
     /// Prewrite. All-or-nothing: on any error nothing is written; locks
     /// found are all reported (so the client can resolve them in one go).
-    /// Returns the min_commit_ts for async commit (0 otherwise).
+    /// With [`PrewriteParams::one_pc`], a clean prewrite of keys none of
+    /// which this transaction locked or committed before commits them
+    /// directly; a retried 1PC whose first attempt committed reports that
+    /// commit_ts again and writes nothing.
     pub fn prewrite(
         &mut self,
         params: &PrewriteParams,
         mutations: &[Mutation],
-    ) -> Result<u64, Vec<Error>> {
+    ) -> Result<Prewritten, Vec<Error>> {
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         let mut min_commit_ts = 0;
@@ -235,20 +283,66 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                 .max(params.for_update_ts + 1)
                 .max(params.max_read_ts + 1);
         }
+        let mut locks = Vec::new();
+        let (mut retried, mut committed_at) = (false, None);
         for m in mutations {
             if !seen.insert(m.key.clone()) {
                 continue;
             }
-            if let Err(e) = self.prewrite_key(params, m, min_commit_ts) {
-                errors.push(e);
+            match self.prewrite_key(params, m, min_commit_ts) {
+                Ok(KeyPrewrite::Lock(lock)) => locks.push((m.key.clone(), lock)),
+                Ok(KeyPrewrite::Nothing) => {}
+                Ok(KeyPrewrite::AlreadyLocked) => retried = true,
+                Ok(KeyPrewrite::AlreadyCommitted(ts)) => committed_at = Some(ts),
+                Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() {
-            Ok(min_commit_ts)
-        } else {
+        if !errors.is_empty() {
             self.writes = WriteBatch::default();
-            Err(errors)
+            return Err(errors);
         }
+        let mut done = Prewritten {
+            min_commit_ts,
+            one_pc_commit_ts: 0,
+        };
+        if let Some(max_ts) = params.one_pc.filter(|_| !retried) {
+            if let (Some(ts), true) = (committed_at, locks.is_empty()) {
+                // A retry of a 1PC that committed: report it again.
+                done.one_pc_commit_ts = ts;
+                return Ok(done);
+            }
+            let commit_ts = params
+                .start_ts
+                .max(params.for_update_ts)
+                .max(max_ts)
+                .saturating_add(1)
+                .max(params.min_commit_ts);
+            if committed_at.is_none()
+                && (params.max_commit_ts == 0 || commit_ts <= params.max_commit_ts)
+            {
+                for (key, lock) in &locks {
+                    // The chosen commit_ts may be another transaction's
+                    // start_ts, whose rollback record is there.
+                    let overlapped = match self.reader.seek_write(key, commit_ts) {
+                        Ok(found) => matches!(
+                            found,
+                            Some((ts, w)) if ts == commit_ts && w.write_type == WriteType::Rollback
+                        ),
+                        Err(e) => {
+                            self.writes = WriteBatch::default();
+                            return Err(vec![e]);
+                        }
+                    };
+                    self.commit_lock(key, lock, commit_ts, overlapped);
+                }
+                done.one_pc_commit_ts = commit_ts;
+                return Ok(done);
+            }
+        }
+        for (key, lock) in &locks {
+            self.put_lock(key, lock);
+        }
+        Ok(done)
     }
 
     fn prewrite_key(
@@ -256,7 +350,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
         params: &PrewriteParams,
         m: &Mutation,
         async_min_commit_ts: u64,
-    ) -> Result<()> {
+    ) -> Result<KeyPrewrite> {
         let key = &m.key;
         let existing = self.reader.load_lock(key)?;
         let mut pessimistic_for_update_ts = 0;
@@ -266,7 +360,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
             }
             Some(lock) if lock.lock_type != LockType::Pessimistic => {
                 // Already prewritten by this transaction: idempotent.
-                return Ok(());
+                return Ok(KeyPrewrite::AlreadyLocked);
             }
             Some(lock) => pessimistic_for_update_ts = lock.for_update_ts,
             None if m.expect_pessimistic_lock => {
@@ -276,21 +370,23 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                 });
             }
             None => {
-                if let TxnRecord::Committed(..) = self.reader.txn_record(key, params.start_ts)? {
+                if let TxnRecord::Committed(commit_ts, _) =
+                    self.reader.txn_record(key, params.start_ts)?
+                {
                     // A retried prewrite after commit: nothing to do.
-                    return Ok(());
+                    return Ok(KeyPrewrite::AlreadyCommitted(commit_ts));
                 }
                 // A pessimistic transaction's keys without a pessimistic
                 // lock (non-unique index entries, which only a holder of
                 // the row's lock writes) conflict only with commits after
                 // its newest for_update_ts, as in TiKV: it read their rows
                 // at that timestamp.
-                let since = if params.for_update_ts > 0 {
-                    params.for_update_ts + 1
+                let floor = if params.for_update_ts > 0 {
+                    params.for_update_ts
                 } else {
                     params.start_ts
                 };
-                self.check_write_conflict(key, since, params)?;
+                self.check_write_conflict(key, floor, params)?;
             }
         }
         if matches!(m.op, Op::Insert(_) | Op::CheckNotExists) && self.key_exists(key)? {
@@ -300,7 +396,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
             Op::Put(v) | Op::Insert(v) => (LockType::Put, Some(v)),
             Op::Delete => (LockType::Delete, None),
             Op::Lock => (LockType::Lock, None),
-            Op::CheckNotExists => return Ok(()),
+            Op::CheckNotExists => return Ok(KeyPrewrite::Nothing),
         };
         let mut short_value = None;
         if let Some(v) = value {
@@ -332,8 +428,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                 Vec::new()
             },
         };
-        self.put_lock(key, &lock);
-        Ok(())
+        Ok(KeyPrewrite::Lock(lock))
     }
 
     /// Commit. All-or-nothing.
@@ -371,21 +466,7 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                         min_commit_ts: lock.min_commit_ts,
                     });
                 }
-                let write_type = match lock.lock_type {
-                    LockType::Put => WriteType::Put,
-                    LockType::Delete => WriteType::Delete,
-                    _ => WriteType::Lock,
-                };
-                self.put_write(
-                    key,
-                    commit_ts,
-                    &Write {
-                        write_type,
-                        start_ts,
-                        short_value: lock.short_value.clone(),
-                    },
-                );
-                self.unlock(key);
+                self.commit_lock(key, &lock, commit_ts, false);
                 Ok(())
             }
             _ => match self.reader.txn_record(key, start_ts)? {
@@ -397,6 +478,27 @@ impl<'a, S: Snapshot + ?Sized> MvccTxn<'a, S> {
                 }),
             },
         }
+    }
+
+    /// Writes the commit record of `lock` (a prewrite lock of `key`, in
+    /// the engine or only staged by a 1PC) and removes any lock of the key.
+    fn commit_lock(&mut self, key: &[u8], lock: &Lock, commit_ts: u64, overlapped: bool) {
+        let write_type = match lock.lock_type {
+            LockType::Put => WriteType::Put,
+            LockType::Delete => WriteType::Delete,
+            _ => WriteType::Lock,
+        };
+        self.put_write(
+            key,
+            commit_ts,
+            &Write {
+                write_type,
+                start_ts: lock.ts,
+                short_value: lock.short_value.clone(),
+                has_overlapped_rollback: overlapped,
+            },
+        );
+        self.unlock(key);
     }
 
     /// Rollback (KvBatchRollback). All-or-nothing.

@@ -379,13 +379,15 @@ impl Engine {
         }
     }
 
-    /// A transaction for `session` (honours `innodb_lock_wait_timeout`).
+    /// A transaction for `session` (honours `innodb_lock_wait_timeout` and
+    /// `tidb_enable_1pc`).
     async fn begin_for(
         &self,
         session: &Session,
         pessimistic: bool,
     ) -> Result<Transaction, SqlError> {
         let mut t = self.begin(pessimistic).await?;
+        t.set_one_pc(session.flag("tidb_enable_1pc", true));
         if let Some(v) = session.vars.get("innodb_lock_wait_timeout") {
             let secs = crate::executor::eval::to_f64(v);
             if secs > 0.0 {
@@ -769,7 +771,11 @@ impl Engine {
                         *sx.planned.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
                         self.txn.at_latest()
                     }
-                    None => self.begin(false).await?,
+                    None => {
+                        let mut t = self.begin(false).await?;
+                        t.set_one_pc(session.flag("tidb_enable_1pc", true));
+                        t
+                    }
                 };
                 let mut dups = DupMessages::new();
                 let r = self

@@ -82,6 +82,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("ssl_cert", Scope::ReadOnly, s(&st.ssl_cert)),
         ("ssl_key", Scope::ReadOnly, s(&st.ssl_key)),
         ("system_time_zone", Scope::ReadOnly, s("UTC")),
+        ("tidb_enable_1pc", Scope::Both, onoff(true)),
         ("tidb_mem_quota_query", Scope::Both, Value::Int(shared.mem_quota_query() as i64)),
         ("tidb_server_memory_limit", Scope::Global, Value::Int(shared.memory().limit() as i64)),
         ("time_zone", Scope::Both, s("SYSTEM")),
