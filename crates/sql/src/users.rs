@@ -1,13 +1,14 @@
 //! Accounts and privileges: the [`UserStore`] trait, its file-backed
-//! implementation for standalone servers, and the pure logic over account records (host matching,
-//! privilege checks, `REQUIRE` rules, `SHOW GRANTS` text).
+//! implementation for the embedded store (`--store=unistore`), and the pure
+//! logic over account records (host matching, privilege checks, `REQUIRE`
+//! rules, `SHOW GRANTS` text).
 //!
 //! The store holds whole [`UserRecord`]s; every change is one atomic
 //! read-modify-write through [`UserStore::update`]. On a cluster,
 //! `cluster_users` implements the same trait as a transaction, so every
 //! tidb-server sees the same users.
 //!
-//! [`FileUserStore`] (standalone servers) keeps the accounts in
+//! [`FileUserStore`] (the embedded store) keeps the accounts in
 //! `DATA_DIR/users.json` (written to a temporary file, fsynced, renamed,
 //! directory fsynced). It is per-server: two tidb-servers do not share it.
 

@@ -40,8 +40,9 @@ pub const DATABASES: &[&str] = &["information_schema", "mysql", "performance_sch
 /// The session executor (see module docs).
 #[derive(Debug, Default)]
 pub struct Interim {
-    /// Behind the SQL engine (`--store=tikv`): what reaches this executor
-    /// is a statement nobody implements, not one that needs a cluster.
+    /// Behind the SQL engine (what tidb-server runs, on either store): what
+    /// reaches this executor is a statement nobody implements, not one that
+    /// needs a store.
     behind_engine: bool,
 }
 
@@ -346,9 +347,7 @@ impl Interim {
             })),
             Stmt::Transaction(_) | Stmt::BeginMode(_) => Ok(Output::ok()),
             Stmt::ShowCreateDatabase(_) | Stmt::ShowIndex { .. } | Stmt::ShowTableStatus { .. } => {
-                Err(er::not_supported_yet(
-                    "tables on a standalone server (start tidb-server with --store=tikv)",
-                ))
+                Err(er::not_supported_yet("tables without a store"))
             }
             Stmt::Other(st) if matches!(**st, sqlparser::ast::Statement::Kill { .. }) => {
                 let sqlparser::ast::Statement::Kill { modifier, id } = &**st else {
@@ -367,7 +366,7 @@ impl Interim {
                 Err(er::not_supported_yet(&parser::kind(st).to_string()))
             }
             Stmt::Other(st) => Err(er::not_supported_yet(&format!(
-                "{} on a standalone server (start tidb-server with --store=tikv for tables)",
+                "{} without a store",
                 parser::kind(st)
             ))),
             Stmt::ReloadTls => {
