@@ -225,6 +225,14 @@ pub struct Session {
     pub state: BackendState,
 }
 
+impl Session {
+    /// Whether the client asked for matched rather than changed rows as
+    /// UPDATE's affected count (the CLIENT_FOUND_ROWS capability).
+    pub fn found_rows(&self) -> bool {
+        self.capabilities & (1 << 1) != 0
+    }
+}
+
 /// A backend's per-session state, opaque to the protocol layer.
 #[derive(Default)]
 pub struct BackendState {

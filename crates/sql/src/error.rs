@@ -220,6 +220,8 @@ kinds! {
     DataTooLong = (1406, "22001"),
     /// GRANT to an account that does not exist.
     CantCreateUserWithGrant = (1410, "42000"),
+    /// A value a function cannot take (`UUID_TO_BIN('x')`).
+    WrongValueForType = (1411, "HY000"),
     /// A decimal scale above its precision.
     MBiggerThanD = (1427, "42000"),
     /// Too many prepared statements.
@@ -242,8 +244,12 @@ kinds! {
     SecureTransportRequired = (3159, "HY000"),
     /// require_secure_transport without TLS.
     NoSecureTransportsConfigured = (3161, "HY000"),
+    /// A regular expression that does not compile.
+    RegexpIllegalArgument = (3685, "HY000"),
     /// TLS could not be (re)loaded.
     TlsReload = (3889, "HY000"),
+    /// A bad match_type flag of a regular-expression function.
+    RegexpInvalidFlag = (3900, "HY000"),
     /// The statement's memory quota was exceeded.
     MemExceedThreshold = (8175, "HY000"),
     /// The server's memory limit was exceeded and this statement used the

@@ -361,34 +361,7 @@ fn sorted(set: &BTreeSet<String>) -> Vec<String> {
 /// MySQL `LIKE`-style matching with `%` and `_` (case-insensitive), as used
 /// for host patterns, database patterns in grants and `SHOW ... LIKE`.
 pub fn like_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let t: Vec<char> = text.to_lowercase().chars().collect();
-    // Iterative matcher with backtracking on the last '%'.
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == '\\' && pi + 1 < p.len() && p[pi + 1] == t[ti] {
-            pi += 2;
-            ti += 1;
-        } else if pi < p.len() && (p[pi] == '_' || (p[pi] == t[ti] && p[pi] != '%')) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '%' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '%' {
-        pi += 1;
-    }
-    pi == p.len()
+    crate::engine::expr::string::like(text, pattern, Some('\\'))
 }
 
 /// Whether an account's host pattern matches a client address.

@@ -408,7 +408,9 @@ impl Writer<'_> {
                 }
                 let new = self.assign(t, &old, upsert, &pre)?;
                 if new == old {
-                    return Ok(0);
+                    // An unchanged duplicate counts as found under
+                    // CLIENT_FOUND_ROWS, as MySQL.
+                    return Ok(u64::from(self.sx.session.found_rows()));
                 }
                 self.update_row(tx, t, h, &old, new).await?;
                 Ok(2)
@@ -687,8 +689,13 @@ impl Writer<'_> {
             }
         }
         self.lock_touched(tx).await?;
+        let affected = if self.sx.session.found_rows() {
+            matched as u64
+        } else {
+            changed
+        };
         Ok(self.ok(
-            changed,
+            affected,
             format!("Rows matched: {matched}  Changed: {changed}  Warnings: 0"),
         ))
     }

@@ -469,7 +469,10 @@ async fn try_fetch(
                     let mut k = prefix.clone();
                     codec::encode_datum(&mut k, &v, &t.columns[c].ty);
                     let end = codec::prefix_end(&k);
-                    ranges.push((k, end));
+                    // `IN (18, 18)` scans 18 once.
+                    if !ranges.iter().any(|(s, _)| *s == k) {
+                        ranges.push((k, end));
+                    }
                 }
             } else if let (Some(c), true) = (next, lo.is_some() || hi.is_some()) {
                 let ty = &t.columns[c].ty;
@@ -517,8 +520,13 @@ async fn try_fetch(
                 ranges.push((prefix, end));
             }
             let mut handles = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for (s, e) in ranges {
-                handles.extend(table::scan_index(tx, s, e, limit).await?);
+                for h in table::scan_index(tx, s, e, limit).await? {
+                    if seen.insert(h) {
+                        handles.push(h);
+                    }
+                }
             }
             table::get_rows(tx, t, &handles).await?
         }

@@ -28,7 +28,6 @@ use crate::engine::expr::string::{locate, substring, trim};
 use crate::engine::expr::time::{civil_from_days, days_from_civil};
 use crate::engine::expr::{self, info};
 use crate::error::{er, ErrorKind, SqlError};
-use crate::users::like_match;
 use crate::value::Value;
 
 // The value-level helpers other modules know by this path.
@@ -169,6 +168,7 @@ impl Ctx<'_> {
                         None => Value::Null,
                         Some(b) => bool_val(!b),
                     },
+                    UnaryOperator::BitwiseNot => expr::bit::not(&v),
                     other => return Err(er::not_supported_yet(&format!("the operator {other}"))),
                 }
             }
@@ -180,14 +180,30 @@ impl Ctx<'_> {
                 negated,
                 expr,
                 pattern,
+                escape_char,
                 ..
             } => {
                 let v = self.eval(expr)?;
                 let p = self.eval(pattern)?;
+                let escape =
+                    crate::engine::expr::bind::like_escape_of(self, escape_char.as_deref())?;
                 if v.is_null() || p.is_null() {
                     Value::Null
                 } else {
-                    bool_val(like_match(&p.to_string(), &v.to_string()) != *negated)
+                    bool_val(expr::string::like(&v.to_string(), &p.to_string(), escape) != *negated)
+                }
+            }
+            Expr::RLike {
+                negated,
+                expr,
+                pattern,
+                ..
+            } => {
+                let args = [self.eval(expr)?, self.eval(pattern)?];
+                let m = expr::call(self.session, "regexp_like", &args)?;
+                match (truth(&m), negated) {
+                    (None, _) => Value::Null,
+                    (Some(b), n) => bool_val(b != *n),
                 }
             }
             Expr::In {
@@ -207,10 +223,7 @@ impl Ctx<'_> {
             } => {
                 let v = self.eval(expr)?;
                 let (lo, hi) = (self.eval(low)?, self.eval(high)?);
-                match (compare(&v, &lo), compare(&v, &hi)) {
-                    (Some(a), Some(b)) => bool_val((a.is_ge() && b.is_le()) != *negated),
-                    _ => Value::Null,
-                }
+                crate::engine::expr::compare::between(&v, &lo, &hi, *negated)
             }
             Expr::BinaryOp { left, op, right } => self.binary(e, left, op, right)?,
             Expr::Function(f) => match self.resolver.and_then(|r| r.precomputed(e)) {
@@ -364,6 +377,18 @@ impl Ctx<'_> {
             }
             _ => {}
         }
+        match (op, left, right) {
+            (BinaryOperator::Plus, d, Expr::Interval(_)) => {
+                return self.add_interval(d, right, false)
+            }
+            (BinaryOperator::Plus, Expr::Interval(_), d) => {
+                return self.add_interval(d, left, false)
+            }
+            (BinaryOperator::Minus, d, Expr::Interval(_)) => {
+                return self.add_interval(d, right, true)
+            }
+            _ => {}
+        }
         let a = self.eval(left)?;
         let b = self.eval(right)?;
         expr::binary(op, &a, &b, &whole.to_string())
@@ -452,6 +477,12 @@ impl Ctx<'_> {
         let [date, amount] = exprs.as_slice() else {
             return Err(er::wrong_paramcount("date_add"));
         };
+        self.add_interval(date, amount, subtract)
+    }
+
+    /// `date + INTERVAL n unit` (`- INTERVAL` if `subtract`); an amount
+    /// that is not an INTERVAL counts days (`ADDDATE(d, n)`).
+    fn add_interval(&self, date: &Expr, amount: &Expr, subtract: bool) -> Result<Value, SqlError> {
         let base = self.eval(date)?;
         let (n, unit) = match amount {
             Expr::Interval(iv) => (

@@ -284,10 +284,12 @@ pub fn split(sql: &str) -> Result<Vec<Tokens>, SqlError> {
         tokens: Vec::new(),
         params: 0,
     };
+    let mut national: Option<TokenWithSpan> = None;
     for mut t in tokens {
         match &t.token {
             Token::Whitespace(_) => continue,
             Token::SemiColon => {
+                cur.tokens.extend(national.take());
                 if !cur.tokens.is_empty() {
                     out.push(std::mem::replace(
                         &mut cur,
@@ -303,14 +305,45 @@ pub fn split(sql: &str) -> Result<Vec<Tokens>, SqlError> {
                 t.token = Token::Placeholder(format!("?{}", cur.params));
                 cur.params += 1;
             }
+            // MySQL's `||` and `&&` are OR and AND (without the
+            // PIPES_AS_CONCAT mode, which tiox does not offer), with their
+            // precedence: the parser sees the words.
+            Token::StringConcat => t.token = Token::make_keyword("OR"),
+            Token::Overlap => t.token = Token::make_keyword("AND"),
+            // `NATIONAL CHAR/VARCHAR` is utf8 CHAR/VARCHAR; every string
+            // here is utf8mb4 already.
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("national")
+                    && cur.tokens.last().is_some_and(|p| !is_dot(&p.token)) =>
+            {
+                national = Some(t);
+                continue;
+            }
             _ => {}
+        }
+        if let Some(n) = national.take() {
+            if !is_char_type(&t.token) {
+                // Not a type after all: keep the word.
+                cur.tokens.push(n);
+            }
         }
         cur.tokens.push(t);
     }
+    cur.tokens.extend(national);
     if !cur.tokens.is_empty() {
         out.push(cur);
     }
     Ok(out)
+}
+
+fn is_dot(t: &Token) -> bool {
+    matches!(t, Token::Period)
+}
+
+fn is_char_type(t: &Token) -> bool {
+    matches!(t, Token::Word(w) if w.quote_style.is_none()
+        && ["char", "varchar", "character"].iter().any(|k| w.value.eq_ignore_ascii_case(k)))
 }
 
 /// A cursor over one statement's tokens, for the hand-written statements.

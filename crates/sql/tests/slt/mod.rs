@@ -41,8 +41,10 @@
 //!   separated by one space or a tab, `NULL` is SQL NULL and `(empty)` the
 //!   empty string; a value with line breaks spans several lines (SHOW
 //!   CREATE TABLE). `rowsort` sorts both sides before comparing.
-//! - `connection NAME`: later records run on connection NAME (opened on
-//!   first use, same database); the first connection is `default`.
+//! - `connection NAME [found_rows]`: later records run on connection NAME
+//!   (opened on first use, same database; `found_rows` opens it with the
+//!   CLIENT_FOUND_ROWS capability, as SQLAlchemy's MySQL drivers do); the
+//!   first connection is `default`.
 //!
 //! Expected results are what MySQL returns. `UPDATE_SLT=1` rewrites the
 //! expected rows of `query` records with what tiox returned: review the
@@ -82,7 +84,7 @@ enum Expect {
         rowsort: bool,
         rows: Vec<String>,
     },
-    Connection(String),
+    Connection(String, bool),
 }
 
 /// One record of a file.
@@ -117,7 +119,7 @@ fn parse(path: &Path, text: &str) -> Vec<Record> {
             out.push(Record {
                 line,
                 sql: String::new(),
-                expect: Expect::Connection(name.to_string()),
+                expect: Expect::Connection(name.to_string(), words.get(2) == Some(&"found_rows")),
                 rows_at: (0, 0),
             });
             i += 1;
@@ -231,7 +233,7 @@ fn server_error(e: &mysql_async::Error) -> Option<(u16, String)> {
 /// the actual rows of a query (for UPDATE_SLT).
 async fn run_record(conn: &mut Conn, rec: &Record) -> Result<Option<Vec<String>>, String> {
     match &rec.expect {
-        Expect::Connection(_) => Ok(None),
+        Expect::Connection(..) => Ok(None),
         Expect::Ok | Expect::Count(_) => match conn.query_iter(rec.sql.as_str()).await {
             Ok(r) => {
                 let affected = r.affected_rows();
@@ -326,9 +328,10 @@ async fn run_file(port: u16, path: &Path, update: bool) -> (Vec<String>, Option<
     let mut failures = Vec::new();
     let mut replacements: Vec<((usize, usize), Vec<String>)> = Vec::new();
     for rec in &records {
-        if let Expect::Connection(name) = &rec.expect {
+        if let Expect::Connection(name, found_rows) = &rec.expect {
             if !conns.contains_key(name) {
-                conns.insert(name.clone(), connect(port, Some(&db)).await);
+                let conn = connect_with(port, Some(&db), *found_rows).await;
+                conns.insert(name.clone(), conn);
             }
             current = name.clone();
             continue;
@@ -419,7 +422,13 @@ pub fn slt_files() -> Vec<PathBuf> {
 
 /// A connection as root (no password) to the MySQL port `port`.
 pub async fn connect(port: u16, db: Option<&str>) -> Conn {
+    connect_with(port, db, false).await
+}
+
+/// [`connect`], with CLIENT_FOUND_ROWS if `found_rows`.
+pub async fn connect_with(port: u16, db: Option<&str>, found_rows: bool) -> Conn {
     let opts = OptsBuilder::default()
+        .client_found_rows(found_rows)
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
         .prefer_socket(false)

@@ -77,6 +77,7 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
             UnaryOperator::Plus => return b(expr),
             UnaryOperator::Minus => BoundExpr::Neg(sub!(expr), e.to_string()),
             UnaryOperator::Not => BoundExpr::Not(sub!(expr)),
+            UnaryOperator::BitwiseNot => BoundExpr::BitNot(sub!(expr)),
             _ => return Ok(None),
         },
         Expr::IsNull(x) => BoundExpr::IsNull(sub!(x), false),
@@ -90,11 +91,12 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
             expr,
             pattern,
             any: false,
-            ..
+            escape_char,
         } => BoundExpr::Like {
             expr: sub!(expr),
             pattern: sub!(pattern),
             negated: *negated,
+            escape: like_escape_of(ctx, escape_char.as_deref())?,
         },
         Expr::In {
             expr,
@@ -113,6 +115,22 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
                 expr: sub!(expr),
                 list: items,
                 negated: *negated,
+            }
+        }
+        Expr::RLike {
+            negated,
+            expr,
+            pattern,
+            ..
+        } => {
+            let like = BoundExpr::Call {
+                name: "regexp_like".into(),
+                args: vec![*sub!(expr), *sub!(pattern)],
+            };
+            if *negated {
+                BoundExpr::Not(Box::new(like))
+            } else {
+                like
             }
         }
         Expr::Between {
@@ -207,6 +225,15 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
     Ok(Some(fold(ctx, bound)))
 }
 
+/// The escape character of a LIKE: `\\` unless an `ESCAPE` clause names
+/// another (a constant, evaluated once).
+pub fn like_escape_of(ctx: &Ctx<'_>, e: Option<&Expr>) -> Result<Option<char>, SqlError> {
+    match e {
+        None => Ok(Some('\\')),
+        Some(x) => crate::engine::expr::string::like_escape(&ctx.eval(x)?),
+    }
+}
+
 fn is(expr: Box<BoundExpr>, want: bool, negated: bool) -> BoundExpr {
     BoundExpr::Is {
         expr,
@@ -235,7 +262,7 @@ fn supported(op: &BinaryOperator) -> bool {
             | BinaryOperator::GtEq
             | BinaryOperator::Spaceship
             | BinaryOperator::StringConcat
-    )
+    ) || super::bit::is_bit_op(op)
 }
 
 /// A column reference: the row's, else an enclosing row's value.
@@ -294,6 +321,7 @@ fn fold(ctx: &Ctx<'_>, e: BoundExpr) -> BoundExpr {
     let all = match &e {
         BoundExpr::Binary { left, right, .. } => constant(left) && constant(right),
         BoundExpr::Not(x)
+        | BoundExpr::BitNot(x)
         | BoundExpr::Neg(x, _)
         | BoundExpr::IsNull(x, _)
         | BoundExpr::Is { expr: x, .. }

@@ -116,6 +116,12 @@ pub fn in_list(
     items: impl Iterator<Item = Result<Value, SqlError>>,
     negated: bool,
 ) -> Result<Value, SqlError> {
+    let mut items = items.peekable();
+    if items.peek().is_none() {
+        // Only a subquery can be empty: `x IN (empty)` is false, even for a
+        // NULL x, and `NOT IN` true.
+        return Ok(bool_val(negated));
+    }
     if v.is_null() {
         return Ok(Value::Null);
     }
@@ -133,6 +139,22 @@ pub fn in_list(
     } else {
         bool_val(negated)
     })
+}
+
+/// `v [NOT] BETWEEN lo AND hi`: `v >= lo AND v <= hi` in three-valued
+/// logic, so `5 NOT BETWEEN NULL AND 3` is TRUE (5 > 3 settles it).
+pub fn between(v: &Value, lo: &Value, hi: &Value, negated: bool) -> Value {
+    let ge = compare(v, lo).map(|o| o.is_ge());
+    let le = compare(v, hi).map(|o| o.is_le());
+    let within = match (ge, le) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    };
+    match within {
+        None => Value::Null,
+        Some(w) => bool_val(w != negated),
+    }
 }
 
 /// `a <=> b`.

@@ -20,18 +20,20 @@
 
 pub mod arith;
 pub mod bind;
+pub mod bit;
 pub mod cast;
 pub mod compare;
 pub mod control;
 pub mod info;
+pub mod regexp;
 pub mod string;
 pub mod time;
+pub mod uuid;
 
 use sqlparser::ast::BinaryOperator;
 
 use crate::backend::Session;
 use crate::error::{er, SqlError};
-use crate::users::like_match;
 use crate::value::Value;
 use compare::{bool_val, compare, in_list, truth};
 
@@ -41,7 +43,15 @@ pub fn call(s: &Session, name: &str, args: &[Value]) -> Result<Value, SqlError> 
     if let Some(v) = info::call(s, name, args)? {
         return Ok(v);
     }
-    for family in [string::call, arith::call, time::call, control::call] {
+    for family in [
+        string::call,
+        arith::call,
+        time::call,
+        control::call,
+        bit::call,
+        regexp::call,
+        uuid::call,
+    ] {
         if let Some(v) = family(name, args)? {
             return Ok(v);
         }
@@ -82,6 +92,8 @@ pub enum BoundExpr {
     Not(Box<BoundExpr>),
     /// `-e`.
     Neg(Box<BoundExpr>, String),
+    /// `~e`.
+    BitNot(Box<BoundExpr>),
     /// `e IS [NOT] NULL`.
     IsNull(Box<BoundExpr>, bool),
     /// `e IS [NOT] TRUE` (`want` true) / `IS [NOT] FALSE`.
@@ -121,6 +133,8 @@ pub enum BoundExpr {
         pattern: Box<BoundExpr>,
         /// `NOT LIKE`.
         negated: bool,
+        /// The `ESCAPE` character (`\\` unless written).
+        escape: Option<char>,
     },
     /// A function of the families above.
     Call {
@@ -192,6 +206,7 @@ impl BoundExpr {
                 Some(b) => bool_val(!b),
             },
             BoundExpr::Neg(e, text) => arith::negate(e.eval(s, row)?, text)?,
+            BoundExpr::BitNot(e) => bit::not(&e.eval(s, row)?),
             BoundExpr::IsNull(e, negated) => bool_val(e.eval(s, row)?.is_null() != *negated),
             BoundExpr::Is {
                 expr,
@@ -214,22 +229,20 @@ impl BoundExpr {
             } => {
                 let v = expr.eval(s, row)?;
                 let (lo, hi) = (low.eval(s, row)?, high.eval(s, row)?);
-                match (compare(&v, &lo), compare(&v, &hi)) {
-                    (Some(a), Some(b)) => bool_val((a.is_ge() && b.is_le()) != *negated),
-                    _ => Value::Null,
-                }
+                compare::between(&v, &lo, &hi, *negated)
             }
             BoundExpr::Like {
                 expr,
                 pattern,
                 negated,
+                escape,
             } => {
                 let v = expr.eval(s, row)?;
                 let p = pattern.eval(s, row)?;
                 if v.is_null() || p.is_null() {
                     Value::Null
                 } else {
-                    bool_val(like_match(&p.to_string(), &v.to_string()) != *negated)
+                    bool_val(string::like(&v.to_string(), &p.to_string(), *escape) != *negated)
                 }
             }
             BoundExpr::Call { name, args } => {
@@ -299,6 +312,7 @@ pub fn binary(op: &BinaryOperator, a: &Value, b: &Value, text: &str) -> Result<V
                 Value::Text(format!("{a}{b}"))
             }
         }
+        op if bit::is_bit_op(op) => bit::binary(op, a, b),
         other => return Err(er::not_supported_yet(&format!("the operator {other}"))),
     })
 }

@@ -285,3 +285,79 @@ pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
         _ => return Ok(None),
     }))
 }
+
+/// One element of a LIKE pattern.
+#[derive(Clone, Copy, PartialEq)]
+enum LikeToken {
+    /// A character to match (case folded).
+    Char(char),
+    /// `_`: any one character.
+    One,
+    /// `%`: any run of characters.
+    Any,
+}
+
+/// `text LIKE pattern ESCAPE escape` under the default case-insensitive
+/// collation. `escape` (MySQL's default is `\\`) makes the next character
+/// literal; an escape at the end of the pattern is itself. Linear in
+/// practice: backtracking only to the last `%`.
+pub fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
+    let escape = escape.map(|e| e.to_lowercase().next().unwrap_or(e));
+    let mut p = Vec::new();
+    let mut chars = pattern.chars().flat_map(char::to_lowercase).peekable();
+    while let Some(c) = chars.next() {
+        p.push(match c {
+            c if Some(c) == escape => match chars.next() {
+                Some(n) => LikeToken::Char(n),
+                None => LikeToken::Char(c),
+            },
+            '%' => LikeToken::Any,
+            '_' => LikeToken::One,
+            c => LikeToken::Char(c),
+        });
+    }
+    let t: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(LikeToken::One) => {
+                pi += 1;
+                ti += 1;
+            }
+            Some(LikeToken::Char(c)) if *c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            Some(LikeToken::Any) => {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+            }
+            _ => match star {
+                Some(s) => {
+                    pi = s + 1;
+                    mark += 1;
+                    ti = mark;
+                }
+                None => return false,
+            },
+        }
+    }
+    while p.get(pi) == Some(&LikeToken::Any) {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// The character of a LIKE `ESCAPE` clause: one character, or none for
+/// `ESCAPE ''` (ERROR 1210 otherwise, as MySQL).
+pub fn like_escape(v: &Value) -> Result<Option<char>, SqlError> {
+    let s = v.to_string();
+    let mut cs = s.chars();
+    match (cs.next(), cs.next()) {
+        (None, _) => Ok(None),
+        (Some(c), None) => Ok(Some(c)),
+        _ => Err(er::wrong_arguments("ESCAPE")),
+    }
+}
