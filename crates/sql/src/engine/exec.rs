@@ -477,6 +477,28 @@ pub fn has_subquery(e: &Expr) -> bool {
 }
 
 /// Whether a SELECT's list or WHERE holds a subquery.
+/// `FROM DUAL`: MySQL's name for no table (a reserved word, so no user
+/// table has it).
+pub fn is_dual(s: &Select) -> bool {
+    matches!(s.from.as_slice(), [one] if one.joins.is_empty()
+        && matches!(&one.relation, TableFactor::Table { name, alias: None, .. }
+            if name.0.len() == 1 && name.to_string().eq_ignore_ascii_case("dual")))
+}
+
+/// Whether the select list, HAVING or ORDER BY of `s` calls an aggregate.
+pub fn select_has_aggregate(s: &Select) -> bool {
+    let mut exprs: Vec<&Expr> = s
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+            _ => None,
+        })
+        .collect();
+    exprs.extend(s.having.as_ref());
+    !operator::aggregation::agg_calls(&exprs).is_empty()
+}
+
 pub fn select_has_subquery(s: &Select) -> bool {
     s.selection.as_ref().is_some_and(has_subquery)
         || s.projection.iter().any(|i| match i {
@@ -639,6 +661,13 @@ impl<'a> Runner<'a> {
         profile: Option<&operator::profile::Profile>,
     ) -> Result<(Source, Option<Expr>), SqlError> {
         match s.from.as_slice() {
+            _ if is_dual(s) => {
+                let src = Source {
+                    scope: Scope::default(),
+                    rows: vec![Vec::new()],
+                };
+                return Ok((src, s.selection.clone()));
+            }
             [] => {
                 let src = Source {
                     scope: Scope::default(),

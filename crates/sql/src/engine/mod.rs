@@ -96,6 +96,8 @@ impl std::fmt::Debug for Engine {
 #[derive(Default)]
 struct State {
     txn: Option<Transaction>,
+    /// `SAVEPOINT`s of the open transaction, oldest first.
+    savepoints: Vec<(String, tiox_client::txn::Savepoint)>,
     dups: DupMessages,
     me: Option<(UserRecord, Instant)>,
 }
@@ -222,6 +224,7 @@ fn query_dbs(session: &Session, q: &sqlparser::ast::Query, out: &mut Vec<String>
     }
     fn body(session: &Session, b: &sqlparser::ast::SetExpr, out: &mut Vec<String>) {
         match b {
+            sqlparser::ast::SetExpr::Select(s) if exec::is_dual(s) => {}
             sqlparser::ast::SetExpr::Select(s) => {
                 for t in &s.from {
                     factor(session, &t.relation, out);
@@ -399,6 +402,7 @@ impl Engine {
 
     async fn finish(&self, st: &mut State, commit: bool) -> Result<(), SqlError> {
         let dups = std::mem::take(&mut st.dups);
+        st.savepoints.clear();
         if let Some(t) = st.txn.take() {
             if commit {
                 t.commit().await.map_err(|e| commit_err(e, &dups))?;
@@ -463,6 +467,45 @@ impl Engine {
                 self.finish(st, *what == "COMMIT").await?;
                 Ok(Output::ok())
             }
+            Stmt::Savepoint(name) => {
+                if st.txn.is_none() && !session.autocommit() {
+                    st.txn = Some(
+                        self.begin_for(session, Self::new_txn_pessimistic(session, None))
+                            .await?,
+                    );
+                }
+                // Outside a transaction a savepoint ends with its statement
+                // (MySQL accepts it and keeps nothing).
+                if let Some(t) = &st.txn {
+                    st.savepoints.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                    st.savepoints.push((name.clone(), t.savepoint()));
+                }
+                Ok(Output::ok())
+            }
+            Stmt::RollbackTo(name) | Stmt::ReleaseSavepoint(name) => {
+                let at = st
+                    .savepoints
+                    .iter()
+                    .position(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| {
+                        SqlError::of(
+                            ErrorKind::SpDoesNotExist,
+                            format!("SAVEPOINT {name} does not exist"),
+                        )
+                    })?;
+                if matches!(stmt, Stmt::RollbackTo(_)) {
+                    // Later savepoints go; this one stays. Locks taken
+                    // since stay too, as in MySQL and TiDB.
+                    st.savepoints.truncate(at + 1);
+                    let sp = st.savepoints[at].1.clone();
+                    if let Some(t) = st.txn.as_mut() {
+                        t.rollback_to(sp);
+                    }
+                } else {
+                    st.savepoints.truncate(at);
+                }
+                Ok(Output::ok())
+            }
             Stmt::Use(db) => {
                 self.use_db(session, st, db).await?;
                 Ok(Output::ok())
@@ -506,7 +549,9 @@ impl Engine {
                     self.check(session, st, d, "SELECT")?;
                 }
                 let simple = match q.body.as_ref() {
-                    sqlparser::ast::SetExpr::Select(s) => !exec::select_has_subquery(s),
+                    sqlparser::ast::SetExpr::Select(s) => {
+                        !exec::select_has_subquery(s) && !exec::select_has_aggregate(s)
+                    }
                     _ => false,
                 };
                 if dbs.is_empty() && simple {

@@ -110,6 +110,11 @@ impl Ctx<'_> {
 
     /// Evaluates one expression.
     pub fn eval(&self, e: &Expr) -> Result<Value, SqlError> {
+        if matches!(e, Expr::BinaryOp { .. } | Expr::In { .. }) {
+            if let Some(scalar) = expr::row::desugar(e)? {
+                return self.eval(&scalar);
+            }
+        }
         Ok(match e {
             Expr::Value(v) => match &v.value {
                 SqlValue::Number(n, _) => number(n),

@@ -346,6 +346,9 @@ impl Interim {
                 rows: Vec::new(),
             })),
             Stmt::Transaction(_) | Stmt::BeginMode(_) => Ok(Output::ok()),
+            Stmt::Savepoint(_) | Stmt::RollbackTo(_) | Stmt::ReleaseSavepoint(_) => {
+                Err(er::not_supported_yet("savepoints without a store"))
+            }
             Stmt::ShowCreateDatabase(_) | Stmt::ShowIndex { .. } | Stmt::ShowTableStatus { .. } => {
                 Err(er::not_supported_yet("tables without a store"))
             }

@@ -213,6 +213,12 @@ pub enum Stmt {
     Transaction(&'static str),
     /// `BEGIN PESSIMISTIC` / `BEGIN OPTIMISTIC` (TiDB's forms).
     BeginMode(&'static str),
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `ROLLBACK [WORK] TO [SAVEPOINT] name`.
+    RollbackTo(String),
+    /// `RELEASE SAVEPOINT name`.
+    ReleaseSavepoint(String),
     /// `SHOW CREATE DATABASE db`.
     ShowCreateDatabase(String),
     /// `SHOW INDEX FROM t [FROM db]`.
@@ -419,6 +425,20 @@ impl<'a> P<'a> {
                 .unwrap_or_default()
         };
         er::parse(&near, what)
+    }
+
+    /// The rest of a COMMIT or ROLLBACK: `[WORK] [AND NO CHAIN] [NO
+    /// RELEASE]`; a chain or release is refused, never ignored.
+    fn end_of_completion(&mut self) -> Result<(), SqlError> {
+        let _ = self.eat(&["WORK"]);
+        let _ = self.eat(&["AND", "NO", "CHAIN"]);
+        let _ = self.eat(&["NO", "RELEASE"]);
+        if self.peek(&["AND", "CHAIN"]) || self.peek(&["RELEASE"]) {
+            return Err(er::not_supported_yet(
+                "COMMIT/ROLLBACK AND CHAIN or RELEASE",
+            ));
+        }
+        self.end()
     }
 
     fn end(&self) -> Result<(), SqlError> {
@@ -1032,9 +1052,27 @@ pub fn parse(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     } else if p.eat(&["BEGIN"]) || p.eat(&["START", "TRANSACTION"]) {
         Stmt::Transaction("BEGIN")
     } else if p.eat(&["COMMIT"]) {
+        p.end_of_completion()?;
         Stmt::Transaction("COMMIT")
     } else if p.eat(&["ROLLBACK"]) {
-        Stmt::Transaction("ROLLBACK")
+        let _ = p.eat(&["WORK"]);
+        if p.eat(&["TO"]) {
+            let _ = p.eat(&["SAVEPOINT"]);
+            let name = p.name()?;
+            p.end()?;
+            Stmt::RollbackTo(name)
+        } else {
+            p.end_of_completion()?;
+            Stmt::Transaction("ROLLBACK")
+        }
+    } else if p.eat(&["SAVEPOINT"]) {
+        let name = p.name()?;
+        p.end()?;
+        Stmt::Savepoint(name)
+    } else if p.eat(&["RELEASE", "SAVEPOINT"]) {
+        let name = p.name()?;
+        p.end()?;
+        Stmt::ReleaseSavepoint(name)
     } else if p.peek(&["SHOW"]) {
         p.parser.next_token();
         match p.show()? {
@@ -1049,7 +1087,13 @@ pub fn parse(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
 
 fn generic(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     static DIALECT: MySqlDialect = MySqlDialect {};
-    let mut parser = Parser::new(&DIALECT).with_tokens_with_locations(tokens.tokens.clone());
+    let mut toks = tokens.tokens.clone();
+    let is_word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    // MySQL's CREATE SCHEMA is CREATE DATABASE (and takes its options).
+    if toks.len() > 1 && is_word(&toks[0], "CREATE") && is_word(&toks[1], "SCHEMA") {
+        toks[1].token = Token::make_keyword("DATABASE");
+    }
+    let mut parser = Parser::new(&DIALECT).with_tokens_with_locations(toks);
     let stmt = parser
         .parse_statement()
         .map_err(|e: ParserError| parse_error(sql, e))?;

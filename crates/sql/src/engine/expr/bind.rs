@@ -65,6 +65,11 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
             }
         };
     }
+    if matches!(e, Expr::BinaryOp { .. } | Expr::In { .. }) {
+        if let Some(scalar) = super::row::desugar(e)? {
+            return b(&scalar);
+        }
+    }
     let bound = match e {
         Expr::Value(_) => BoundExpr::Literal(ctx.eval(e)?),
         Expr::Identifier(id) if matches!(id.quote_style, Some('"') | Some('\'')) => {

@@ -26,6 +26,7 @@ pub mod compare;
 pub mod control;
 pub mod info;
 pub mod regexp;
+pub mod row;
 pub mod string;
 pub mod time;
 pub mod uuid;
