@@ -30,7 +30,7 @@ fn unquote(n: &ObjectName) -> Vec<String> {
         .collect()
 }
 
-fn db_and_table(sx: &Sx<'_>, n: &ObjectName) -> Result<(String, String), SqlError> {
+pub fn db_and_table(sx: &Sx<'_>, n: &ObjectName) -> Result<(String, String), SqlError> {
     let parts = unquote(n);
     match parts.as_slice() {
         [t] => Ok((sx.current_db()?.to_string(), t.clone())),
@@ -47,6 +47,46 @@ fn check_name(name: &str) -> Result<(), SqlError> {
         ));
     }
     Ok(())
+}
+
+/// The table a `CREATE [TEMPORARY] TABLE` describes (no id yet).
+pub fn table_from_create(
+    name: &str,
+    ct: &sqlparser::ast::CreateTable,
+) -> Result<TableInfo, SqlError> {
+    check_name(name)?;
+    let opts = ct.table_options.to_string().to_ascii_lowercase();
+    let collation = opts
+        .split(|c: char| c.is_whitespace() || c == '=')
+        .filter(|w| !w.is_empty())
+        .skip_while(|w| *w != "collate")
+        .nth(1)
+        .and_then(Collation::from_name)
+        .or_else(|| opts.contains("charset=binary").then_some(Collation::Bin));
+    let comment = ct
+        .comment
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let comment = comment
+        .split_once('\'')
+        .map_or(String::new(), |(_, r)| r.trim_end_matches('\'').to_string());
+    let info = schema::build_table(
+        name,
+        CreateSpec {
+            columns: &ct.columns,
+            constraints: &ct.constraints,
+            collation,
+            comment,
+        },
+    )?;
+    if ct.columns.is_empty() {
+        return Err(SqlError::of(
+            ErrorKind::TableMustHaveColumns,
+            "A table must have at least 1 column".into(),
+        ));
+    }
+    Ok(info)
 }
 
 /// Runs one DDL statement.
@@ -185,42 +225,8 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
             if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
                 return Err(er::not_supported_yet("CREATE TABLE ... AS SELECT / LIKE"));
             }
-            if ct.temporary {
-                return Err(er::not_supported_yet("temporary tables"));
-            }
             let (db, name) = db_and_table(sx, &ct.name)?;
-            check_name(&name)?;
-            let opts = ct.table_options.to_string().to_ascii_lowercase();
-            let collation = opts
-                .split(|c: char| c.is_whitespace() || c == '=')
-                .filter(|w| !w.is_empty())
-                .skip_while(|w| *w != "collate")
-                .nth(1)
-                .and_then(Collation::from_name)
-                .or_else(|| opts.contains("charset=binary").then_some(Collation::Bin));
-            let comment = ct
-                .comment
-                .as_ref()
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let comment = comment
-                .split_once('\'')
-                .map_or(String::new(), |(_, r)| r.trim_end_matches('\'').to_string());
-            let mut info = schema::build_table(
-                &name,
-                CreateSpec {
-                    columns: &ct.columns,
-                    constraints: &ct.constraints,
-                    collation,
-                    comment,
-                },
-            )?;
-            if ct.columns.is_empty() {
-                return Err(SqlError::of(
-                    ErrorKind::TableMustHaveColumns,
-                    "A table must have at least 1 column".into(),
-                ));
-            }
+            let mut info = table_from_create(&name, ct)?;
             catalog
                 .ddl(|s| {
                     let Some(d) = s.db(&db).cloned() else {

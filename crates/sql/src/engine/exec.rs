@@ -232,6 +232,8 @@ pub struct Sx<'a> {
     pub planned: std::sync::Mutex<Option<(i64, String, plan::Access)>>,
     /// EXPLAIN ANALYZE: where the outermost SELECT's operators report.
     pub profile: Option<Arc<operator::profile::Profile>>,
+    /// The session's temporary tables (they shadow the schema's).
+    pub temps: Arc<super::temporary::Tables>,
 }
 
 impl<'a> Sx<'a> {
@@ -294,6 +296,9 @@ impl<'a> Sx<'a> {
             [d, t] => (d.clone(), t.clone()),
             _ => return Err(er::parse(&name.to_string(), "bad table name")),
         };
+        if let Some(info) = self.temps.get(&super::temporary::key(&db, &t)) {
+            return Ok((db, info.clone()));
+        }
         match self.schema.table(&db, &t) {
             Some(info) => Ok((db, info)),
             None => Err(er::no_such_table(&db, &t)),

@@ -45,6 +45,7 @@ pub mod planner;
 pub mod schema;
 pub mod show;
 pub mod table;
+pub mod temporary;
 pub mod types;
 pub mod walk;
 
@@ -84,6 +85,8 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     txn: TxnClient,
     interim: Interim,
+    /// Every session's temporary tables.
+    temps: temporary::Registry,
 }
 
 impl std::fmt::Debug for Engine {
@@ -252,6 +255,7 @@ impl Engine {
             catalog: Arc::new(Catalog::open(txn.clone()).await?),
             txn,
             interim: Interim::behind_engine(),
+            temps: temporary::Registry::default(),
         };
         engine.catalog.keep_up();
         tokio::spawn(gc_loop(engine.txn.clone()));
@@ -598,6 +602,7 @@ impl Engine {
             hold: None,
             planned: std::sync::Mutex::new(None),
             profile: None,
+            temps: self.temps.of(session.conn_id),
         })
     }
 
@@ -613,6 +618,54 @@ impl Engine {
         if let Some(p) = privilege_of(statement) {
             let db = statement_db(session, statement).ok_or_else(er::no_db)?;
             self.check(session, st, &db, p)?;
+        }
+        // Temporary tables: no implicit commit (MySQL), not in the schema.
+        match &statement {
+            Statement::CreateTable(ct) if ct.temporary => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                return Box::pin(self.temps.create(&sx, &self.catalog, ct)).await;
+            }
+            Statement::Drop {
+                object_type: sqlparser::ast::ObjectType::Table,
+                names,
+                temporary,
+                if_exists,
+                ..
+            } => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                let rest = self.temps.drop(&sx, &self.catalog, names)?;
+                if *temporary && !rest.is_empty() && !*if_exists {
+                    let missing: Vec<String> = rest.iter().map(ToString::to_string).collect();
+                    return Err(SqlError::of(
+                        ErrorKind::BadTable,
+                        format!("Unknown table '{}'", missing.join(",")),
+                    ));
+                }
+                if *temporary || rest.is_empty() {
+                    return Ok(Output::ok());
+                }
+                if rest.len() < names.len() {
+                    let mut left = statement.clone();
+                    if let Statement::Drop { names, .. } = &mut left {
+                        *names = rest;
+                    }
+                    drop(sx);
+                    self.finish(st, true).await?;
+                    let sx = self.ddl_sx(session, sql, params).await?;
+                    return Box::pin(ddl::run(&sx, &self.catalog, &left)).await;
+                }
+            }
+            Statement::Truncate(t) if t.table_names.len() == 1 => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                if self
+                    .temps
+                    .truncate(&sx, &self.catalog, &t.table_names[0].name)
+                    .await?
+                {
+                    return Ok(Output::ok());
+                }
+            }
+            _ => {}
         }
         match &statement {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -1326,6 +1379,7 @@ impl Backend for Engine {
                     tracing::warn!(conn_id = session.conn_id, error = %e, "rolling back the transaction of a closed connection failed; its locks expire on their own");
                 }
             }
+            self.temps.close(&self.catalog, session.conn_id);
         })
     }
 

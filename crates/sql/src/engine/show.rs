@@ -270,7 +270,14 @@ pub fn index(t: &TableInfo) -> Output {
 pub fn create_table(t: &TableInfo) -> Output {
     rows(
         &["Table", "Create Table"],
-        vec![vec![text(t.name.clone()), text(show_create(t))]],
+        vec![vec![
+            text(t.name.clone()),
+            text(if super::temporary::is_temporary(t) {
+                show_create(t).replacen("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
+            } else {
+                show_create(t)
+            }),
+        ]],
     )
 }
 
