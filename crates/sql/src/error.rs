@@ -212,6 +212,8 @@ kinds! {
     SpDoesNotExist = (1305, "42000"),
     /// The statement was killed.
     QueryInterrupted = (1317, "70100"),
+    /// A column list of another width than the query's select list.
+    ViewWrongList = (1353, "HY000"),
     /// A column without a value or default.
     NoDefaultForField = (1364, "HY000"),
     /// An account operation that failed.
@@ -246,6 +248,8 @@ kinds! {
     NoSecureTransportsConfigured = (3161, "HY000"),
     /// A regular expression that does not compile.
     RegexpIllegalArgument = (3685, "HY000"),
+    /// A recursive CTE ran past `cte_max_recursion_depth`.
+    CteMaxRecursionDepth = (3636, "HY000"),
     /// TLS could not be (re)loaded.
     TlsReload = (3889, "HY000"),
     /// A bad match_type flag of a regular-expression function.

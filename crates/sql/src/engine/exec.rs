@@ -211,6 +211,17 @@ pub struct QueryOut {
     pub rows: Vec<Row>,
 }
 
+/// A common table expression, materialised: what `FROM name` reads
+/// while the query that defines it runs.
+pub struct CteRows {
+    /// The CTE's name.
+    pub name: String,
+    /// Its column names.
+    pub names: Vec<String>,
+    /// Its rows.
+    pub rows: Vec<Row>,
+}
+
 /// What a statement runs with.
 pub struct Sx<'a> {
     /// The session.
@@ -234,6 +245,8 @@ pub struct Sx<'a> {
     pub profile: Option<Arc<operator::profile::Profile>>,
     /// The session's temporary tables (they shadow the schema's).
     pub temps: Arc<super::temporary::Tables>,
+    /// The common table expressions in scope, innermost last.
+    pub ctes: std::sync::Mutex<Vec<Arc<CteRows>>>,
 }
 
 impl<'a> Sx<'a> {
@@ -285,6 +298,20 @@ impl<'a> Sx<'a> {
     }
 
     /// Resolves `db.table` / `table` to a table, or ERROR 1146.
+    /// The CTE `name` refers to, if it is one in scope.
+    pub fn cte(&self, name: &ObjectName) -> Option<Arc<CteRows>> {
+        let [one] = name.0.as_slice() else {
+            return None;
+        };
+        let n = one.to_string();
+        let n = n.trim_matches('`');
+        let ctes = self.ctes.lock().unwrap_or_else(|e| e.into_inner());
+        ctes.iter()
+            .rev()
+            .find(|c| c.name.eq_ignore_ascii_case(n))
+            .cloned()
+    }
+
     pub fn table(&self, name: &ObjectName) -> Result<(String, Arc<TableInfo>), SqlError> {
         let parts: Vec<String> = name
             .0
@@ -482,6 +509,82 @@ pub fn has_subquery(e: &Expr) -> bool {
 }
 
 /// Whether a SELECT's list or WHERE holds a subquery.
+/// The subqueries in the expressions of `s` (select list, WHERE,
+/// HAVING, ON), outermost only.
+pub fn nested_queries(s: &Select) -> Vec<&Query> {
+    let mut exprs: Vec<&Expr> = Vec::new();
+    for i in &s.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = i {
+            exprs.push(e);
+        }
+    }
+    exprs.extend(s.selection.as_ref());
+    exprs.extend(s.having.as_ref());
+    for t in &s.from {
+        for j in &t.joins {
+            use sqlparser::ast::{JoinConstraint, JoinOperator as J};
+            if let J::Join(JoinConstraint::On(e))
+            | J::Inner(JoinConstraint::On(e))
+            | J::Left(JoinConstraint::On(e))
+            | J::LeftOuter(JoinConstraint::On(e))
+            | J::Right(JoinConstraint::On(e))
+            | J::RightOuter(JoinConstraint::On(e)) = &j.join_operator
+            {
+                exprs.push(e);
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    for e in exprs {
+        subqueries(e, &mut nodes);
+    }
+    nodes
+        .into_iter()
+        .filter_map(|n| match n {
+            Expr::Subquery(q)
+            | Expr::Exists { subquery: q, .. }
+            | Expr::In {
+                target: sqlparser::ast::InTarget::Subquery(q),
+                ..
+            } => Some(q.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `body` reads table `name` in a FROM clause (at any depth of
+/// joins, derived tables and set operations).
+fn reads_table(body: &SetExpr, name: &str) -> bool {
+    fn factor(f: &TableFactor, name: &str) -> bool {
+        match f {
+            TableFactor::Table { name: n, .. } => {
+                n.0.len() == 1 && n.to_string().trim_matches('`').eq_ignore_ascii_case(name)
+            }
+            TableFactor::Derived { subquery, .. } => reads_table(&subquery.body, name),
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                factor(&table_with_joins.relation, name)
+                    || table_with_joins
+                        .joins
+                        .iter()
+                        .any(|j| factor(&j.relation, name))
+            }
+            _ => false,
+        }
+    }
+    match body {
+        SetExpr::Select(s) => s.from.iter().any(|t| {
+            factor(&t.relation, name) || t.joins.iter().any(|j| factor(&j.relation, name))
+        }),
+        SetExpr::Query(q) => reads_table(&q.body, name),
+        SetExpr::SetOperation { left, right, .. } => {
+            reads_table(left, name) || reads_table(right, name)
+        }
+        _ => false,
+    }
+}
+
 /// `FROM DUAL`: MySQL's name for no table (a reserved word, so no user
 /// table has it).
 pub fn is_dual(s: &Select) -> bool {
@@ -549,9 +652,150 @@ impl<'a> Runner<'a> {
         outer: Option<Arc<Outer>>,
     ) -> BoxFuture<'b, Result<QueryOut, SqlError>> {
         Box::pin(async move {
-            if q.with.is_some() {
-                return Err(er::not_supported_yet("WITH (common table expressions)"));
+            let Some(with) = &q.with else {
+                return self.query_body(q, outer).await;
+            };
+            let depth = self.sx.ctes.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let r = async {
+                for cte in &with.cte_tables {
+                    let rows = self.cte(cte, with.recursive, outer.clone()).await?;
+                    self.sx
+                        .ctes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Arc::new(rows));
+                }
+                self.query_body(q, outer).await
             }
+            .await;
+            self.sx
+                .ctes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .truncate(depth);
+            r
+        })
+    }
+
+    /// Materialises one CTE. A recursive one (`WITH RECURSIVE`, a UNION
+    /// whose right side reads the CTE) runs its anchor once, then its
+    /// recursive part over the rows the last round added, until a round
+    /// adds none (UNION DISTINCT drops rows already there) or
+    /// `cte_max_recursion_depth` rounds ran (ERROR 3636).
+    async fn cte(
+        &self,
+        cte: &sqlparser::ast::Cte,
+        recursive: bool,
+        outer: Option<Arc<Outer>>,
+    ) -> Result<CteRows, SqlError> {
+        let name = cte.alias.name.value.clone();
+        let listed: Vec<String> = cte
+            .alias
+            .columns
+            .iter()
+            .map(|c| c.name.value.clone())
+            .collect();
+        let named = |out_names: Vec<String>| -> Result<Vec<String>, SqlError> {
+            if listed.is_empty() {
+                return Ok(out_names);
+            }
+            if listed.len() != out_names.len() {
+                return Err(SqlError::of(
+                    ErrorKind::ViewWrongList,
+                    "In definition of view, derived table or common table expression, SELECT list and column names list have different column counts".into(),
+                ));
+            }
+            Ok(listed.clone())
+        };
+        let body = cte.query.body.as_ref();
+        let recursion = match body {
+            SetExpr::SetOperation {
+                op: SetOperator::Union,
+                set_quantifier,
+                left,
+                right,
+            } if recursive && reads_table(right, &name) && cte.query.order_by.is_none() => {
+                Some((left, right, matches!(set_quantifier, SetQuantifier::All)))
+            }
+            _ => None,
+        };
+        let Some((anchor, step, all)) = recursion else {
+            let out = self.query(&cte.query, outer).await?;
+            return Ok(CteRows {
+                name,
+                names: named(out.names)?,
+                rows: out.rows,
+            });
+        };
+        let first = self.set_expr(anchor, outer.clone()).await?;
+        let names = named(first.names)?;
+        let max_depth =
+            match crate::executor::vars::get(self.sx.session, "cte_max_recursion_depth", false) {
+                Some(Value::Int(i)) => i.max(0) as u64,
+                Some(Value::UInt(u)) => u,
+                _ => 1000,
+            };
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let key = |r: &Row| -> Vec<u8> { format!("{r:?}").into_bytes() };
+        let mut total: Vec<Row> = Vec::new();
+        let mut fresh: Vec<Row> = Vec::new();
+        for r in first.rows {
+            if all || seen.insert(key(&r)) {
+                fresh.push(r);
+            }
+        }
+        let mut rounds = 0u64;
+        while !fresh.is_empty() {
+            for r in &fresh {
+                self.sx.mem.consume_row(r)?;
+            }
+            total.extend(fresh.iter().cloned());
+            if rounds >= max_depth {
+                return Err(SqlError::of(
+                    ErrorKind::CteMaxRecursionDepth,
+                    format!(
+                        "Recursive query aborted after {} iterations. Try increasing @@cte_max_recursion_depth to a larger value.",
+                        rounds + 1
+                    ),
+                ));
+            }
+            rounds += 1;
+            self.sx
+                .ctes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::new(CteRows {
+                    name: name.clone(),
+                    names: names.clone(),
+                    rows: std::mem::take(&mut fresh),
+                }));
+            let r = self.set_expr(step, outer.clone()).await;
+            self.sx.ctes.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            for row in r?.rows {
+                if row.len() != names.len() {
+                    return Err(SqlError::of(
+                        ErrorKind::WrongNumberOfColumnsInSelect,
+                        "The used SELECT statements have a different number of columns".into(),
+                    ));
+                }
+                if all || seen.insert(key(&row)) {
+                    fresh.push(row);
+                }
+            }
+        }
+        Ok(CteRows {
+            name,
+            names,
+            rows: total,
+        })
+    }
+
+    fn query_body<'b>(
+        &'b self,
+        q: &'b Query,
+        outer: Option<Arc<Outer>>,
+    ) -> BoxFuture<'b, Result<QueryOut, SqlError>> {
+        Box::pin(async move {
             let (limit, offset) = limits(self.sx, q)?;
             let order: Vec<&sqlparser::ast::OrderByExpr> = match &q.order_by {
                 Some(o) => match &o.kind {
@@ -828,7 +1072,16 @@ impl<'a> Runner<'a> {
                         "Every derived table must have its own alias".into(),
                     ));
                 };
-                let out = self.query(subquery, outer).await?;
+                let mut out = self.query(subquery, outer).await?;
+                if !alias.columns.is_empty() {
+                    if alias.columns.len() != out.names.len() {
+                        return Err(SqlError::of(
+                            ErrorKind::ViewWrongList,
+                            "In definition of view, derived table or common table expression, SELECT list and column names list have different column counts".into(),
+                        ));
+                    }
+                    out.names = alias.columns.iter().map(|c| c.name.value.clone()).collect();
+                }
                 let scope = Scope {
                     cols: out
                         .names

@@ -235,6 +235,9 @@ fn query_dbs(session: &Session, q: &sqlparser::ast::Query, out: &mut Vec<String>
                         factor(session, &j.relation, out);
                     }
                 }
+                for q in exec::nested_queries(s) {
+                    query_dbs(session, q, out);
+                }
             }
             sqlparser::ast::SetExpr::Query(q) => query_dbs(session, q, out),
             sqlparser::ast::SetExpr::SetOperation { left, right, .. } => {
@@ -242,6 +245,11 @@ fn query_dbs(session: &Session, q: &sqlparser::ast::Query, out: &mut Vec<String>
                 body(session, right, out);
             }
             _ => {}
+        }
+    }
+    if let Some(w) = &q.with {
+        for cte in &w.cte_tables {
+            query_dbs(session, &cte.query, out);
         }
     }
     body(session, &q.body, out);
@@ -552,12 +560,15 @@ impl Engine {
                 for d in &dbs {
                     self.check(session, st, d, "SELECT")?;
                 }
-                let simple = match q.body.as_ref() {
-                    sqlparser::ast::SetExpr::Select(s) => {
-                        !exec::select_has_subquery(s) && !exec::select_has_aggregate(s)
-                    }
-                    _ => false,
-                };
+                let simple = q.with.is_none()
+                    && match q.body.as_ref() {
+                        sqlparser::ast::SetExpr::Select(s) => {
+                            (s.from.is_empty() || exec::is_dual(s))
+                                && !exec::select_has_subquery(s)
+                                && !exec::select_has_aggregate(s)
+                        }
+                        _ => false,
+                    };
                 if dbs.is_empty() && simple {
                     // No tables: constants and variables.
                     return self.interim.run(session, sql, tokens, stmt, params);
@@ -603,6 +614,7 @@ impl Engine {
             planned: std::sync::Mutex::new(None),
             profile: None,
             temps: self.temps.of(session.conn_id),
+            ctes: std::sync::Mutex::new(Vec::new()),
         })
     }
 

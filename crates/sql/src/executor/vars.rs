@@ -50,6 +50,7 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("collation_connection", Scope::Both, s("utf8mb4_general_ci")),
         ("collation_database", Scope::Both, s("utf8mb4_bin")),
         ("collation_server", Scope::Both, s("utf8mb4_bin")),
+        ("cte_max_recursion_depth", Scope::Both, Value::Int(1000)),
         ("default_authentication_plugin", Scope::ReadOnly, s("mysql_native_password")),
         ("div_precision_increment", Scope::Both, Value::Int(4)),
         ("foreign_key_checks", Scope::Both, Value::Int(1)),

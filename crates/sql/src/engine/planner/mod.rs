@@ -391,6 +391,28 @@ pub fn bind_table(sx: &super::exec::Sx<'_>, f: &TableFactor) -> Result<Option<Le
         || parts.last().cloned().unwrap_or_default(),
         |a| a.name.value.clone(),
     );
+    if let Some(cte) = sx.cte(name) {
+        let scope = super::exec::Scope {
+            cols: cte
+                .names
+                .iter()
+                .map(|n| super::exec::ScopeCol {
+                    table: alias.to_ascii_lowercase(),
+                    name: n.clone(),
+                    ty: None,
+                    not_null: false,
+                })
+                .collect(),
+        };
+        return Ok(Some(Leaf {
+            alias,
+            scope,
+            source: LeafSource::Rows {
+                rows: cte.rows.clone(),
+                label: "CTEFullScan",
+            },
+        }));
+    }
     let in_information_schema = match parts.as_slice() {
         [db, _] => db.eq_ignore_ascii_case("information_schema"),
         [_] => sx
