@@ -382,6 +382,53 @@ impl Live {
         panic!("no server {name} under pid {parent}:\n{}", self.output());
     }
 
+    /// Runs the printed pd-ctl command with `cmd` instead of `store`.
+    fn pd_ctl(&self, cmd: &str) -> serde_json::Value {
+        let line = printed(&self.stdout(), "pd-ctl").replacen(" store ", &format!(" {cmd} "), 1);
+        let (ok, out) = run_printed(&line);
+        assert!(ok, "{line}\n{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{line}: {e}\n{out}"))
+    }
+
+    /// The name (`kv-N`) of the store leading the first region, after
+    /// checking that the region has 3 voters, none down or pending.
+    fn kv_leading_a_region(&self) -> String {
+        let regions = self.pd_ctl("region");
+        let r = &regions["regions"][0];
+        let voters = r["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["role_name"] == "Voter")
+            .count();
+        assert!(
+            voters == 3
+                && r["down_peers"].as_array().is_none_or(|a| a.is_empty())
+                && r["pending_peers"].as_array().is_none_or(|a| a.is_empty()),
+            "the playground said ready before the region had 3 healthy voters: {r:#}"
+        );
+        let leader = &r["leader"]["store_id"];
+        let stores = self.pd_ctl("store");
+        let addr = stores["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| &s["store"]["id"] == leader)
+            .and_then(|s| s["store"]["address"].as_str())
+            .unwrap_or_else(|| panic!("no store {leader} in {stores:#}"))
+            .to_string();
+        let topo: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("topology.json")).unwrap())
+                .unwrap();
+        let i = topo["kv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|p| addr == format!("127.0.0.1:{}", p[0]))
+            .unwrap_or_else(|| panic!("{addr} is not in {topo}"));
+        format!("kv-{i}")
+    }
+
     /// MySQL options for root over TLS (verifying the server against the
     /// playground's MySQL CA), from the printed command and password.
     fn mysql_opts(&self) -> mysql_async::Opts {
@@ -462,7 +509,7 @@ fn sql_until_ok(opts: &mysql_async::Opts, stmts: &[&str], timeout: std::time::Du
 }
 
 #[test]
-fn playground_keeps_running_when_a_store_is_killed_and_names_it() {
+fn playground_keeps_running_when_the_leading_store_is_killed_and_names_it() {
     // 3 stores, 3 replicas: losing one leaves a quorum for every region.
     let mut p = Live::start(&["--pd", "1", "--kv", "3", "--db", "1"]);
     let opts = p.mysql_opts();
@@ -478,18 +525,21 @@ fn playground_keeps_running_when_a_store_is_killed_and_names_it() {
         minute,
     );
 
-    let pid = p.server_pid("kv-1");
+    // The store leading the region (the one whose loss needs a new leader).
+    let kv = p.kv_leading_a_region();
+    let pid = p.server_pid(&kv);
     sigkill(pid);
-    let said = format!("kv-1 (pid {pid}) exited (signal: 9 (SIGKILL))");
+    let said = format!("{kv} (pid {pid}) exited (signal: 9 (SIGKILL))");
     p.wait_until("the death report", minute, |p| p.stderr().contains(&said));
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(p.running(), "{}", p.output());
     let err = p.stderr();
     assert!(
-        err.contains("kv-1: not restarted") && err.contains("the other 4 servers keep running"),
+        err.contains(&format!("{kv}: not restarted"))
+            && err.contains("the other 4 servers keep running"),
         "{err}"
     );
-    assert!(err.contains("logs/kv-1.log"), "{err}");
+    assert!(err.contains(&format!("logs/{kv}.log")), "{err}");
 
     // The other two stores serve every region: reads and writes work.
     let n = sql_until_ok(
@@ -503,8 +553,10 @@ fn playground_keeps_running_when_a_store_is_killed_and_names_it() {
     assert_eq!(n, "4", "{}", p.output());
     assert!(p.running(), "{}", p.output());
     // The other servers are still the ones started first.
-    for name in ["pd-0", "kv-0", "kv-2", "tidb-0"] {
-        p.server_pid(name);
+    for name in ["pd-0", "kv-0", "kv-1", "kv-2", "tidb-0"] {
+        if name != kv {
+            p.server_pid(name);
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //!           ├─ pd-N/ kv-N/ tidb-N/ (data)      logs/*.log
 //!           └─ root-password (0600, the generated MySQL root password)
 //!  [1/4] PD x N (Raft peers, --initial-cluster, https)  -> /pd/api/v1/health
-//!  [2/4] TiKV x N (--pd https://...)                    -> stores Up, region led
+//!  [2/4] TiKV x N (--pd https://...)                    -> stores Up, regions led,
+//!                                                          min(N, 3) voters each, all up
 //!  [3/4] TiDB x N (MySQL TLS with the separate mysql/ set, cluster TLS)
 //!  [4/4] print how to connect; Ctrl-C stops everything
 //!  then   supervise: a server that exits is reported (status, log tail),
@@ -715,10 +716,37 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
                 return false;
             };
             let up = stores.matches("\"state_name\":\"Up\"").count();
+            // Every region led, with all its voters (PD adds them up to
+            // max-replicas, one per store) and none of them down or behind:
+            // until then, losing one store can leave a region without a
+            // quorum.
+            let max = match http_get(&addr, "/pd/api/v1/config", t.clone()).await {
+                Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["replication"]["max-replicas"].as_u64()),
+                _ => None,
+            }
+            .unwrap_or(3) as usize;
             let Ok((200, regions)) = http_get(&addr, "/pd/api/v1/regions", t).await else {
                 return false;
             };
-            up >= want && regions.contains("\"leader\":{")
+            let Ok(regions) = serde_json::from_str::<serde_json::Value>(&regions) else {
+                return false;
+            };
+            let Some(regions) = regions["regions"].as_array().filter(|r| !r.is_empty()) else {
+                return false;
+            };
+            let voters = want.min(max);
+            up >= want
+                && regions.iter().all(|r| {
+                    let none = |k: &str| r[k].as_array().is_none_or(|a| a.is_empty());
+                    r["leader"].is_object()
+                        && none("down_peers")
+                        && none("pending_peers")
+                        && r["peers"].as_array().is_some_and(|p| {
+                            p.iter().filter(|p| p["role_name"] == "Voter").count() >= voters
+                        })
+                })
         }
     })
     .await?;
