@@ -7,10 +7,26 @@
 //!           ├─ pd-N/ kv-N/ tidb-N/ (data)      logs/*.log
 //!           └─ root-password (0600, the generated MySQL root password)
 //!  [1/4] PD x N (Raft peers, --initial-cluster, https)  -> /pd/api/v1/health
-//!  [2/4] TiKV x N (--pd https://...)                    -> stores Up, region led
+//!  [2/4] TiKV x N (--pd https://...)                    -> stores Up, regions led,
+//!                                                          min(N, 3) voters each, all up
 //!  [3/4] TiDB x N (MySQL TLS with the separate mysql/ set, cluster TLS)
 //!  [4/4] print how to connect; Ctrl-C stops everything
+//!  then   supervise: a server that exits is reported (status, log tail),
+//!         the others keep running; --restart-on-failure starts it again
 //! ```
+//!
+//! A server that dies while the cluster runs does not take the others down:
+//! the playground names it, its exit status and the last lines of its log,
+//! and keeps the rest running (3 replicas survive a lost store). With
+//! `--restart-on-failure` a server that failed (a non-zero exit, or a signal
+//! other than SIGTERM, SIGINT, SIGHUP and SIGPIPE: systemd's `on-failure`)
+//! is started again with the same arguments (less `--initialize-*`), ports
+//! and data directory after
+//! a backoff (1, 2, 4, 8, 16 s), and reported when its port accepts
+//! connections again; after 5 restarts within a minute it is left down.
+//! The playground itself stops on Ctrl-C/SIGTERM, or when no server is left.
+//! During startup any exit is still fatal (it is usually a port or a
+//! configuration problem, and the log tails say which).
 //!
 //! `--insecure-for-benchmarks` runs every link in plaintext; it exists only
 //! to measure what TLS costs, and says so loudly.
@@ -45,6 +61,12 @@ pub struct PlaygroundArgs {
     /// PLAINTEXT on every link. Only for measuring what TLS costs.
     #[arg(long)]
     insecure_for_benchmarks: bool,
+    /// Start a server again (same arguments, ports and data) when it fails
+    /// (non-zero exit, or killed by a signal other than SIGTERM, SIGINT,
+    /// SIGHUP, SIGPIPE) while the cluster runs; after a backoff of 1-16 s;
+    /// give up after 5 restarts within a minute.
+    #[arg(long)]
+    restart_on_failure: bool,
     /// Start, wait until healthy, print, then stop (for scripts and tests).
     #[arg(long, hide = true)]
     exit_when_ready: bool,
@@ -82,9 +104,82 @@ struct Topology {
     db: Vec<(u16, u16)>,
 }
 
+/// Restarts allowed within [`RESTART_WINDOW`] before a server is left down.
+const MAX_RESTARTS: usize = 5;
+/// The window [`MAX_RESTARTS`] is counted in.
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Lines of a dead server's log printed with its exit status.
+const DEATH_TAIL_LINES: usize = 10;
+
+/// One server: what it was started with (to start it again the same way)
+/// and, while it runs, its process.
 struct Child_ {
     name: String,
-    child: Child,
+    binary: String,
+    args: Vec<String>,
+    log: PathBuf,
+    stdout: Option<PathBuf>,
+    /// Where it serves (its main port), probed after a restart.
+    addr: String,
+    /// None once it has exited and been reaped.
+    child: Option<Child>,
+    /// False after a restart until `addr` accepts connections.
+    serving: bool,
+    /// When its last process exited.
+    exited_at: Option<Instant>,
+    /// When to start it again (--restart-on-failure, after the backoff).
+    restart_at: Option<Instant>,
+    /// When it was restarted, within the last [`RESTART_WINDOW`].
+    restarts: Vec<Instant>,
+}
+
+impl Child_ {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts (or starts again) the process with the stored arguments,
+    /// appending to its log. The stdout file, if any, is truncated on the
+    /// first start only, so that a restart keeps what was printed before.
+    fn start(&mut self, first: bool) -> Result<(), String> {
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let out = match &self.stdout {
+            Some(p) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut o = std::fs::OpenOptions::new();
+                o.create(true).mode(0o600);
+                if first {
+                    o.write(true).truncate(true);
+                } else {
+                    o.append(true);
+                }
+                Stdio::from(o.open(p).map_err(|e| format!("{}: {e}", p.display()))?)
+            }
+            None => Stdio::from(logf.try_clone().map_err(|e| e.to_string())?),
+        };
+        let path = bin(&self.binary);
+        let child = Command::new(&path)
+            .args(&self.args)
+            .stdout(out)
+            .stderr(Stdio::from(logf))
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e} (build it first: cargo build --release --bins)",
+                    path.display()
+                )
+            })?;
+        self.child = Some(child);
+        // The accounts are created once: tidb-server refuses a second
+        // --initialize-* on a cluster that holds accounts, so a restart
+        // runs without it.
+        self.args.retain(|a| !a.starts_with("--initialize-"));
+        Ok(())
+    }
 }
 
 struct Running {
@@ -100,32 +195,156 @@ impl Running {
         // Ask every server to stop (SIGTERM: clean shutdown where handled,
         // termination otherwise), newest first; give them 5 s, then make sure.
         for c in self.children.iter().rev() {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe {
-                libc::kill(c.child.id() as libc::pid_t, libc::SIGTERM);
+            if let Some(pid) = c.pid() {
+                // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                }
             }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for c in &mut self.children {
+            let Some(child) = c.child.as_mut() else {
+                continue;
+            };
             while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.child.try_wait() {
+                if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            if let Ok(None) = c.child.try_wait() {
-                let _ = c.child.kill();
-                let _ = c.child.wait();
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
                 eprintln!("  stopped {} (killed after 5 s)", c.name);
             }
         }
     }
 
+    /// During startup: any exit is fatal.
     fn check_alive(&mut self) -> Result<(), String> {
         for c in &mut self.children {
-            if let Ok(Some(status)) = c.child.try_wait() {
+            if let Some(Ok(Some(status))) = c.child.as_mut().map(Child::try_wait) {
                 return Err(format!("{} exited ({status})", c.name));
             }
+        }
+        Ok(())
+    }
+
+    /// Once the cluster runs, called every half second: reports servers
+    /// that exited (the others keep running), starts failed ones again when
+    /// `restart` is set, reports restarted ones once they serve. An error
+    /// only when no server is left (none running, none waiting to restart).
+    async fn supervise(&mut self, restart: bool) -> Result<(), String> {
+        for i in 0..self.children.len() {
+            let Some(Ok(Some(status))) = self.children[i].child.as_mut().map(Child::try_wait)
+            else {
+                continue;
+            };
+            if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                // Ctrl-C reached the servers too; stopping is under way.
+                return Ok(());
+            }
+            let now = Instant::now();
+            let running = self
+                .children
+                .iter()
+                .enumerate()
+                .filter(|(j, c)| *j != i && c.child.is_some())
+                .count();
+            let c = &mut self.children[i];
+            let pid = c.pid().unwrap_or_default();
+            c.child = None;
+            c.serving = false;
+            c.exited_at = Some(now);
+            eprintln!(
+                "\ntiox playground: {} (pid {pid}) exited ({status}); the last lines of {}:\n{}",
+                c.name,
+                c.log.display(),
+                indent(&tail(&c.log, DEATH_TAIL_LINES))
+            );
+            c.restarts
+                .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+            let how = if !restart {
+                "not restarted (start the playground with --restart-on-failure to restart failed servers)"
+                    .to_string()
+            } else if !failed(status) {
+                "it was stopped (a clean exit, or SIGTERM/SIGINT/SIGHUP/SIGPIPE), not restarted: \
+                 --restart-on-failure restarts failures only"
+                    .to_string()
+            } else if c.restarts.len() >= MAX_RESTARTS {
+                format!(
+                    "it was restarted {} times within the last {} s: giving up, it stays down",
+                    c.restarts.len(),
+                    RESTART_WINDOW.as_secs()
+                )
+            } else {
+                let backoff = Duration::from_secs(1 << c.restarts.len().min(4));
+                c.restart_at = Some(now + backoff);
+                format!(
+                    "restarting it in {} s (restart {} of at most {MAX_RESTARTS} within {} s)",
+                    backoff.as_secs(),
+                    c.restarts.len() + 1,
+                    RESTART_WINDOW.as_secs()
+                )
+            };
+            eprintln!(
+                "  {}: {how}; {}",
+                c.name,
+                match running {
+                    0 => "no other server is running".to_string(),
+                    1 => "the 1 other server keeps running".to_string(),
+                    n => format!("the other {n} servers keep running"),
+                }
+            );
+        }
+
+        let now = Instant::now();
+        for c in &mut self.children {
+            if c.restart_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            c.restart_at = None;
+            c.restarts.push(now);
+            match c.start(false) {
+                Ok(()) => eprintln!(
+                    "  {}: started again (pid {}), waiting for {}",
+                    c.name,
+                    c.pid().unwrap_or_default(),
+                    c.addr
+                ),
+                Err(e) if c.restarts.len() < MAX_RESTARTS => {
+                    let backoff = Duration::from_secs(1 << c.restarts.len().min(4));
+                    c.restart_at = Some(now + backoff);
+                    eprintln!("  {}: {e}; trying again in {} s", c.name, backoff.as_secs());
+                }
+                Err(e) => eprintln!("  {}: {e}; giving up, it stays down", c.name),
+            }
+        }
+
+        for c in &mut self.children {
+            if c.serving || c.child.is_none() {
+                continue;
+            }
+            let probe = tokio::net::TcpStream::connect(c.addr.as_str());
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), probe).await {
+                c.serving = true;
+                eprintln!(
+                    "tiox playground: {} restarted: serving on {} again (pid {}, {:.1} s after it exited)",
+                    c.name,
+                    c.addr,
+                    c.pid().unwrap_or_default(),
+                    c.exited_at.map_or(0.0, |t| t.elapsed().as_secs_f64())
+                );
+            }
+        }
+
+        if self
+            .children
+            .iter()
+            .all(|c| c.child.is_none() && c.restart_at.is_none())
+        {
+            return Err("every server has exited".into());
         }
         Ok(())
     }
@@ -137,55 +356,81 @@ impl Drop for Running {
     }
 }
 
+/// Starts `binary` as server `name` (serving on `addr`): stderr, and
+/// stdout unless `stdout` names a file for it, appended to `log`.
 fn spawn(
     name: &str,
     binary: &str,
     args: &[String],
     log: &Path,
     stdout: Option<&Path>,
+    addr: String,
 ) -> Result<Child_, String> {
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let out = match stdout {
-        Some(p) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(p)
-                    .map_err(|e| format!("{}: {e}", p.display()))?,
-            )
-        }
-        None => Stdio::from(logf.try_clone().map_err(|e| e.to_string())?),
-    };
-    let path = bin(binary);
-    let child = Command::new(&path)
-        .args(args)
-        .stdout(out)
-        .stderr(Stdio::from(logf))
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (build it first: cargo build --release --bins)",
-                path.display()
-            )
-        })?;
-    Ok(Child_ {
+    let mut c = Child_ {
         name: name.to_string(),
-        child,
-    })
+        binary: binary.to_string(),
+        args: args.to_vec(),
+        log: log.to_path_buf(),
+        stdout: stdout.map(Path::to_path_buf),
+        addr,
+        child: None,
+        serving: true,
+        exited_at: None,
+        restart_at: None,
+        restarts: Vec::new(),
+    };
+    c.start(true)?;
+    Ok(c)
 }
 
-fn tail(path: &Path) -> String {
+/// `line` without ANSI escape sequences (ESC [ ... final byte).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '\x1b' {
+            out.push(ch);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether a server's exit is a failure, as systemd's `Restart=on-failure`
+/// counts them: a non-zero exit status, or a signal other than those that
+/// ask a process to stop (SIGHUP, SIGINT, SIGTERM, SIGPIPE).
+fn failed(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(sig) => ![libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&sig),
+        None => !status.success(),
+    }
+}
+
+/// Log lines indented under a message, without the colour escapes the
+/// servers' loggers write.
+fn indent(text: &str) -> String {
+    if text.is_empty() {
+        return "    (empty)".into();
+    }
+    text.lines()
+        .map(|l| format!("    | {}", strip_ansi(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn wait_for<F, Fut>(
@@ -217,14 +462,14 @@ where
         if let Err(e) = running.check_alive() {
             let detail: Vec<String> = logs
                 .iter()
-                .map(|l| format!("--- {} ---\n{}", l.display(), tail(l)))
+                .map(|l| format!("--- {} ---\n{}", l.display(), tail(l, 15)))
                 .collect();
             return Err(format!("{what}: {e}\n{}", detail.join("\n")));
         }
         if start.elapsed() > Duration::from_secs(90) {
             let detail: Vec<String> = logs
                 .iter()
-                .map(|l| format!("--- {} ---\n{}", l.display(), tail(l)))
+                .map(|l| format!("--- {} ---\n{}", l.display(), tail(l, 15)))
                 .collect();
             return Err(format!(
                 "{what}: not ready after 90 s; the last lines of the logs:\n{}",
@@ -378,9 +623,14 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             args.push("--insecure".into());
         }
         let log = dir.join(format!("logs/pd-{i}.log"));
-        running
-            .children
-            .push(spawn(&format!("pd-{i}"), "pd-server", &args, &log, None)?);
+        running.children.push(spawn(
+            &format!("pd-{i}"),
+            "pd-server",
+            &args,
+            &log,
+            None,
+            format!("127.0.0.1:{client}"),
+        )?);
         pd_logs.push(log);
     }
     let client_tls = if tls {
@@ -433,9 +683,14 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             args.push("--insecure".into());
         }
         let log = dir.join(format!("logs/kv-{i}.log"));
-        running
-            .children
-            .push(spawn(&format!("kv-{i}"), "tikv-server", &args, &log, None)?);
+        running.children.push(spawn(
+            &format!("kv-{i}"),
+            "tikv-server",
+            &args,
+            &log,
+            None,
+            format!("127.0.0.1:{port}"),
+        )?);
         kv_logs.push(log);
     }
     eprintln!("[2/4] starting {} TiKV", a.kv);
@@ -461,10 +716,37 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
                 return false;
             };
             let up = stores.matches("\"state_name\":\"Up\"").count();
+            // Every region led, with all its voters (PD adds them up to
+            // max-replicas, one per store) and none of them down or behind:
+            // until then, losing one store can leave a region without a
+            // quorum.
+            let max = match http_get(&addr, "/pd/api/v1/config", t.clone()).await {
+                Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["replication"]["max-replicas"].as_u64()),
+                _ => None,
+            }
+            .unwrap_or(3) as usize;
             let Ok((200, regions)) = http_get(&addr, "/pd/api/v1/regions", t).await else {
                 return false;
             };
-            up >= want && regions.contains("\"leader\":{")
+            let Ok(regions) = serde_json::from_str::<serde_json::Value>(&regions) else {
+                return false;
+            };
+            let Some(regions) = regions["regions"].as_array().filter(|r| !r.is_empty()) else {
+                return false;
+            };
+            let voters = want.min(max);
+            up >= want
+                && regions.iter().all(|r| {
+                    let none = |k: &str| r[k].as_array().is_none_or(|a| a.is_empty());
+                    r["leader"].is_object()
+                        && none("down_peers")
+                        && none("pending_peers")
+                        && r["peers"].as_array().is_some_and(|p| {
+                            p.iter().filter(|p| p["role_name"] == "Voter").count() >= voters
+                        })
+                })
         }
     })
     .await?;
@@ -530,6 +812,7 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             &args,
             &log,
             Some(&out),
+            format!("127.0.0.1:{port}"),
         )?);
         db_logs.push(log);
         if first {
@@ -645,9 +928,9 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
     while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
         tokio::select! {
             _ = stop_signal.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                if let Err(e) = running.check_alive() {
-                    eprintln!("\n{e}; stopping the cluster (see the logs in {})", dir.join("logs").display());
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Err(e) = running.supervise(a.restart_on_failure).await {
+                    eprintln!("\ntiox playground: {e}; stopping (see the logs in {})", dir.join("logs").display());
                     running.stop();
                     return Err(e);
                 }
