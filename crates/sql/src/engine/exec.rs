@@ -48,7 +48,7 @@ use crate::protocol::consts::{flag, ty, CHARSET_BINARY, CHARSET_UTF8MB4};
 use crate::value::Value;
 
 /// One column visible to expressions.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ScopeCol {
     /// Table alias (lower case), empty for computed columns.
     pub table: String,
@@ -58,6 +58,12 @@ pub struct ScopeCol {
     pub ty: Option<ColumnType>,
     /// `NOT NULL`.
     pub not_null: bool,
+    /// The duplicate of a column a `USING` / `NATURAL` join merged into
+    /// another: only a qualified name (`t2.c`, `t2.*`) reaches it.
+    pub hidden: bool,
+    /// For a merged join column, its place among them: `SELECT *` lists
+    /// the merged columns first, in this order (MySQL).
+    pub rank: Option<u16>,
 }
 
 /// The columns of the rows flowing through a query.
@@ -79,6 +85,7 @@ impl Scope {
                     name: c.name.clone(),
                     ty: Some(c.ty.clone()),
                     not_null: c.not_null,
+                    ..Default::default()
                 })
                 .collect(),
         }
@@ -96,7 +103,7 @@ impl Scope {
         let mut hit = None;
         for (i, c) in self.cols.iter().enumerate() {
             if c.name.eq_ignore_ascii_case(name)
-                && tbl.is_none_or(|t| c.table.eq_ignore_ascii_case(t))
+                && tbl.map_or(!c.hidden, |t| c.table.eq_ignore_ascii_case(t))
             {
                 if hit.is_some() {
                     return Err(SqlError::of(
@@ -736,7 +743,11 @@ impl<'a> Runner<'a> {
                 _ => 1000,
             };
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        let key = |r: &Row| -> Vec<u8> { format!("{r:?}").into_bytes() };
+        let key = |r: &Row| -> Vec<u8> {
+            let mut k = Vec::new();
+            operator::aggregation::group_key(r, &mut k);
+            k
+        };
         let mut total: Vec<Row> = Vec::new();
         let mut fresh: Vec<Row> = Vec::new();
         for r in first.rows {
@@ -821,6 +832,7 @@ impl<'a> Runner<'a> {
                                     name: n.clone(),
                                     ty: None,
                                     not_null: false,
+                                    ..Default::default()
                                 })
                                 .collect(),
                         };
@@ -865,14 +877,21 @@ impl<'a> Runner<'a> {
                 SetExpr::Select(s) => self.select(s, &[], None, 0, outer).await,
                 SetExpr::Query(q) => self.query(q, outer).await,
                 SetExpr::SetOperation {
-                    op: SetOperator::Union,
+                    op: op @ (SetOperator::Union | SetOperator::Intersect | SetOperator::Except),
                     set_quantifier,
                     left,
                     right,
                 } => {
+                    use operator::union::SetOp;
+                    let op = match op {
+                        SetOperator::Union => SetOp::Union,
+                        SetOperator::Intersect => SetOp::Intersect,
+                        _ => SetOp::Except,
+                    };
                     let mut l = self.set_expr(left, outer.clone()).await?;
                     let r = self.set_expr(right, outer).await?;
-                    l.rows = operator::union::run(
+                    l.rows = operator::union::combine(
+                        op,
                         std::mem::take(&mut l.rows),
                         r.rows,
                         (l.columns.len(), r.columns.len()),
@@ -1091,6 +1110,7 @@ impl<'a> Runner<'a> {
                             name: n.clone(),
                             ty: None,
                             not_null: false,
+                            ..Default::default()
                         })
                         .collect(),
                 };
@@ -1659,7 +1679,11 @@ fn select_items(s: &Select, sql: &str, scope: &Scope) -> Result<Vec<Item>, SqlEr
                         "No tables used".into(),
                     ));
                 }
-                for c in &scope.cols {
+                // Merged USING / NATURAL columns first, then the rest in
+                // FROM order, without the merged duplicates.
+                let mut cols: Vec<&ScopeCol> = scope.cols.iter().filter(|c| !c.hidden).collect();
+                cols.sort_by_key(|c| c.rank.map_or((1, 0), |r| (0, r)));
+                for c in cols {
                     items.push((
                         c.name.clone(),
                         col_expr(c),

@@ -49,6 +49,7 @@ fn filtered(
                 name: n.to_string(),
                 ty: None,
                 not_null: false,
+                ..Default::default()
             })
             .collect(),
     };
@@ -557,6 +558,7 @@ pub fn information_schema(
                 name: c.to_string(),
                 ty: None,
                 not_null: false,
+                ..Default::default()
             })
             .collect(),
     };

@@ -389,6 +389,7 @@ mod tests {
                     name: c.to_string(),
                     ty: None,
                     not_null: false,
+                    ..Default::default()
                 })
                 .collect(),
         }

@@ -176,6 +176,7 @@ impl Walk<'_, '_> {
                     name: String::new(),
                     ty: None,
                     not_null: false,
+                    ..Default::default()
                 });
             }
         }

@@ -274,7 +274,10 @@ fn bind_item(twj: &TableWithJoins, leaves: &[Leaf], next: &mut usize) -> Result<
                 let names: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
                 using(&names, &leaves[..first_right], &leaves[first_right..*next])
             }
-            JoinConstraint::Natural => return Err(er::not_supported_yet("NATURAL JOIN")),
+            JoinConstraint::Natural => {
+                let (l, r) = (&leaves[..first_right], &leaves[first_right..*next]);
+                using(&natural_columns(l, r), l, r)
+            }
             JoinConstraint::None => Vec::new(),
             other => {
                 return Err(er::not_supported_yet(&format!(
@@ -318,14 +321,18 @@ fn inner(items: Vec<Rel>, mut conds: Vec<Expr>) -> Rel {
 /// `USING (c, ...)`: `l.c = r.c` for each column, `l` the left leaf that
 /// has it.
 fn using(names: &[String], left: &[Leaf], right: &[Leaf]) -> Vec<Expr> {
+    // The leaf whose column carries the merged value (not a duplicate an
+    // earlier USING hid), else any that has it.
     let side = |ls: &[Leaf], name: &str| {
+        let has = |l: &&Leaf, visible: bool| {
+            l.scope
+                .cols
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(name) && (!visible || !c.hidden))
+        };
         ls.iter()
-            .find(|l| {
-                l.scope
-                    .cols
-                    .iter()
-                    .any(|c| c.name.eq_ignore_ascii_case(name))
-            })
+            .find(|l| has(l, true))
+            .or_else(|| ls.iter().find(|l| has(l, false)))
             .map(|l| l.alias.clone())
             .unwrap_or_default()
     };
@@ -347,6 +354,120 @@ fn using(names: &[String], left: &[Leaf], right: &[Leaf]) -> Vec<Expr> {
         .collect()
 }
 
+/// The columns a NATURAL join matches: the left side's names that the
+/// right side has too, in the left side's order.
+fn natural_columns(left: &[Leaf], right: &[Leaf]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in left
+        .iter()
+        .flat_map(|l| &l.scope.cols)
+        .filter(|c| !c.hidden)
+    {
+        let on_right = right
+            .iter()
+            .flat_map(|l| &l.scope.cols)
+            .any(|x| x.name.eq_ignore_ascii_case(&c.name));
+        if on_right && !out.iter().any(|o| o.eq_ignore_ascii_case(&c.name)) {
+            out.push(c.name.clone());
+        }
+    }
+    out
+}
+
+/// `USING` and `NATURAL` joins merge each matched column pair into one:
+/// the left one (the right one for a RIGHT JOIN) carries the value, the
+/// other is hidden from unqualified names and `SELECT *`, and `SELECT *`
+/// lists the merged columns first (MySQL's rules). An unknown USING
+/// column is ERROR 1054.
+fn mark_merged(from: &[TableWithJoins], leaves: &mut [Leaf]) -> Result<(), SqlError> {
+    fn width(f: &TableFactor) -> usize {
+        match f {
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                width(&table_with_joins.relation)
+                    + table_with_joins
+                        .joins
+                        .iter()
+                        .map(|j| width(&j.relation))
+                        .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+    let mut next = 0;
+    let mut rank: u16 = 0;
+    for twj in from {
+        let start = next;
+        next += width(&twj.relation);
+        for j in &twj.joins {
+            let first_right = next;
+            next += width(&j.relation);
+            let (constraint, right_join) = match &j.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Left(c) => (c, false),
+                JoinOperator::RightOuter(c) | JoinOperator::Right(c) => (c, true),
+                _ => continue,
+            };
+            let names: Vec<String> = match constraint {
+                JoinConstraint::Using(cols) => cols
+                    .iter()
+                    .map(|c| c.to_string().trim_matches('`').to_string())
+                    .collect(),
+                JoinConstraint::Natural => {
+                    natural_columns(&leaves[start..first_right], &leaves[first_right..next])
+                }
+                _ => continue,
+            };
+            // Merged columns are listed in the left side's order (MySQL).
+            let mut names = names;
+            let pos = |n: &String| {
+                leaves[start..first_right]
+                    .iter()
+                    .flat_map(|l| &l.scope.cols)
+                    .filter(|c| !c.hidden)
+                    .position(|c| c.name.eq_ignore_ascii_case(n))
+                    .unwrap_or(usize::MAX)
+            };
+            names.sort_by_key(|n| pos(n));
+            for name in names {
+                let find = |ls: &[Leaf], base: usize| -> Option<(usize, usize)> {
+                    ls.iter().enumerate().find_map(|(li, l)| {
+                        l.scope
+                            .cols
+                            .iter()
+                            .position(|c| !c.hidden && c.name.eq_ignore_ascii_case(&name))
+                            .map(|ci| (base + li, ci))
+                    })
+                };
+                let (Some(l), Some(r)) = (
+                    find(&leaves[start..first_right], start),
+                    find(&leaves[first_right..next], first_right),
+                ) else {
+                    return Err(super::schema::unknown_column(&name, "from clause"));
+                };
+                let (keep, hide) = if right_join { (r, l) } else { (l, r) };
+                leaves[hide.0].scope.cols[hide.1].hidden = true;
+                let kept = &mut leaves[keep.0].scope.cols[keep.1];
+                if kept.rank.is_none() {
+                    kept.rank = Some(rank);
+                    rank += 1;
+                }
+                if right_join {
+                    // The left side's earlier rank moves to the right one.
+                    let was = leaves[hide.0].scope.cols[hide.1].rank.take();
+                    if let Some(w) = was {
+                        leaves[keep.0].scope.cols[keep.1].rank = Some(w);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A planned FROM clause.
 pub struct FromPlan {
     /// The leaves, in FROM order.
@@ -362,8 +483,9 @@ pub struct FromPlan {
 pub fn plan(
     from: &[TableWithJoins],
     filter: Option<&Expr>,
-    leaves: Vec<Leaf>,
+    mut leaves: Vec<Leaf>,
 ) -> Result<FromPlan, SqlError> {
+    mark_merged(from, &mut leaves)?;
     let mut rel = bind_from(from, &leaves)?;
     let residual = rules::place_where(&mut rel, filter, &leaves);
     rules::distribute(&mut rel, &leaves);
@@ -401,6 +523,7 @@ pub fn bind_table(sx: &super::exec::Sx<'_>, f: &TableFactor) -> Result<Option<Le
                     name: n.clone(),
                     ty: None,
                     not_null: false,
+                    ..Default::default()
                 })
                 .collect(),
         };
