@@ -212,6 +212,8 @@ kinds! {
     SpDoesNotExist = (1305, "42000"),
     /// The statement was killed.
     QueryInterrupted = (1317, "70100"),
+    /// A view where a base table is needed, or the reverse.
+    WrongObject = (1347, "HY000"),
     /// A column list of another width than the query's select list.
     ViewWrongList = (1353, "HY000"),
     /// A column without a value or default.
@@ -228,6 +230,10 @@ kinds! {
     MBiggerThanD = (1427, "42000"),
     /// Too many prepared statements.
     MaxPreparedStmtCountReached = (1461, "42000"),
+    /// A view that reads itself.
+    ViewRecursive = (1462, "HY000"),
+    /// A write through a view that is not updatable.
+    NonUpdatableTable = (1288, "HY000"),
     /// An unknown authentication plugin.
     PluginIsNotLoaded = (1524, "HY000"),
     /// A function with the wrong number of arguments.

@@ -38,8 +38,19 @@ async fn serve_embedded() -> (u16, Store) {
     (port, store)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_logic_files_match_mysql_behaviour_on_the_embedded_store() {
+/// As tidb-server runs statements: worker threads with 16 MiB stacks.
+#[test]
+fn sql_logic_files_match_mysql_behaviour_on_the_embedded_store() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(16 << 20)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(run_all());
+}
+
+async fn run_all() {
     let mut files = slt::slt_files();
     files.retain(|f| match slt::cluster_only(f) {
         Some(reason) => {

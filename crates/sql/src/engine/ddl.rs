@@ -191,6 +191,9 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                             let Some(info) = s.table(&db, &t) else {
                                 return Ok(None);
                             };
+                            if info.view.is_some() {
+                                return Ok(None);
+                            }
                             s.tables.remove(&info.id);
                             Ok(Some(info.id))
                         })
@@ -284,6 +287,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
                         let Some(info) = s.table(&db, &t) else {
                             return Err(er::no_such_table(&db, &t));
                         };
+                        info.ensure_base(&db)?;
                         let mut fresh = (*info).clone();
                         fresh.id = s.alloc_id();
                         s.tables.remove(&info.id);
@@ -347,6 +351,7 @@ async fn edit_table(
             let Some(info) = s.table(db, t) else {
                 return Err(er::no_such_table(db, t));
             };
+            info.ensure_base(db)?;
             let mut m = (*info).clone();
             f(&mut m)?;
             s.tables.insert(m.id, Arc::new(m));
@@ -534,6 +539,7 @@ async fn drop_index(
             let Some(info) = s.table(&db, &t) else {
                 return Err(er::no_such_table(&db, &t));
             };
+            info.ensure_base(&db)?;
             let mut m = (*info).clone();
             let Some(pos) = m
                 .indexes
@@ -604,6 +610,7 @@ async fn add_index(
             let Some(info) = s.table(&db, &t) else {
                 return Err(er::no_such_table(&db, &t));
             };
+            info.ensure_base(&db)?;
             let mut m = (*info).clone();
             if let Some(n) = &name {
                 if m.index(n).is_some() && if_not_exists {

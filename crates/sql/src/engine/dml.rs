@@ -101,6 +101,9 @@ impl Writer<'_> {
             return Err(er::not_supported_yet("INSERT INTO a table function"));
         };
         let (_, t) = self.sx.table(name)?;
+        if t.view.is_some() {
+            return Err(super::view::not_updatable(&t, "INSERT"));
+        }
         let mode = if ins.replace_into {
             Mode::Replace
         } else if matches!(ins.on, Some(OnInsert::DuplicateKeyUpdate(_))) {
@@ -663,6 +666,9 @@ impl Writer<'_> {
             return Err(er::not_supported_yet("UPDATE of a derived table"));
         };
         let (_, t) = self.sx.table(name)?;
+        if t.view.is_some() {
+            return Err(super::view::not_updatable(&t, "UPDATE"));
+        }
         let alias = alias
             .as_ref()
             .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
@@ -718,6 +724,9 @@ impl Writer<'_> {
             return Err(er::not_supported_yet("DELETE from a derived table"));
         };
         let (_, t) = self.sx.table(name)?;
+        if t.view.is_some() {
+            return Err(super::view::not_updatable(&t, "DELETE"));
+        }
         let alias = alias
             .as_ref()
             .map_or_else(|| t.name.clone(), |a| a.name.value.clone());

@@ -254,6 +254,8 @@ pub struct Sx<'a> {
     pub temps: Arc<super::temporary::Tables>,
     /// The common table expressions in scope, innermost last.
     pub ctes: std::sync::Mutex<Vec<Arc<CteRows>>>,
+    /// The views being expanded (a view that reads itself is an error).
+    pub views_open: std::sync::Mutex<Vec<i64>>,
 }
 
 impl<'a> Sx<'a> {
@@ -1019,6 +1021,16 @@ impl<'a> Runner<'a> {
         f: &TableFactor,
         outer: Option<Arc<Outer>>,
     ) -> Result<planner::Leaf, SqlError> {
+        if let Some((alias, src)) = self.view_rows(f).await? {
+            return Ok(planner::Leaf {
+                alias,
+                scope: src.scope,
+                source: planner::LeafSource::Rows {
+                    rows: src.rows,
+                    label: "Projection",
+                },
+            });
+        }
         if let Some(l) = planner::bind_table(self.sx, f)? {
             return Ok(l);
         }
@@ -1039,12 +1051,80 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// The rows of `f` if it names a view (its alias and rows); `None`
+    /// for anything else. ERROR 1462 for a view that reads itself.
+    async fn view_rows(&self, f: &TableFactor) -> Result<Option<(String, Source)>, SqlError> {
+        let TableFactor::Table { name, alias, .. } = f else {
+            return Ok(None);
+        };
+        if self.sx.cte(name).is_some() {
+            return Ok(None);
+        }
+        let Ok((db, t)) = self.sx.table(name) else {
+            return Ok(None);
+        };
+        let Some(v) = &t.view else {
+            return Ok(None);
+        };
+        {
+            let mut open = self.sx.views_open.lock().unwrap_or_else(|e| e.into_inner());
+            if open.contains(&t.id) {
+                return Err(SqlError::of(
+                    ErrorKind::ViewRecursive,
+                    format!("`{db}`.`{}` contains view recursion", t.name),
+                ));
+            }
+            open.push(t.id);
+        }
+        let r = async {
+            let tokens = crate::parser::split(&v.select)?;
+            let Some(tokens) = tokens.first() else {
+                return Err(er::unknown(format!("view {db}.{} has no query", t.name)));
+            };
+            let crate::parser::Stmt::Query(q) = crate::parser::parse(&v.select, tokens)? else {
+                return Err(er::unknown(format!("view {db}.{} is not a query", t.name)));
+            };
+            self.query(&q, None).await
+        }
+        .await;
+        self.sx
+            .views_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id| *id != t.id);
+        let out = r?;
+        let alias = alias
+            .as_ref()
+            .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
+        let scope = Scope {
+            cols: t
+                .columns
+                .iter()
+                .map(|c| ScopeCol {
+                    table: alias.to_ascii_lowercase(),
+                    name: c.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        Ok(Some((
+            alias,
+            Source {
+                scope,
+                rows: out.rows,
+            },
+        )))
+    }
+
     async fn factor(
         &self,
         f: &TableFactor,
         filter: Option<&Expr>,
         outer: Option<Arc<Outer>>,
     ) -> Result<Source, SqlError> {
+        if let Some((_, src)) = self.view_rows(f).await? {
+            return Ok(src);
+        }
         match f {
             TableFactor::Table { .. } => {
                 let Some(leaf) = planner::bind_table(self.sx, f)? else {
@@ -1784,6 +1864,9 @@ pub fn single_table(sx: &Sx<'_>, q: &Query) -> Option<(Arc<TableInfo>, String, O
         return None;
     };
     let (_, t) = sx.table(name).ok()?;
+    if t.view.is_some() {
+        return None;
+    }
     let alias = alias
         .as_ref()
         .map_or_else(|| t.name.clone(), |a| a.name.value.clone());

@@ -47,6 +47,7 @@ pub mod show;
 pub mod table;
 pub mod temporary;
 pub mod types;
+pub mod view;
 pub mod walk;
 
 use std::sync::Arc;
@@ -147,7 +148,10 @@ fn privilege_of(st: &Statement) -> Option<&'static str> {
         Statement::Insert(_) => "INSERT",
         Statement::Update(_) => "UPDATE",
         Statement::Delete(_) => "DELETE",
-        Statement::CreateTable(_) | Statement::CreateDatabase { .. } => "CREATE",
+        Statement::CreateTable(_) | Statement::CreateDatabase { .. } | Statement::CreateView(_) => {
+            "CREATE"
+        }
+        Statement::AlterView(_) => "ALTER",
         Statement::Drop { .. } | Statement::Truncate(_) => "DROP",
         Statement::CreateIndex(_) => "INDEX",
         Statement::AlterTable(_) | Statement::RenameTable(_) => "ALTER",
@@ -184,6 +188,8 @@ fn statement_db(session: &Session, st: &Statement) -> Option<String> {
             }
         },
         Statement::CreateTable(c) => from_name(&c.name),
+        Statement::CreateView(v) => from_name(&v.name),
+        Statement::AlterView(a) => from_name(&a.name),
         Statement::CreateDatabase { db_name, .. } => {
             Some(db_name.to_string().trim_matches('`').to_string())
         }
@@ -615,6 +621,7 @@ impl Engine {
             profile: None,
             temps: self.temps.of(session.conn_id),
             ctes: std::sync::Mutex::new(Vec::new()),
+            views_open: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -631,53 +638,11 @@ impl Engine {
             let db = statement_db(session, statement).ok_or_else(er::no_db)?;
             self.check(session, st, &db, p)?;
         }
-        // Temporary tables: no implicit commit (MySQL), not in the schema.
-        match &statement {
-            Statement::CreateTable(ct) if ct.temporary => {
-                let sx = self.ddl_sx(session, sql, params).await?;
-                return Box::pin(self.temps.create(&sx, &self.catalog, ct)).await;
-            }
-            Statement::Drop {
-                object_type: sqlparser::ast::ObjectType::Table,
-                names,
-                temporary,
-                if_exists,
-                ..
-            } => {
-                let sx = self.ddl_sx(session, sql, params).await?;
-                let rest = self.temps.drop(&sx, &self.catalog, names)?;
-                if *temporary && !rest.is_empty() && !*if_exists {
-                    let missing: Vec<String> = rest.iter().map(ToString::to_string).collect();
-                    return Err(SqlError::of(
-                        ErrorKind::BadTable,
-                        format!("Unknown table '{}'", missing.join(",")),
-                    ));
-                }
-                if *temporary || rest.is_empty() {
-                    return Ok(Output::ok());
-                }
-                if rest.len() < names.len() {
-                    let mut left = statement.clone();
-                    if let Statement::Drop { names, .. } = &mut left {
-                        *names = rest;
-                    }
-                    drop(sx);
-                    self.finish(st, true).await?;
-                    let sx = self.ddl_sx(session, sql, params).await?;
-                    return Box::pin(ddl::run(&sx, &self.catalog, &left)).await;
-                }
-            }
-            Statement::Truncate(t) if t.table_names.len() == 1 => {
-                let sx = self.ddl_sx(session, sql, params).await?;
-                if self
-                    .temps
-                    .truncate(&sx, &self.catalog, &t.table_names[0].name)
-                    .await?
-                {
-                    return Ok(Output::ok());
-                }
-            }
-            _ => {}
+        // Views and temporary tables (their own future: it is large).
+        if let Some(out) =
+            Box::pin(self.views_and_temporaries(session, st, sql, params, statement)).await?
+        {
+            return Ok(out);
         }
         match &statement {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -725,6 +690,21 @@ impl Engine {
                 let (db, t) = sx.table(table_name)?;
                 self.check_any(session, st, &db)?;
                 show::columns(&sx, &t, false, &ShowFilter::None)
+            }
+            Statement::ShowCreate {
+                obj_type: sqlparser::ast::ShowCreateObject::View,
+                obj_name,
+            } => {
+                let sx = self.sx(session, sql, params).await?;
+                let (db, t) = sx.table(obj_name)?;
+                self.check_any(session, st, &db)?;
+                if t.view.is_none() {
+                    return Err(SqlError::of(
+                        ErrorKind::WrongObject,
+                        format!("'{db}.{}' is not VIEW", t.name),
+                    ));
+                }
+                Ok(show::create_view(&t))
             }
             Statement::ShowCreate {
                 obj_type: sqlparser::ast::ShowCreateObject::Table,
@@ -795,6 +775,136 @@ impl Engine {
                 params,
             ),
         }
+    }
+
+    /// Views (CREATE/ALTER/DROP VIEW) and temporary tables (CREATE/DROP
+    /// TEMPORARY TABLE, and DROP/TRUNCATE of one); `None` for any other
+    /// statement.
+    async fn views_and_temporaries(
+        &self,
+        session: &Session,
+        st: &mut State,
+        sql: &str,
+        params: &[Value],
+        statement: &Statement,
+    ) -> Result<Option<Output>, SqlError> {
+        // Views: DDL, with a dry run of the query for its names.
+        match &statement {
+            Statement::CreateView(cv) => {
+                self.finish(st, true).await?;
+                let sx = self.ddl_sx(session, sql, params).await?;
+                let tx = self.txn.at_latest();
+                let runner = Runner {
+                    sx: &sx,
+                    tx: &tx,
+                    dry: true,
+                };
+                let cols: Vec<String> = cv.columns.iter().map(|c| c.name.value.clone()).collect();
+                return Ok(Some(
+                    Box::pin(view::create(
+                        &runner,
+                        &self.catalog,
+                        &cv.name,
+                        &cols,
+                        &cv.query,
+                        cv.or_replace,
+                        cv.or_alter,
+                        cv.if_not_exists,
+                    ))
+                    .await?,
+                ));
+            }
+            Statement::AlterView(sqlparser::ast::AlterView {
+                name,
+                operation: sqlparser::ast::AlterViewOperation::As { columns, query, .. },
+                ..
+            }) => {
+                self.finish(st, true).await?;
+                let sx = self.ddl_sx(session, sql, params).await?;
+                let tx = self.txn.at_latest();
+                let runner = Runner {
+                    sx: &sx,
+                    tx: &tx,
+                    dry: true,
+                };
+                let cols: Vec<String> = columns.iter().map(|c| c.value.clone()).collect();
+                return Ok(Some(
+                    Box::pin(view::create(
+                        &runner,
+                        &self.catalog,
+                        name,
+                        &cols,
+                        query,
+                        false,
+                        true,
+                        false,
+                    ))
+                    .await?,
+                ));
+            }
+            Statement::Drop {
+                object_type: sqlparser::ast::ObjectType::View,
+                names,
+                if_exists,
+                ..
+            } => {
+                self.finish(st, true).await?;
+                let sx = self.ddl_sx(session, sql, params).await?;
+                return Ok(Some(
+                    view::drop(&sx, &self.catalog, names, *if_exists).await?,
+                ));
+            }
+            _ => {}
+        }
+        // Temporary tables: no implicit commit (MySQL), not in the schema.
+        match &statement {
+            Statement::CreateTable(ct) if ct.temporary => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                return Ok(Some(self.temps.create(&sx, &self.catalog, ct).await?));
+            }
+            Statement::Drop {
+                object_type: sqlparser::ast::ObjectType::Table,
+                names,
+                temporary,
+                if_exists,
+                ..
+            } => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                let rest = self.temps.drop(&sx, &self.catalog, names)?;
+                if *temporary && !rest.is_empty() && !*if_exists {
+                    let missing: Vec<String> = rest.iter().map(ToString::to_string).collect();
+                    return Err(SqlError::of(
+                        ErrorKind::BadTable,
+                        format!("Unknown table '{}'", missing.join(",")),
+                    ));
+                }
+                if *temporary || rest.is_empty() {
+                    return Ok(Some(Output::ok()));
+                }
+                if rest.len() < names.len() {
+                    let mut left = statement.clone();
+                    if let Statement::Drop { names, .. } = &mut left {
+                        *names = rest;
+                    }
+                    drop(sx);
+                    self.finish(st, true).await?;
+                    let sx = self.ddl_sx(session, sql, params).await?;
+                    return Ok(Some(ddl::run(&sx, &self.catalog, &left).await?));
+                }
+            }
+            Statement::Truncate(t) if t.table_names.len() == 1 => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                if self
+                    .temps
+                    .truncate(&sx, &self.catalog, &t.table_names[0].name)
+                    .await?
+                {
+                    return Ok(Some(Output::ok()));
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
     }
 
     /// The privileges `statement` needs: SELECT on the databases a query

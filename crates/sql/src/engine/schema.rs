@@ -98,9 +98,35 @@ pub struct TableInfo {
     /// `COMMENT`.
     #[serde(default)]
     pub comment: String,
+    /// For a view, the query it stands for (its columns are the query's
+    /// output names; no rows are stored under its id).
+    #[serde(default)]
+    pub view: Option<ViewDef>,
+}
+
+/// What a view is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// The SELECT as SQL text, its tables qualified with their database
+    /// at CREATE time (MySQL resolves a view's names in its own database).
+    pub select: String,
+    /// The column list written in CREATE VIEW, if any.
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 impl TableInfo {
+    /// ERROR 1347 unless a base table (`what` names the statement).
+    pub fn ensure_base(&self, db: &str) -> Result<(), SqlError> {
+        match self.view {
+            None => Ok(()),
+            Some(_) => Err(SqlError::of(
+                ErrorKind::WrongObject,
+                format!("'{db}.{}' is not BASE TABLE", self.name),
+            )),
+        }
+    }
+
     /// The offset of column `name` (case-insensitive).
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns
@@ -414,6 +440,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         handle_col: None,
         next_index_id: 1,
         comment: spec.comment,
+        view: None,
     };
     if let Some(pk) = pk {
         let offs = pk

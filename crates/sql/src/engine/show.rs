@@ -110,7 +110,7 @@ pub fn tables(
     };
     let data: Vec<Row> = if super::ddl::is_system_db(&db) {
         if db.eq_ignore_ascii_case("information_schema") {
-            ["COLUMNS", "SCHEMATA", "STATISTICS", "TABLES"]
+            ["COLUMNS", "SCHEMATA", "STATISTICS", "TABLES", "VIEWS"]
                 .iter()
                 .map(|t| {
                     let mut r = vec![text(*t)];
@@ -130,7 +130,11 @@ pub fn tables(
             .map(|t| {
                 let mut r = vec![text(t.name.clone())];
                 if full {
-                    r.push(text("BASE TABLE"));
+                    r.push(text(if t.view.is_some() {
+                        "VIEW"
+                    } else {
+                        "BASE TABLE"
+                    }));
                 }
                 r
             })
@@ -268,7 +272,36 @@ pub fn index(t: &TableInfo) -> Output {
 }
 
 /// `SHOW CREATE TABLE t`.
+/// `SHOW CREATE VIEW` (and `SHOW CREATE TABLE` of a view), as MySQL.
+pub fn create_view(t: &TableInfo) -> Output {
+    let (select, listed) = t
+        .view
+        .as_ref()
+        .map_or(("", &[][..]), |v| (v.select.as_str(), v.columns.as_slice()));
+    let cols = if listed.is_empty() {
+        String::new()
+    } else {
+        let c: Vec<String> = listed.iter().map(|c| format!("`{c}`")).collect();
+        format!(" ({})", c.join(","))
+    };
+    rows(
+        &["View", "Create View", "character_set_client", "collation_connection"],
+        vec![vec![
+            text(t.name.clone()),
+            text(format!(
+                "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `{}`{cols} AS {select}",
+                t.name,
+            )),
+            text("utf8mb4"),
+            text("utf8mb4_general_ci"),
+        ]],
+    )
+}
+
 pub fn create_table(t: &TableInfo) -> Output {
+    if t.view.is_some() {
+        return create_view(t);
+    }
     rows(
         &["Table", "Create Table"],
         vec![vec![
@@ -395,6 +428,45 @@ pub fn information_schema(
                     .collect(),
             )
         }
+        "VIEWS" => (
+            vec![
+                "TABLE_CATALOG",
+                "TABLE_SCHEMA",
+                "TABLE_NAME",
+                "VIEW_DEFINITION",
+                "CHECK_OPTION",
+                "IS_UPDATABLE",
+                "DEFINER",
+                "SECURITY_TYPE",
+                "CHARACTER_SET_CLIENT",
+                "COLLATION_CONNECTION",
+            ],
+            sx.schema
+                .tables
+                .values()
+                .filter_map(|t| {
+                    let v = t.view.as_ref()?;
+                    let db = sx
+                        .schema
+                        .dbs
+                        .get(&t.db_id)
+                        .map(|d| d.name.clone())
+                        .unwrap_or_default();
+                    Some(vec![
+                        text("def"),
+                        text(db),
+                        text(t.name.clone()),
+                        text(v.select.clone()),
+                        text("NONE"),
+                        text("NO"),
+                        text("root@%"),
+                        text("DEFINER"),
+                        text("utf8mb4"),
+                        text("utf8mb4_general_ci"),
+                    ])
+                })
+                .collect(),
+        ),
         "TABLES" => (
             vec![
                 "TABLE_CATALOG",
@@ -423,14 +495,42 @@ pub fn information_schema(
                         text("def"),
                         text(db),
                         text(t.name.clone()),
-                        text("BASE TABLE"),
-                        text("InnoDB"),
-                        Value::Int(10),
-                        text("Compact"),
-                        Value::Int(0),
+                        text(if t.view.is_some() {
+                            "VIEW"
+                        } else {
+                            "BASE TABLE"
+                        }),
+                        if t.view.is_some() {
+                            Value::Null
+                        } else {
+                            text("InnoDB")
+                        },
+                        if t.view.is_some() {
+                            Value::Null
+                        } else {
+                            Value::Int(10)
+                        },
+                        if t.view.is_some() {
+                            Value::Null
+                        } else {
+                            text("Compact")
+                        },
+                        if t.view.is_some() {
+                            Value::Null
+                        } else {
+                            Value::Int(0)
+                        },
                         Value::Null,
-                        text("utf8mb4_general_ci"),
-                        text(t.comment.clone()),
+                        if t.view.is_some() {
+                            Value::Null
+                        } else {
+                            text("utf8mb4_general_ci")
+                        },
+                        text(if t.view.is_some() {
+                            "VIEW".to_string()
+                        } else {
+                            t.comment.clone()
+                        }),
                     ]
                 })
                 .collect(),

@@ -336,7 +336,15 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Statements run as nested futures (subqueries, CTEs, views inside
+    // one another): worker threads get 16 MiB of stack, not tokio's 2 MiB,
+    // so that a deeply nested statement cannot overflow it. Only touched
+    // pages are resident.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 << 20)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tidb-server: cannot start the runtime: {e}");

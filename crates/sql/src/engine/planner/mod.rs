@@ -558,6 +558,10 @@ pub fn bind_table(sx: &super::exec::Sx<'_>, f: &TableFactor) -> Result<Option<Le
         }));
     }
     let (_, t) = sx.table(name)?;
+    if t.view.is_some() {
+        // Views run their query (`Runner::view_rows`).
+        return Ok(None);
+    }
     Ok(Some(Leaf {
         scope: Scope::of_table(&t, &alias),
         alias,
