@@ -1426,6 +1426,8 @@ impl<'a> Runner<'a> {
         for o in order {
             agg_inputs.push(&o.expr);
         }
+        let in_windows = operator::window::window_exprs(&agg_inputs, &s.named_window);
+        agg_inputs.extend(in_windows);
         let aggs = agg_calls(&agg_inputs);
         let grouped = !aggs.is_empty() || !group_exprs.is_empty();
         let names: Vec<String> = items.iter().map(|(n, _, _)| n.clone()).collect();
@@ -1483,6 +1485,59 @@ impl<'a> Runner<'a> {
                 pre.lists
                     .extend(add.lists.iter().map(|(k, v)| (*k, v.clone())));
             }
+        }
+        // Window functions: over the rows HAVING keeps.
+        let mut win_exprs: Vec<&Expr> = item_exprs.clone();
+        win_exprs.extend(order.iter().map(|o| &o.expr));
+        if operator::window::has_window(&win_exprs) {
+            let calls = operator::window::window_calls(&win_exprs, &s.named_window)?;
+            if let Some(h) = &s.having {
+                let mut kept = Vec::with_capacity(proj_rows.len());
+                for (row, pre) in proj_rows {
+                    let res = RowRes {
+                        scope: &src.scope,
+                        row: &row,
+                        pre: &pre,
+                        aliases: None,
+                        outer: outer.as_deref(),
+                    };
+                    let ctx = self.sx.ctx(Some(&res));
+                    let vals: Row = item_exprs
+                        .iter()
+                        .map(|e| {
+                            if operator::window::has_window(&[e]) {
+                                Ok(Value::Null)
+                            } else {
+                                ctx.eval(e)
+                            }
+                        })
+                        .collect::<Result<_, _>>()?;
+                    let hres = RowRes {
+                        scope: &src.scope,
+                        row: &row,
+                        pre: &pre,
+                        aliases: Some((&names, &vals)),
+                        outer: outer.as_deref(),
+                    };
+                    let keep = is_true(&self.sx.ctx(Some(&hres)).eval(h)?);
+                    if keep {
+                        kept.push((row, pre));
+                    }
+                }
+                proj_rows = kept;
+            }
+            let scope = &src.scope;
+            let outer_ref = outer.as_deref();
+            operator::window::compute(&calls, &mut proj_rows, &|e, row, pre| {
+                let res = RowRes {
+                    scope,
+                    row,
+                    pre,
+                    aliases: None,
+                    outer: outer_ref,
+                };
+                self.sx.ctx(Some(&res)).eval(e)
+            })?;
         }
         // Project, HAVING, ORDER BY keys.
         let mut out_rows: Vec<(Vec<Value>, Row)> = Vec::new();
@@ -1607,6 +1662,11 @@ impl<'a> Runner<'a> {
     ) -> Result<Option<QueryOut>, SqlError> {
         let names: Vec<String> = items.iter().map(|(n, _, _)| n.clone()).collect();
         let exprs: Vec<Expr> = items.iter().map(|(_, e, _)| e.clone()).collect();
+        let mut all: Vec<&Expr> = exprs.iter().collect();
+        all.extend(tail.0.iter().map(|o| &o.expr));
+        if operator::window::has_window(&all) {
+            return Ok(None);
+        }
         let Some(tail) =
             planner::select::bind_tail(self.sx, s, &exprs, &names, tail, &src.scope, outer)?
         else {

@@ -228,7 +228,9 @@ pub fn agg_calls<'q>(exprs: &[&'q Expr]) -> Vec<AggCall<'q>> {
         walk::walk(e, &mut |x| {
             if let Expr::Function(f) = x {
                 let name = f.name.to_string().to_ascii_lowercase();
-                if is_aggregate(&name) {
+                // `SUM(x) OVER (...)` is a window function, not an
+                // aggregate of the query (its arguments may hold one).
+                if is_aggregate(&name) && f.over.is_none() {
                     let (distinct, star) = match &f.args {
                         sqlparser::ast::FunctionArguments::List(l) => (
                             matches!(

@@ -29,6 +29,7 @@ pub mod scan;
 pub mod semi_join;
 pub mod sort;
 pub mod union;
+pub mod window;
 
 use sqlparser::ast::Expr;
 
