@@ -1093,6 +1093,30 @@ fn generic(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     if toks.len() > 1 && is_word(&toks[0], "CREATE") && is_word(&toks[1], "SCHEMA") {
         toks[1].token = Token::make_keyword("DATABASE");
     }
+    // `SELECT 1 FOR UPDATE` / `FOR SHARE` / `LOCK IN SHARE MODE` without
+    // tables: nothing to lock, and sqlparser wants a FROM first.
+    let n = toks.len();
+    let lock_tail = if n > 2 && is_word(&toks[0], "SELECT") {
+        if is_word(&toks[n - 2], "FOR")
+            && (is_word(&toks[n - 1], "UPDATE") || is_word(&toks[n - 1], "SHARE"))
+        {
+            2
+        } else if n > 4
+            && is_word(&toks[n - 4], "LOCK")
+            && is_word(&toks[n - 3], "IN")
+            && is_word(&toks[n - 2], "SHARE")
+            && is_word(&toks[n - 1], "MODE")
+        {
+            4
+        } else {
+            0
+        }
+    } else {
+        0
+    };
+    if lock_tail > 0 && !toks.iter().any(|t| is_word(t, "FROM")) {
+        toks.truncate(n - lock_tail);
+    }
     let mut parser = Parser::new(&DIALECT).with_tokens_with_locations(toks);
     let stmt = parser
         .parse_statement()
@@ -1106,10 +1130,65 @@ fn generic(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
             ),
         ));
     }
+    refuse_non_mysql(sql, &stmt)?;
     Ok(match stmt {
         Statement::Query(q) => Stmt::Query(q),
         other => Stmt::Other(Box::new(other)),
     })
+}
+
+/// What sqlparser accepts but MySQL's grammar does not: `RETURNING`, and
+/// a LIMIT or OFFSET that is not a literal or a placeholder. Both are
+/// syntax errors (1064) as in MySQL, never ignored.
+fn refuse_non_mysql(sql: &str, stmt: &Statement) -> Result<(), SqlError> {
+    let near = |what: &str| {
+        let at = sql.to_ascii_lowercase().find(what).unwrap_or(sql.len());
+        er::parse(&sql[at..], "not MySQL syntax")
+    };
+    let returning = match stmt {
+        Statement::Insert(i) => i.returning.is_some(),
+        Statement::Update(u) => u.returning.is_some(),
+        Statement::Delete(d) => d.returning.is_some(),
+        _ => false,
+    };
+    if returning {
+        return Err(near("returning"));
+    }
+    fn literal(e: &Expr) -> bool {
+        matches!(e, Expr::Value(v) if matches!(v.value,
+            sqlparser::ast::Value::Number(..) | sqlparser::ast::Value::Placeholder(_)))
+    }
+    fn query_ok(q: &Query) -> bool {
+        use sqlparser::ast::{LimitClause, SetExpr};
+        let own = match &q.limit_clause {
+            None => true,
+            Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+                limit.as_ref().is_none_or(literal)
+                    && offset.as_ref().is_none_or(|o| literal(&o.value))
+            }
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                literal(offset) && literal(limit)
+            }
+        };
+        fn body_ok(b: &SetExpr) -> bool {
+            match b {
+                SetExpr::Query(q) => query_ok(q),
+                SetExpr::SetOperation { left, right, .. } => body_ok(left) && body_ok(right),
+                _ => true,
+            }
+        }
+        own && body_ok(&q.body)
+    }
+    let ok = match stmt {
+        Statement::Query(q) => query_ok(q),
+        Statement::Update(u) => u.limit.as_ref().is_none_or(literal),
+        Statement::Delete(d) => d.limit.as_ref().is_none_or(literal),
+        _ => true,
+    };
+    if !ok {
+        return Err(near("limit"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
