@@ -692,27 +692,20 @@ impl Engine {
                 show::columns(&sx, &t, false, &ShowFilter::None)
             }
             Statement::ShowCreate {
-                obj_type: sqlparser::ast::ShowCreateObject::View,
+                obj_type:
+                    obj_type @ (sqlparser::ast::ShowCreateObject::View
+                    | sqlparser::ast::ShowCreateObject::Table),
                 obj_name,
             } => {
                 let sx = self.sx(session, sql, params).await?;
                 let (db, t) = sx.table(obj_name)?;
                 self.check_any(session, st, &db)?;
-                if t.view.is_none() {
+                if matches!(obj_type, sqlparser::ast::ShowCreateObject::View) && t.view.is_none() {
                     return Err(SqlError::of(
                         ErrorKind::WrongObject,
                         format!("'{db}.{}' is not VIEW", t.name),
                     ));
                 }
-                Ok(show::create_view(&t))
-            }
-            Statement::ShowCreate {
-                obj_type: sqlparser::ast::ShowCreateObject::Table,
-                obj_name,
-            } => {
-                let sx = self.sx(session, sql, params).await?;
-                let (db, t) = sx.table(obj_name)?;
-                self.check_any(session, st, &db)?;
                 Ok(show::create_table(&t))
             }
             Statement::Explain {

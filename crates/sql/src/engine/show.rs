@@ -491,42 +491,21 @@ pub fn information_schema(
                         .get(&t.db_id)
                         .map(|d| d.name.clone())
                         .unwrap_or_default();
+                    // A view has no engine, row format or collation (MySQL).
+                    let view = t.view.is_some();
+                    let base = |v: Value| if view { Value::Null } else { v };
                     vec![
                         text("def"),
                         text(db),
                         text(t.name.clone()),
-                        text(if t.view.is_some() {
-                            "VIEW"
-                        } else {
-                            "BASE TABLE"
-                        }),
-                        if t.view.is_some() {
-                            Value::Null
-                        } else {
-                            text("InnoDB")
-                        },
-                        if t.view.is_some() {
-                            Value::Null
-                        } else {
-                            Value::Int(10)
-                        },
-                        if t.view.is_some() {
-                            Value::Null
-                        } else {
-                            text("Compact")
-                        },
-                        if t.view.is_some() {
-                            Value::Null
-                        } else {
-                            Value::Int(0)
-                        },
+                        text(if view { "VIEW" } else { "BASE TABLE" }),
+                        base(text("InnoDB")),
+                        base(Value::Int(10)),
+                        base(text("Compact")),
+                        base(Value::Int(0)),
                         Value::Null,
-                        if t.view.is_some() {
-                            Value::Null
-                        } else {
-                            text("utf8mb4_general_ci")
-                        },
-                        text(if t.view.is_some() {
+                        base(text("utf8mb4_general_ci")),
+                        text(if view {
                             "VIEW".to_string()
                         } else {
                             t.comment.clone()
