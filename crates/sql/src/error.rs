@@ -208,6 +208,8 @@ kinds! {
     WarnDataOutOfRange = (1264, "22003"),
     /// A value truncated for the column.
     WarnDataTruncated = (1265, "01000"),
+    /// A collation tiox does not know.
+    UnknownCollation = (1273, "HY000"),
     /// An unknown function.
     SpDoesNotExist = (1305, "42000"),
     /// The statement was killed.

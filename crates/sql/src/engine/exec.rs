@@ -1789,6 +1789,12 @@ fn select_items(s: &Select, sql: &str, scope: &Scope) -> Result<Vec<Item>, SqlEr
                     }
                     _ => texts.get(n).cloned().unwrap_or_else(|| e.to_string()),
                 };
+                // `x COLLATE c` in the select list is x's value (its
+                // collation matters where it is compared or sorted).
+                let e = match e {
+                    Expr::Collate { expr, .. } => expr.as_ref(),
+                    other => other,
+                };
                 let meta = match e {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                         let parts = match e {

@@ -337,6 +337,9 @@ impl Ctx<'_> {
             Expr::Cast {
                 expr, data_type, ..
             } => cast(self.eval(expr)?, &data_type.to_string())?,
+            Expr::Collate { expr, collation } => {
+                crate::engine::expr::cast::collate(self.eval(expr)?, &collation.to_string())?
+            }
             Expr::Convert {
                 expr, data_type, ..
             } => match data_type {

@@ -225,6 +225,7 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
             format: None,
             ..
         } => BoundExpr::Cast(sub!(expr), data_type.to_string()),
+        Expr::Collate { expr, collation } => BoundExpr::Collate(sub!(expr), collation.to_string()),
         _ => return Ok(None),
     };
     Ok(Some(fold(ctx, bound)))
@@ -330,7 +331,8 @@ fn fold(ctx: &Ctx<'_>, e: BoundExpr) -> BoundExpr {
         | BoundExpr::Neg(x, _)
         | BoundExpr::IsNull(x, _)
         | BoundExpr::Is { expr: x, .. }
-        | BoundExpr::Cast(x, _) => constant(x),
+        | BoundExpr::Cast(x, _)
+        | BoundExpr::Collate(x, _) => constant(x),
         BoundExpr::InList { expr, list, .. } => constant(expr) && list.iter().all(constant),
         BoundExpr::Between {
             expr, low, high, ..

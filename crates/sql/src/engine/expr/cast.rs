@@ -47,3 +47,23 @@ pub fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
         _ => return Err(er::not_supported_yet(&format!("CAST to {ty}"))),
     })
 }
+
+/// `v COLLATE name`: under a binary collation (`*_bin`, `binary`) a string
+/// compares and sorts by its bytes, so it becomes a byte string; under
+/// the case-insensitive ones it is unchanged; any other name is ERROR
+/// 1273.
+pub fn collate(v: Value, name: &str) -> Result<Value, SqlError> {
+    use crate::engine::types::Collation;
+    let name = name.trim_matches(|c| c == '`' || c == '\'' || c == '"');
+    match Collation::from_name(name) {
+        Some(Collation::Bin) => Ok(match v {
+            Value::Text(s) => Value::Bytes(s.into_bytes()),
+            other => other,
+        }),
+        Some(Collation::GeneralCi) => Ok(v),
+        None => Err(SqlError::of(
+            crate::error::ErrorKind::UnknownCollation,
+            format!("Unknown collation: '{name}'"),
+        )),
+    }
+}

@@ -86,8 +86,12 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         return None;
     }
     if is_stringy(a) && is_stringy(b) {
-        if let (Value::Bytes(x), Value::Bytes(y)) = (a, b) {
-            return Some(x.cmp(y));
+        // A binary string against any string compares bytes (MySQL).
+        match (a, b) {
+            (Value::Bytes(x), Value::Bytes(y)) => return Some(x.cmp(y)),
+            (Value::Bytes(x), Value::Text(y)) => return Some(x.as_slice().cmp(y.as_bytes())),
+            (Value::Text(x), Value::Bytes(y)) => return Some(x.as_bytes().cmp(y.as_slice())),
+            _ => {}
         }
         // The default collation's order, as index keys and ORDER BY use it
         // (case folded, trailing spaces ignored: utf8mb4_general_ci).

@@ -155,6 +155,8 @@ pub enum BoundExpr {
     },
     /// `CAST(e AS ty)`.
     Cast(Box<BoundExpr>, String),
+    /// `e COLLATE name`.
+    Collate(Box<BoundExpr>, String),
 }
 
 impl BoundExpr {
@@ -275,6 +277,7 @@ impl BoundExpr {
                 }
             }
             BoundExpr::Cast(e, ty) => cast::cast(e.eval(s, row)?, ty)?,
+            BoundExpr::Collate(e, name) => cast::collate(e.eval(s, row)?, name)?,
         })
     }
 
