@@ -186,6 +186,8 @@ kinds! {
     LockDeadlock = (1213, "40001"),
     /// An incorrect combination of clauses.
     WrongUsage = (1221, "HY000"),
+    /// A multi-table DELETE target that is not among its tables.
+    UnknownTable = (1109, "42S02"),
     /// UNION sides of different widths.
     WrongNumberOfColumnsInSelect = (1222, "21000"),
     /// A global privilege is missing.

@@ -659,8 +659,16 @@ impl Writer<'_> {
         tx: &mut Transaction,
         u: &sqlparser::ast::Update,
     ) -> Result<Output, SqlError> {
-        if !u.table.joins.is_empty() || u.from.is_some() {
-            return Err(er::not_supported_yet("multi-table UPDATE"));
+        if u.from.is_some() {
+            return Err(er::parse("FROM", "UPDATE ... FROM is not MySQL syntax"));
+        }
+        if !u.table.joins.is_empty()
+            || matches!(
+                u.table.relation,
+                sqlparser::ast::TableFactor::NestedJoin { .. }
+            )
+        {
+            return self.update_joined(tx, u).await;
         }
         let sqlparser::ast::TableFactor::Table { name, alias, .. } = &u.table.relation else {
             return Err(er::not_supported_yet("UPDATE of a derived table"));
@@ -718,7 +726,7 @@ impl Writer<'_> {
         };
         if from.len() != 1 || !from[0].joins.is_empty() || d.using.is_some() || !d.tables.is_empty()
         {
-            return Err(er::not_supported_yet("multi-table DELETE"));
+            return self.delete_joined(tx, d, from).await;
         }
         let sqlparser::ast::TableFactor::Table { name, alias, .. } = &from[0].relation else {
             return Err(er::not_supported_yet("DELETE from a derived table"));
@@ -743,6 +751,333 @@ impl Writer<'_> {
         let n = rows.len() as u64;
         for (h, row) in rows {
             self.delete_row(tx, &t, h, &row);
+        }
+        self.lock_touched(tx).await?;
+        Ok(self.ok(n, String::new()))
+    }
+}
+
+/// The tables of a FROM list by alias (lower case), in FROM order.
+fn aliased_tables(
+    sx: &Sx<'_>,
+    from: &[sqlparser::ast::TableWithJoins],
+) -> Result<Vec<(String, Arc<TableInfo>)>, SqlError> {
+    fn factor(
+        sx: &Sx<'_>,
+        f: &sqlparser::ast::TableFactor,
+        out: &mut Vec<(String, Arc<TableInfo>)>,
+    ) -> Result<(), SqlError> {
+        match f {
+            sqlparser::ast::TableFactor::Table { name, alias, .. } => {
+                if sx.cte(name).is_some() {
+                    return Ok(());
+                }
+                let Ok((_, t)) = sx.table(name) else {
+                    return Ok(());
+                };
+                let a = alias
+                    .as_ref()
+                    .map_or_else(|| t.name.clone(), |a| a.name.value.clone());
+                out.push((a.to_ascii_lowercase(), t));
+            }
+            sqlparser::ast::TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                factor(sx, &table_with_joins.relation, out)?;
+                for j in &table_with_joins.joins {
+                    factor(sx, &j.relation, out)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for t in from {
+        factor(sx, &t.relation, &mut out)?;
+        for j in &t.joins {
+            factor(sx, &j.relation, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The select list that reads every column of `alias` (`alias`.`c`, ...).
+fn columns_of(alias: &str, t: &TableInfo) -> Vec<String> {
+    t.columns
+        .iter()
+        .map(|c| {
+            format!(
+                "`{}`.`{}`",
+                alias.replace('`', "``"),
+                c.name.replace('`', "``")
+            )
+        })
+        .collect()
+}
+
+impl Writer<'_> {
+    /// Runs `SELECT items FROM from [WHERE selection]` for a multi-table
+    /// statement: the joined rows it changes.
+    async fn joined_rows(
+        &self,
+        tx: &Transaction,
+        items: &[String],
+        from: &[sqlparser::ast::TableWithJoins],
+        selection: Option<&Expr>,
+    ) -> Result<Vec<Row>, SqlError> {
+        let from: Vec<String> = from.iter().map(ToString::to_string).collect();
+        let mut sql = format!("SELECT {} FROM {}", items.join(", "), from.join(", "));
+        if let Some(w) = selection {
+            sql.push_str(&format!(" WHERE {w}"));
+        }
+        let tokens = crate::parser::split(&sql)?;
+        let Some(tokens) = tokens.first() else {
+            return Ok(Vec::new());
+        };
+        let crate::parser::Stmt::Query(q) = crate::parser::parse(&sql, tokens)? else {
+            return Err(er::unknown(
+                "a multi-table statement's rows are not a query".into(),
+            ));
+        };
+        let runner = Runner {
+            sx: self.sx,
+            tx,
+            dry: false,
+        };
+        Ok(runner.query(&q, None).await?.rows)
+    }
+
+    /// The handle of a target row (its integer primary key; a table with
+    /// a hidden handle cannot be a target of a multi-table statement yet).
+    fn handle_of(t: &TableInfo, row: &[Value]) -> Result<Option<i64>, SqlError> {
+        let Some(h) = t.handle_col else {
+            return Err(er::not_supported_yet(
+                "multi-table UPDATE/DELETE of a table without an integer primary key",
+            ));
+        };
+        Ok(table::handle_of(&row[h]))
+    }
+
+    /// The newest version of a target row, locked in a pessimistic
+    /// transaction (a current read, as MySQL's UPDATE/DELETE).
+    async fn current(
+        &self,
+        tx: &mut Transaction,
+        t: &TableInfo,
+        h: i64,
+        read: Row,
+    ) -> Result<Option<Row>, SqlError> {
+        if !tx.is_pessimistic() {
+            return Ok(Some(read));
+        }
+        let latest = tx
+            .lock_keys(&[codec::record_key(t.id, h)])
+            .await
+            .map_err(kv_err)?;
+        match latest.into_iter().next().flatten() {
+            Some(v) => Ok(Some(table::decode_row(t, h, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `UPDATE t1 JOIN t2 ON ... SET t1.a = t2.b, ... WHERE ...`: each
+    /// matched row of a target table is changed once (its first match),
+    /// with values computed over the joined row.
+    async fn update_joined(
+        &mut self,
+        tx: &mut Transaction,
+        u: &sqlparser::ast::Update,
+    ) -> Result<Output, SqlError> {
+        if !u.order_by.is_empty() || u.limit.is_some() {
+            return Err(SqlError::of(
+                ErrorKind::WrongUsage,
+                "Incorrect usage of UPDATE and ORDER BY".into(),
+            ));
+        }
+        let from = std::slice::from_ref(&u.table);
+        let tables = aliased_tables(self.sx, from)?;
+        // Which table and column each assignment sets.
+        let mut sets: Vec<(usize, usize)> = Vec::new();
+        for a in &u.assignments {
+            let AssignmentTarget::ColumnName(n) = &a.target else {
+                return Err(er::not_supported_yet("tuple assignments"));
+            };
+            let parts: Vec<String> =
+                n.0.iter()
+                    .map(|p| p.to_string().trim_matches('`').to_string())
+                    .collect();
+            let (qual, col) = match parts.as_slice() {
+                [c] => (None, c.clone()),
+                [.., t, c] => (Some(t.to_ascii_lowercase()), c.clone()),
+                [] => return Err(er::parse("SET", "empty column name")),
+            };
+            let hits: Vec<(usize, usize)> = tables
+                .iter()
+                .enumerate()
+                .filter(|(_, (alias, _))| qual.as_ref().is_none_or(|q| q == alias))
+                .filter_map(|(i, (_, t))| t.column(&col).map(|c| (i, c)))
+                .collect();
+            match hits.as_slice() {
+                [one] => sets.push(*one),
+                [] => return Err(super::schema::unknown_column(&col, "field list")),
+                _ => {
+                    return Err(SqlError::of(
+                        ErrorKind::NonUniq,
+                        format!("Column '{col}' in field list is ambiguous"),
+                    ))
+                }
+            }
+        }
+        let mut targets: Vec<usize> = sets.iter().map(|(t, _)| *t).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        for &i in &targets {
+            if tables[i].1.view.is_some() {
+                return Err(super::view::not_updatable(&tables[i].1, "UPDATE"));
+            }
+        }
+        let mut items = Vec::new();
+        let mut at = Vec::new();
+        for &i in &targets {
+            at.push(items.len());
+            items.extend(columns_of(&tables[i].0, &tables[i].1));
+        }
+        let values_at = items.len();
+        items.extend(u.assignments.iter().map(|a| format!("({})", a.value)));
+        let rows = self
+            .joined_rows(tx, &items, from, u.selection.as_ref())
+            .await?;
+        let mut seen: std::collections::HashSet<(usize, i64)> = std::collections::HashSet::new();
+        let (mut matched, mut changed) = (0u64, 0u64);
+        for row in rows {
+            for (k, &ti) in targets.iter().enumerate() {
+                let t = tables[ti].1.clone();
+                let read: Row = row[at[k]..at[k] + t.columns.len()].to_vec();
+                let Some(h) = Self::handle_of(&t, &read)? else {
+                    continue;
+                };
+                if !seen.insert((ti, h)) {
+                    continue;
+                }
+                let Some(old) = self.current(tx, &t, h, read).await? else {
+                    continue;
+                };
+                matched += 1;
+                let mut new = old.clone();
+                let mut assigned = vec![false; t.columns.len()];
+                for (j, &(st, c)) in sets.iter().enumerate() {
+                    if st != ti {
+                        continue;
+                    }
+                    let v = if is_default(&u.assignments[j].value) {
+                        table::default_value(&t.columns[c])?.unwrap_or(Value::Null)
+                    } else {
+                        t.columns[c]
+                            .ty
+                            .coerce(row[values_at + j].clone(), &t.columns[c].name)?
+                    };
+                    if v.is_null() && t.columns[c].not_null {
+                        return Err(table::cannot_be_null(&t.columns[c].name));
+                    }
+                    new[c] = v;
+                    assigned[c] = true;
+                }
+                if new != old {
+                    for (i, c) in t.columns.iter().enumerate() {
+                        if c.on_update_now && !assigned[i] {
+                            new[i] = c.ty.coerce(crate::executor::eval::now(), &c.name)?;
+                        }
+                    }
+                    self.update_row(tx, &t, h, &old, new).await?;
+                    changed += 1;
+                }
+            }
+        }
+        self.lock_touched(tx).await?;
+        let affected = if self.sx.session.found_rows() {
+            matched
+        } else {
+            changed
+        };
+        Ok(self.ok(
+            affected,
+            format!("Rows matched: {matched}  Changed: {changed}  Warnings: 0"),
+        ))
+    }
+
+    /// `DELETE t1, t2 FROM t1 JOIN t2 ...` and `DELETE FROM t1, t2 USING
+    /// t1 JOIN t2 ...`: each matched row of a target table is deleted once.
+    async fn delete_joined(
+        &mut self,
+        tx: &mut Transaction,
+        d: &sqlparser::ast::Delete,
+        from: &[sqlparser::ast::TableWithJoins],
+    ) -> Result<Output, SqlError> {
+        if !d.order_by.is_empty() || d.limit.is_some() {
+            return Err(SqlError::of(
+                ErrorKind::WrongUsage,
+                "Incorrect usage of DELETE and ORDER BY".into(),
+            ));
+        }
+        // The joined tables are USING's when it is there, else FROM's;
+        // the targets are the names before FROM (or FROM's with USING).
+        let (source, named): (&[sqlparser::ast::TableWithJoins], Vec<String>) = match &d.using {
+            Some(using) => (
+                using.as_slice(),
+                from.iter().map(|t| t.relation.to_string()).collect(),
+            ),
+            None => (from, d.tables.iter().map(ToString::to_string).collect()),
+        };
+        let tables = aliased_tables(self.sx, source)?;
+        let mut targets = Vec::new();
+        for n in &named {
+            let n = n.trim_end_matches(".*");
+            let last = n
+                .rsplit('.')
+                .next()
+                .unwrap_or(n)
+                .trim_matches('`')
+                .to_ascii_lowercase();
+            let Some(i) = tables.iter().position(|(a, _)| *a == last) else {
+                return Err(SqlError::of(
+                    ErrorKind::UnknownTable,
+                    format!("Unknown table '{last}' in MULTI DELETE"),
+                ));
+            };
+            if tables[i].1.view.is_some() {
+                return Err(super::view::not_updatable(&tables[i].1, "DELETE"));
+            }
+            if !targets.contains(&i) {
+                targets.push(i);
+            }
+        }
+        let mut items = Vec::new();
+        let mut at = Vec::new();
+        for &i in &targets {
+            at.push(items.len());
+            items.extend(columns_of(&tables[i].0, &tables[i].1));
+        }
+        let rows = self
+            .joined_rows(tx, &items, source, d.selection.as_ref())
+            .await?;
+        let mut seen: std::collections::HashSet<(usize, i64)> = std::collections::HashSet::new();
+        let mut n = 0u64;
+        for row in rows {
+            for (k, &ti) in targets.iter().enumerate() {
+                let t = tables[ti].1.clone();
+                let read: Row = row[at[k]..at[k] + t.columns.len()].to_vec();
+                let Some(h) = Self::handle_of(&t, &read)? else {
+                    continue;
+                };
+                if !seen.insert((ti, h)) {
+                    continue;
+                }
+                if let Some(old) = self.current(tx, &t, h, read).await? {
+                    self.delete_row(tx, &t, h, &old);
+                    n += 1;
+                }
+            }
         }
         self.lock_touched(tx).await?;
         Ok(self.ok(n, String::new()))

@@ -1093,6 +1093,34 @@ fn generic(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     if toks.len() > 1 && is_word(&toks[0], "CREATE") && is_word(&toks[1], "SCHEMA") {
         toks[1].token = Token::make_keyword("DATABASE");
     }
+    // `UPDATE t1, t2 SET ...` (MySQL's comma join): sqlparser takes only
+    // joins there, and a comma is a cross join.
+    if toks.first().is_some_and(|t| is_word(t, "UPDATE")) {
+        let mut depth = 0i32;
+        let mut before_set = true;
+        let mut out = Vec::with_capacity(toks.len() + 4);
+        for t in std::mem::take(&mut toks) {
+            if is_word(&t, "SET") {
+                before_set = false;
+            }
+            match &t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                _ => {}
+            }
+            if before_set && depth == 0 && t.token == Token::Comma {
+                let mut cross = t.clone();
+                cross.token = Token::make_keyword("CROSS");
+                let mut join = t.clone();
+                join.token = Token::make_keyword("JOIN");
+                out.push(cross);
+                out.push(join);
+            } else {
+                out.push(t);
+            }
+        }
+        toks = out;
+    }
     // `SELECT 1 FOR UPDATE` / `FOR SHARE` / `LOCK IN SHARE MODE` without
     // tables: nothing to lock, and sqlparser wants a FROM first.
     let n = toks.len();
