@@ -17,6 +17,14 @@ pub enum Error {
         /// Why (TLS refusals name the reason and the fix).
         reason: String,
     },
+    /// PD could not be reached within its timeout (refused, silent, broken
+    /// connection). Retryable: PD may be restarting or electing a leader.
+    PdUnreachable {
+        /// The PD address tried.
+        addr: String,
+        /// Why (a TLS refusal names the reason and the fix).
+        reason: String,
+    },
     /// PD answered with an error. Retryable when PD is electing a leader.
     Pd(String),
     /// PD refused a request with a typed error (`pdpb.ErrorType`).
@@ -75,6 +83,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "{m}"),
             Error::Unavailable { addr, reason } => write!(f, "{addr} is unavailable: {reason}"),
+            Error::PdUnreachable { addr, reason } => write!(f, "PD is unreachable ({addr}): {reason}"),
             Error::Pd(m) => write!(f, "PD: {m}"),
             Error::PdRefused { kind, message } => {
                 write!(f, "PD refused the request: {message} ({kind})")
@@ -109,7 +118,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable { .. } | Error::Pd(_) | Error::Locked { .. }
+            Error::Unavailable { .. }
+                | Error::PdUnreachable { .. }
+                | Error::Pd(_)
+                | Error::Locked { .. }
         )
     }
 }
