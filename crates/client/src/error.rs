@@ -69,6 +69,16 @@ pub enum Error {
     /// The transaction cannot commit (it was rolled back by another client
     /// after its lock expired, or the store refused it).
     Aborted(String),
+    /// The commit was sent and no answer came (the store or PD went
+    /// unreachable, or the answer was lost): the transaction may have
+    /// committed or not. NOT retryable as if it had failed: the caller must
+    /// find out (read what it wrote) before running it again.
+    CommitUndetermined {
+        /// The transaction's start timestamp.
+        start_ts: u64,
+        /// What went wrong after the commit was sent.
+        reason: String,
+    },
     /// A gRPC status from a server.
     Rpc {
         /// The address.
@@ -107,6 +117,10 @@ impl fmt::Display for Error {
                 String::from_utf8_lossy(key)
             ),
             Error::Aborted(m) => write!(f, "transaction aborted: {m}"),
+            Error::CommitUndetermined { start_ts, reason } => write!(
+                f,
+                "the result of committing transaction {start_ts} is undetermined: the commit was sent but no answer came ({reason}); it may have committed, check before running it again"
+            ),
         }
     }
 }
