@@ -7,6 +7,11 @@
 //! again on its data directory) the SAME tidb-server must serve new
 //! statements within [`RECOVER_BOUND`], without a restart.
 //!
+//! tidb-server is given a second PD endpoint, FIRST in `--path`, that
+//! accepts TCP connections and never answers (a frozen member): the
+//! client asks every endpoint at once when it looks for the leader, so it
+//! costs nothing, and service resumes within [`PD_TIMEOUT`] of PD's return.
+//!
 //! The bounds come from the client's own timeouts
 //! (`tiox_client::pd::PD_TIMEOUT`, 5 s): a timestamp request is one TSO
 //! exchange bounded by PD_TIMEOUT, preceded, after a failure, by one
@@ -23,7 +28,8 @@ use std::time::{Duration, Instant};
 use cluster::Cluster;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
-use sql::{connect, error_code, start_tidb};
+use sql::{cluster_args, connect, error_code};
+use tidb_common::TidbServer;
 use tiox_client::pd::PD_TIMEOUT;
 
 /// The longest a statement may take to fail with PD gone: a leader
@@ -120,7 +126,24 @@ fn signal(pid: u32, sig: libc::c_int) {
 async fn statements_fail_within_a_bound_naming_pd_while_pd_is_gone_and_work_again_after() {
     let mut c = Cluster::start(true, 1).await;
     let work = tempfile::tempdir().unwrap();
-    let tidb = start_tidb(&c, work.path());
+    // A member that accepts connections and never answers, listed first.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let mut args: Vec<String> = cluster_args(&c)
+        .into_iter()
+        .map(|a| match a.strip_prefix("--path=") {
+            Some(pd) => format!("--path={silent_addr},{pd}"),
+            None => a,
+        })
+        .collect();
+    let certs = c.certs.as_ref().unwrap();
+    args.extend([
+        "--initialize-insecure".into(),
+        format!("--ssl-ca={}", certs.path("mysql/ca.pem")),
+        format!("--ssl-cert={}", certs.path("mysql/server.pem")),
+        format!("--ssl-key={}", certs.path("mysql/server-key.pem")),
+    ]);
+    let tidb = TidbServer::start(work.path(), &args);
     let mut conn = connect(&c, &tidb).await;
     conn.query_drop("CREATE TABLE test.t (id INT PRIMARY KEY, v INT)")
         .await
@@ -139,6 +162,10 @@ async fn statements_fail_within_a_bound_naming_pd_while_pd_is_gone_and_work_agai
     let stopped = assert_statements_fail_naming_pd(&mut conn, "stopped", &mut next_id).await;
     signal(pid, libc::SIGCONT);
     let after_cont = wait_until_served(&mut conn, "continued", &mut next_id).await;
+    assert!(
+        after_cont < PD_TIMEOUT,
+        "{after_cont:?} to serve again after SIGCONT: the silent endpoint held up the leader search"
+    );
 
     // PD killed: connections are refused; then started again on its data.
     c.pd.kill();
@@ -161,4 +188,5 @@ async fn statements_fail_within_a_bound_naming_pd_while_pd_is_gone_and_work_agai
     assert!(rows.iter().all(|(id, v)| *v == 2 || *id < 10), "{rows:?}");
     drop(conn);
     drop(tidb);
+    drop(silent);
 }

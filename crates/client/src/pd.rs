@@ -19,11 +19,11 @@ use crate::error::{Error, Result};
 /// leader).
 pub const PD_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest one PD call takes with its retries: the first try, a
-/// leader re-discovery and a second try all fit in it, so a caller with
-/// PD gone (refusing, or frozen and silent) hears a
-/// [`Error::PdUnreachable`] within this bound. A timestamp request is
-/// bounded the same way (see [`crate::tso`]).
+/// The longest one PD call takes with its retries (a first try, a leader
+/// re-discovery asking every endpoint at once, a second try with what is
+/// left), so that a caller with PD gone (refusing, or frozen and silent)
+/// hears an [`Error::PdUnreachable`] within this bound. A timestamp
+/// request is bounded the same way (see [`crate::tso`]).
 pub const PD_CALL_BUDGET: Duration = Duration::from_secs(2 * PD_TIMEOUT.as_secs());
 
 /// A gRPC status from PD as our error: transport failures become
@@ -98,49 +98,58 @@ impl PdClient {
         })
     }
 
+    /// Asks every endpoint at once for the members (each GetMembers
+    /// bounded by [`PD_TIMEOUT`]) and takes the first answer naming a
+    /// leader, so that a frozen or dead endpoint early in the list costs
+    /// no more time than the others.
     async fn discover(addrs: &[String], tls: Option<Arc<ClientTls>>) -> Result<(u64, Leader)> {
-        let mut last = None;
+        use futures::StreamExt;
+        let mut asks = futures::stream::FuturesUnordered::new();
         for addr in addrs {
-            let mut stub = Stub::new(channel(addr, tls.clone())?);
-            let req = pdpb::GetMembersRequest {
-                header: Some(pdpb::RequestHeader::default()),
-            };
-            match tokio::time::timeout(PD_TIMEOUT, stub.get_members(req)).await {
-                Err(_) => last = Some(timed_out(addr, "GetMembers")),
-                Ok(Err(status)) => last = Some(pd_rpc_error(addr, status)),
-                Ok(Ok(resp)) => {
-                    let resp = resp.into_inner();
-                    if let Err(e) = check_header(addr, resp.header.as_ref()) {
-                        last = Some(e);
-                        continue;
-                    }
-                    let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
-                    let leader_url = resp
-                        .leader
-                        .as_ref()
-                        .and_then(|m| m.client_urls.first().cloned());
-                    let leader = match leader_url {
-                        Some(url) => {
-                            let laddr = authority(&url, tls.is_some())?;
-                            if laddr == *addr {
-                                Leader { addr: laddr, stub }
-                            } else {
-                                Leader {
-                                    stub: Stub::new(channel(&laddr, tls.clone())?),
-                                    addr: laddr,
-                                }
-                            }
-                        }
-                        None => {
-                            last = Some(Error::Pd(format!("{addr}: PD has no leader yet")));
-                            continue;
-                        }
-                    };
-                    return Ok((cluster_id, leader));
-                }
+            let stub = Stub::new(channel(addr, tls.clone())?);
+            asks.push(Self::ask_members(addr.clone(), stub, tls.clone()));
+        }
+        let mut last = None;
+        while let Some(answer) = asks.next().await {
+            match answer {
+                Ok(found) => return Ok(found),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::Config("no PD endpoint".into())))
+    }
+
+    /// One endpoint's view of the cluster: its id and leader.
+    async fn ask_members(
+        addr: String,
+        mut stub: Stub<Channel>,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<(u64, Leader)> {
+        let req = pdpb::GetMembersRequest {
+            header: Some(pdpb::RequestHeader::default()),
+        };
+        let resp = tokio::time::timeout(PD_TIMEOUT, stub.get_members(req))
+            .await
+            .map_err(|_| timed_out(&addr, "GetMembers"))?
+            .map_err(|status| pd_rpc_error(&addr, status))?
+            .into_inner();
+        check_header(&addr, resp.header.as_ref())?;
+        let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
+        let url = resp
+            .leader
+            .as_ref()
+            .and_then(|m| m.client_urls.first().cloned())
+            .ok_or_else(|| Error::Pd(format!("{addr}: PD has no leader yet")))?;
+        let laddr = authority(&url, tls.is_some())?;
+        let leader = if laddr == addr {
+            Leader { addr: laddr, stub }
+        } else {
+            Leader {
+                stub: Stub::new(channel(&laddr, tls)?),
+                addr: laddr,
+            }
+        };
+        Ok((cluster_id, leader))
     }
 
     /// The cluster id.
