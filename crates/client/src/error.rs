@@ -17,6 +17,14 @@ pub enum Error {
         /// Why (TLS refusals name the reason and the fix).
         reason: String,
     },
+    /// PD could not be reached within its timeout (refused, silent, broken
+    /// connection). Retryable: PD may be restarting or electing a leader.
+    PdUnreachable {
+        /// The PD address tried.
+        addr: String,
+        /// Why (a TLS refusal names the reason and the fix).
+        reason: String,
+    },
     /// PD answered with an error. Retryable when PD is electing a leader.
     Pd(String),
     /// PD refused a request with a typed error (`pdpb.ErrorType`).
@@ -61,6 +69,16 @@ pub enum Error {
     /// The transaction cannot commit (it was rolled back by another client
     /// after its lock expired, or the store refused it).
     Aborted(String),
+    /// The commit was sent and no answer came (the store or PD went
+    /// unreachable, or the answer was lost): the transaction may have
+    /// committed or not. NOT retryable as if it had failed: the caller must
+    /// find out (read what it wrote) before running it again.
+    CommitUndetermined {
+        /// The transaction's start timestamp.
+        start_ts: u64,
+        /// What went wrong after the commit was sent.
+        reason: String,
+    },
     /// A gRPC status from a server.
     Rpc {
         /// The address.
@@ -75,6 +93,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "{m}"),
             Error::Unavailable { addr, reason } => write!(f, "{addr} is unavailable: {reason}"),
+            Error::PdUnreachable { addr, reason } => write!(f, "PD is unreachable ({addr}): {reason}"),
             Error::Pd(m) => write!(f, "PD: {m}"),
             Error::PdRefused { kind, message } => {
                 write!(f, "PD refused the request: {message} ({kind})")
@@ -98,6 +117,10 @@ impl fmt::Display for Error {
                 String::from_utf8_lossy(key)
             ),
             Error::Aborted(m) => write!(f, "transaction aborted: {m}"),
+            Error::CommitUndetermined { start_ts, reason } => write!(
+                f,
+                "the result of committing transaction {start_ts} is undetermined: the commit was sent but no answer came ({reason}); it may have committed, check before running it again"
+            ),
         }
     }
 }
@@ -109,7 +132,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable { .. } | Error::Pd(_) | Error::Locked { .. }
+            Error::Unavailable { .. }
+                | Error::PdUnreachable { .. }
+                | Error::Pd(_)
+                | Error::Locked { .. }
         )
     }
 }

@@ -4,7 +4,7 @@
 //! response header is checked for PD's error.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiox_proto::pdpb::pd_client::PdClient as Stub;
 use tiox_proto::{metapb, pdpb};
@@ -15,8 +15,32 @@ use tonic::transport::Channel;
 use crate::channel::{authority, channel, rpc_error};
 use crate::error::{Error, Result};
 
-/// Timeout of one PD RPC.
+/// Timeout of one PD RPC (and of one GetMembers when looking for the
+/// leader).
 pub const PD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest one PD call takes with its retries (a first try, a leader
+/// re-discovery asking every endpoint at once, a second try with what is
+/// left), so that a caller with PD gone (refusing, or frozen and silent)
+/// hears an [`Error::PdUnreachable`] within this bound. A timestamp
+/// request is bounded the same way (see [`crate::tso`]).
+pub const PD_CALL_BUDGET: Duration = Duration::from_secs(2 * PD_TIMEOUT.as_secs());
+
+/// A gRPC status from PD as our error: transport failures become
+/// [`Error::PdUnreachable`], naming PD.
+pub fn pd_rpc_error(addr: &str, status: tonic::Status) -> Error {
+    match rpc_error(addr, status) {
+        Error::Unavailable { addr, reason } => Error::PdUnreachable { addr, reason },
+        other => other,
+    }
+}
+
+fn timed_out(addr: &str, what: &str) -> Error {
+    Error::PdUnreachable {
+        addr: addr.to_string(),
+        reason: format!("no answer to {what} within {}s", PD_TIMEOUT.as_secs()),
+    }
+}
 
 #[derive(Clone)]
 struct Leader {
@@ -74,54 +98,58 @@ impl PdClient {
         })
     }
 
+    /// Asks every endpoint at once for the members (each GetMembers
+    /// bounded by [`PD_TIMEOUT`]) and takes the first answer naming a
+    /// leader, so that a frozen or dead endpoint early in the list costs
+    /// no more time than the others.
     async fn discover(addrs: &[String], tls: Option<Arc<ClientTls>>) -> Result<(u64, Leader)> {
-        let mut last = None;
+        use futures::StreamExt;
+        let mut asks = futures::stream::FuturesUnordered::new();
         for addr in addrs {
-            let mut stub = Stub::new(channel(addr, tls.clone())?);
-            let req = pdpb::GetMembersRequest {
-                header: Some(pdpb::RequestHeader::default()),
-            };
-            match tokio::time::timeout(PD_TIMEOUT, stub.get_members(req)).await {
-                Err(_) => {
-                    last = Some(Error::Unavailable {
-                        addr: addr.clone(),
-                        reason: "GetMembers timed out".into(),
-                    })
-                }
-                Ok(Err(status)) => last = Some(rpc_error(addr, status)),
-                Ok(Ok(resp)) => {
-                    let resp = resp.into_inner();
-                    if let Err(e) = check_header(addr, resp.header.as_ref()) {
-                        last = Some(e);
-                        continue;
-                    }
-                    let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
-                    let leader_url = resp
-                        .leader
-                        .as_ref()
-                        .and_then(|m| m.client_urls.first().cloned());
-                    let leader = match leader_url {
-                        Some(url) => {
-                            let laddr = authority(&url, tls.is_some())?;
-                            if laddr == *addr {
-                                Leader { addr: laddr, stub }
-                            } else {
-                                Leader {
-                                    stub: Stub::new(channel(&laddr, tls.clone())?),
-                                    addr: laddr,
-                                }
-                            }
-                        }
-                        None => {
-                            last = Some(Error::Pd(format!("{addr}: PD has no leader yet")));
-                            continue;
-                        }
-                    };
-                    return Ok((cluster_id, leader));
-                }
+            let stub = Stub::new(channel(addr, tls.clone())?);
+            asks.push(Self::ask_members(addr.clone(), stub, tls.clone()));
+        }
+        let mut last = None;
+        while let Some(answer) = asks.next().await {
+            match answer {
+                Ok(found) => return Ok(found),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::Config("no PD endpoint".into())))
+    }
+
+    /// One endpoint's view of the cluster: its id and leader.
+    async fn ask_members(
+        addr: String,
+        mut stub: Stub<Channel>,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<(u64, Leader)> {
+        let req = pdpb::GetMembersRequest {
+            header: Some(pdpb::RequestHeader::default()),
+        };
+        let resp = tokio::time::timeout(PD_TIMEOUT, stub.get_members(req))
+            .await
+            .map_err(|_| timed_out(&addr, "GetMembers"))?
+            .map_err(|status| pd_rpc_error(&addr, status))?
+            .into_inner();
+        check_header(&addr, resp.header.as_ref())?;
+        let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
+        let url = resp
+            .leader
+            .as_ref()
+            .and_then(|m| m.client_urls.first().cloned())
+            .ok_or_else(|| Error::Pd(format!("{addr}: PD has no leader yet")))?;
+        let laddr = authority(&url, tls.is_some())?;
+        let leader = if laddr == addr {
+            Leader { addr: laddr, stub }
+        } else {
+            Leader {
+                stub: Stub::new(channel(&laddr, tls)?),
+                addr: laddr,
+            }
+        };
+        Ok((cluster_id, leader))
     }
 
     /// The cluster id.
@@ -148,31 +176,39 @@ impl PdClient {
         Ok(())
     }
 
-    /// Runs `f` against the leader, with one re-discovery on failure.
+    /// Runs `f` against the leader, re-discovering the leader after an
+    /// unreachable one and trying again, all within [`PD_CALL_BUDGET`].
     async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: Fn(Stub<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
+        let deadline = Instant::now() + PD_CALL_BUDGET;
         let mut attempt = 0;
         loop {
             let leader = self.leader.read().await.clone();
-            let outcome = tokio::time::timeout(PD_TIMEOUT, f(leader.stub)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(left.min(PD_TIMEOUT), f(leader.stub)).await;
             let err = match outcome {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(status)) => rpc_error(&leader.addr, status),
-                Err(_) => Error::Unavailable {
-                    addr: leader.addr.clone(),
-                    reason: "request timed out".into(),
-                },
+                Ok(Err(status)) => pd_rpc_error(&leader.addr, status),
+                Err(_) => timed_out(&leader.addr, "the request"),
             };
             attempt += 1;
-            if attempt > 2 || !matches!(err, Error::Unavailable { .. }) {
+            if attempt > 2 || !matches!(err, Error::PdUnreachable { .. }) {
                 return Err(err);
             }
-            if let Err(e) = self.reconnect().await {
-                tracing::debug!("PD re-discovery failed: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.reconnect()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!("PD re-discovery failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(200).min(left)).await;
+                }
+                Err(_) => return Err(err),
+            }
+            if Instant::now() >= deadline {
+                return Err(err);
             }
         }
     }
@@ -301,10 +337,13 @@ impl PdClient {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let leader = self.leader.read().await.clone();
         let mut stub = leader.stub;
-        let resp = stub
-            .region_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|s| rpc_error(&leader.addr, s))?;
+        let resp = tokio::time::timeout(
+            PD_TIMEOUT,
+            stub.region_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await
+        .map_err(|_| timed_out(&leader.addr, "opening the region heartbeat stream"))?
+        .map_err(|s| pd_rpc_error(&leader.addr, s))?;
         Ok((tx, resp.into_inner()))
     }
 
@@ -319,10 +358,13 @@ impl PdClient {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let leader = self.leader.read().await.clone();
         let mut stub = leader.stub;
-        let resp = stub
-            .tso(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|s| rpc_error(&leader.addr, s))?;
+        let resp = tokio::time::timeout(
+            PD_TIMEOUT,
+            stub.tso(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await
+        .map_err(|_| timed_out(&leader.addr, "opening the TSO stream"))?
+        .map_err(|s| pd_rpc_error(&leader.addr, s))?;
         Ok((tx, resp.into_inner()))
     }
 
@@ -404,16 +446,20 @@ impl PdClient {
             count: 1,
             ..Default::default()
         };
-        let mut resp = stub
-            .tso(tokio_stream::iter(vec![req]))
+        let exchange = async {
+            let mut resp = stub
+                .tso(tokio_stream::iter(vec![req]))
+                .await
+                .map_err(|s| pd_rpc_error(&leader.addr, s))?
+                .into_inner();
+            resp.message()
+                .await
+                .map_err(|s| pd_rpc_error(&leader.addr, s))?
+                .ok_or_else(|| Error::Pd("TSO stream closed without a timestamp".into()))
+        };
+        let r = tokio::time::timeout(PD_TIMEOUT, exchange)
             .await
-            .map_err(|s| rpc_error(&leader.addr, s))?
-            .into_inner();
-        let r = resp
-            .message()
-            .await
-            .map_err(|s| rpc_error(&leader.addr, s))?
-            .ok_or_else(|| Error::Pd("TSO stream closed without a timestamp".into()))?;
+            .map_err(|_| timed_out(&leader.addr, "the timestamp request"))??;
         check_header(&leader.addr, r.header.as_ref())?;
         let ts = r
             .timestamp

@@ -4,6 +4,14 @@
 //! The batching rule is a deterministic core ([`Batch`]): PD answers a
 //! request for `count` timestamps with the LAST of them (physical, logical);
 //! the callers get `logical - count + 1 ..= logical` in arrival order.
+//!
+//! Every exchange is bounded: a batch is answered, or fails with an error
+//! naming PD, within [`PD_TIMEOUT`] (opening the stream, sending, hearing
+//! the answer), preceded after a failure by one re-discovery of the PD
+//! leader (each GetMembers also bounded by [`PD_TIMEOUT`]). A frozen PD,
+//! whose connections stay open and silent, therefore fails a timestamp
+//! request within [`crate::pd::PD_CALL_BUDGET`] rather than when HTTP/2
+//! keep-alive gives up on the connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +20,7 @@ use tiox_proto::pdpb;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::pd::PdClient;
+use crate::pd::{pd_rpc_error, PdClient, PD_TIMEOUT};
 use crate::transport::Timestamps;
 
 /// Bits of the logical part.
@@ -135,6 +143,8 @@ async fn run(pd: Arc<PdClient>, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: 
         mpsc::Sender<pdpb::TsoRequest>,
         tonic::Streaming<pdpb::TsoResponse>,
     )> = None;
+    // After a failure the next batch first looks for the leader again.
+    let mut rediscover = false;
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -146,31 +156,51 @@ async fn run(pd: Arc<PdClient>, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: 
         let batch = Batch::new(waiters);
         let count = batch.count();
         let result = async {
-            if stream.is_none() {
-                stream = Some(pd.tso_stream().await?);
+            if rediscover {
+                pd.reconnect().await?;
+                rediscover = false;
             }
-            let (tx, resp) = stream
-                .as_mut()
-                .ok_or_else(|| Error::Pd("no TSO stream".into()))?;
-            tx.send(pdpb::TsoRequest {
-                header: Some(pd.request_header()),
-                count,
-                ..Default::default()
-            })
-            .await
-            .map_err(|_| Error::Pd("the TSO stream closed".into()))?;
-            let r = resp
-                .message()
+            let leader = pd.leader_addr().await;
+            let exchange = async {
+                if stream.is_none() {
+                    stream = Some(pd.tso_stream().await?);
+                }
+                let (tx, resp) = stream
+                    .as_mut()
+                    .ok_or_else(|| Error::Pd("no TSO stream".into()))?;
+                tx.send(pdpb::TsoRequest {
+                    header: Some(pd.request_header()),
+                    count,
+                    ..Default::default()
+                })
                 .await
-                .map_err(|s| Error::Pd(format!("TSO stream: {}", s.message())))?
-                .ok_or_else(|| Error::Pd("the TSO stream closed".into()))?;
-            if let Some(e) = r.header.as_ref().and_then(|h| h.error.as_ref()) {
-                return Err(Error::Pd(format!("TSO: {}", e.message)));
+                .map_err(|_| Error::Pd("the TSO stream closed".into()))?;
+                let r = resp
+                    .message()
+                    .await
+                    .map_err(|s| match pd_rpc_error(&leader, s) {
+                        Error::PdUnreachable { addr, reason } => Error::PdUnreachable {
+                            addr,
+                            reason: format!("TSO stream: {reason}"),
+                        },
+                        other => other,
+                    })?
+                    .ok_or_else(|| Error::Pd("the TSO stream closed".into()))?;
+                if let Some(e) = r.header.as_ref().and_then(|h| h.error.as_ref()) {
+                    return Err(Error::Pd(format!("TSO: {}", e.message)));
+                }
+                let ts = r
+                    .timestamp
+                    .ok_or_else(|| Error::Pd("TSO response without a timestamp".into()))?;
+                Ok((ts.physical as u64, ts.logical as u64, r.count))
+            };
+            match tokio::time::timeout(PD_TIMEOUT, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::PdUnreachable {
+                    addr: leader.clone(),
+                    reason: format!("no timestamp within {}s", PD_TIMEOUT.as_secs()),
+                }),
             }
-            let ts = r
-                .timestamp
-                .ok_or_else(|| Error::Pd("TSO response without a timestamp".into()))?;
-            Ok((ts.physical as u64, ts.logical as u64, r.count))
         }
         .await;
         stats.rpcs.fetch_add(1, Ordering::Relaxed);
@@ -184,14 +214,14 @@ async fn run(pd: Arc<PdClient>, mut rx: mpsc::UnboundedReceiver<Waiter>, stats: 
                 }
             }
             Err(e) => {
-                // Drop the stream; the next batch re-opens it (following a
-                // PD leader change). These callers get the error and may
-                // retry.
+                // Drop the stream; the next batch finds the leader again
+                // and re-opens it (following a PD leader change). These
+                // callers get the error at once and may retry.
                 stream = None;
+                rediscover = true;
                 for w in batch.into_waiters() {
                     let _ = w.send(Err(e.clone()));
                 }
-                let _ = pd.reconnect().await;
             }
         }
     }

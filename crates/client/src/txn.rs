@@ -21,6 +21,11 @@
 //! expired -> roll it back, alive -> back off and retry. Write conflicts
 //! surface as [`Error::Conflict`] with the key; nothing is retried silently.
 //!
+//! A commit that was sent and never answered (the primary's commit, or a
+//! one-phase prewrite, ending with the store or PD unreachable) fails with
+//! [`Error::CommitUndetermined`]: the transaction may have committed, so
+//! the caller is told neither "committed" nor a failure to retry blindly.
+//!
 //! Pessimistic locks carry a TTL (21 s plus the transaction's age when
 //! taken); while the transaction is alive a background heartbeat extends
 //! its primary lock's TTL every half TTL (TxnHeartBeat, as TiDB does), for
@@ -157,6 +162,19 @@ fn key_error(e: &kvrpcpb::KeyError, start_ts: u64) -> Error {
         .find(|m| !m.is_empty())
         .map_or_else(|| format!("{e:?}"), |m| m.to_string());
     Error::Server(msg)
+}
+
+/// Whether `e` leaves open whether a request that was sent took effect
+/// (no answer came), as opposed to a refusal.
+fn unanswered(e: &Error) -> bool {
+    matches!(e, Error::Unavailable { .. } | Error::PdUnreachable { .. })
+}
+
+fn undetermined(start_ts: u64, e: Error) -> Error {
+    Error::CommitUndetermined {
+        start_ts,
+        reason: e.to_string(),
+    }
 }
 
 impl TxnClient {
@@ -927,8 +945,12 @@ impl Transaction {
         match self.prewrite(&primary).await {
             Err(e) => {
                 // After a 1PC whose answer was lost the rollback finds the
-                // transaction committed and changes nothing.
+                // transaction committed and changes nothing: the caller
+                // must not be told it failed.
                 self.rollback_all().await;
+                if self.one_pc && unanswered(&e) {
+                    return Err(undetermined(self.start_ts, e));
+                }
                 return Err(e);
             }
             Ok(Some(commit_ts)) => return Ok(commit_ts),
@@ -952,7 +974,13 @@ impl Transaction {
                     };
                     async move { s.kv_commit(req).await }
                 })
-                .await?;
+                .await
+                // A commit that may have reached the store is not a failure
+                // the caller may retry blindly.
+                .map_err(|e| match unanswered(&e) {
+                    true => undetermined(start_ts, e),
+                    false => e,
+                })?;
             match r.error {
                 None => break,
                 Some(e) if e.commit_ts_expired.is_some() => {
