@@ -776,7 +776,7 @@ fn store_tikv_without_a_reachable_pd_is_a_startup_error_naming_path() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--path 127.0.0.1:2379") && err.contains("unavailable"),
+        err.contains("--path 127.0.0.1:2379") && err.contains("PD is unreachable"),
         "{err}"
     );
 }
