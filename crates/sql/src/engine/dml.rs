@@ -848,6 +848,47 @@ impl Writer<'_> {
         Ok(runner.query(&q, None).await?.rows)
     }
 
+    /// The target rows of a multi-table statement: `SELECT` every column
+    /// of each target table (then `extra`) over the join; each target row
+    /// once (its first match), read current. Returns (target table, handle,
+    /// current row, the joined row).
+    async fn joined_targets(
+        &self,
+        tx: &mut Transaction,
+        tables: &[(String, Arc<TableInfo>)],
+        targets: &[usize],
+        extra: &[String],
+        from: &[sqlparser::ast::TableWithJoins],
+        selection: Option<&Expr>,
+    ) -> Result<Vec<(usize, i64, Row, Row)>, SqlError> {
+        let mut items = Vec::new();
+        let mut at = Vec::new();
+        for &i in targets {
+            at.push(items.len());
+            items.extend(columns_of(&tables[i].0, &tables[i].1));
+        }
+        items.extend(extra.iter().cloned());
+        let rows = self.joined_rows(tx, &items, from, selection).await?;
+        let mut seen: std::collections::HashSet<(usize, i64)> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for row in rows {
+            for (k, &ti) in targets.iter().enumerate() {
+                let t = &tables[ti].1;
+                let read: Row = row[at[k]..at[k] + t.columns.len()].to_vec();
+                let Some(h) = Self::handle_of(t, &read)? else {
+                    continue;
+                };
+                if !seen.insert((ti, h)) {
+                    continue;
+                }
+                if let Some(old) = self.current(tx, t, h, read).await? {
+                    out.push((ti, h, old, row.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The handle of a target row (its integer primary key; a table with
     /// a hidden handle cannot be a target of a multi-table statement yet).
     fn handle_of(t: &TableInfo, row: &[Value]) -> Result<Option<i64>, SqlError> {
@@ -937,61 +978,46 @@ impl Writer<'_> {
                 return Err(super::view::not_updatable(&tables[i].1, "UPDATE"));
             }
         }
-        let mut items = Vec::new();
-        let mut at = Vec::new();
-        for &i in &targets {
-            at.push(items.len());
-            items.extend(columns_of(&tables[i].0, &tables[i].1));
-        }
-        let values_at = items.len();
-        items.extend(u.assignments.iter().map(|a| format!("({})", a.value)));
-        let rows = self
-            .joined_rows(tx, &items, from, u.selection.as_ref())
+        let extra: Vec<String> = u
+            .assignments
+            .iter()
+            .map(|a| format!("({})", a.value))
+            .collect();
+        let values_at: usize = targets.iter().map(|&i| tables[i].1.columns.len()).sum();
+        let found = self
+            .joined_targets(tx, &tables, &targets, &extra, from, u.selection.as_ref())
             .await?;
-        let mut seen: std::collections::HashSet<(usize, i64)> = std::collections::HashSet::new();
         let (mut matched, mut changed) = (0u64, 0u64);
-        for row in rows {
-            for (k, &ti) in targets.iter().enumerate() {
-                let t = tables[ti].1.clone();
-                let read: Row = row[at[k]..at[k] + t.columns.len()].to_vec();
-                let Some(h) = Self::handle_of(&t, &read)? else {
+        for (ti, h, old, row) in found {
+            let t = tables[ti].1.clone();
+            matched += 1;
+            let mut new = old.clone();
+            let mut assigned = vec![false; t.columns.len()];
+            for (j, &(st, c)) in sets.iter().enumerate() {
+                if st != ti {
                     continue;
+                }
+                let v = if is_default(&u.assignments[j].value) {
+                    table::default_value(&t.columns[c])?.unwrap_or(Value::Null)
+                } else {
+                    t.columns[c]
+                        .ty
+                        .coerce(row[values_at + j].clone(), &t.columns[c].name)?
                 };
-                if !seen.insert((ti, h)) {
-                    continue;
+                if v.is_null() && t.columns[c].not_null {
+                    return Err(table::cannot_be_null(&t.columns[c].name));
                 }
-                let Some(old) = self.current(tx, &t, h, read).await? else {
-                    continue;
-                };
-                matched += 1;
-                let mut new = old.clone();
-                let mut assigned = vec![false; t.columns.len()];
-                for (j, &(st, c)) in sets.iter().enumerate() {
-                    if st != ti {
-                        continue;
+                new[c] = v;
+                assigned[c] = true;
+            }
+            if new != old {
+                for (i, c) in t.columns.iter().enumerate() {
+                    if c.on_update_now && !assigned[i] {
+                        new[i] = c.ty.coerce(crate::executor::eval::now(), &c.name)?;
                     }
-                    let v = if is_default(&u.assignments[j].value) {
-                        table::default_value(&t.columns[c])?.unwrap_or(Value::Null)
-                    } else {
-                        t.columns[c]
-                            .ty
-                            .coerce(row[values_at + j].clone(), &t.columns[c].name)?
-                    };
-                    if v.is_null() && t.columns[c].not_null {
-                        return Err(table::cannot_be_null(&t.columns[c].name));
-                    }
-                    new[c] = v;
-                    assigned[c] = true;
                 }
-                if new != old {
-                    for (i, c) in t.columns.iter().enumerate() {
-                        if c.on_update_now && !assigned[i] {
-                            new[i] = c.ty.coerce(crate::executor::eval::now(), &c.name)?;
-                        }
-                    }
-                    self.update_row(tx, &t, h, &old, new).await?;
-                    changed += 1;
-                }
+                self.update_row(tx, &t, h, &old, new).await?;
+                changed += 1;
             }
         }
         self.lock_touched(tx).await?;
@@ -1052,32 +1078,12 @@ impl Writer<'_> {
                 targets.push(i);
             }
         }
-        let mut items = Vec::new();
-        let mut at = Vec::new();
-        for &i in &targets {
-            at.push(items.len());
-            items.extend(columns_of(&tables[i].0, &tables[i].1));
-        }
-        let rows = self
-            .joined_rows(tx, &items, source, d.selection.as_ref())
+        let found = self
+            .joined_targets(tx, &tables, &targets, &[], source, d.selection.as_ref())
             .await?;
-        let mut seen: std::collections::HashSet<(usize, i64)> = std::collections::HashSet::new();
-        let mut n = 0u64;
-        for row in rows {
-            for (k, &ti) in targets.iter().enumerate() {
-                let t = tables[ti].1.clone();
-                let read: Row = row[at[k]..at[k] + t.columns.len()].to_vec();
-                let Some(h) = Self::handle_of(&t, &read)? else {
-                    continue;
-                };
-                if !seen.insert((ti, h)) {
-                    continue;
-                }
-                if let Some(old) = self.current(tx, &t, h, read).await? {
-                    self.delete_row(tx, &t, h, &old);
-                    n += 1;
-                }
-            }
+        let n = found.len() as u64;
+        for (ti, h, old, _) in found {
+            self.delete_row(tx, &tables[ti].1, h, &old);
         }
         self.lock_touched(tx).await?;
         Ok(self.ok(n, String::new()))

@@ -783,35 +783,34 @@ impl Engine {
     ) -> Result<Option<Output>, SqlError> {
         // Views: DDL, with a dry run of the query for its names.
         match &statement {
-            Statement::CreateView(cv) => {
-                self.finish(st, true).await?;
-                let sx = self.ddl_sx(session, sql, params).await?;
-                let tx = self.txn.at_latest();
-                let runner = Runner {
-                    sx: &sx,
-                    tx: &tx,
-                    dry: true,
-                };
-                let cols: Vec<String> = cv.columns.iter().map(|c| c.name.value.clone()).collect();
-                return Ok(Some(
-                    Box::pin(view::create(
-                        &runner,
-                        &self.catalog,
+            Statement::CreateView(_) | Statement::AlterView(_) => {
+                // (name, column list, query, OR REPLACE, ALTER, IF NOT EXISTS)
+                let (name, cols, query, replace, alter, if_not_exists) = match statement {
+                    Statement::CreateView(cv) => (
                         &cv.name,
-                        &cols,
+                        cv.columns
+                            .iter()
+                            .map(|c| c.name.value.clone())
+                            .collect::<Vec<_>>(),
                         &cv.query,
                         cv.or_replace,
                         cv.or_alter,
                         cv.if_not_exists,
-                    ))
-                    .await?,
-                ));
-            }
-            Statement::AlterView(sqlparser::ast::AlterView {
-                name,
-                operation: sqlparser::ast::AlterViewOperation::As { columns, query, .. },
-                ..
-            }) => {
+                    ),
+                    Statement::AlterView(sqlparser::ast::AlterView {
+                        name,
+                        operation: sqlparser::ast::AlterViewOperation::As { columns, query, .. },
+                        ..
+                    }) => (
+                        name,
+                        columns.iter().map(|c| c.value.clone()).collect(),
+                        query,
+                        false,
+                        true,
+                        false,
+                    ),
+                    _ => return Ok(None),
+                };
                 self.finish(st, true).await?;
                 let sx = self.ddl_sx(session, sql, params).await?;
                 let tx = self.txn.at_latest();
@@ -820,20 +819,15 @@ impl Engine {
                     tx: &tx,
                     dry: true,
                 };
-                let cols: Vec<String> = columns.iter().map(|c| c.value.clone()).collect();
-                return Ok(Some(
-                    Box::pin(view::create(
-                        &runner,
-                        &self.catalog,
-                        name,
-                        &cols,
-                        query,
-                        false,
-                        true,
-                        false,
-                    ))
-                    .await?,
-                ));
+                let out = view::create(
+                    &runner,
+                    &self.catalog,
+                    name,
+                    &cols,
+                    query,
+                    (replace, alter, if_not_exists),
+                );
+                return Ok(Some(Box::pin(out).await?));
             }
             Statement::Drop {
                 object_type: sqlparser::ast::ObjectType::View,

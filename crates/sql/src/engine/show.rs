@@ -446,12 +446,7 @@ pub fn information_schema(
                 .values()
                 .filter_map(|t| {
                     let v = t.view.as_ref()?;
-                    let db = sx
-                        .schema
-                        .dbs
-                        .get(&t.db_id)
-                        .map(|d| d.name.clone())
-                        .unwrap_or_default();
+                    let db = db_name(sx, t);
                     Some(vec![
                         text("def"),
                         text(db),
@@ -485,12 +480,7 @@ pub fn information_schema(
                 .tables
                 .values()
                 .map(|t| {
-                    let db = sx
-                        .schema
-                        .dbs
-                        .get(&t.db_id)
-                        .map(|d| d.name.clone())
-                        .unwrap_or_default();
+                    let db = db_name(sx, t);
                     // A view has no engine, row format or collation (MySQL).
                     let view = t.view.is_some();
                     let base = |v: Value| if view { Value::Null } else { v };
@@ -517,12 +507,7 @@ pub fn information_schema(
         "COLUMNS" => {
             let mut data = Vec::new();
             for t in sx.schema.tables.values() {
-                let db = sx
-                    .schema
-                    .dbs
-                    .get(&t.db_id)
-                    .map(|d| d.name.clone())
-                    .unwrap_or_default();
+                let db = db_name(sx, t);
                 for (i, c) in t.columns.iter().enumerate() {
                     let sql = c.ty.sql();
                     let data_type = sql.split(['(', ' ']).next().unwrap_or_default().to_string();
@@ -584,12 +569,7 @@ pub fn information_schema(
         "STATISTICS" => {
             let mut data = Vec::new();
             for t in sx.schema.tables.values() {
-                let db = sx
-                    .schema
-                    .dbs
-                    .get(&t.db_id)
-                    .map(|d| d.name.clone())
-                    .unwrap_or_default();
+                let db = db_name(sx, t);
                 let mut add = |name: &str, unique: bool, cols: &[usize]| {
                     for (seq, &c) in cols.iter().enumerate() {
                         data.push(vec![
@@ -642,4 +622,13 @@ pub fn information_schema(
             .collect(),
     };
     Ok((scope, data))
+}
+
+/// The name of `t`'s database.
+fn db_name(sx: &Sx<'_>, t: &TableInfo) -> String {
+    sx.schema
+        .dbs
+        .get(&t.db_id)
+        .map(|d| d.name.clone())
+        .unwrap_or_default()
 }

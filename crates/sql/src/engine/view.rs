@@ -76,19 +76,17 @@ fn factor(f: &mut TableFactor, db: &str, ctes: &[String]) {
     }
 }
 
-/// `CREATE [OR REPLACE] VIEW` (`replace`), `ALTER VIEW` (`alter`: the
-/// view must exist).
-#[allow(clippy::too_many_arguments)]
+/// `CREATE [OR REPLACE] VIEW` and `ALTER VIEW`; `how` is (OR REPLACE,
+/// ALTER: the view must exist, IF NOT EXISTS).
 pub async fn create(
     runner: &Runner<'_>,
     catalog: &Arc<Catalog>,
     name: &ObjectName,
     columns: &[String],
     query: &Query,
-    replace: bool,
-    alter: bool,
-    if_not_exists: bool,
+    how: (bool, bool, bool),
 ) -> Result<Output, SqlError> {
+    let (replace, alter, if_not_exists) = how;
     let sx = runner.sx;
     let (db, view) = super::ddl::db_and_table(sx, name)?;
     let Some(d) = sx.schema.db(&db) else {
