@@ -91,6 +91,7 @@ impl Column {
             Value::Date { .. } => (ty::DATE, CHARSET_BINARY, 128, 10, 0),
             Value::DateTime { .. } => (ty::DATETIME, CHARSET_BINARY, 128, 26, 6),
             Value::Time { .. } => (ty::TIME, CHARSET_BINARY, 128, 17, 6),
+            Value::Json(_) => (ty::JSON, u16::from(CHARSET_UTF8MB4), 0, u32::MAX, 0),
         };
         Column {
             name: name.to_string(),

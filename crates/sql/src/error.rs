@@ -256,6 +256,26 @@ kinds! {
     SecureTransportRequired = (3159, "HY000"),
     /// require_secure_transport without TLS.
     NoSecureTransportsConfigured = (3161, "HY000"),
+    /// A value written to a JSON column is not JSON.
+    InvalidJsonText = (3140, "22032"),
+    /// A JSON function's document argument is not JSON.
+    InvalidJsonTextInParam = (3141, "22032"),
+    /// A JSON path expression that does not parse.
+    InvalidJsonPath = (3143, "42000"),
+    /// A JSON function's document argument is neither JSON nor a string.
+    InvalidTypeForJson = (3146, "22032"),
+    /// `*`, `**` or a range in a path where one value is needed.
+    InvalidJsonPathWildcard = (3149, "42000"),
+    /// A JSON column in an index.
+    JsonUsedAsKey = (3152, "42000"),
+    /// The path `$` where a path into the document is needed.
+    JsonVacuousPath = (3153, "42000"),
+    /// A `one_or_all` argument that is neither.
+    JsonBadOneOrAllArg = (3154, "42000"),
+    /// A NULL object key.
+    JsonDocumentNullKey = (3158, "22032"),
+    /// `JSON_ARRAY_INSERT` with a path that does not end in an array cell.
+    InvalidJsonPathArrayCell = (3165, "42000"),
     /// A regular expression that does not compile.
     RegexpIllegalArgument = (3685, "HY000"),
     /// A recursive CTE ran past `cte_max_recursion_depth`.

@@ -21,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod json;
 pub mod parser;
 pub mod protocol;
 pub mod server;

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::json::Json;
+
 /// One SQL value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -66,6 +68,9 @@ pub enum Value {
         /// Microseconds.
         micros: u32,
     },
+    /// A JSON document (`JSON` columns, `JSON_*` functions, `CAST(.. AS
+    /// JSON)`).
+    Json(Box<Json>),
 }
 
 impl Value {
@@ -103,6 +108,7 @@ impl fmt::Display for Value {
             Value::Decimal(d) => f.write_str(d),
             Value::Text(s) => f.write_str(s),
             Value::Bytes(b) => f.write_str(&String::from_utf8_lossy(b)),
+            Value::Json(j) => write!(f, "{j}"),
             Value::Date { year, month, day } => write!(f, "{year:04}-{month:02}-{day:02}"),
             Value::DateTime {
                 year,

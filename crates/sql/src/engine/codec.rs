@@ -39,7 +39,8 @@
 //! as the 8 comparable bytes above, decimals as in keys without the flag,
 //! strings as their raw bytes (never the sort key), DATE/DATETIME/TIMESTAMP
 //! as the packed `CoreTime` u64 (shortest LE), TIME as i64 nanoseconds
-//! (shortest LE), ENUM as its index (shortest LE).
+//! (shortest LE), ENUM as its index (shortest LE), JSON as TiDB's binary
+//! JSON (`crate::json::encode`).
 //!
 //! Differences from TiDB, all deliberate:
 //! - TIMESTAMP values are stored as given (the engine keeps them in UTC);
@@ -320,6 +321,7 @@ fn to_datum(v: &Value, ty: &ColumnType, key: bool) -> Datum {
             _ => Datum::Bytes(s.as_bytes().to_vec()),
         },
         Value::Bytes(b) => Datum::Bytes(b.clone()),
+        Value::Json(j) => Datum::Bytes(crate::json::encode(j)),
         Value::Date { year, month, day } => Datum::U64(pack_time(*year, *month, *day, 0, 0, 0, 0)),
         Value::DateTime {
             year,
@@ -948,6 +950,7 @@ fn row_value(b: &[u8], ty: &ColumnType) -> Result<Value, SqlError> {
         Kind::Enum(items) => enum_item(items, get_uint(b)?)?,
         Kind::Date | Kind::DateTime(_) | Kind::Timestamp(_) => unpack_time(get_uint(b)?, &ty.kind)?,
         Kind::Time(_) => duration_value(get_int(b)?),
+        Kind::Json => Value::Json(Box::new(crate::json::decode(b).map_err(|e| corrupt(&e))?)),
         _ => bytes_value(b.to_vec(), ty)?,
     })
 }

@@ -448,6 +448,14 @@ pub fn column_def(
             length: *n,
             decimals: 0,
         },
+        Kind::Json => Column {
+            name: name.to_string(),
+            ty: ty::JSON,
+            charset: u16::from(CHARSET_UTF8MB4),
+            flags,
+            length: u32::MAX,
+            decimals: 0,
+        },
     }
 }
 
@@ -487,6 +495,16 @@ impl Inputs for SyntaxInputs<'_, '_, '_> {
                 .sx
                 .eval_row(e, self.scope, row, &Pre::default(), self.outer),
             None => Ok(Value::Int(1)),
+        }
+    }
+
+    fn arg2(&self, i: usize, row: &[Value]) -> Result<Value, SqlError> {
+        match self.aggs[i].arg2 {
+            Some(e) => self
+                .runner
+                .sx
+                .eval_row(e, self.scope, row, &Pre::default(), self.outer),
+            None => Ok(Value::Null),
         }
     }
 }

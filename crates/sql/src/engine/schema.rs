@@ -232,7 +232,8 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType, SqlError> {
         "TINYTEXT" => Kind::Text(255),
         "TEXT" => Kind::Text(65535),
         "MEDIUMTEXT" => Kind::Text(16_777_215),
-        "LONGTEXT" | "JSON" => Kind::Text(u32::MAX),
+        "LONGTEXT" => Kind::Text(u32::MAX),
+        "JSON" => Kind::Json,
         "BINARY" => Kind::Binary(n(1)),
         "VARBINARY" => Kind::VarBinary(n(255)),
         "TINYBLOB" => Kind::Blob(255),
@@ -506,6 +507,15 @@ pub fn add_index(
         .iter()
         .map(|n| t.column(n).ok_or_else(|| key_column_missing(n)))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(&j) = offs.iter().find(|&&o| t.columns[o].ty.kind == Kind::Json) {
+        return Err(SqlError::of(
+            ErrorKind::JsonUsedAsKey,
+            format!(
+                "JSON column '{}' supports indexing only via generated columns on a specified JSON path.",
+                t.columns[j].name
+            ),
+        ));
+    }
     let name = match name {
         Some(n) => n,
         None => {

@@ -14,6 +14,7 @@
 //! | BINARY/VARBINARY/BLOB        | `Bytes`                           |
 //! | DATE / DATETIME, TIMESTAMP   | `Date` / `DateTime`               |
 //! | TIME                         | `Time`                            |
+//! | JSON                         | `Json`                            |
 
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +70,8 @@ pub enum Kind {
     Time(u8),
     /// ENUM('a', 'b', ...).
     Enum(Vec<String>),
+    /// JSON.
+    Json,
 }
 
 /// How strings of a column compare.
@@ -283,6 +286,7 @@ impl ColumnType {
             Kind::Timestamp(f) => format!("timestamp({f})"),
             Kind::Time(0) => "time".into(),
             Kind::Time(f) => format!("time({f})"),
+            Kind::Json => "json".into(),
             Kind::Enum(items) => format!(
                 "enum({})",
                 items
@@ -413,6 +417,7 @@ impl ColumnType {
                 }
                 Ok(Value::Bytes(b))
             }
+            Kind::Json => crate::engine::expr::json::for_column(v, col),
             Kind::Enum(items) => {
                 let s = match &v {
                     Value::Int(i) if *i >= 1 && (*i as usize) <= items.len() => {
@@ -561,6 +566,7 @@ impl ColumnType {
             Kind::Binary(n) => Value::Bytes(vec![0; *n as usize]),
             Kind::VarBinary(_) | Kind::Blob(_) => Value::Bytes(Vec::new()),
             Kind::Enum(items) => Value::Text(items.first().cloned().unwrap_or_default()),
+            Kind::Json => Value::Json(Box::new(crate::json::Json::Null)),
             Kind::Date => Value::Date {
                 year: 0,
                 month: 0,

@@ -13,6 +13,8 @@ pub fn is_aggregate(name: &str) -> bool {
             | "min"
             | "max"
             | "group_concat"
+            | "json_arrayagg"
+            | "json_objectagg"
             | "bit_and"
             | "bit_or"
             | "bit_xor"

@@ -110,8 +110,11 @@ impl Ctx<'_> {
 
     /// Evaluates one expression.
     pub fn eval(&self, e: &Expr) -> Result<Value, SqlError> {
-        if matches!(e, Expr::BinaryOp { .. } | Expr::In { .. }) {
-            if let Some(scalar) = expr::row::desugar(e)? {
+        if matches!(
+            e,
+            Expr::BinaryOp { .. } | Expr::In { .. } | Expr::MemberOf(_)
+        ) {
+            if let Some(scalar) = expr::desugar(e)? {
                 return self.eval(&scalar);
             }
         }

@@ -65,8 +65,11 @@ pub fn bind(ctx: &Ctx<'_>, names: &Names<'_>, e: &Expr) -> Result<Option<BoundEx
             }
         };
     }
-    if matches!(e, Expr::BinaryOp { .. } | Expr::In { .. }) {
-        if let Some(scalar) = super::row::desugar(e)? {
+    if matches!(
+        e,
+        Expr::BinaryOp { .. } | Expr::In { .. } | Expr::MemberOf(_)
+    ) {
+        if let Some(scalar) = super::desugar(e)? {
             return b(&scalar);
         }
     }

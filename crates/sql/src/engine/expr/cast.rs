@@ -6,7 +6,7 @@ use crate::error::{er, SqlError};
 use crate::value::Value;
 
 /// `CAST(v AS type)` for the types that need no table: strings, integers,
-/// decimals, floats, binary.
+/// decimals, floats, binary, JSON.
 pub fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
     if v.is_null() {
         return Ok(Value::Null);
@@ -44,6 +44,7 @@ pub fn cast(v: Value, ty: &str) -> Result<Value, SqlError> {
             other => number(&format!("{}", to_f64(&other).round())),
         },
         "DOUBLE" | "FLOAT" | "REAL" => Value::Double(to_f64(&v)),
+        "JSON" => super::json::cast(&v)?,
         _ => return Err(er::not_supported_yet(&format!("CAST to {ty}"))),
     })
 }

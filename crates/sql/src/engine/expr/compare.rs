@@ -1,6 +1,7 @@
 //! Comparison and truth: how MySQL compares two values (numbers as
 //! numbers, strings by `utf8mb4_general_ci`, byte strings by bytes), NULL
-//! rules of `IN` and `<=>`, and the order of `ORDER BY`.
+//! rules of `IN` and `<=>`, and the order of `ORDER BY`. JSON compares
+//! by MySQL's JSON ordering (`crate::json::compare`).
 
 use super::arith::to_dec;
 use crate::error::SqlError;
@@ -14,6 +15,11 @@ pub fn to_f64(v: &Value) -> f64 {
         Value::Float(f) => f64::from(*f),
         Value::Double(d) => *d,
         Value::Null => 0.0,
+        Value::Json(j) => match &**j {
+            crate::json::Json::Bool(b) => f64::from(u8::from(*b)),
+            crate::json::Json::String(s) => to_f64(&Value::Text(s.clone())),
+            other => other.as_f64().unwrap_or(0.0),
+        },
         other => {
             let s = other.to_string();
             let s = s.trim();
@@ -84,6 +90,12 @@ pub fn is_stringy(v: &Value) -> bool {
 pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     if a.is_null() || b.is_null() {
         return None;
+    }
+    if matches!(a, Value::Json(_)) || matches!(b, Value::Json(_)) {
+        // A SQL value against JSON is compared as the JSON scalar it makes
+        // (a string as a JSON string).
+        use super::json::to_json;
+        return Some(crate::json::compare(&to_json(a), &to_json(b)));
     }
     if is_stringy(a) && is_stringy(b) {
         // A binary string against any string compares bytes (MySQL).

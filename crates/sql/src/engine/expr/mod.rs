@@ -25,6 +25,7 @@ pub mod cast;
 pub mod compare;
 pub mod control;
 pub mod info;
+pub mod json;
 pub mod regexp;
 pub mod row;
 pub mod string;
@@ -52,12 +53,25 @@ pub fn call(s: &Session, name: &str, args: &[Value]) -> Result<Value, SqlError> 
         bit::call,
         regexp::call,
         uuid::call,
+        json::call,
     ] {
         if let Some(v) = family(name, args)? {
             return Ok(v);
         }
     }
     Err(er::sp_does_not_exist(name))
+}
+
+/// Rewrites of syntax into the forms the evaluators know: row
+/// constructors ([`row`]) and the JSON operators ([`json`]).
+pub fn desugar(e: &sqlparser::ast::Expr) -> Result<Option<sqlparser::ast::Expr>, SqlError> {
+    use sqlparser::ast::Expr;
+    if matches!(e, Expr::BinaryOp { .. } | Expr::In { .. }) {
+        if let Some(scalar) = row::desugar(e)? {
+            return Ok(Some(scalar));
+        }
+    }
+    Ok(json::desugar(e))
 }
 
 /// ERROR 1582 unless `ok` (function `name`'s argument count is right).

@@ -37,6 +37,10 @@ pub enum Acc {
         float: bool,
     },
     Concat(Vec<String>),
+    /// `JSON_ARRAYAGG`'s elements.
+    JsonArray(Vec<crate::json::Json>),
+    /// `JSON_OBJECTAGG`'s members (a later key wins).
+    JsonObject(Vec<(String, crate::json::Json)>),
 }
 
 fn dec_parts(v: &Value) -> Option<(i128, u32)> {
@@ -83,6 +87,8 @@ pub struct AggCall<'q> {
     pub name: String,
     /// Its argument.
     pub arg: Option<&'q Expr>,
+    /// Its second argument (`JSON_OBJECTAGG`'s value).
+    pub arg2: Option<&'q Expr>,
     /// `DISTINCT`.
     pub distinct: bool,
     /// `COUNT(*)`.
@@ -111,12 +117,19 @@ impl AggCall<'_> {
                 float: false,
             },
             "group_concat" => Acc::Concat(Vec::new()),
+            "json_arrayagg" => Acc::JsonArray(Vec::new()),
+            "json_objectagg" => Acc::JsonObject(Vec::new()),
             _ => Acc::MinMax(None),
         }
     }
 
     /// Adds one row's argument value.
     pub fn add(&self, acc: &mut Acc, v: Value) {
+        if let Acc::JsonArray(items) = acc {
+            // JSON_ARRAYAGG keeps NULLs (as JSON null).
+            items.push(crate::engine::expr::json::to_json(&v));
+            return;
+        }
         if v.is_null() && !self.star {
             return;
         }
@@ -188,6 +201,19 @@ impl AggCall<'_> {
                 }
             }
             Acc::Concat(items) => items.push(v.to_string()),
+            Acc::JsonArray(_) => {}
+            Acc::JsonObject(members) => {
+                // `run` packs (key, value) as a two-element JSON array.
+                if let Value::Json(pair) = v {
+                    if let crate::json::Json::Array(mut kv) = *pair {
+                        if let (Some(val), Some(crate::json::Json::String(k))) =
+                            (kv.pop(), kv.pop())
+                        {
+                            members.push((k, val));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -217,6 +243,12 @@ impl AggCall<'_> {
             Acc::MinMax(v) => v.clone().unwrap_or(Value::Null),
             Acc::Concat(items) if items.is_empty() => Value::Null,
             Acc::Concat(items) => Value::Text(items.join(&self.separator)),
+            Acc::JsonArray(items) if items.is_empty() => Value::Null,
+            Acc::JsonArray(items) => Value::Json(Box::new(crate::json::Json::Array(items.clone()))),
+            Acc::JsonObject(members) if members.is_empty() => Value::Null,
+            Acc::JsonObject(members) => {
+                Value::Json(Box::new(crate::json::Json::object(members.clone())))
+            }
         }
     }
 }
@@ -267,7 +299,8 @@ pub fn agg_calls<'q>(exprs: &[&'q Expr]) -> Vec<AggCall<'q>> {
                     };
                     out.push(AggCall {
                         node: x,
-                        arg: walk::args(f).into_iter().next(),
+                        arg: walk::args(f).first().copied(),
+                        arg2: walk::args(f).get(1).copied(),
                         name,
                         distinct,
                         star,
@@ -325,6 +358,8 @@ pub struct BoundAgg<'q> {
     pub call: AggCall<'q>,
     /// Its argument over the input rows (`None` for `COUNT(*)`).
     pub arg: Option<BoundExpr>,
+    /// Its second argument (`JSON_OBJECTAGG`'s value).
+    pub arg2: Option<BoundExpr>,
 }
 
 /// How a group key and an aggregate's argument are computed from an input
@@ -335,6 +370,8 @@ pub trait Inputs {
     fn key(&self, row: &[Value]) -> Result<Vec<Value>, SqlError>;
     /// The argument of aggregate `i` on `row`.
     fn arg(&self, i: usize, row: &[Value]) -> Result<Value, SqlError>;
+    /// The second argument of aggregate `i` on `row` (NULL if none).
+    fn arg2(&self, i: usize, row: &[Value]) -> Result<Value, SqlError>;
 }
 
 impl Inputs for (&[BoundExpr], &[BoundAgg<'_>], &Sx<'_>) {
@@ -348,6 +385,27 @@ impl Inputs for (&[BoundExpr], &[BoundAgg<'_>], &Sx<'_>) {
             None => Ok(Value::Int(1)),
         }
     }
+
+    fn arg2(&self, i: usize, row: &[Value]) -> Result<Value, SqlError> {
+        match &self.1[i].arg2 {
+            Some(e) => e.eval(self.2.session, row),
+            None => Ok(Value::Null),
+        }
+    }
+}
+
+/// `JSON_OBJECTAGG`'s key and value as one value for [`AggCall::add`]:
+/// a two-element JSON array (3158 for a NULL key).
+fn object_member(k: Value, v: Value) -> Result<Value, SqlError> {
+    use crate::engine::expr::json::{null_key, to_json};
+    use crate::json::Json;
+    if k.is_null() {
+        return Err(null_key());
+    }
+    Ok(Value::Json(Box::new(Json::Array(vec![
+        Json::String(k.to_string()),
+        to_json(&v),
+    ]))))
 }
 
 /// Groups `rows` by their key and computes `calls` per group; with no
@@ -390,6 +448,8 @@ pub fn run(
         for (ai, a) in calls.iter().enumerate() {
             let v = if a.star {
                 Value::Int(1)
+            } else if a.name == "json_objectagg" {
+                object_member(inputs.arg(ai, row)?, inputs.arg2(ai, row)?)?
             } else {
                 inputs.arg(ai, row)?
             };

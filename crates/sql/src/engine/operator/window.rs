@@ -374,6 +374,7 @@ fn one(
                             node: call.node,
                             name: name.to_string(),
                             arg: call.args.first().copied(),
+                            arg2: call.args.get(1).copied(),
                             distinct: false,
                             star: call.star,
                             separator: ",".into(),

@@ -96,7 +96,11 @@ pub fn bind_tail<'q>(
                 Some(e) if !call.star => Some(bound!(&over_rows, e)),
                 _ => None,
             };
-            aggs.push(BoundAgg { call, arg });
+            let arg2 = match call.arg2 {
+                Some(e) => Some(bound!(&over_rows, e)),
+                None => None,
+            };
+            aggs.push(BoundAgg { call, arg, arg2 });
         }
         Some((keys, aggs))
     } else {
