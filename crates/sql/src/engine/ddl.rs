@@ -24,7 +24,7 @@ use super::types::Collation;
 use crate::backend::Output;
 use crate::error::{er, ErrorKind, SqlError};
 
-fn unquote(n: &ObjectName) -> Vec<String> {
+pub fn unquote(n: &ObjectName) -> Vec<String> {
     n.0.iter()
         .map(|p| p.to_string().trim_matches('`').to_string())
         .collect()
@@ -63,14 +63,7 @@ pub fn table_from_create(
         .nth(1)
         .and_then(Collation::from_name)
         .or_else(|| opts.contains("charset=binary").then_some(Collation::Bin));
-    let comment = ct
-        .comment
-        .as_ref()
-        .map(|c| c.to_string())
-        .unwrap_or_default();
-    let comment = comment
-        .split_once('\'')
-        .map_or(String::new(), |(_, r)| r.trim_end_matches('\'').to_string());
+    let comment = table_comment(ct);
     let info = schema::build_table(
         name,
         CreateSpec {
@@ -254,14 +247,7 @@ pub async fn run(sx: &Sx<'_>, catalog: &Arc<Catalog>, st: &Statement) -> Result<
             Ok(Output::ok())
         }
         Statement::CreateIndex(ci) => {
-            let cols: Vec<String> = ci
-                .columns
-                .iter()
-                .map(|c| match &c.column.expr {
-                    sqlparser::ast::Expr::Identifier(i) => i.value.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
+            let cols = index_columns(ci);
             let name = ci.name.as_ref().map(|n| unquote(n).join("."));
             add_index(
                 catalog,
@@ -497,8 +483,90 @@ async fn alter(
             TableConstraint::PrimaryKey(_) => Err(er::not_supported_yet(
                 "adding a primary key to an existing table",
             )),
-            _ => Ok(()), // FOREIGN KEY / CHECK: accepted, not enforced (as TiDB).
+            TableConstraint::ForeignKey(fk) => {
+                let n = sx
+                    .schema
+                    .table(&db, &t)
+                    .map_or(0, |info| info.foreign_keys.len());
+                let fk = schema::ForeignKey::from_constraint(&t, n + 1, fk);
+                let indexed = match sx.schema.table(&db, &t) {
+                    Some(info) => schema::fk_columns_indexed(&info, &fk.columns)?,
+                    None => return Err(er::no_such_table(&db, &t)),
+                };
+                if !indexed {
+                    // MySQL gives the referencing columns an index first.
+                    add_index(
+                        catalog,
+                        (db.clone(), t.clone()),
+                        Some(fk.name.clone()),
+                        fk.columns.clone(),
+                        false,
+                        false,
+                    )
+                    .await?;
+                }
+                edit_table(catalog, &db, &t, |m: &mut TableInfo| {
+                    if m.foreign_keys
+                        .iter()
+                        .any(|f| f.name.eq_ignore_ascii_case(&fk.name))
+                    {
+                        return Err(SqlError::of(
+                            ErrorKind::DupKeyname,
+                            format!("Duplicate foreign key constraint name '{}'", fk.name),
+                        ));
+                    }
+                    m.foreign_keys.push(fk.clone());
+                    Ok(())
+                })
+                .await
+            }
+            _ => Ok(()), // CHECK: accepted, not enforced (as TiDB).
         },
+        AlterTableOperation::SetTblProperties { table_properties } => {
+            // `ALTER TABLE t COMMENT 'text'` (the parser's rewrite).
+            let comment = table_properties.iter().find_map(|o| match o {
+                sqlparser::ast::SqlOption::KeyValue { key, value }
+                    if key
+                        .to_string()
+                        .trim_matches(['\'', '`'])
+                        .eq_ignore_ascii_case("comment") =>
+                {
+                    Some(match value {
+                        sqlparser::ast::Expr::Value(v) => match &v.value {
+                            sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        other => other.to_string(),
+                    })
+                }
+                _ => None,
+            });
+            match comment {
+                Some(c) => {
+                    edit_table(catalog, &db, &t, |m: &mut TableInfo| {
+                        m.comment = c.clone();
+                        Ok(())
+                    })
+                    .await
+                }
+                None => Err(er::not_supported_yet("ALTER TABLE ... SET TBLPROPERTIES")),
+            }
+        }
+        AlterTableOperation::DropForeignKey { name, .. } => {
+            edit_table(catalog, &db, &t, |m: &mut TableInfo| {
+                let before = m.foreign_keys.len();
+                m.foreign_keys
+                    .retain(|f| !f.name.eq_ignore_ascii_case(&name.value));
+                if m.foreign_keys.len() == before {
+                    return Err(SqlError::of(
+                        ErrorKind::CantDropFieldOrKey,
+                        format!("Can't DROP '{}'; check that column/key exists", name.value),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+        }
         AlterTableOperation::DropIndex { name } => {
             drop_index(catalog, (db.clone(), t.clone()), &name.value, false)
                 .await
@@ -680,19 +748,7 @@ async fn backfill(catalog: &Catalog, tid: i64, iid: i64) -> Result<(), SqlError>
             let keys: Vec<Vec<u8>> = batch.iter().map(|(k, _)| k.clone()).collect();
             // A concurrent change of any of these rows fails the commit.
             tx.lock_keys(&keys).await.map_err(kv_err)?;
-            for (k, v) in &batch {
-                let (_, h) = codec::decode_record_key(k)?;
-                let row = table::decode_row(&t, h, v)?;
-                let (ik, iv) = table::index_entry(&t, &ix, &row, h);
-                if ix.unique && ix.columns.iter().all(|&c| !row[c].is_null()) {
-                    if let Some(existing) = tx.get(&ik).await.map_err(kv_err)? {
-                        if codec::decode_index_handle(&ik, &existing)? != h {
-                            return Err(table::duplicate_entry(&t, &ix.name, &ix.columns, &row));
-                        }
-                    }
-                }
-                tx.put(ik, iv);
-            }
+            index_rows(&mut tx, &t, &ix, &batch).await?;
             let next = batch.last().map(|(k, _)| {
                 let mut k = k.clone();
                 k.push(0);
@@ -718,6 +774,67 @@ async fn backfill(catalog: &Catalog, tid: i64, iid: i64) -> Result<(), SqlError>
     }
     tracing::info!(table = %t.name, index = %ix.name, rows = done, "index backfilled");
     Ok(())
+}
+
+/// Writes index `ix`'s entries for `rows` (record keys and values of
+/// table `t`) in `tx`; ERROR 1062 when a unique index would hold a value
+/// twice.
+pub async fn index_rows(
+    tx: &mut tiox_client::txn::Transaction,
+    t: &TableInfo,
+    ix: &schema::IndexInfo,
+    rows: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), SqlError> {
+    for (k, v) in rows {
+        let (_, h) = codec::decode_record_key(k)?;
+        let row = table::decode_row(t, h, v)?;
+        let (ik, iv) = table::index_entry(t, ix, &row, h);
+        if ix.unique && ix.columns.iter().all(|&c| !row[c].is_null()) {
+            if let Some(existing) = tx.get(&ik).await.map_err(kv_err)? {
+                if codec::decode_index_handle(&ik, &existing)? != h {
+                    return Err(table::duplicate_entry(t, &ix.name, &ix.columns, &row));
+                }
+            }
+        }
+        tx.put(ik, iv);
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE ... COMMENT [=] 'text'` (the parser keeps it either
+/// with the statement or among the table options).
+fn table_comment(ct: &sqlparser::ast::CreateTable) -> String {
+    use sqlparser::ast::{CommentDef, CreateTableOptions, SqlOption};
+    let text = |c: &CommentDef| match c {
+        CommentDef::WithEq(s) | CommentDef::WithoutEq(s) => s.clone(),
+    };
+    if let Some(c) = &ct.comment {
+        return text(c);
+    }
+    let opts = match &ct.table_options {
+        CreateTableOptions::With(o)
+        | CreateTableOptions::Options(o)
+        | CreateTableOptions::Plain(o)
+        | CreateTableOptions::TableProperties(o) => o.as_slice(),
+        CreateTableOptions::None => &[],
+    };
+    opts.iter()
+        .find_map(|o| match o {
+            SqlOption::Comment(c) => Some(text(c)),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The column names of `CREATE INDEX`'s key parts.
+pub fn index_columns(ci: &sqlparser::ast::CreateIndex) -> Vec<String> {
+    ci.columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            sqlparser::ast::Expr::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect()
 }
 
 /// Deletes every key under `prefix`, in the background, after two leases

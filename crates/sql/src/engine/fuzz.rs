@@ -65,7 +65,7 @@ pub fn sql(data: &[u8]) -> usize {
                             comment: String::new(),
                         },
                     )
-                    .map(|t| schema::show_create(&t));
+                    .map(|t| schema::show_create(&t, "db"));
                 }
                 Statement::Update(u) => {
                     if let TableFactor::Table { .. } = &u.table.relation {

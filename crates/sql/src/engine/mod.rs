@@ -706,7 +706,7 @@ impl Engine {
                         format!("'{db}.{}' is not VIEW", t.name),
                     ));
                 }
-                Ok(show::create_table(&t))
+                Ok(show::create_table(&t, &db))
             }
             Statement::Explain {
                 statement: inner,
@@ -886,6 +886,57 @@ impl Engine {
                     .truncate(&sx, &self.catalog, &t.table_names[0].name)
                     .await?
                 {
+                    return Ok(Some(Output::ok()));
+                }
+            }
+            Statement::CreateIndex(ci) => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                if !self.temps.is_temporary_name(&sx, &ci.table_name)? {
+                    return Ok(None);
+                }
+                // The index entries are written in the open transaction
+                // (a temporary table's rows may be uncommitted), else in
+                // one of their own.
+                let done = match st.txn.as_mut() {
+                    Some(txn) => self.temps.add_index(&sx, txn, ci).await?,
+                    None => {
+                        let mut txn = self.begin(false).await?;
+                        let done = self.temps.add_index(&sx, &mut txn, ci).await?;
+                        txn.commit().await.map_err(kv_err)?;
+                        done
+                    }
+                };
+                if done {
+                    return Ok(Some(Output::ok()));
+                }
+            }
+            Statement::Drop {
+                object_type: sqlparser::ast::ObjectType::Index,
+                names,
+                table: Some(table),
+                ..
+            } if names.len() == 1 => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                let index = ddl::unquote(&names[0]).join(".");
+                if self.temps.drop_index(&sx, table, &index)? {
+                    return Ok(Some(Output::ok()));
+                }
+            }
+            Statement::AlterTable(at) => {
+                let sx = self.ddl_sx(session, sql, params).await?;
+                if self.temps.is_temporary_name(&sx, &at.name)? {
+                    for op in &at.operations {
+                        match op {
+                            sqlparser::ast::AlterTableOperation::DropIndex { name } => {
+                                self.temps.drop_index(&sx, &at.name, &name.value)?;
+                            }
+                            other => {
+                                return Err(er::not_supported_yet(&format!(
+                                    "ALTER TABLE ... {other} of a temporary table"
+                                )))
+                            }
+                        }
+                    }
                     return Ok(Some(Output::ok()));
                 }
             }

@@ -102,6 +102,113 @@ pub struct TableInfo {
     /// output names; no rows are stored under its id).
     #[serde(default)]
     pub view: Option<ViewDef>,
+    /// `FOREIGN KEY` constraints, in the order created.
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// A `FOREIGN KEY` constraint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    /// Constraint name (`{table}_ibfk_{n}` when not given, as MySQL).
+    pub name: String,
+    /// The referencing columns, by name.
+    pub columns: Vec<String>,
+    /// The referenced table's database (`None`: the table's own).
+    pub ref_db: Option<String>,
+    /// The referenced table.
+    pub ref_table: String,
+    /// The referenced columns.
+    pub ref_columns: Vec<String>,
+    /// `ON DELETE` action as SQL (`CASCADE`, `SET NULL`, ...), if written.
+    pub on_delete: Option<String>,
+    /// `ON UPDATE` action, if written.
+    pub on_update: Option<String>,
+}
+
+impl ForeignKey {
+    /// From a parsed constraint of table `table`, numbered `n` among its
+    /// foreign keys.
+    pub fn from_constraint(
+        table: &str,
+        n: usize,
+        fk: &sqlparser::ast::ForeignKeyConstraint,
+    ) -> ForeignKey {
+        let parts: Vec<String> = fk
+            .foreign_table
+            .0
+            .iter()
+            .map(|p| p.to_string().trim_matches('`').to_string())
+            .collect();
+        let (ref_db, ref_table) = match parts.as_slice() {
+            [db, t] => (Some(db.clone()), t.clone()),
+            _ => (None, parts.last().cloned().unwrap_or_default()),
+        };
+        ForeignKey {
+            name: fk
+                .name
+                .as_ref()
+                .map_or_else(|| format!("{table}_ibfk_{n}"), |i| i.value.clone()),
+            columns: fk.columns.iter().map(|c| c.value.clone()).collect(),
+            ref_db,
+            ref_table,
+            ref_columns: fk
+                .referred_columns
+                .iter()
+                .map(|c| c.value.clone())
+                .collect(),
+            on_delete: fk.on_delete.map(|a| a.to_string()),
+            on_update: fk.on_update.map(|a| a.to_string()),
+        }
+    }
+
+    /// The constraint as `SHOW CREATE TABLE` prints it (`own_db`: the
+    /// table's database, left out of the reference when it is the same).
+    pub fn sql(&self, own_db: &str) -> String {
+        let names = |cols: &[String]| {
+            cols.iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let target = match &self.ref_db {
+            Some(db) if !db.eq_ignore_ascii_case(own_db) => format!("`{db}`.`{}`", self.ref_table),
+            _ => format!("`{}`", self.ref_table),
+        };
+        let mut s = format!(
+            "CONSTRAINT `{}` FOREIGN KEY ({}) REFERENCES {target} ({})",
+            self.name,
+            names(&self.columns),
+            names(&self.ref_columns)
+        );
+        if let Some(a) = &self.on_delete {
+            s.push_str(&format!(" ON DELETE {a}"));
+        }
+        if let Some(a) = &self.on_update {
+            s.push_str(&format!(" ON UPDATE {a}"));
+        }
+        s
+    }
+}
+
+/// A string as a SQL literal the way `SHOW CREATE TABLE` prints comments
+/// (MySQL's escapes: `''`, `\\`, `\n`, `\r`, `\0`, `\Z`).
+pub fn sql_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            '\u{1a}' => out.push_str("\\Z"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// What a view is.
@@ -317,6 +424,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
     let mut columns: Vec<ColumnInfo> = Vec::new();
     let mut pk: Option<Vec<String>> = None;
     let mut uniques: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
+    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
     for (i, c) in spec.columns.iter().enumerate() {
         if columns
             .iter()
@@ -422,7 +530,14 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
                     false,
                 ));
             }
-            _ => {} // FOREIGN KEY and CHECK are accepted and not enforced, as in TiDB.
+            TableConstraint::ForeignKey(fk) => {
+                foreign_keys.push(ForeignKey::from_constraint(
+                    name,
+                    foreign_keys.len() + 1,
+                    fk,
+                ));
+            }
+            _ => {} // CHECK is accepted and not enforced, as in TiDB.
         }
     }
     if columns.iter().filter(|c| c.auto_increment).count() > 1 {
@@ -442,6 +557,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         next_index_id: 1,
         comment: spec.comment,
         view: None,
+        foreign_keys: Vec::new(),
     };
     if let Some(pk) = pk {
         let offs = pk
@@ -467,6 +583,20 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
     for (name, cols, unique) in uniques {
         add_index(&mut t, name, &cols, unique, false, SchemaState::Public)?;
     }
+    for fk in foreign_keys {
+        if !fk_columns_indexed(&t, &fk.columns)? {
+            // MySQL gives the referencing columns an index of their own.
+            add_index(
+                &mut t,
+                Some(fk.name.clone()),
+                &fk.columns,
+                false,
+                false,
+                SchemaState::Public,
+            )?;
+        }
+        t.foreign_keys.push(fk);
+    }
     if let Some(a) = t.auto_inc_col() {
         let keyed =
             t.handle_col == Some(a) || t.indexes.iter().any(|i| i.columns.first() == Some(&a));
@@ -478,6 +608,21 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         }
     }
     Ok(t)
+}
+
+/// Whether an index (or the handle) of `t` starts with `cols`, as a
+/// foreign key needs; ERROR 1072 for a column `t` does not have.
+pub fn fk_columns_indexed(t: &TableInfo, cols: &[String]) -> Result<bool, SqlError> {
+    let offs = cols
+        .iter()
+        .map(|n| t.column(n).ok_or_else(|| key_column_missing(n)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if offs.len() == 1 && t.handle_col == Some(offs[0]) {
+        return Ok(true);
+    }
+    Ok(t.indexes
+        .iter()
+        .any(|i| i.columns.len() >= offs.len() && i.columns[..offs.len()] == offs[..]))
 }
 
 fn multiple_pk() -> SqlError {
@@ -549,7 +694,7 @@ pub fn add_index(
 }
 
 /// `SHOW CREATE TABLE` text.
-pub fn show_create(t: &TableInfo) -> String {
+pub fn show_create(t: &TableInfo, own_db: &str) -> String {
     let mut lines = Vec::new();
     for c in &t.columns {
         let mut l = format!("  `{}` {}", c.name, c.ty.sql());
@@ -568,7 +713,7 @@ pub fn show_create(t: &TableInfo) -> String {
             l.push_str(" AUTO_INCREMENT");
         }
         if !c.comment.is_empty() {
-            l.push_str(&format!(" COMMENT '{}'", c.comment.replace('\'', "''")));
+            l.push_str(&format!(" COMMENT {}", sql_literal(&c.comment)));
         }
         lines.push(l);
     }
@@ -596,13 +741,16 @@ pub fn show_create(t: &TableInfo) -> String {
             format!("  KEY `{}` ({})", i.name, cols(&i.columns))
         });
     }
+    for fk in &t.foreign_keys {
+        lines.push(format!("  {}", fk.sql(own_db)));
+    }
     let mut s = format!(
         "CREATE TABLE `{}` (\n{}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
         t.name,
         lines.join(",\n")
     );
     if !t.comment.is_empty() {
-        s.push_str(&format!(" COMMENT='{}'", t.comment.replace('\'', "''")));
+        s.push_str(&format!(" COMMENT={}", sql_literal(&t.comment)));
     }
     s
 }

@@ -298,7 +298,8 @@ pub fn create_view(t: &TableInfo) -> Output {
     )
 }
 
-pub fn create_table(t: &TableInfo) -> Output {
+/// `SHOW CREATE TABLE` of `t` in database `db`.
+pub fn create_table(t: &TableInfo, db: &str) -> Output {
     if t.view.is_some() {
         return create_view(t);
     }
@@ -307,9 +308,9 @@ pub fn create_table(t: &TableInfo) -> Output {
         vec![vec![
             text(t.name.clone()),
             text(if super::temporary::is_temporary(t) {
-                show_create(t).replacen("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
+                show_create(t, db).replacen("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
             } else {
-                show_create(t)
+                show_create(t, db)
             }),
         ]],
     )
@@ -607,6 +608,47 @@ pub fn information_schema(
                 data,
             )
         }
+        "TABLE_CONSTRAINTS" | "KEY_COLUMN_USAGE" | "REFERENTIAL_CONSTRAINTS" => {
+            constraints(sx, upper.as_str())
+        }
+        // Not kept by tiox: no CHECK constraints enforced, no stored
+        // routines or triggers. Empty, with MySQL's columns, so that tools
+        // reflecting a schema find nothing rather than an error.
+        "CHECK_CONSTRAINTS" => (
+            vec![
+                "CONSTRAINT_CATALOG",
+                "CONSTRAINT_SCHEMA",
+                "CONSTRAINT_NAME",
+                "CHECK_CLAUSE",
+            ],
+            Vec::new(),
+        ),
+        "ROUTINES" => (
+            vec![
+                "SPECIFIC_NAME",
+                "ROUTINE_CATALOG",
+                "ROUTINE_SCHEMA",
+                "ROUTINE_NAME",
+                "ROUTINE_TYPE",
+                "DATA_TYPE",
+                "ROUTINE_DEFINITION",
+                "DEFINER",
+            ],
+            Vec::new(),
+        ),
+        "TRIGGERS" => (
+            vec![
+                "TRIGGER_CATALOG",
+                "TRIGGER_SCHEMA",
+                "TRIGGER_NAME",
+                "EVENT_MANIPULATION",
+                "EVENT_OBJECT_SCHEMA",
+                "EVENT_OBJECT_TABLE",
+                "ACTION_STATEMENT",
+                "ACTION_TIMING",
+            ],
+            Vec::new(),
+        ),
         _ => return Err(er::no_such_table("information_schema", name)),
     };
     let scope = Scope {
@@ -622,6 +664,154 @@ pub fn information_schema(
             .collect(),
     };
     Ok((scope, data))
+}
+
+/// `TABLE_CONSTRAINTS`, `KEY_COLUMN_USAGE` or `REFERENTIAL_CONSTRAINTS`:
+/// primary keys, unique keys and foreign keys of the base tables.
+fn constraints(sx: &Sx<'_>, which: &str) -> (Vec<&'static str>, Vec<Row>) {
+    let mut data = Vec::new();
+    for t in sx.schema.tables.values().filter(|t| t.view.is_none()) {
+        let db = db_name(sx, t);
+        let mut keys: Vec<(String, &str, Vec<usize>)> = Vec::new();
+        if let Some(h) = t.handle_col {
+            keys.push(("PRIMARY".into(), "PRIMARY KEY", vec![h]));
+        }
+        for ix in t
+            .indexes
+            .iter()
+            .filter(|i| i.state == SchemaState::Public && i.unique)
+        {
+            let kind = if ix.primary { "PRIMARY KEY" } else { "UNIQUE" };
+            keys.push((ix.name.clone(), kind, ix.columns.clone()));
+        }
+        match which {
+            "TABLE_CONSTRAINTS" => {
+                let names = keys.iter().map(|(n, k, _)| (n.clone(), *k)).chain(
+                    t.foreign_keys
+                        .iter()
+                        .map(|f| (f.name.clone(), "FOREIGN KEY")),
+                );
+                for (n, kind) in names {
+                    data.push(vec![
+                        text("def"),
+                        text(db.clone()),
+                        text(n),
+                        text(db.clone()),
+                        text(t.name.clone()),
+                        text(kind),
+                        text("YES"),
+                    ]);
+                }
+            }
+            "KEY_COLUMN_USAGE" => {
+                for (n, _, cols) in &keys {
+                    for (i, &c) in cols.iter().enumerate() {
+                        data.push(vec![
+                            text("def"),
+                            text(db.clone()),
+                            text(n.clone()),
+                            text("def"),
+                            text(db.clone()),
+                            text(t.name.clone()),
+                            text(t.columns[c].name.clone()),
+                            Value::Int(i as i64 + 1),
+                            Value::Null,
+                            Value::Null,
+                            Value::Null,
+                            Value::Null,
+                        ]);
+                    }
+                }
+                for f in &t.foreign_keys {
+                    let ref_db = f.ref_db.clone().unwrap_or_else(|| db.clone());
+                    for (i, (c, r)) in f.columns.iter().zip(&f.ref_columns).enumerate() {
+                        data.push(vec![
+                            text("def"),
+                            text(db.clone()),
+                            text(f.name.clone()),
+                            text("def"),
+                            text(db.clone()),
+                            text(t.name.clone()),
+                            text(c.clone()),
+                            Value::Int(i as i64 + 1),
+                            Value::Int(i as i64 + 1),
+                            text(ref_db.clone()),
+                            text(f.ref_table.clone()),
+                            text(r.clone()),
+                        ]);
+                    }
+                }
+            }
+            _ => {
+                for f in &t.foreign_keys {
+                    let ref_db = f.ref_db.clone().unwrap_or_else(|| db.clone());
+                    let unique_name = sx.schema.table(&ref_db, &f.ref_table).and_then(|r| {
+                        let offs: Vec<usize> =
+                            f.ref_columns.iter().filter_map(|c| r.column(c)).collect();
+                        if offs.len() == 1 && r.handle_col == Some(offs[0]) {
+                            return Some("PRIMARY".to_string());
+                        }
+                        r.indexes
+                            .iter()
+                            .find(|i| i.unique && i.columns == offs)
+                            .map(|i| i.name.clone())
+                    });
+                    data.push(vec![
+                        text("def"),
+                        text(db.clone()),
+                        text(f.name.clone()),
+                        text("def"),
+                        text(ref_db),
+                        unique_name.map_or(Value::Null, text),
+                        text("NONE"),
+                        text(f.on_update.clone().unwrap_or_else(|| "NO ACTION".into())),
+                        text(f.on_delete.clone().unwrap_or_else(|| "NO ACTION".into())),
+                        text(t.name.clone()),
+                        text(f.ref_table.clone()),
+                    ]);
+                }
+            }
+        }
+    }
+    let cols = match which {
+        "TABLE_CONSTRAINTS" => vec![
+            "CONSTRAINT_CATALOG",
+            "CONSTRAINT_SCHEMA",
+            "CONSTRAINT_NAME",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "CONSTRAINT_TYPE",
+            "ENFORCED",
+        ],
+        "KEY_COLUMN_USAGE" => vec![
+            "CONSTRAINT_CATALOG",
+            "CONSTRAINT_SCHEMA",
+            "CONSTRAINT_NAME",
+            "TABLE_CATALOG",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "COLUMN_NAME",
+            "ORDINAL_POSITION",
+            "POSITION_IN_UNIQUE_CONSTRAINT",
+            "REFERENCED_TABLE_SCHEMA",
+            "REFERENCED_TABLE_NAME",
+            "REFERENCED_COLUMN_NAME",
+        ],
+        _ => vec![
+            "CONSTRAINT_CATALOG",
+            "CONSTRAINT_SCHEMA",
+            "CONSTRAINT_NAME",
+            "UNIQUE_CONSTRAINT_CATALOG",
+            "UNIQUE_CONSTRAINT_SCHEMA",
+            "UNIQUE_CONSTRAINT_NAME",
+            "MATCH_OPTION",
+            "UPDATE_RULE",
+            "DELETE_RULE",
+            "TABLE_NAME",
+            "REFERENCED_TABLE_NAME",
+        ],
+    };
+    (cols, data)
 }
 
 /// The name of `t`'s database.

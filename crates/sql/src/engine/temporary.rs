@@ -17,18 +17,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlparser::ast::{CreateTable, ObjectName};
+use sqlparser::ast::{CreateIndex, CreateTable, ObjectName};
+use tiox_client::txn::Transaction;
 
-use super::catalog::Catalog;
+use super::catalog::{kv_err, Catalog};
 use super::codec;
 use super::ddl;
 use super::exec::Sx;
-use super::schema::TableInfo;
+use super::schema::{self, SchemaState, TableInfo};
 use crate::backend::Output;
 use crate::error::{er, ErrorKind, SqlError};
 
 /// The first id of temporary tables (catalog ids stay far below).
 pub const ID_BASE: i64 = 1 << 48;
+/// Rows indexed per scan when an index is added.
+const BATCH: u32 = 1000;
 /// The AUTO_INCREMENT sequence that hands out temporary table ids.
 const ID_SEQUENCE: i64 = i64::MAX;
 
@@ -136,6 +139,90 @@ impl Registry {
         self.edit(conn, |m| m.insert(key(&db, &t), Arc::new(fresh)));
         purge(catalog, old.id);
         Ok(true)
+    }
+
+    /// `CREATE INDEX` on a temporary table: public at once (no other
+    /// session sees the table), its entries written in `txn`. `false` if
+    /// the table is no temporary table of this session.
+    pub async fn add_index(
+        &self,
+        sx: &Sx<'_>,
+        txn: &mut Transaction,
+        ci: &CreateIndex,
+    ) -> Result<bool, SqlError> {
+        let conn = sx.session.conn_id;
+        let (db, t) = ddl::db_and_table(sx, &ci.table_name)?;
+        let Some(old) = self.of(conn).get(&key(&db, &t)).cloned() else {
+            return Ok(false);
+        };
+        let mut info = (*old).clone();
+        let name = ci.name.as_ref().map(|n| ddl::unquote(n).join("."));
+        if let Some(n) = &name {
+            if info.index(n).is_some() && ci.if_not_exists {
+                return Ok(true);
+            }
+        }
+        let cols = ddl::index_columns(ci);
+        let iid = schema::add_index(
+            &mut info,
+            name,
+            &cols,
+            ci.unique,
+            false,
+            SchemaState::Public,
+        )?;
+        let Some(ix) = info.indexes.iter().find(|i| i.id == iid).cloned() else {
+            return Err(er::unknown("index vanished while it was added".into()));
+        };
+        let end = codec::prefix_end(&codec::record_prefix(info.id));
+        let mut cursor = codec::record_prefix(info.id);
+        loop {
+            let batch = txn.scan(&cursor, &end, BATCH).await.map_err(kv_err)?;
+            ddl::index_rows(txn, &info, &ix, &batch).await?;
+            match batch.last() {
+                Some((k, _)) if batch.len() == BATCH as usize => {
+                    cursor = k.clone();
+                    cursor.push(0);
+                }
+                _ => break,
+            }
+        }
+        self.edit(conn, |m| m.insert(key(&db, &t), Arc::new(info)));
+        Ok(true)
+    }
+
+    /// `DROP INDEX` on a temporary table (its entries stay until the
+    /// table goes: nothing reads them). `false` if the table is no
+    /// temporary table of this session.
+    pub fn drop_index(
+        &self,
+        sx: &Sx<'_>,
+        table: &ObjectName,
+        index: &str,
+    ) -> Result<bool, SqlError> {
+        let conn = sx.session.conn_id;
+        let (db, t) = ddl::db_and_table(sx, table)?;
+        let Some(old) = self.of(conn).get(&key(&db, &t)).cloned() else {
+            return Ok(false);
+        };
+        let mut info = (*old).clone();
+        let before = info.indexes.len();
+        info.indexes
+            .retain(|i| !i.name.eq_ignore_ascii_case(index) || i.primary);
+        if info.indexes.len() == before {
+            return Err(SqlError::of(
+                ErrorKind::CantDropFieldOrKey,
+                format!("Can't DROP '{index}'; check that column/key exists"),
+            ));
+        }
+        self.edit(conn, |m| m.insert(key(&db, &t), Arc::new(info)));
+        Ok(true)
+    }
+
+    /// Whether `name` is a temporary table of this session.
+    pub fn is_temporary_name(&self, sx: &Sx<'_>, name: &ObjectName) -> Result<bool, SqlError> {
+        let (db, t) = ddl::db_and_table(sx, name)?;
+        Ok(self.of(sx.session.conn_id).contains_key(&key(&db, &t)))
     }
 
     /// The session ended: its tables go.

@@ -143,6 +143,7 @@ pub async fn create(
             select: q.to_string(),
             columns: columns.to_vec(),
         }),
+        foreign_keys: Vec::new(),
     };
     catalog
         .ddl(|s| {

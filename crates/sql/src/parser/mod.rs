@@ -1093,6 +1093,34 @@ fn generic(sql: &str, tokens: &Tokens) -> Result<Stmt, SqlError> {
     if toks.len() > 1 && is_word(&toks[0], "CREATE") && is_word(&toks[1], "SCHEMA") {
         toks[1].token = Token::make_keyword("DATABASE");
     }
+    // `ALTER TABLE t COMMENT [=] 'text'`: sqlparser has no such
+    // operation; it becomes the table option it sets (`SET TBLPROPERTIES
+    // ('comment' = 'text')`, which the engine reads as the comment).
+    if toks.len() >= 5 && is_word(&toks[0], "ALTER") && is_word(&toks[1], "TABLE") {
+        let mut i = 3;
+        if toks.get(i).is_some_and(|t| t.token == Token::Period) {
+            i += 2;
+        }
+        let comment = toks.get(i).is_some_and(|t| is_word(t, "COMMENT"));
+        let eq = toks.get(i + 1).is_some_and(|t| t.token == Token::Eq);
+        let at = i + 1 + usize::from(eq);
+        if comment && at + 1 == toks.len() && matches!(toks[at].token, Token::SingleQuotedString(_))
+        {
+            let text = toks[at].clone();
+            let span = text.span;
+            let mk = |t: Token| TokenWithSpan { token: t, span };
+            toks.truncate(i);
+            toks.extend([
+                mk(Token::make_keyword("SET")),
+                mk(Token::make_keyword("TBLPROPERTIES")),
+                mk(Token::LParen),
+                mk(Token::make_word("comment", None)),
+                mk(Token::Eq),
+                text,
+                mk(Token::RParen),
+            ]);
+        }
+    }
     // `UPDATE t1, t2 SET ...` (MySQL's comma join): sqlparser takes only
     // joins there, and a comma is a cross join.
     if toks.first().is_some_and(|t| is_word(t, "UPDATE")) {
