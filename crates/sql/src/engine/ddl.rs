@@ -488,6 +488,7 @@ async fn alter(
                     .schema
                     .table(&db, &t)
                     .map_or(0, |info| info.foreign_keys.len());
+                let index_name = schema::fk_index_name(fk);
                 let fk = schema::ForeignKey::from_constraint(&t, n + 1, fk);
                 let indexed = match sx.schema.table(&db, &t) {
                     Some(info) => schema::fk_columns_indexed(&info, &fk.columns)?,
@@ -498,7 +499,7 @@ async fn alter(
                     add_index(
                         catalog,
                         (db.clone(), t.clone()),
-                        Some(fk.name.clone()),
+                        index_name,
                         fk.columns.clone(),
                         false,
                         false,

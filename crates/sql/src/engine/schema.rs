@@ -424,7 +424,7 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
     let mut columns: Vec<ColumnInfo> = Vec::new();
     let mut pk: Option<Vec<String>> = None;
     let mut uniques: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
-    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
+    let mut foreign_keys: Vec<(ForeignKey, Option<String>)> = Vec::new();
     for (i, c) in spec.columns.iter().enumerate() {
         if columns
             .iter()
@@ -531,10 +531,9 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
                 ));
             }
             TableConstraint::ForeignKey(fk) => {
-                foreign_keys.push(ForeignKey::from_constraint(
-                    name,
-                    foreign_keys.len() + 1,
-                    fk,
+                foreign_keys.push((
+                    ForeignKey::from_constraint(name, foreign_keys.len() + 1, fk),
+                    fk_index_name(fk),
                 ));
             }
             _ => {} // CHECK is accepted and not enforced, as in TiDB.
@@ -583,12 +582,12 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
     for (name, cols, unique) in uniques {
         add_index(&mut t, name, &cols, unique, false, SchemaState::Public)?;
     }
-    for fk in foreign_keys {
+    for (fk, index_name) in foreign_keys {
         if !fk_columns_indexed(&t, &fk.columns)? {
             // MySQL gives the referencing columns an index of their own.
             add_index(
                 &mut t,
-                Some(fk.name.clone()),
+                index_name,
                 &fk.columns,
                 false,
                 false,
@@ -608,6 +607,16 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
         }
     }
     Ok(t)
+}
+
+/// The name MySQL gives the index it makes for a foreign key: the
+/// constraint's index name, else its name, else (`None`) the first
+/// column's.
+pub fn fk_index_name(fk: &sqlparser::ast::ForeignKeyConstraint) -> Option<String> {
+    fk.index_name
+        .as_ref()
+        .or(fk.name.as_ref())
+        .map(|i| i.value.clone())
 }
 
 /// Whether an index (or the handle) of `t` starts with `cols`, as a

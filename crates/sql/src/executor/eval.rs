@@ -23,7 +23,7 @@ use super::vars;
 use crate::backend::Session;
 use crate::engine::expr::arith::{self, round_fn};
 use crate::engine::expr::cast::cast;
-use crate::engine::expr::compare::{bool_val, compare, in_list};
+use crate::engine::expr::compare::{bool_val, in_list};
 use crate::engine::expr::string::{locate, substring, trim};
 use crate::engine::expr::time::{civil_from_days, days_from_civil};
 use crate::engine::expr::{self, info};
@@ -325,7 +325,7 @@ impl Ctx<'_> {
                 for cw in conditions {
                     let c = self.eval(&cw.condition)?;
                     let hit = match &base {
-                        Some(b) => compare(b, &c) == Some(std::cmp::Ordering::Equal),
+                        Some(b) => expr::compare::case_eq(b, &c),
                         None => truth(&c) == Some(true),
                     };
                     if hit {

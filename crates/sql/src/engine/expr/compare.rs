@@ -122,6 +122,19 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     to_f64(a).partial_cmp(&to_f64(b))
 }
 
+/// `CASE x WHEN v`: equality as MySQL's CASE compares (one comparison
+/// type over the operand and the WHEN values: JSON against a string
+/// compares as strings, so `CASE json WHEN 'null'` matches JSON null).
+pub fn case_eq(base: &Value, when: &Value) -> bool {
+    let as_text = |v: &Value| Value::Text(v.to_string());
+    let o = match (base, when) {
+        (Value::Json(_), Value::Text(_)) => compare(&as_text(base), when),
+        (Value::Text(_), Value::Json(_)) => compare(base, &as_text(when)),
+        _ => compare(base, when),
+    };
+    o == Some(std::cmp::Ordering::Equal)
+}
+
 pub fn bool_val(b: bool) -> Value {
     Value::Int(i64::from(b))
 }

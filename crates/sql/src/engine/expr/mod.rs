@@ -176,7 +176,6 @@ pub enum BoundExpr {
 impl BoundExpr {
     /// Evaluates over `row` (the layout it was bound to).
     pub fn eval(&self, s: &Session, row: &[Value]) -> Result<Value, SqlError> {
-        use std::cmp::Ordering::*;
         Ok(match self {
             BoundExpr::Column(i) => row.get(*i).cloned().unwrap_or(Value::Null),
             BoundExpr::Literal(v) => v.clone(),
@@ -278,7 +277,7 @@ impl BoundExpr {
                 for (when, then) in whens {
                     let c = when.eval(s, row)?;
                     let hit = match &base {
-                        Some(b) => compare(b, &c) == Some(Equal),
+                        Some(b) => compare::case_eq(b, &c),
                         None => truth(&c) == Some(true),
                     };
                     if hit {
