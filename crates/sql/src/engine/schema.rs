@@ -162,6 +162,13 @@ impl ForeignKey {
         }
     }
 
+    /// Whether the name is one MySQL makes for table `table`.
+    pub fn auto_named(&self, table: &str) -> bool {
+        self.name
+            .strip_prefix(&format!("{table}_ibfk_"))
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+    }
+
     /// The constraint as `SHOW CREATE TABLE` prints it (`own_db`: the
     /// table's database, left out of the reference when it is the same).
     pub fn sql(&self, own_db: &str) -> String {
@@ -532,7 +539,11 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
             }
             TableConstraint::ForeignKey(fk) => {
                 foreign_keys.push((
-                    ForeignKey::from_constraint(name, foreign_keys.len() + 1, fk),
+                    ForeignKey::from_constraint(
+                        name,
+                        1 + foreign_keys.iter().filter(|(f, _)| f.auto_named(name)).count(),
+                        fk,
+                    ),
                     fk_index_name(fk),
                 ));
             }
@@ -750,7 +761,10 @@ pub fn show_create(t: &TableInfo, own_db: &str) -> String {
             format!("  KEY `{}` ({})", i.name, cols(&i.columns))
         });
     }
-    for fk in &t.foreign_keys {
+    // MySQL 8.0 lists foreign keys by name.
+    let mut fks: Vec<&ForeignKey> = t.foreign_keys.iter().collect();
+    fks.sort_by(|a, b| a.name.cmp(&b.name));
+    for fk in fks {
         lines.push(format!("  {}", fk.sql(own_db)));
     }
     let mut s = format!(
