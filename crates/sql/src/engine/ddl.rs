@@ -484,17 +484,14 @@ async fn alter(
                 "adding a primary key to an existing table",
             )),
             TableConstraint::ForeignKey(fk) => {
-                let n = sx
-                    .schema
-                    .table(&db, &t)
-                    .map_or(0, |info| {
-                        info.foreign_keys
-                            .iter()
-                            .filter_map(|f| f.name.strip_prefix(&format!("{t}_ibfk_")))
-                            .filter_map(|n| n.parse::<usize>().ok())
-                            .max()
-                            .unwrap_or(0)
-                    });
+                let n = sx.schema.table(&db, &t).map_or(0, |info| {
+                    info.foreign_keys
+                        .iter()
+                        .filter_map(|f| f.name.strip_prefix(&format!("{t}_ibfk_")))
+                        .filter_map(|n| n.parse::<usize>().ok())
+                        .max()
+                        .unwrap_or(0)
+                });
                 let index_name = schema::fk_index_name(fk);
                 let fk = schema::ForeignKey::from_constraint(&t, n + 1, fk);
                 let indexed = match sx.schema.table(&db, &t) {

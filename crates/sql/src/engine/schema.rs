@@ -541,7 +541,10 @@ pub fn build_table(name: &str, spec: CreateSpec<'_>) -> Result<TableInfo, SqlErr
                 foreign_keys.push((
                     ForeignKey::from_constraint(
                         name,
-                        1 + foreign_keys.iter().filter(|(f, _)| f.auto_named(name)).count(),
+                        1 + foreign_keys
+                            .iter()
+                            .filter(|(f, _)| f.auto_named(name))
+                            .count(),
                         fk,
                     ),
                     fk_index_name(fk),

@@ -76,6 +76,43 @@ fn factor(f: &mut TableFactor, db: &str, ctes: &[String]) {
     }
 }
 
+/// The type a view lists for one of its query's output columns (the
+/// column's own type for a plain column; LONGTEXT where the query's
+/// output says no more than "a string").
+fn type_of_output(c: &crate::backend::Column) -> ColumnType {
+    use crate::protocol::consts::{flag, ty, CHARSET_BINARY};
+    let kind = match c.ty {
+        ty::TINY => Kind::TinyInt,
+        ty::SHORT => Kind::SmallInt,
+        ty::INT24 => Kind::MediumInt,
+        ty::LONG => Kind::Int,
+        ty::LONGLONG => Kind::BigInt,
+        ty::YEAR => Kind::Year,
+        ty::FLOAT => Kind::Float,
+        ty::DOUBLE => Kind::Double,
+        ty::NEWDECIMAL => Kind::Decimal {
+            precision: (c.length.saturating_sub(2)).clamp(1, 65) as u8,
+            scale: c.decimals.min(30),
+        },
+        ty::DATE => Kind::Date,
+        ty::DATETIME => Kind::DateTime(c.decimals.min(6)),
+        ty::TIMESTAMP => Kind::Timestamp(c.decimals.min(6)),
+        ty::TIME => Kind::Time(c.decimals.min(6)),
+        ty::JSON => Kind::Json,
+        ty::STRING if c.charset == u16::from(CHARSET_BINARY) => Kind::Binary(c.length),
+        ty::STRING => Kind::Char(c.length / 4),
+        ty::VAR_STRING if c.charset == u16::from(CHARSET_BINARY) && c.length < 65536 => {
+            Kind::VarBinary(c.length)
+        }
+        // (decimals 31: typed after a value, not a column: no length known)
+        ty::VAR_STRING if c.length < 65536 && c.decimals != 31 => Kind::VarChar(c.length / 4),
+        _ => Kind::Text(u32::MAX),
+    };
+    let mut t = ColumnType::new(kind);
+    t.unsigned = c.flags & flag::UNSIGNED != 0 && t.is_integer();
+    t
+}
+
 /// `CREATE [OR REPLACE] VIEW` and `ALTER VIEW`; `how` is (OR REPLACE,
 /// ALTER: the view must exist, IF NOT EXISTS).
 pub async fn create(
@@ -126,7 +163,10 @@ pub async fn create(
             .map(|(i, n)| ColumnInfo {
                 id: i as i64 + 1,
                 name: n.clone(),
-                ty: ColumnType::new(Kind::Text(u32::MAX)),
+                ty: out
+                    .columns
+                    .get(i)
+                    .map_or_else(|| ColumnType::new(Kind::Text(u32::MAX)), type_of_output),
                 not_null: false,
                 default: None,
                 auto_increment: false,
