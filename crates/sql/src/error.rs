@@ -122,6 +122,8 @@ kinds! {
     NonUniq = (1052, "23000"),
     /// Unknown column.
     BadField = (1054, "42S22"),
+    /// A NULL where a column becomes NOT NULL.
+    InvalidUseOfNull = (1138, "22004"),
     /// A duplicate column name.
     DupFieldname = (1060, "42S21"),
     /// A duplicate index name.

@@ -52,6 +52,8 @@ pub fn system_variables(shared: &Shared) -> Vec<(&'static str, Scope, Value)> {
         ("collation_server", Scope::Both, s("utf8mb4_bin")),
         ("cte_max_recursion_depth", Scope::Both, Value::Int(1000)),
         ("default_authentication_plugin", Scope::ReadOnly, s("mysql_native_password")),
+        ("default_storage_engine", Scope::Both, s("InnoDB")),
+        ("default_tmp_storage_engine", Scope::Both, s("InnoDB")),
         ("div_precision_increment", Scope::Both, Value::Int(4)),
         ("foreign_key_checks", Scope::Both, Value::Int(1)),
         ("group_concat_max_len", Scope::Both, Value::Int(1024)),

@@ -18,6 +18,57 @@ pub fn now() -> Value {
     }
 }
 
+/// `CONVERT_TZ(dt, from, to)` between `+hh:mm` offsets. Named zones need
+/// MySQL's time zone tables, which tiox does not load: NULL, as MySQL
+/// answers without them.
+fn convert_tz(v: &Value, from: &Value, to: &Value) -> Value {
+    fn offset(z: &Value) -> Option<i64> {
+        let s = z.to_string();
+        let (sign, rest) = match s.trim().split_at_checked(1)? {
+            ("+", r) => (1, r),
+            ("-", r) => (-1, r),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+    }
+    let (Some(f), Some(t)) = (offset(from), offset(to)) else {
+        return Value::Null;
+    };
+    let Some(Value::DateTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micros,
+    }) = crate::engine::types::to_datetime(v)
+    else {
+        return Value::Null;
+    };
+    let secs = days_from_civil(year.into(), month.into(), day.into()) * 86400
+        + i64::from(hour) * 3600
+        + i64::from(minute) * 60
+        + i64::from(second)
+        + (t - f);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86400));
+    let rem = secs.rem_euclid(86400);
+    match u16::try_from(y) {
+        Ok(year) if (1..=9999).contains(&year) => Value::DateTime {
+            year,
+            month: mo as u8,
+            day: d as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem / 60 % 60) as u8,
+            second: (rem % 60) as u8,
+            micros,
+        },
+        _ => Value::Null,
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -163,6 +214,10 @@ pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
                 seconds: second,
                 micros: 0,
             }
+        }
+        "convert_tz" => {
+            arity(n == 3)?;
+            convert_tz(&args[0], &args[1], &args[2])
         }
         "unix_timestamp" => {
             arity(n == 0)?;
