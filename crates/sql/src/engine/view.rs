@@ -99,9 +99,9 @@ fn type_of_output(c: &crate::backend::Column) -> ColumnType {
         ty::TIMESTAMP => Kind::Timestamp(c.decimals.min(6)),
         ty::TIME => Kind::Time(c.decimals.min(6)),
         ty::JSON => Kind::Json,
-        ty::STRING if c.charset == u16::from(CHARSET_BINARY) => Kind::Binary(c.length),
+        ty::STRING if c.charset == CHARSET_BINARY => Kind::Binary(c.length),
         ty::STRING => Kind::Char(c.length / 4),
-        ty::VAR_STRING if c.charset == u16::from(CHARSET_BINARY) && c.length < 65536 => {
+        ty::VAR_STRING if c.charset == CHARSET_BINARY && c.length < 65536 => {
             Kind::VarBinary(c.length)
         }
         // (decimals 31: typed after a value, not a column: no length known)
