@@ -122,6 +122,12 @@ kinds! {
     NonUniq = (1052, "23000"),
     /// Unknown column.
     BadField = (1054, "42S22"),
+    /// A parent row that children reference.
+    RowIsReferenced = (1451, "23000"),
+    /// A child row without its parent.
+    NoReferencedRow = (1452, "23000"),
+    /// Cascades nested too deeply.
+    ForeignKeyCascadeDepth = (3008, "HY000"),
     /// A NULL where a column becomes NOT NULL.
     InvalidUseOfNull = (1138, "22004"),
     /// A duplicate column name.

@@ -20,6 +20,7 @@ use tiox_client::txn::{Mutation, Transaction};
 use super::catalog::{kv_err, Catalog};
 use super::codec;
 use super::exec::{is_true, Pre, Runner, Scope, Sx};
+use super::foreign_key;
 use super::schema::{SchemaState, TableInfo};
 use super::table::{self, Row};
 use crate::backend::Output;
@@ -43,6 +44,8 @@ pub struct Writer<'a> {
     /// Keys written by this statement in a pessimistic transaction, locked
     /// before the statement returns.
     pub touched: Vec<Vec<u8>>,
+    /// Rows the foreign keys must see, checked at the statement's end.
+    pub fk_events: Vec<foreign_key::Event>,
 }
 
 fn column_count_mismatch(row: usize) -> SqlError {
@@ -185,7 +188,7 @@ impl Writer<'_> {
         for (handle, row) in rows {
             affected += self.write_new(tx, &t, handle, row, mode, upsert).await?;
         }
-        self.lock_touched(tx).await?;
+        self.finish_statement(tx).await?;
         Ok(self.ok(affected, String::new()))
     }
 
@@ -475,14 +478,39 @@ impl Writer<'_> {
             let (k, v) = table::index_entry(t, ix, row, handle);
             self.put(tx, k, v, lazy && ix.unique, ix.unique);
         }
+        if !t.foreign_keys.is_empty() && foreign_key::checks_on(self) {
+            self.fk_events
+                .push(foreign_key::Event::Child(t.id, row.to_vec()));
+        }
     }
 
-    fn delete_row(&mut self, tx: &mut Transaction, t: &TableInfo, handle: i64, row: &[Value]) {
+    /// Buffers the deletion of a row and its index entries.
+    pub(super) fn delete_row(
+        &mut self,
+        tx: &mut Transaction,
+        t: &TableInfo,
+        handle: i64,
+        row: &[Value],
+    ) {
         self.del(tx, codec::record_key(t.id, handle), true);
         for ix in &t.indexes {
             let (k, _) = table::index_entry(t, ix, row, handle);
             self.del(tx, k, ix.unique);
         }
+        if foreign_key::checks_on(self) && foreign_key::is_referenced(self, t) {
+            self.fk_events.push(foreign_key::Event::Parent {
+                table: t.id,
+                old: row.to_vec(),
+                new: None,
+            });
+        }
+    }
+
+    /// Foreign-key checks, then the pessimistic locks: the end of every
+    /// write statement.
+    async fn finish_statement(&mut self, tx: &mut Transaction) -> Result<(), SqlError> {
+        foreign_key::enforce(self, tx).await?;
+        self.lock_touched(tx).await
     }
 
     /// Buffers a delete; `lock`: the key needs a pessimistic lock (row and
@@ -527,7 +555,7 @@ impl Writer<'_> {
     }
 
     /// Replaces row `handle` (`old`) by `new`, checking unique keys.
-    async fn update_row(
+    pub(super) async fn update_row(
         &mut self,
         tx: &mut Transaction,
         t: &TableInfo,
@@ -577,8 +605,31 @@ impl Writer<'_> {
         }
         if new_handle != handle {
             self.delete_row(tx, t, handle, old);
+            // A new key for the same row: an update to the foreign keys
+            // that reference it, not a delete.
+            if let Some(foreign_key::Event::Parent { new: n, .. }) = self.fk_events.last_mut() {
+                *n = Some(new.clone());
+            }
             self.put_row(tx, t, new_handle, &new, true);
             return Ok(());
+        }
+        if foreign_key::checks_on(self) {
+            let changed = |cols: &[String]| {
+                cols.iter()
+                    .filter_map(|c| t.column(c))
+                    .any(|o| old[o] != new[o])
+            };
+            if t.foreign_keys.iter().any(|f| changed(&f.columns)) {
+                self.fk_events
+                    .push(foreign_key::Event::Child(t.id, new.clone()));
+            }
+            if foreign_key::is_referenced(self, t) {
+                self.fk_events.push(foreign_key::Event::Parent {
+                    table: t.id,
+                    old: old.clone(),
+                    new: Some(new.clone()),
+                });
+            }
         }
         self.put(
             tx,
@@ -702,7 +753,7 @@ impl Writer<'_> {
                 changed += 1;
             }
         }
-        self.lock_touched(tx).await?;
+        self.finish_statement(tx).await?;
         let affected = if self.sx.session.found_rows() {
             matched as u64
         } else {
@@ -752,7 +803,7 @@ impl Writer<'_> {
         for (h, row) in rows {
             self.delete_row(tx, &t, h, &row);
         }
-        self.lock_touched(tx).await?;
+        self.finish_statement(tx).await?;
         Ok(self.ok(n, String::new()))
     }
 }
@@ -1020,7 +1071,7 @@ impl Writer<'_> {
                 changed += 1;
             }
         }
-        self.lock_touched(tx).await?;
+        self.finish_statement(tx).await?;
         let affected = if self.sx.session.found_rows() {
             matched
         } else {
@@ -1085,7 +1136,7 @@ impl Writer<'_> {
         for (ti, h, old, _) in found {
             self.delete_row(tx, &tables[ti].1, h, &old);
         }
-        self.lock_touched(tx).await?;
+        self.finish_statement(tx).await?;
         Ok(self.ok(n, String::new()))
     }
 }

@@ -37,6 +37,7 @@ pub mod ddl;
 pub mod dml;
 pub mod exec;
 pub mod expr;
+pub mod foreign_key;
 pub mod fuzz;
 pub mod memory;
 pub mod operator;
@@ -1150,6 +1151,7 @@ impl Engine {
                     dups,
                     last_insert_id: 0,
                     touched: Vec::new(),
+                    fk_events: Vec::new(),
                 };
                 let r = match statement {
                     Statement::Insert(i) => w.insert(txn, i).await,
