@@ -96,8 +96,10 @@ async fn anonymous_get(tls: &tokio_rustls::TlsConnector, addr: &str, path: &str)
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let attempt = async {
         let mut s = tls.connect(name, tcp).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
         Ok::<Vec<u8>, std::io::Error>(buf)
@@ -113,7 +115,9 @@ async fn anonymous_get(tls: &tokio_rustls::TlsConnector, addr: &str, path: &str)
 async fn plaintext_get(addr: &str, path: &str) -> String {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let _ = tcp
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
@@ -132,7 +136,10 @@ fn chromium(home: &Path, args: &[String]) -> (bool, String) {
             "--disable-extensions",
             "--allow-file-access-from-files",
         ])
-        .arg(format!("--user-data-dir={}", home.join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            home.join("profile").display()
+        ))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -191,7 +198,10 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
     }
     // Plaintext: no HTTP answer, and a refusal in the audit log.
     let got = plaintext_get(&c.pd_addr, "/dashboard/").await;
-    assert!(!got.contains("HTTP/1.1 200"), "plaintext was served:\n{got}");
+    assert!(
+        !got.contains("HTTP/1.1 200"),
+        "plaintext was served:\n{got}"
+    );
     // curl, as an operator would try it, when present.
     if let Ok(out) = Command::new("curl")
         .args(["-s", "-o", "-", "--max-time", "10", "--cacert"])
@@ -199,8 +209,15 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
         .arg(format!("https://{}/dashboard/api/overview", c.pd_addr))
         .output()
     {
-        assert!(!out.status.success(), "curl without a client certificate got data");
-        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "curl without a client certificate got data"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     // The real values to find.
@@ -253,11 +270,16 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
     for (path, _) in PAGES {
         let api = path.split('?').next().unwrap();
         let api = if api.is_empty() { "overview" } else { api };
-        let (code, body) = http_get(&c.pd_addr, &format!("/dashboard/api/{api}"), Some(tls.clone()))
-            .await
-            .unwrap();
+        let (code, body) = http_get(
+            &c.pd_addr,
+            &format!("/dashboard/api/{api}"),
+            Some(tls.clone()),
+        )
+        .await
+        .unwrap();
         assert_eq!(code, 200, "api {api}: {body}");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("api {api}: {e}: {body}"));
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap_or_else(|e| panic!("api {api}: {e}: {body}"));
     }
 
     if !has_chromium() {
@@ -274,7 +296,10 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
         let url = format!("file://{}", file.display());
         let (ok, dom) = chromium(home.path(), &["--dump-dom".into(), url.clone()]);
         assert!(ok, "chromium could not render {name}");
-        assert!(dom.contains("<nav>"), "{name}: no navigation in the DOM:\n{dom}");
+        assert!(
+            dom.contains("<nav>"),
+            "{name}: no navigation in the DOM:\n{dom}"
+        );
         match *name {
             "overview" => {
                 for id in &store_ids {
@@ -286,10 +311,17 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
             }
             "regions" => {
                 assert!(dom.contains("id=\"heatmap\""), "{dom}");
-                assert!(dom.contains("cell leader"), "no leader in the heat map:\n{dom}");
+                assert!(
+                    dom.contains("cell leader"),
+                    "no leader in the heat map:\n{dom}"
+                );
             }
             "certificates" => {
-                assert!(dom.contains(&pd_cert.serial), "serial {} missing:\n{dom}", pd_cert.serial);
+                assert!(
+                    dom.contains(&pd_cert.serial),
+                    "serial {} missing:\n{dom}",
+                    pd_cert.serial
+                );
                 assert!(
                     dom.contains(&format!("\">{days}</span>")),
                     "{days} days left missing:\n{dom}"
@@ -311,7 +343,10 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
             }
             "metrics" => {
                 assert!(dom.contains("id=\"chart-tso\""), "{dom}");
-                assert!(dom.contains("class=\"line\""), "no chart line drawn:\n{dom}");
+                assert!(
+                    dom.contains("class=\"line\""),
+                    "no chart line drawn:\n{dom}"
+                );
                 assert!(dom.contains("pd_tso_requests_total"), "{dom}");
             }
             _ => unreachable!(),
@@ -334,4 +369,103 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
         dir.display(),
         started.elapsed()
     );
+}
+
+/// Starts `n` PD members with Raft over mutual TLS: (procs, client addrs).
+fn start_pds(dir: &Path, certs: &cluster::Certs, n: usize) -> (Vec<cluster::Proc>, Vec<String>) {
+    let ports: Vec<(u16, u16)> = (0..n)
+        .map(|_| (cluster::free_port(), cluster::free_port()))
+        .collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("pd{i}=https://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let args: Vec<String> = vec![
+            format!("--name=pd{i}"),
+            format!("--data-dir={}", dir.join(format!("pd{i}")).display()),
+            format!("--client-urls=https://127.0.0.1:{client}"),
+            format!("--peer-urls=https://127.0.0.1:{peer}"),
+            format!("--initial-cluster={initial}"),
+            format!("--cacert={}", certs.path("ca.pem")),
+            format!("--cert={}", certs.path("pd-server.pem")),
+            format!("--key={}", certs.path("pd-server-key.pem")),
+        ];
+        procs.push(cluster::Proc::spawn(
+            &format!("pd{i}"),
+            &cluster::bin("pd-server"),
+            &args,
+            dir.join(format!("pd{i}.log")),
+        ));
+    }
+    let addrs = ports
+        .iter()
+        .map(|(c, _)| format!("127.0.0.1:{c}"))
+        .collect();
+    (procs, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pd_member_serves_the_dashboard_with_the_leaders_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster::Certs::make(&dir.path().join("certs"));
+    let tls = certs.client_tls();
+    let (procs, addrs) = start_pds(dir.path(), &certs, 3);
+    let logs = || {
+        procs
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.name, p.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // Until a leader serves, members answer 503 (or are not up yet).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answers = Vec::new();
+    while answers.len() < addrs.len() {
+        answers.clear();
+        for a in &addrs {
+            match http_get(a, "/dashboard/api/overview", Some(tls.clone())).await {
+                Ok((200, body)) => answers.push(body),
+                _ => break,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every member served the dashboard within 60 s\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let views: Vec<serde_json::Value> = answers
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let leader_of = |v: &serde_json::Value| -> Vec<String> {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["leader"] == true)
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for v in &views {
+        assert_eq!(v["members"].as_array().unwrap().len(), 3, "{v}");
+        assert_eq!(leader_of(v).len(), 1, "exactly one leader marked: {v}");
+        assert_eq!(
+            leader_of(v),
+            leader_of(&views[0]),
+            "members disagree: {views:?}"
+        );
+        assert_eq!(v["cluster_id"], views[0]["cluster_id"]);
+    }
+    // The pages too, on every member (followers forward to the leader).
+    for a in &addrs {
+        let (code, body) = http_get(a, "/dashboard/", Some(tls.clone())).await.unwrap();
+        assert_eq!(code, 200, "{a}: {body}");
+        assert!(body.contains("badge leader"), "{a}: {body}");
+    }
 }

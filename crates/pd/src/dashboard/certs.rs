@@ -105,10 +105,7 @@ struct Dialers {
 }
 
 fn dialers(s: &State) -> Result<Dialers, String> {
-    let settings = s
-        .tls()
-        .ok_or("the dashboard needs TLS")?
-        .clone();
+    let settings = s.tls().ok_or("the dashboard needs TLS")?.clone();
     Ok(Dialers {
         http: ClientTls::with_alpn(settings.clone(), vec![Speaks::Http.alpn()])
             .map_err(|e| e.to_string())?,
@@ -366,7 +363,11 @@ fn render_audit(rows: &[Audited]) -> String {
             ]
         })
         .collect();
-    out.push_str(&table("audit", &["verdict", "role", "address", "checks"], &rows));
+    out.push_str(&table(
+        "audit",
+        &["verdict", "role", "address", "checks"],
+        &rows,
+    ));
     out
 }
 

@@ -69,7 +69,8 @@ fn tail(path: &Path) -> std::io::Result<String> {
     let text = String::from_utf8_lossy(&buf).into_owned();
     // A cut first line is not JSON; drop it.
     Ok(if from > 0 {
-        text.split_once('\n').map_or(String::new(), |(_, r)| r.to_string())
+        text.split_once('\n')
+            .map_or(String::new(), |(_, r)| r.to_string())
     } else {
         text
     })
@@ -147,16 +148,28 @@ fn render(v: &Events) -> String {
         m.iter().map(|(k, n)| vec![esc(k), n.to_string()]).collect()
     };
     out.push_str("<div class=\"cols\"><div><h2>Per reason</h2>");
-    out.push_str(&table("per-reason", &["reason", "refusals"], &counts(&v.per_reason)));
+    out.push_str(&table(
+        "per-reason",
+        &["reason", "refusals"],
+        &counts(&v.per_reason),
+    ));
     out.push_str("</div><div><h2>Per peer</h2>");
-    out.push_str(&table("per-peer", &["peer IP", "refusals"], &counts(&v.per_peer)));
+    out.push_str(&table(
+        "per-peer",
+        &["peer IP", "refusals"],
+        &counts(&v.per_peer),
+    ));
     out.push_str("</div><div><h2>Since start (counters)</h2>");
     let rows: Vec<Vec<String>> = v
         .since_start
         .iter()
         .map(|(l, r, n)| vec![esc(l), esc(r), n.to_string()])
         .collect();
-    out.push_str(&table("since-start", &["listener", "reason", "refusals"], &rows));
+    out.push_str(&table(
+        "since-start",
+        &["listener", "reason", "refusals"],
+        &rows,
+    ));
     out.push_str("</div></div><h2>Recent refusals</h2>");
     let rows: Vec<Vec<String>> = v
         .recent
@@ -174,7 +187,14 @@ fn render(v: &Events) -> String {
         .collect();
     out.push_str(&table(
         "events",
-        &["time", "listener", "peer", "reason", "detail", "certificate presented"],
+        &[
+            "time",
+            "listener",
+            "peer",
+            "reason",
+            "detail",
+            "certificate presented",
+        ],
         &rows,
     ));
     out

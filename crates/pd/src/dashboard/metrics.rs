@@ -33,7 +33,11 @@ pub const SERIES: [(&str, &str, &str); 5] = [
     ("tso", "TSO requests / s", "pd_tso_requests_total"),
     ("grpc", "gRPC calls / s", "pd_grpc_requests_total"),
     ("http", "HTTP API requests / s", "pd_http_requests_total"),
-    ("handshakes", "TLS handshakes / s", "tiox_tls_handshakes_total"),
+    (
+        "handshakes",
+        "TLS handshakes / s",
+        "tiox_tls_handshakes_total",
+    ),
     (
         "failures",
         "TLS handshake failures / s",
@@ -125,10 +129,7 @@ pub fn rates(samples: &[Sample], series: usize) -> Vec<(f64, f64)> {
             }
             // A counter that went down was reset (restart): no rate.
             let dv = (w[1].values[series] - w[0].values[series]).max(0.0);
-            Some((
-                last.t_ms.saturating_sub(w[1].t_ms) as f64 / 1000.0,
-                dv / dt,
-            ))
+            Some((last.t_ms.saturating_sub(w[1].t_ms) as f64 / 1000.0, dv / dt))
         })
         .collect()
 }
@@ -166,10 +167,7 @@ const H: f64 = 120.0;
 pub fn chart(id: &str, title: &str, points: &[(f64, f64)]) -> String {
     // The x axis spans the samples there are (at least 30 s), so a fresh
     // sampler's few points are not squeezed into the right edge.
-    let span = points
-        .first()
-        .map_or(0.0, |p| p.0)
-        .max(30.0);
+    let span = points.first().map_or(0.0, |p| p.0).max(30.0);
     let max = points.iter().map(|p| p.1).fold(0.0f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
     let now = points.last().map_or(0.0, |p| p.1);
@@ -196,9 +194,7 @@ pub fn chart(id: &str, title: &str, points: &[(f64, f64)]) -> String {
         }
         let _ = write!(out, "<polyline class=\"line\" points=\"{path}\"/>");
     } else {
-        out.push_str(
-            "<text class=\"axis\" x=\"200\" y=\"64\">collecting samples…</text>",
-        );
+        out.push_str("<text class=\"axis\" x=\"200\" y=\"64\">collecting samples…</text>");
     }
     out.push_str("</svg></figure>");
     out
@@ -228,7 +224,11 @@ fn render(s: &State, v: &MetricsView) -> String {
         .zip(now.values)
         .map(|((_, _, metric), v)| vec![format!("<code>{metric}</code>"), format!("{v}")])
         .collect();
-    out.push_str(&table("counters", &["metric (summed over labels)", "value"], &rows));
+    out.push_str(&table(
+        "counters",
+        &["metric (summed over labels)", "value"],
+        &rows,
+    ));
     out
 }
 

@@ -65,7 +65,10 @@ pub const PAGES: [(&str, &str); 6] = [
 /// The dashboard's routes, to be merged into PD's router.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
-        .route("/dashboard", get(|| async { Redirect::permanent("/dashboard/") }))
+        .route(
+            "/dashboard",
+            get(|| async { Redirect::permanent("/dashboard/") }),
+        )
         .route("/dashboard/", get(overview::page))
         .route("/dashboard/regions", get(regions::page))
         .route("/dashboard/certificates", get(certs::page))
@@ -108,7 +111,10 @@ async fn guard(AxState(s): St, req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -171,12 +177,20 @@ pub(crate) fn page(s: &State, current: &str, body: Result<String, String>) -> Re
          <body data-page=\"{page}\"><header><span class=\"brand\">tiox</span>\
          <span class=\"member\">PD {member}</span><nav>",
         title = esc(title),
-        page = esc(if current.is_empty() { "overview" } else { current }),
+        page = esc(if current.is_empty() {
+            "overview"
+        } else {
+            current
+        }),
         member = esc(&s.member.name),
     );
     for (path, name) in PAGES {
         let href = if path.is_empty() { "./" } else { path };
-        let class = if path == current { " class=\"current\"" } else { "" };
+        let class = if path == current {
+            " class=\"current\""
+        } else {
+            ""
+        };
         let _ = write!(html, "<a href=\"{href}\"{class}>{}</a>", esc(name));
     }
     html.push_str("</nav></header><main>");

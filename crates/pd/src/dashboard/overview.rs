@@ -149,14 +149,23 @@ pub fn gather(s: &State) -> Result<Overview, String> {
         .collect::<Vec<_>>();
     let up = serving.iter().filter(|st| st.state == "Up").count();
     if up < serving.len() {
-        health.push(format!("{} of {} stores are not up", serving.len() - up, serving.len()));
+        health.push(format!(
+            "{} of {} stores are not up",
+            serving.len() - up,
+            serving.len()
+        ));
     }
     let sick = members.iter().filter(|m| !m.healthy).count();
     if sick > 0 {
-        health.push(format!("{sick} of {} PD members are unreachable", members.len()));
+        health.push(format!(
+            "{sick} of {} PD members are unreachable",
+            members.len()
+        ));
     }
     if under > 0 {
-        health.push(format!("{under} of {regions} regions have fewer than {max_replicas} voters"));
+        health.push(format!(
+            "{under} of {regions} regions have fewer than {max_replicas} voters"
+        ));
     }
     if stores.is_empty() {
         health.push("no store has registered yet".into());
@@ -223,7 +232,14 @@ fn render(o: &Overview) -> String {
         .collect();
     out.push_str(&table(
         "members",
-        &["name", "id", "client URLs", "peer URLs", "version", "health"],
+        &[
+            "name",
+            "id",
+            "client URLs",
+            "peer URLs",
+            "version",
+            "health",
+        ],
         &rows,
     ));
     out.push_str("<h2>Stores (TiKV)</h2>");
@@ -260,8 +276,15 @@ fn render(o: &Overview) -> String {
     out.push_str(&table(
         "stores",
         &[
-            "id", "state", "address", "status address", "capacity", "regions", "leaders",
-            "version", "uptime",
+            "id",
+            "state",
+            "address",
+            "status address",
+            "capacity",
+            "regions",
+            "leaders",
+            "version",
+            "uptime",
         ],
         &rows,
     ));
@@ -309,4 +332,3 @@ pub fn endpoints(o: &Overview) -> Vec<(String, String, bool)> {
     }
     out
 }
-

@@ -184,9 +184,19 @@ fn render(v: &Regions) -> String {
             }
         }
     }
-    out.push_str(&table("unhealthy-peers", &["region", "store", "state"], &rows));
+    out.push_str(&table(
+        "unhealthy-peers",
+        &["region", "store", "state"],
+        &rows,
+    ));
     out.push_str("<h2>Leaders per store</h2>");
-    let max = v.leaders_per_store.values().copied().max().unwrap_or(0).max(1);
+    let max = v
+        .leaders_per_store
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let rows: Vec<Vec<String>> = v
         .leaders_per_store
         .iter()
@@ -203,11 +213,14 @@ fn render(v: &Regions) -> String {
         .collect();
     out.push_str(&table("leaders", &["store", "leaders", ""], &rows));
     out.push_str("<h2>Heat map: stores × regions</h2><p class=\"legend\">");
-    for c in [Cell::Leader, Cell::Voter, Cell::Learner, Cell::Pending, Cell::Down] {
-        out.push_str(&format!(
-            "<span class=\"cell {0}\"></span> {0} ",
-            c.class()
-        ));
+    for c in [
+        Cell::Leader,
+        Cell::Voter,
+        Cell::Learner,
+        Cell::Pending,
+        Cell::Down,
+    ] {
+        out.push_str(&format!("<span class=\"cell {0}\"></span> {0} ", c.class()));
     }
     out.push_str("</p><div class=\"scroll\"><table id=\"heatmap\" class=\"heatmap\"><thead><tr><th>store \\ region</th>");
     let shown = &v.regions[..v.regions.len().min(HEAT_MAP_REGIONS)];

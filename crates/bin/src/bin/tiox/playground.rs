@@ -982,10 +982,7 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
         ),
     );
     if tls {
-        out.insert(
-            "5 dashboard",
-            format!("{}/dashboard/", pd_urls[0]),
-        );
+        out.insert("5 dashboard", format!("{}/dashboard/", pd_urls[0]));
         out.insert("6 dashboard sign-in", dashboard_sign_in(&certs));
     }
     for (k, v) in &out {
