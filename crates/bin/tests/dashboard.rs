@@ -283,6 +283,10 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
     }
 
     if !has_chromium() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium is not on PATH and CI=true: install it (apt-get install chromium)"
+        );
         eprintln!(
             "SKIPPED the browser part: `chromium` is not on PATH (apt-get install chromium); \
              the pages were fetched and saved in {}",

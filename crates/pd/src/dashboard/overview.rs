@@ -89,7 +89,10 @@ pub fn gather(s: &State) -> Result<Overview, String> {
     let mut per_store: HashMap<u64, (usize, usize)> = HashMap::new();
     let max_replicas = u64::from(c.meta.cluster.max_peer_count);
     let mut under = 0;
+    let (mut down, mut pending) = (0, 0);
     for r in c.meta.regions() {
+        down += r.down_peers.len();
+        pending += r.pending_peers.len();
         let mut voters = 0;
         for p in &r.region.peers {
             per_store.entry(p.store_id).or_default().0 += 1;
@@ -165,6 +168,11 @@ pub fn gather(s: &State) -> Result<Overview, String> {
     if under > 0 {
         health.push(format!(
             "{under} of {regions} regions have fewer than {max_replicas} voters"
+        ));
+    }
+    if down > 0 || pending > 0 {
+        health.push(format!(
+            "{down} peers reported down and {pending} pending (see Regions)"
         ));
     }
     if stores.is_empty() {
