@@ -473,3 +473,13 @@ async fn every_pd_member_serves_the_dashboard_with_the_leaders_data() {
         assert!(body.contains("badge leader"), "{a}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_pd_serves_no_dashboard() {
+    let c = Cluster::start(false, 1).await;
+    for url in URLS {
+        let (code, body) = http_get(&c.pd_addr, url, None).await.unwrap();
+        assert_eq!(code, 403, "{url}: {body}");
+        assert!(body.contains("only over mutual TLS"), "{url}: {body}");
+    }
+}
