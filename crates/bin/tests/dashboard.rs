@@ -29,6 +29,10 @@ use tiox_security::CertInfo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The tests of this file run one at a time: each starts a cluster, and on
+/// a small shared machine three at once starve each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Every page: (path under /dashboard/, file name).
 const PAGES: [(&str, &str); 6] = [
     ("", "overview"),
@@ -177,6 +181,7 @@ fn has_chromium() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
+    let _serial = SERIAL.lock().await;
     let opts = Options {
         pd_raft: true,
         ..Options::default()
@@ -414,6 +419,7 @@ fn start_pds(dir: &Path, certs: &cluster::Certs, n: usize) -> (Vec<cluster::Proc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pd_member_serves_the_dashboard_with_the_leaders_data() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let certs = cluster::Certs::make(&dir.path().join("certs"));
     let tls = certs.client_tls();
@@ -476,6 +482,7 @@ async fn every_pd_member_serves_the_dashboard_with_the_leaders_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plaintext_pd_serves_no_dashboard() {
+    let _serial = SERIAL.lock().await;
     let c = Cluster::start(false, 1).await;
     for url in URLS {
         let (code, body) = http_get(&c.pd_addr, url, None).await.unwrap();
