@@ -74,6 +74,35 @@ fn playground_starts_a_mutual_tls_cluster_and_prints_working_commands() {
         mysql.contains("--ssl-ca") && mysql.contains("mysql/ca.pem"),
         "{mysql}"
     );
+    // The dashboard: its URL, and the browser bundle (made with the
+    // openssl tool) holding the cluster's client certificate.
+    let dashboard = printed(&stdout, "dashboard ");
+    assert!(
+        dashboard.starts_with("https://127.0.0.1:") && dashboard.ends_with("/dashboard/"),
+        "{stdout}"
+    );
+    let sign_in = printed(&stdout, "dashboard sign-in");
+    assert!(sign_in.contains("ca.pem"), "{sign_in}");
+    let p12 = dir.path().join("certs/dashboard-client.p12");
+    if Command::new("openssl").arg("version").output().is_ok() {
+        assert!(sign_in.contains("import") && p12.exists(), "{sign_in}");
+        let pw = dir.path().join("certs/dashboard-client.p12.password");
+        let out = Command::new("openssl")
+            .args(["pkcs12", "-nokeys", "-in"])
+            .arg(&p12)
+            .arg("-passin")
+            .arg(format!("file:{}", pw.display()))
+            .output()
+            .unwrap();
+        let certs = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && certs.matches("BEGIN CERTIFICATE").count() == 2,
+            "{certs}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        assert!(sign_in.contains("openssl pkcs12 -export"), "{sign_in}");
+    }
     let password = printed(&stdout, "root password");
     assert!(
         password

@@ -1,6 +1,7 @@
-//! Follower-to-leader forwarding of gRPC calls: a PD member that is not the
-//! serving leader passes `pdpb.PD` calls (other than GetMembers, which every
-//! member answers) to the leader over one cached h2 connection, through
+//! Follower-to-leader forwarding of gRPC calls and dashboard pages: a PD
+//! member that is not the serving leader passes `pdpb.PD` calls (other than
+//! GetMembers, which every member answers) and `/dashboard/` requests to
+//! the leader over one cached h2 connection, through
 //! `ClientTls` when TLS is configured, and streams the answer back
 //! (trailers, and so gRPC status, included). Clients may thus talk to any
 //! member. When no leader is known, the call is served locally, which
@@ -76,16 +77,23 @@ where
     Ok(sender)
 }
 
-/// Axum middleware: forwards `pdpb.PD` calls when this member does not serve.
+/// Whether a path is forwarded to the leader by a follower.
+fn forwarded(path: &str) -> bool {
+    (path.starts_with("/pdpb.PD/") && path != "/pdpb.PD/GetMembers")
+        || path.starts_with("/dashboard/")
+}
+
+/// Axum middleware: forwards `pdpb.PD` calls and dashboard requests when
+/// this member does not serve.
 pub async fn forward_grpc(
     AxState(state): AxState<Arc<State>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path();
-    if !path.starts_with("/pdpb.PD/") || path == "/pdpb.PD/GetMembers" {
+    if !forwarded(req.uri().path()) {
         return next.run(req).await;
     }
+    let page = req.uri().path().starts_with("/dashboard/");
     let leader = match state.cluster() {
         Ok(_) => None,
         Err(crate::Error::NotLeader { leader: Some(url) }) => Url::parse(&url, "leader URL").ok(),
@@ -120,6 +128,13 @@ pub async fn forward_grpc(
         Ok(resp) => resp.map(Body::new).into_response(),
         Err(e) => {
             tracing::warn!("forwarding to the PD leader {leader} failed: {e}");
+            if page {
+                return (
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "forwarding to the PD leader failed; retry",
+                )
+                    .into_response();
+            }
             let mut resp = Response::new(Body::empty());
             let h = resp.headers_mut();
             h.insert(

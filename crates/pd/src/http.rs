@@ -52,6 +52,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone());
     grpc.merge(api)
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -119,7 +120,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = b as f64;
     let mut i = 0;
@@ -542,6 +543,15 @@ async fn version(AxState(s): St) -> Response {
 
 async fn metrics(AxState(s): St) -> Response {
     count(&s);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics_text(&s),
+    )
+        .into_response()
+}
+
+/// The Prometheus text `/metrics` serves (the dashboard samples it too).
+pub(crate) fn metrics_text(s: &State) -> String {
     let mut gauges: Vec<(&str, &str, String, f64)> = Vec::new();
     if let Ok(c) = s.cluster() {
         gauges.push((
@@ -607,11 +617,7 @@ async fn metrics(AxState(s): St) -> Response {
         String::new(),
         (s.started_ms / 1000) as f64,
     ));
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(&gauges),
-    )
-        .into_response()
+    s.metrics.render(&gauges)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!   client port (TLS) ──► server::serve ─┬─ gRPC  grpc::PdService ─┐
-//!                                         └─ HTTP  http::router  ───┤
+//!                                         ├─ HTTP  http::router  ───┤
+//!                                         └─ HTML  dashboard     ───┤
 //!                                                                   ▼
 //!                          cluster::Cluster { meta, tso, id, storage }
 //!                                                                   │ writes
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod forward;
 pub mod grpc;

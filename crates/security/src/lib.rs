@@ -33,6 +33,7 @@ pub mod http;
 pub mod inspect;
 pub mod material;
 pub mod policy;
+pub mod probe;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod server;

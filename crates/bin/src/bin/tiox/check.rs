@@ -19,16 +19,13 @@
 //! Prints a table with a verdict and the fix for each failure; exits
 //! non-zero if anything failed.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use tiox_bin::launch::http_get;
-use tiox_security::inspect::{format_time, CertInfo, EXPIRY_WARNING_DAYS};
-use tiox_security::{ClientTls, Component, Negotiated, SecurityConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tiox_security::probe::{self, Speaks};
+use tiox_security::{ClientTls, Component, SecurityConfig};
 use tokio::net::TcpStream;
 
 #[derive(Args, Debug)]
@@ -53,25 +50,8 @@ struct Row {
     checks: Vec<(bool, String)>,
 }
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a port speaks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Speaks {
-    /// HTTP/1.1 or HTTP/2 (gRPC): PD's client port, TiKV's ports.
-    Http,
-    /// PD's Raft transport (the peer port): no answer to a silent client.
-    PdRaft,
-}
-
-impl Speaks {
-    fn alpn(self) -> Vec<u8> {
-        match self {
-            Speaks::Http => b"http/1.1".to_vec(),
-            Speaks::PdRaft => tiox_pd::replication::PEER_ALPN.to_vec(),
-        }
-    }
-}
+/// PD's peer port: PD's Raft transport.
+const PD_RAFT: Speaks = Speaks::Silent(tiox_pd::replication::PEER_ALPN);
 
 fn authority(url: &str) -> String {
     url.split("://")
@@ -81,143 +61,12 @@ fn authority(url: &str) -> String {
         .to_string()
 }
 
-/// The mutual-TLS handshake: the server certificate it presented and what
-/// was negotiated.
-async fn handshake(tls: &ClientTls, addr: &str) -> Result<(CertInfo, Negotiated), String> {
-    let stream = tokio::time::timeout(TIMEOUT, tls.connect_tcp(addr))
-        .await
-        .map_err(|_| "no answer within 5 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (_, conn) = stream.get_ref();
-    let der = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or("no server certificate")?;
-    Ok((CertInfo::from_der(der)?, Negotiated::of(conn)))
-}
-
-/// Whether a TLS client WITHOUT a certificate is refused.
-async fn refuses_no_client_cert(ca: &str, addr: &str, speaks: Speaks) -> Result<bool, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let mut config =
-        rustls::ClientConfig::builder_with_provider(tiox_security::material::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    config.alpn_protocols = vec![speaks.alpn()];
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
-    let name = tiox_security::client::server_name(&host).map_err(|e| e.to_string())?;
-    let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| "timeout")?
-        .map_err(|e| e.to_string())?;
-    let attempt = async {
-        let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await?;
-        if speaks == Speaks::Http {
-            s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await?;
-        }
-        let mut buf = [0u8; 16];
-        let n = s.read(&mut buf).await?;
-        Ok::<usize, std::io::Error>(n)
-    };
-    Ok(match tokio::time::timeout(TIMEOUT, attempt).await {
-        Ok(Ok(n)) => n == 0,
-        Ok(Err(_)) => true,
-        // An HTTP port that accepted the client would have answered; the
-        // peer port keeps an accepted peer's connection open and silent.
-        Err(_) => speaks == Speaks::Http,
-    })
-}
-
-/// Whether a plaintext HTTP request gets no plaintext answer.
-async fn refuses_plaintext(addr: &str) -> Result<bool, String> {
-    let mut tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| "timeout")?
-        .map_err(|e| e.to_string())?;
-    let _ = tcp
-        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(TIMEOUT, tcp.read_to_end(&mut buf)).await;
-    Ok(!String::from_utf8_lossy(&buf).contains("HTTP/"))
-}
-
 async fn audit(tls: &ClientTls, ca: &str, addr: &str, role: &str, speaks: Speaks) -> Row {
-    let mut checks = Vec::new();
-    match handshake(tls, addr).await {
-        Ok((info, negotiated)) => {
-            checks.push((
-                true,
-                format!(
-                    "mutual TLS ok; certificate \"{}\"",
-                    info.common_name.as_deref().unwrap_or(&info.subject)
-                ),
-            ));
-            let group = negotiated.kx_group.as_deref().unwrap_or("none");
-            checks.push((
-                true,
-                format!(
-                    "{} {}, key exchange {group}{}",
-                    negotiated.version,
-                    negotiated.cipher,
-                    if group == "X25519MLKEM768" {
-                        " (post-quantum hybrid)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-            let usages_ok = info.allows_server_auth() && info.allows_client_auth();
-            checks.push((
-                usages_ok,
-                if usages_ok {
-                    "usages serverAuth + clientAuth".to_string()
-                } else {
-                    "usages lack serverAuth or clientAuth: re-issue with the server profile (tiox cert issue --profile server)".to_string()
-                },
-            ));
-            let days = info.days_left(time::OffsetDateTime::now_utc());
-            checks.push((
-                true,
-                if days < EXPIRY_WARNING_DAYS {
-                    format!(
-                        "WARNING: expires in {days} days ({}): rotate it",
-                        format_time(info.not_after)
-                    )
-                } else {
-                    format!("expires {} ({days} days)", format_time(info.not_after))
-                },
-            ));
-        }
-        Err(e) => checks.push((false, format!("mutual TLS failed: {e}"))),
-    }
-    match refuses_no_client_cert(ca, addr, speaks).await {
-        Ok(true) => checks.push((true, "client without certificate refused".into())),
-        Ok(false) => checks.push((false, "a client WITHOUT a certificate was served: this port does not require client certificates".into())),
-        Err(e) => checks.push((false, format!("could not test a certificate-less client: {e}"))),
-    }
-    match refuses_plaintext(addr).await {
-        Ok(true) => checks.push((true, "plaintext refused".into())),
-        Ok(false) => checks.push((
-            false,
-            "PLAINTEXT was answered: TLS is off on this port; configure [security]".into(),
-        )),
-        Err(e) => checks.push((false, format!("could not test plaintext: {e}"))),
-    }
+    let (checks, _) = probe::audit(tls, Path::new(ca), addr, speaks).await;
     Row {
         endpoint: addr.to_string(),
         role: role.to_string(),
-        checks,
+        checks: checks.into_iter().map(|c| (c.ok, c.text)).collect(),
     }
 }
 
@@ -237,7 +86,7 @@ pub async fn run(a: CheckArgs) -> i32 {
         };
     let (tls, peer_tls) = match (
         ClientTls::with_alpn(settings.clone(), vec![Speaks::Http.alpn()]),
-        ClientTls::with_alpn(settings, vec![Speaks::PdRaft.alpn()]),
+        ClientTls::with_alpn(settings, vec![PD_RAFT.alpn()]),
     ) {
         (Ok(t), Ok(p)) => (Arc::new(t), p),
         (Err(e), _) | (_, Err(e)) => {
@@ -316,7 +165,7 @@ pub async fn run(a: CheckArgs) -> i32 {
                         });
                         continue;
                     }
-                    rows.push(audit(&peer_tls, &a.cacert, &addr, &role, Speaks::PdRaft).await);
+                    rows.push(audit(&peer_tls, &a.cacert, &addr, &role, PD_RAFT).await);
                 }
             }
         }

@@ -5,7 +5,10 @@
 //!  data dir ── certs/ (tiox cert init, first start only)
 //!           ├─ topology.json (ports, kept so a second start reuses them)
 //!           ├─ pd-N/ kv-N/ tidb-N/ (data)      logs/*.log
-//!           └─ root-password (0600, the generated MySQL root password)
+//!           ├─ root-password (0600, the generated MySQL root password)
+//!           └─ certs/dashboard-client.p12 (+ .password, 0600): the client
+//!              certificate as a PKCS#12 bundle to import into a browser
+//!              for PD's dashboard (made with the `openssl` tool, if present)
 //!  [1/4] PD x N (Raft peers, --initial-cluster, https)  -> /pd/api/v1/health
 //!  [2/4] TiKV x N (--pd https://...)                    -> stores Up, regions led,
 //!                                                          min(N, 3) voters each, all up
@@ -384,6 +387,76 @@ fn spawn(
 }
 
 /// `line` without ANSI escape sequences (ESC [ ... final byte).
+/// Writes `certs/dashboard-client.p12` (the cluster client certificate,
+/// its key and the CA; password in `dashboard-client.p12.password`, mode
+/// 0600) with the `openssl` tool, once; returns how to sign in to PD's
+/// dashboard. Without `openssl` it says how to make the bundle.
+fn dashboard_sign_in(certs: &Path) -> String {
+    let p12 = certs.join("dashboard-client.p12");
+    let pw_file = certs.join("dashboard-client.p12.password");
+    let c = |f: &str| certs.join(f).display().to_string();
+    let trust = format!(
+        "; trust {} as a certificate authority for websites",
+        c("ca.pem")
+    );
+    if p12.exists() && pw_file.exists() {
+        return format!(
+            "import {} into the browser (password in {}){trust}",
+            p12.display(),
+            pw_file.display()
+        );
+    }
+    let mut raw = [0u8; 12];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw));
+    let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let written = random.is_ok() && {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&pw_file)
+            .and_then(|mut f| f.write_all(password.as_bytes()))
+            .is_ok()
+    };
+    let made = written
+        && Command::new("openssl")
+            .args(["pkcs12", "-export", "-name", "tiox dashboard", "-in"])
+            .arg(c("client.pem"))
+            .arg("-inkey")
+            .arg(c("client-key.pem"))
+            .arg("-certfile")
+            .arg(c("ca.pem"))
+            .arg("-out")
+            .arg(&p12)
+            .arg("-passout")
+            .arg(format!("file:{}", pw_file.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if made {
+        format!(
+            "import {} into the browser (password in {}){trust}",
+            p12.display(),
+            pw_file.display()
+        )
+    } else {
+        let _ = std::fs::remove_file(&pw_file);
+        format!(
+            "make a PKCS#12 bundle with `openssl pkcs12 -export -in {} -inkey {} -certfile {} -out {}` \
+             (the openssl tool was not found or failed), import it into the browser{trust}",
+            c("client.pem"),
+            c("client-key.pem"),
+            c("ca.pem"),
+            p12.display()
+        )
+    }
+}
+
 fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
@@ -908,6 +981,10 @@ async fn run_inner(a: PlaygroundArgs) -> Result<(), String> {
             ctl_tls(false)
         ),
     );
+    if tls {
+        out.insert("5 dashboard", format!("{}/dashboard/", pd_urls[0]));
+        out.insert("6 dashboard sign-in", dashboard_sign_in(&certs));
+    }
     for (k, v) in &out {
         println!("{:<22} {v}", &k[2..]);
     }
