@@ -3,7 +3,8 @@
 //! member answers) to the leader over one cached h2 connection, through
 //! `ClientTls` when TLS is configured, and streams the answer back
 //! (trailers, and so gRPC status, included). Clients may thus talk to any
-//! member. When no leader is known, the call is served locally, which
+//! member. etcd's services are forwarded the same way, except MemberList and
+//! Status, which every member answers for itself. When no leader is known, the call is served locally, which
 //! answers with a not-leader error.
 
 use std::sync::Arc;
@@ -83,7 +84,9 @@ pub async fn forward_grpc(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if !path.starts_with("/pdpb.PD/") || path == "/pdpb.PD/GetMembers" {
+    if !crate::etcd::forwarded(path)
+        && (!path.starts_with("/pdpb.PD/") || path == "/pdpb.PD/GetMembers")
+    {
         return next.run(req).await;
     }
     let leader = match state.cluster() {
