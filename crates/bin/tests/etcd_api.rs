@@ -111,15 +111,17 @@ impl Etcdctl {
 struct BackgroundWatch {
     child: Child,
     lines: mpsc::Receiver<String>,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl BackgroundWatch {
     fn start(ctl: &Etcdctl, args: &[&str]) -> BackgroundWatch {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = ctl
             .command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(stderr.reopen().unwrap()))
             .spawn()
             .expect("etcdctl watch runs");
         let out = child.stdout.take().unwrap();
@@ -131,7 +133,11 @@ impl BackgroundWatch {
                 }
             }
         });
-        BackgroundWatch { child, lines }
+        BackgroundWatch {
+            child,
+            lines,
+            stderr,
+        }
     }
 
     /// Waits for a line equal to `want`; returns the lines seen up to it.
@@ -150,7 +156,11 @@ impl BackgroundWatch {
                 Err(_) => break,
             }
         }
-        panic!("the watch did not print {want:?} within {within:?}; it printed {seen:?}");
+        panic!(
+            "the watch did not print {want:?} within {within:?}; it printed {seen:?}; its \
+             stderr: {}",
+            std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+        );
     }
 }
 

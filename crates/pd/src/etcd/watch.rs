@@ -30,6 +30,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::store::in_range;
 use super::Published;
+
+/// A watch stream's error when this member cannot serve it. Not etcd's "no
+/// leader" message: etcd's client takes that one as final for a watch,
+/// while any other `Unavailable` makes it re-create its watchers.
+fn unavailable(e: crate::Error) -> Status {
+    match e {
+        crate::Error::NotLeader { .. } => {
+            Status::unavailable("etcdserver: this PD member does not lead; retry")
+        }
+        other => super::Error::from(other).into(),
+    }
+}
 use crate::server::State;
 
 /// How often a watcher that asked for progress notifications and saw no
@@ -116,7 +128,7 @@ impl Session {
         let mut c = self
             .state
             .cluster()
-            .map_err(|e| Err(super::Error::from(e).into()))?;
+            .map_err(|e| Err(unavailable(e)))?;
         let (store, _) = c.etcd();
         let current = store.revision();
         let Some(w) = self.watchers.get_mut(&id) else {
@@ -159,7 +171,7 @@ impl Session {
             self.next_id
         };
         let revision = {
-            let mut c = self.state.cluster().map_err(super::Error::from)?;
+            let mut c = self.state.cluster().map_err(unavailable)?;
             c.etcd().0.revision()
         };
         if self.watchers.contains_key(&id) {
@@ -239,7 +251,7 @@ impl Session {
 
     async fn progress(&mut self, all: bool) -> Result<(), Status> {
         let revision = {
-            let mut c = self.state.cluster().map_err(super::Error::from)?;
+            let mut c = self.state.cluster().map_err(unavailable)?;
             c.etcd().0.revision()
         };
         if all {
@@ -305,7 +317,7 @@ impl Session {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick() => self.progress(false).await,
-                _ = check.tick() => self.state.cluster().map(drop).map_err(|e| super::Error::from(e).into()),
+                _ = check.tick() => self.state.cluster().map(drop).map_err(unavailable),
             };
             if let Err(status) = r {
                 let _ = self.out.send(Err(status)).await;
@@ -330,7 +342,7 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let state = self.state.clone();
         state.metrics.grpc("etcd.Watch");
-        drop(state.cluster().map_err(super::Error::from)?);
+        drop(state.cluster().map_err(unavailable)?);
         let (tx, rx) = mpsc::channel(256);
         let session = Session {
             hub: state.etcd.subscribe(),
