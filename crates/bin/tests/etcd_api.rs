@@ -210,14 +210,20 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
     };
 
     // put, get --prefix, del.
-    assert_eq!(ctl.eventually(&["put", "/app/a", "1"], Duration::from_secs(20)), "OK\n");
+    assert_eq!(
+        ctl.eventually(&["put", "/app/a", "1"], Duration::from_secs(20)),
+        "OK\n"
+    );
     assert_eq!(ctl.ok(&["put", "/app/b", "2"]), "OK\n");
     assert_eq!(ctl.ok(&["put", "/other", "x"]), "OK\n");
     assert_eq!(
         ctl.ok(&["get", "--prefix", "/app/"]),
         "/app/a\n1\n/app/b\n2\n"
     );
-    assert_eq!(ctl.ok(&["get", "--prefix", "--keys-only", "/app/"]), "/app/a\n\n/app/b\n\n");
+    assert_eq!(
+        ctl.ok(&["get", "--prefix", "--keys-only", "/app/"]),
+        "/app/a\n\n/app/b\n\n"
+    );
     let limited = ctl.ok(&["get", "--prefix", "--limit=1", "-w", "fields", "/app/"]);
     assert!(
         limited.contains("\"Count\" : 2") && limited.contains("\"More\" : true"),
@@ -231,7 +237,10 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
     assert_eq!(ctl.ok_with(&["txn"], Some(cas)), "SUCCESS\n\nOK\n");
     assert_eq!(ctl.ok_with(&["txn"], Some(cas)), "FAILURE\n\nOK\n");
     assert_eq!(ctl.ok(&["get", "/app/a", "--print-value-only"]), "2\n");
-    assert_eq!(ctl.ok(&["get", "/app/failed", "--print-value-only"]), "yes\n");
+    assert_eq!(
+        ctl.ok(&["get", "/app/failed", "--print-value-only"]),
+        "yes\n"
+    );
 
     // A watch in the background sees a later put and a delete.
     let watch = BackgroundWatch::start(&ctl, &["watch", "--prefix", "/w/"]);
@@ -261,16 +270,23 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
     let kept = ctl.ok(&["lease", "keep-alive", "--once", &id]);
     assert!(kept.contains("keepalived with TTL(60)"), "{kept}");
     let ttl = ctl.ok(&["lease", "timetolive", "--keys", &id]);
-    assert!(ttl.contains("granted with TTL(60s)") && ttl.contains("/leased"), "{ttl}");
+    assert!(
+        ttl.contains("granted with TTL(60s)") && ttl.contains("/leased"),
+        "{ttl}"
+    );
     assert!(ctl.ok(&["lease", "list"]).contains(&id));
     assert!(ctl.ok(&["lease", "revoke", &id]).contains("revoked"));
-    assert_eq!(ctl.ok(&["get", "/leased"]), "", "the revoked lease's key is gone");
+    assert_eq!(
+        ctl.ok(&["get", "/leased"]),
+        "",
+        "the revoked lease's key is gone"
+    );
 
     // A short lease expires on its own, and its key with it.
     let short = lease_id(&ctl.ok(&["lease", "grant", "2"]));
     ctl.ok(&["put", "--lease", &short, "/short", "v"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ctl.ok(&["get", "/short"]) != "" {
+    while !ctl.ok(&["get", "/short"]).is_empty() {
         assert!(Instant::now() < deadline, "the expired lease's key stayed");
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -282,7 +298,10 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
         "{members}"
     );
     let status = ctl.ok(&["endpoint", "status"]);
-    assert!(status.contains(&cluster.pd_addr) && status.contains("true"), "{status}");
+    assert!(
+        status.contains(&cluster.pd_addr) && status.contains("true"),
+        "{status}"
+    );
 
     // Unsupported RPCs say so in etcd's terms.
     let auth = ctl.run_with(&["user", "list"], None);
@@ -306,7 +325,10 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
         cert: Some((foreign.path("client.pem"), foreign.path("client-key.pem"))),
     };
     let out = impostor.run_with(&["get", "/app/a"], None);
-    assert!(!out.status.success(), "served a client certificate from another CA");
+    assert!(
+        !out.status.success(),
+        "served a client certificate from another CA"
+    );
     assert_eq!(ctl.ok(&["get", "/app/a", "--print-value-only"]), "2\n");
 }
 
@@ -391,9 +413,15 @@ fn leases_and_watches_survive_a_pd_leader_sigkill() {
     };
     survivors.eventually(&["put", "/w/2", "after-kill"], Duration::from_secs(30));
     watch.wait_for("after-kill", Duration::from_secs(20));
-    assert_eq!(survivors.ok(&["get", "/before", "--print-value-only"]), "1\n");
+    assert_eq!(
+        survivors.ok(&["get", "/before", "--print-value-only"]),
+        "1\n"
+    );
     let ttl = survivors.ok(&["lease", "timetolive", "--keys", &id]);
-    assert!(ttl.contains("/leased") && !ttl.contains("already expired"), "{ttl}");
+    assert!(
+        ttl.contains("/leased") && !ttl.contains("already expired"),
+        "{ttl}"
+    );
     let kept = survivors.ok(&["lease", "keep-alive", "--once", &id]);
     assert!(kept.contains("keepalived"), "{kept}");
     assert!(survivors.ok(&["lease", "revoke", &id]).contains("revoked"));

@@ -121,7 +121,12 @@ pub async fn forward_grpc(
     let mut sender = sender;
     match sender.send_request(Request::from_parts(parts, body)).await {
         Ok(resp) => resp
-            .map(|b| Body::new(UnavailableOnBreak { inner: b, done: false }))
+            .map(|b| {
+                Body::new(UnavailableOnBreak {
+                    inner: b,
+                    done: false,
+                })
+            })
             .into_response(),
         Err(e) => {
             tracing::warn!("forwarding to the PD leader {leader} failed: {e}");
@@ -171,9 +176,7 @@ impl hyper::body::Body for UnavailableOnBreak {
                 h.insert("grpc-status", axum::http::HeaderValue::from_static("14"));
                 h.insert(
                     "grpc-message",
-                    axum::http::HeaderValue::from_static(
-                        "the PD leader went away mid-call; retry",
-                    ),
+                    axum::http::HeaderValue::from_static("the PD leader went away mid-call; retry"),
                 );
                 Poll::Ready(Some(Ok(hyper::body::Frame::trailers(h))))
             }

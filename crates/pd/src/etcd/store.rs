@@ -374,7 +374,11 @@ impl Store {
         use pb::request_op::Request as Rq;
         use pb::response_op::Response as Rs;
         let succeeded = req.compare.iter().all(|c| self.compare(b, c));
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::new();
         for op in ops {
             let r = match &op.request {
@@ -409,9 +413,15 @@ impl Store {
             .keys_in(&req.key, &req.range_end)
             .map(<[u8]>::to_vec)
             .collect();
-        keys.extend(b.events.iter().filter_map(|e| e.kv.as_ref()).filter_map(|kv| {
-            in_range(&kv.key, &req.key, &req.range_end).then(|| kv.key.clone())
-        }));
+        keys.extend(
+            b.events
+                .iter()
+                .filter_map(|e| e.kv.as_ref())
+                .filter(|kv| in_range(&kv.key, &req.key, &req.range_end))
+                .map(|kv| kv.key.clone()),
+        );
+        keys.sort();
+        keys.dedup();
         for (i, key) in keys.into_iter().enumerate() {
             if let Some(kv) = self.staged_kv(b, &key) {
                 overlay.index.insert(key, vec![(0, i as u32)]);
@@ -536,7 +546,11 @@ impl Store {
                 .history
                 .get(last)
                 .is_some_and(|e| e.r#type == EventType::Put as i32);
-            let n = if keep_last { upto.len() - 1 } else { upto.len() };
+            let n = if keep_last {
+                upto.len() - 1
+            } else {
+                upto.len()
+            };
             drop.extend_from_slice(&upto[..n]);
         }
         let old = self.compact_revision;
@@ -576,7 +590,10 @@ impl Store {
         Ok(self
             .history
             .range((from, 0)..)
-            .filter(|(_, e)| e.kv.as_ref().is_some_and(|kv| in_range(&kv.key, start, end)))
+            .filter(|(_, e)| {
+                e.kv.as_ref()
+                    .is_some_and(|kv| in_range(&kv.key, start, end))
+            })
             .map(|(pos, e)| {
                 let mut e = e.clone();
                 if prev_kv {
@@ -806,10 +823,7 @@ mod tests {
             })
             .unwrap();
         let kv = &r.kvs[0];
-        assert_eq!(
-            (kv.create_revision, kv.mod_revision, kv.version),
-            (1, 2, 2)
-        );
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
     }
 
     #[test]

@@ -125,10 +125,7 @@ impl Session {
     /// the history. Returns the responses to send, or the compaction
     /// revision if that history is gone.
     fn catch_up(&mut self, id: i64) -> Result<Vec<pb::WatchResponse>, Result<i64, Status>> {
-        let mut c = self
-            .state
-            .cluster()
-            .map_err(|e| Err(unavailable(e)))?;
+        let mut c = self.state.cluster().map_err(|e| Err(unavailable(e)))?;
         let (store, _) = c.etcd();
         let current = store.revision();
         let Some(w) = self.watchers.get_mut(&id) else {
