@@ -180,20 +180,12 @@ fn lease_id(granted: &str) -> String {
         .to_string()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cert() {
     if !have_etcdctl() {
         return;
     }
-    let rt = runtime();
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let cluster = rt.block_on(Cluster::start_opts(
         true,
         1,
@@ -304,8 +296,17 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
     );
 
     // Unsupported RPCs say so in etcd's terms.
-    let auth = ctl.run_with(&["user", "list"], None);
-    assert!(!auth.status.success());
+    for args in [
+        &["user", "list"][..],
+        &["member", "add", "x", "--peer-urls=https://127.0.0.1:1"],
+    ] {
+        let out = ctl.run_with(args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("is not supported by tiox's PD"),
+            "etcdctl {args:?}: {err}"
+        );
+    }
 
     // No client certificate: refused.
     let no_cert = Etcdctl {

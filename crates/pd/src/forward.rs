@@ -84,6 +84,9 @@ pub async fn forward_grpc(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
+    if let Some(resp) = crate::etcd::unsupported(path) {
+        return resp;
+    }
     if !crate::etcd::forwarded(path)
         && (!path.starts_with("/pdpb.PD/") || path == "/pdpb.PD/GetMembers")
     {

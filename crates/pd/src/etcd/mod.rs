@@ -209,3 +209,36 @@ pub fn forwarded(path: &str) -> bool {
         && path != "/etcdserverpb.Cluster/MemberList"
         && path != "/etcdserverpb.Maintenance/Status"
 }
+
+/// The etcd RPCs PD serves; any other `/etcdserverpb.*` call is answered
+/// [`unsupported`].
+const SERVED: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+    "/etcdserverpb.Watch/Watch",
+    "/etcdserverpb.Lease/LeaseGrant",
+    "/etcdserverpb.Lease/LeaseRevoke",
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    "/etcdserverpb.Lease/LeaseLeases",
+    "/etcdserverpb.Cluster/MemberList",
+    "/etcdserverpb.Maintenance/Status",
+];
+
+/// gRPC `Unimplemented` with an etcd-style message for an etcd RPC PD does
+/// not serve (Auth, membership changes, most of Maintenance); `None` for
+/// any other path.
+pub fn unsupported(path: &str) -> Option<axum::response::Response> {
+    if !path.starts_with("/etcdserverpb.") || SERVED.contains(&path) {
+        return None;
+    }
+    let method = path.trim_start_matches("/etcdserverpb.");
+    let status = tonic::Status::unimplemented(format!(
+        "etcdserver: {method} is not supported by tiox's PD (it serves KV, Watch, Lease, \
+         Cluster/MemberList and Maintenance/Status)"
+    ));
+    Some(status.into_http())
+}

@@ -239,10 +239,7 @@ impl Store {
         storage: &mut Storage,
         req: &pb::PutRequest,
     ) -> Result<(pb::PutResponse, Written)> {
-        let mut b = Batch::default();
-        let resp = self.stage_put(&mut b, req)?;
-        let written = self.commit(storage, b)?;
-        Ok((resp, written))
+        self.write(storage, |s, b| s.stage_put(b, req))
     }
 
     /// Delete the keys in a range.
@@ -251,10 +248,7 @@ impl Store {
         storage: &mut Storage,
         req: &pb::DeleteRangeRequest,
     ) -> Result<(pb::DeleteRangeResponse, Written)> {
-        let mut b = Batch::default();
-        let resp = self.stage_delete(&mut b, req)?;
-        let written = self.commit(storage, b)?;
-        Ok((resp, written))
+        self.write(storage, |s, b| s.stage_delete(b, req))
     }
 
     /// A transaction: the compares decide between the success and the
@@ -265,8 +259,17 @@ impl Store {
         req: &pb::TxnRequest,
     ) -> Result<(pb::TxnResponse, Written)> {
         check_txn_keys(req)?;
+        self.write(storage, |s, b| s.stage_txn(b, req))
+    }
+
+    /// Stages a request's changes, then writes them as one batch.
+    fn write<R>(
+        &mut self,
+        storage: &mut Storage,
+        stage: impl FnOnce(&Self, &mut Batch) -> Result<R>,
+    ) -> Result<(R, Written)> {
         let mut b = Batch::default();
-        let resp = self.stage_txn(&mut b, req)?;
+        let resp = stage(self, &mut b)?;
         let written = self.commit(storage, b)?;
         Ok((resp, written))
     }
