@@ -331,6 +331,31 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
         "served a client certificate from another CA"
     );
     assert_eq!(ctl.ok(&["get", "/app/a", "--print-value-only"]), "2\n");
+
+    // Keys and revisions survive a restart of PD (SIGKILL, same data dir).
+    let before = ctl.ok(&["get", "/app/a", "-w", "fields"]);
+    let mut cluster = cluster;
+    cluster.pd.kill();
+    cluster.pd.start();
+    let after = ctl.eventually(&["get", "/app/a", "-w", "fields"], Duration::from_secs(20));
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("\"{name}\"")))
+            .map(str::to_string)
+    };
+    for name in [
+        "ModRevision",
+        "CreateRevision",
+        "Version",
+        "Value",
+        "Revision",
+    ] {
+        assert_eq!(
+            field(&before, name),
+            field(&after, name),
+            "{name} after restart"
+        );
+    }
 }
 
 /// Three PD members with Raft over mutual TLS.
