@@ -242,3 +242,43 @@ pub fn unsupported(path: &str) -> Option<axum::response::Response> {
     ));
     Some(status.into_http())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_forward_etcd_calls_but_answer_member_list_and_status_themselves() {
+        assert!(forwarded("/etcdserverpb.KV/Put"));
+        assert!(forwarded("/etcdserverpb.Watch/Watch"));
+        assert!(!forwarded("/etcdserverpb.Cluster/MemberList"));
+        assert!(!forwarded("/etcdserverpb.Maintenance/Status"));
+        assert!(!forwarded("/pdpb.PD/Tso"));
+    }
+
+    #[test]
+    fn rpcs_not_served_are_unimplemented_with_an_etcd_message() {
+        let resp = unsupported("/etcdserverpb.Auth/UserList").expect("refused");
+        let h = resp.headers();
+        assert_eq!(h.get("grpc-status").unwrap(), "12");
+        let msg = h.get("grpc-message").unwrap().to_str().unwrap();
+        assert!(msg.starts_with("etcdserver:"), "{msg}");
+        assert!(unsupported("/etcdserverpb.Cluster/MemberAdd").is_some());
+        assert!(unsupported("/etcdserverpb.KV/Range").is_none());
+        assert!(unsupported("/pdpb.PD/Tso").is_none());
+    }
+
+    #[test]
+    fn errors_carry_etcds_codes_and_messages() {
+        let s: tonic::Status = Error::Compacted.into();
+        assert_eq!(s.code(), tonic::Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s: tonic::Status = Error::Pd(crate::Error::NotLeader { leader: None }).into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        let s: tonic::Status = Error::LeaseNotFound.into();
+        assert_eq!(s.code(), tonic::Code::NotFound);
+    }
+}

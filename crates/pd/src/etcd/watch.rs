@@ -352,3 +352,54 @@ impl Watch for WatchService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiox_proto::mvccpb::KeyValue;
+
+    fn event(kind: EventType, key: &str, rev: i64) -> mvccpb::Event {
+        mvccpb::Event {
+            r#type: kind as i32,
+            kv: Some(KeyValue {
+                key: key.into(),
+                mod_revision: rev,
+                ..Default::default()
+            }),
+            prev_kv: Some(KeyValue {
+                key: key.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn watcher(no_put: bool, prev_kv: bool, next: i64) -> Watcher {
+        Watcher {
+            key: b"p/".to_vec(),
+            range_end: b"p0".to_vec(),
+            no_put,
+            no_delete: false,
+            prev_kv,
+            progress_notify: false,
+            next,
+            active: false,
+        }
+    }
+
+    #[test]
+    fn a_watcher_gets_its_range_above_its_next_revision_with_filters_applied() {
+        let evs = vec![
+            event(EventType::Put, "p/a", 5),
+            event(EventType::Delete, "p/b", 5),
+            event(EventType::Put, "q", 5),
+            event(EventType::Put, "p/c", 3),
+        ];
+        let all = watcher(false, false, 4).select(&evs);
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|e| e.prev_kv.is_none()));
+        let no_put = watcher(true, true, 4).select(&evs);
+        assert_eq!(no_put.len(), 1);
+        assert_eq!(no_put[0].r#type, EventType::Delete as i32);
+        assert!(no_put[0].prev_kv.is_some());
+    }
+}
