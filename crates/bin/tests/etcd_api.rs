@@ -2,7 +2,9 @@
 //! etcd-client): put, get --prefix, del, txn, a background watch, leases,
 //! member list and endpoint status over mutual TLS; without a client
 //! certificate, or with one from another CA, it is refused. Then three PD
-//! members: leases and watches survive a SIGKILL of the leader.
+//! members: leases and watches survive a SIGKILL of the leader, with
+//! etcdctl and with the Rust `etcd-client` (its watch re-created from the
+//! next revision sees what was written meanwhile).
 //!
 //! Skipped, with a message, when `etcdctl` is not installed
 //! (`apt-get install etcd-client`; `.ci/run` installs it).
@@ -452,4 +454,96 @@ fn leases_and_watches_survive_a_pd_leader_sigkill() {
     assert!(kept.contains("keepalived"), "{kept}");
     assert!(survivors.ok(&["lease", "revoke", &id]).contains("revoked"));
     assert_eq!(survivors.ok(&["get", "/leased"]), "");
+}
+
+#[test]
+fn rust_etcd_client_rewatches_from_its_next_revision_after_a_pd_leader_sigkill() {
+    use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions, WatchOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(&dir.path().join("certs"));
+    let (mut pds, urls) = start_three(dir.path(), &certs);
+    let read = |name: &str| std::fs::read(certs.path(name)).unwrap();
+    let tls = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .identity(Identity::from_pem(
+            read("client.pem"),
+            read("client-key.pem"),
+        ));
+    let options = ConnectOptions::new().with_tls(tls);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let connect = |endpoints: Vec<String>| {
+            let options = options.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if let Ok(mut c) = Client::connect(&endpoints, Some(options.clone())).await {
+                        if c.put("/ready", "1", None).await.is_ok() {
+                            return c;
+                        }
+                    }
+                    assert!(Instant::now() < deadline, "no PD leader took writes");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        };
+        let mut client = connect(urls.clone()).await;
+        let mut stream = client
+            .watch("/r/", Some(WatchOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        client.put("/r/1", "a", None).await.unwrap();
+        let (value, seen) = next_put(&mut stream).await;
+        assert_eq!(value, "a");
+
+        let leader_id = client.status().await.unwrap().leader();
+        let leader = (0..3)
+            .find(|i| tiox_pd::replication::member_id(&format!("pd{i}")) == leader_id)
+            .expect("the leader is one of the three");
+        pds[leader].kill();
+
+        // The stream breaks (the leader it was served by is gone) ...
+        let broke = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(_)) = stream.message().await {}
+        })
+        .await;
+        assert!(broke.is_ok(), "the watch stream outlived its leader");
+        // ... a write lands on the new leader meanwhile ...
+        let rest: Vec<String> = (0..3)
+            .filter(|i| *i != leader)
+            .map(|i| urls[i].clone())
+            .collect();
+        let mut client = connect(rest).await;
+        client.put("/r/2", "b", None).await.unwrap();
+        // ... and the watch re-created from the next revision sees it.
+        let mut again = client
+            .watch(
+                "/r/",
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(seen + 1),
+                ),
+            )
+            .await
+            .unwrap();
+        let (value, rev) = next_put(&mut again).await;
+        assert_eq!(value, "b", "the missed put, replayed");
+        assert!(rev > seen, "{rev} <= {seen}");
+    });
+}
+
+/// The value and revision of the next event on a Rust-client watch stream
+/// (skipping the "created" answer and progress reports), within 10 s.
+async fn next_put(stream: &mut etcd_client::WatchStream) -> (String, i64) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = stream.message().await.unwrap().expect("the stream is open");
+            if let Some(kv) = m.events().first().and_then(|e| e.kv()) {
+                return (kv.value_str().unwrap().to_string(), kv.mod_revision());
+            }
+        }
+    })
+    .await
+    .expect("an event within 10 s")
 }
