@@ -492,6 +492,13 @@ fn rust_etcd_client_rewatches_from_its_next_revision_after_a_pd_leader_sigkill()
             .watch("/r/", Some(WatchOptions::new().with_prefix()))
             .await
             .unwrap();
+        // The watcher exists once its "created" answer is in.
+        let created = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("created within 10 s")
+            .unwrap()
+            .unwrap();
+        assert!(created.created());
         client.put("/r/1", "a", None).await.unwrap();
         let (value, seen) = next_put(&mut stream).await;
         assert_eq!(value, "a");
