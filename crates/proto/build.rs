@@ -13,6 +13,8 @@ const FILES: &[&str] = &[
     "tikvpb.proto",
     "pdpb.proto",
     "keyspacepb.proto",
+    "kv.proto",
+    "rpc.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -38,6 +38,8 @@ pub struct Cluster {
     adding: std::collections::HashMap<u64, (metapb::Peer, u64)>,
     /// `[schedule] max-store-down-time` in ms.
     max_store_down_ms: u64,
+    /// The etcd key space (etcd v3 API), in the same storage.
+    etcd: crate::etcd::store::Store,
 }
 
 /// An add-a-replica operator not seen through by then is given up (a new
@@ -56,6 +58,10 @@ impl Cluster {
         let meta = Meta::load(&mut storage, new_cluster_id)?;
         let tso = TsoAllocator::load(&mut storage, now_ms, DEFAULT_WINDOW_MS)?;
         let ids = IdAllocator::load(&storage, DEFAULT_STEP)?;
+        let etcd = crate::etcd::store::Store::load(&storage, now_ms).map_err(|e| match e {
+            crate::etcd::Error::Pd(e) => e,
+            other => crate::Error::Corrupt(other.to_string()),
+        })?;
         Ok(Cluster {
             storage,
             meta,
@@ -63,7 +69,13 @@ impl Cluster {
             ids,
             adding: Default::default(),
             max_store_down_ms: schedule::DEFAULT_MAX_STORE_DOWN_MS,
+            etcd,
         })
+    }
+
+    /// The etcd key space and the storage its writes go to.
+    pub fn etcd(&mut self) -> (&mut crate::etcd::store::Store, &mut Storage) {
+        (&mut self.etcd, &mut self.storage)
     }
 
     /// Sets `[schedule] max-store-down-time` (ms).

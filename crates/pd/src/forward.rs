@@ -4,8 +4,10 @@
 //! the leader over one cached h2 connection, through
 //! `ClientTls` when TLS is configured, and streams the answer back
 //! (trailers, and so gRPC status, included). Clients may thus talk to any
-//! member. When no leader is known, the call is served locally, which
-//! answers with a not-leader error.
+//! member. etcd's services are forwarded the same way, except MemberList
+//! and Status, which every member answers for itself. When no leader is
+//! known, the call is served locally, which answers with a not-leader
+//! error.
 
 use std::sync::Arc;
 
@@ -90,7 +92,11 @@ pub async fn forward_grpc(
     req: Request,
     next: Next,
 ) -> Response {
-    if !forwarded(req.uri().path()) {
+    let path = req.uri().path();
+    if let Some(resp) = crate::etcd::unsupported(path) {
+        return resp;
+    }
+    if !crate::etcd::forwarded(path) && !forwarded(path) {
         return next.run(req).await;
     }
     let page = req.uri().path().starts_with("/dashboard/");
@@ -125,7 +131,14 @@ pub async fn forward_grpc(
     }
     let mut sender = sender;
     match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(resp) => resp.map(Body::new).into_response(),
+        Ok(resp) => resp
+            .map(|b| {
+                Body::new(UnavailableOnBreak {
+                    inner: b,
+                    done: false,
+                })
+            })
+            .into_response(),
         Err(e) => {
             tracing::warn!("forwarding to the PD leader {leader} failed: {e}");
             if page {
@@ -148,5 +161,53 @@ pub async fn forward_grpc(
             );
             resp
         }
+    }
+}
+
+/// A forwarded answer's body whose break (the leader went away mid-stream,
+/// e.g. a Watch or a keep-alive stream) ends the call with gRPC
+/// `Unavailable` trailers, which clients retry on, instead of a reset
+/// stream, which etcd's client takes as final.
+struct UnavailableOnBreak {
+    inner: hyper::body::Incoming,
+    done: bool,
+}
+
+impl hyper::body::Body for UnavailableOnBreak {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                tracing::debug!("a forwarded gRPC stream broke: {e}");
+                let mut h = axum::http::HeaderMap::new();
+                h.insert("grpc-status", axum::http::HeaderValue::from_static("14"));
+                h.insert(
+                    "grpc-message",
+                    axum::http::HeaderValue::from_static("the PD leader went away mid-call; retry"),
+                );
+                Poll::Ready(Some(Ok(hyper::body::Frame::trailers(h))))
+            }
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
     }
 }

@@ -31,8 +31,8 @@ type St = AxState<Arc<State>>;
 pub fn router(state: Arc<State>) -> Router {
     let grpc = tonic::service::Routes::new(pdpb::pd_server::PdServer::new(PdService::new(
         state.clone(),
-    )))
-    .into_axum_router();
+    )));
+    let grpc = crate::etcd::add_services(grpc, &state).into_axum_router();
     let api = Router::new()
         .route("/pd/api/v1/cluster", get(cluster))
         .route("/pd/api/v1/members", get(members).post(add_member))

@@ -4,7 +4,8 @@
 //! Data path: clients and stores call PD's gRPC `pdpb.PD` service and its HTTP
 //! API on one client port (mutual TLS via `tiox-security`, see [`server`]);
 //! both land in the deterministic core ([`cluster::Cluster`]), which keeps
-//! its state in an fsynced log ([`storage`]).
+//! its state in an fsynced log ([`storage`]). The same port serves etcd's
+//! v3 API ([`etcd`]), whose key space lives in the same replicated storage.
 //!
 //! ```text
 //!   client port (TLS) ──► server::serve ─┬─ gRPC  grpc::PdService ─┐
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod etcd;
 pub mod forward;
 pub mod grpc;
 pub mod http;

@@ -684,6 +684,12 @@ impl Replica {
             .to_map()
     }
 
+    /// The last Raft index applied to the state here.
+    pub fn applied_index(&self) -> u64 {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        read_u64(&state, APPLIED_KEY).ok().flatten().unwrap_or(0)
+    }
+
     /// The members heard of (always including this one).
     pub fn members(&self) -> Vec<MemberInfo> {
         self.members

@@ -62,6 +62,8 @@ pub struct State {
     replica: Option<Replica>,
     /// The connection followers forward gRPC calls over.
     pub forwarder: crate::forward::Forwarder,
+    /// The etcd watch hub (this member's Watch streams).
+    pub etcd: crate::etcd::Hub,
 }
 
 /// The locked core of a serving leader.
@@ -214,6 +216,16 @@ impl State {
         apply_max_replicas(&mut cluster, self.config.config.replication.max_replicas)?;
         cluster.set_max_store_down_ms(self.config.max_store_down_ms);
         Ok(cluster)
+    }
+
+    /// The Raft status, when PD is replicated.
+    pub fn raft_status(&self) -> Option<crate::replication::RaftStatus> {
+        self.replica.as_ref().map(Replica::status)
+    }
+
+    /// The last Raft index applied here (0 for a single member).
+    pub fn raft_applied_index(&self) -> u64 {
+        self.replica.as_ref().map_or(0, Replica::applied_index)
     }
 
     /// The TLS settings in use, if any.
@@ -516,6 +528,7 @@ impl Server {
             started_ms: now,
             replica,
             forwarder: crate::forward::Forwarder::default(),
+            etcd: crate::etcd::Hub::default(),
         });
         Ok(Server {
             state,
@@ -543,6 +556,7 @@ impl Server {
         if self.state.replica.is_some() {
             tokio::spawn(follow_leadership(self.state.clone()));
         }
+        tokio::spawn(crate::etcd::expire_leases(self.state.clone()));
         let app = crate::http::router(self.state.clone());
         let mut tasks = Vec::new();
         for listener in self.listeners {

@@ -10,6 +10,8 @@
 //!  metapb ◄── errorpb ◄── kvrpcpb ◄── raft_serverpb ◄── tikvpb
 //!    ▲                                     ▲
 //!    └──────── pdpb ◄── keyspacepb      eraftpb
+//!
+//!  mvccpb ◄── etcdserverpb     (etcd v3's API, served by PD)
 //! ```
 
 #![allow(clippy::all, missing_docs)]
@@ -52,4 +54,15 @@ pub mod pdpb {
 /// The placement driver's `Keyspace` service.
 pub mod keyspacepb {
     tonic::include_proto!("keyspacepb");
+}
+
+/// etcd's MVCC key-value and event messages.
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// etcd v3's KV, Watch, Lease, Cluster and Maintenance services (the
+/// subset PD serves).
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
 }
