@@ -592,6 +592,42 @@ impl Cluster {
 
 /// Milliseconds since the Unix epoch, the clock of the fault lines and of
 /// the bank checker's history.
+/// Starts `n` PD members alone (no stores) with Raft among them over
+/// mutual TLS: the processes and their client addresses (`127.0.0.1:port`).
+pub fn pd_members(dir: &Path, certs: &Certs, n: usize) -> (Vec<Proc>, Vec<String>) {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("pd{i}=https://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let args: Vec<String> = vec![
+            format!("--name=pd{i}"),
+            format!("--data-dir={}", dir.join(format!("pd{i}")).display()),
+            format!("--client-urls=https://127.0.0.1:{client}"),
+            format!("--peer-urls=https://127.0.0.1:{peer}"),
+            format!("--initial-cluster={initial}"),
+            format!("--cacert={}", certs.path("ca.pem")),
+            format!("--cert={}", certs.path("pd-server.pem")),
+            format!("--key={}", certs.path("pd-server-key.pem")),
+        ];
+        procs.push(Proc::spawn(
+            &format!("pd{i}"),
+            &bin("pd-server"),
+            &args,
+            dir.join(format!("pd{i}.log")),
+        ));
+    }
+    let addrs = ports
+        .iter()
+        .map(|(c, _)| format!("127.0.0.1:{c}"))
+        .collect();
+    (procs, addrs)
+}
+
 pub fn unix_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

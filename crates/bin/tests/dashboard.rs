@@ -380,50 +380,13 @@ async fn dashboard_pages_show_the_real_cluster_and_refuse_anonymous_access() {
     );
 }
 
-/// Starts `n` PD members with Raft over mutual TLS: (procs, client addrs).
-fn start_pds(dir: &Path, certs: &cluster::Certs, n: usize) -> (Vec<cluster::Proc>, Vec<String>) {
-    let ports: Vec<(u16, u16)> = (0..n)
-        .map(|_| (cluster::free_port(), cluster::free_port()))
-        .collect();
-    let initial = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("pd{i}=https://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut procs = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let args: Vec<String> = vec![
-            format!("--name=pd{i}"),
-            format!("--data-dir={}", dir.join(format!("pd{i}")).display()),
-            format!("--client-urls=https://127.0.0.1:{client}"),
-            format!("--peer-urls=https://127.0.0.1:{peer}"),
-            format!("--initial-cluster={initial}"),
-            format!("--cacert={}", certs.path("ca.pem")),
-            format!("--cert={}", certs.path("pd-server.pem")),
-            format!("--key={}", certs.path("pd-server-key.pem")),
-        ];
-        procs.push(cluster::Proc::spawn(
-            &format!("pd{i}"),
-            &cluster::bin("pd-server"),
-            &args,
-            dir.join(format!("pd{i}.log")),
-        ));
-    }
-    let addrs = ports
-        .iter()
-        .map(|(c, _)| format!("127.0.0.1:{c}"))
-        .collect();
-    (procs, addrs)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pd_member_serves_the_dashboard_with_the_leaders_data() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let certs = cluster::Certs::make(&dir.path().join("certs"));
     let tls = certs.client_tls();
-    let (procs, addrs) = start_pds(dir.path(), &certs, 3);
+    let (procs, addrs) = cluster::pd_members(dir.path(), &certs, 3);
     let logs = || {
         procs
             .iter()

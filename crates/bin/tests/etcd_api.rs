@@ -17,7 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cluster::{bin, free_port, Certs, Cluster, Options, Proc};
+use cluster::{Certs, Cluster, Options, Proc};
 
 fn have_etcdctl() -> bool {
     let ok = Command::new("etcdctl")
@@ -360,39 +360,13 @@ fn etcdctl_works_against_pd_over_mutual_tls_and_is_refused_without_a_cluster_cer
     }
 }
 
-/// Three PD members with Raft over mutual TLS.
+/// Three PD members with Raft over mutual TLS: (procs, https URLs).
 fn start_three(dir: &std::path::Path, certs: &Certs) -> (Vec<Proc>, Vec<String>) {
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("pd{i}=https://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut procs = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let args: Vec<String> = vec![
-            format!("--name=pd{i}"),
-            format!("--data-dir={}", dir.join(format!("pd{i}")).display()),
-            format!("--client-urls=https://127.0.0.1:{client}"),
-            format!("--peer-urls=https://127.0.0.1:{peer}"),
-            format!("--initial-cluster={initial}"),
-            format!("--cacert={}", certs.path("ca.pem")),
-            format!("--cert={}", certs.path("pd-server.pem")),
-            format!("--key={}", certs.path("pd-server-key.pem")),
-        ];
-        procs.push(Proc::spawn(
-            &format!("pd{i}"),
-            &bin("pd-server"),
-            &args,
-            dir.join(format!("pd{i}.log")),
-        ));
-    }
-    let urls = ports
-        .iter()
-        .map(|(c, _)| format!("https://127.0.0.1:{c}"))
-        .collect();
-    (procs, urls)
+    let (procs, addrs) = cluster::pd_members(dir, certs, 3);
+    (
+        procs,
+        addrs.iter().map(|a| format!("https://{a}")).collect(),
+    )
 }
 
 #[test]

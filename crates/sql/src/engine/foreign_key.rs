@@ -311,13 +311,15 @@ async fn on_parent_change(
                 "SET DEFAULT" => {
                     return Err(er::not_supported_yet("ON DELETE/UPDATE SET DEFAULT"));
                 }
-                _ => return Err(SqlError::of(
-                    ErrorKind::RowIsReferenced,
-                    format!(
+                _ => {
+                    return Err(SqlError::of(
+                        ErrorKind::RowIsReferenced,
+                        format!(
                         "Cannot delete or update a parent row: a foreign key constraint fails ({})",
                         describe(&child_db, &c, f)
                     ),
-                )),
+                    ))
+                }
             }
         }
     }

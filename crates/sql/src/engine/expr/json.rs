@@ -123,6 +123,18 @@ fn one_or_all(func: &str) -> SqlError {
     )
 }
 
+/// A `one_or_all` argument: `Some(true)` for 'all', `None` for NULL.
+fn all_arg(v: &Value, func: &str) -> Result<Option<bool>, SqlError> {
+    match v {
+        Value::Null => Ok(None),
+        m => match m.to_string().to_ascii_lowercase().as_str() {
+            "one" => Ok(Some(false)),
+            "all" => Ok(Some(true)),
+            _ => Err(one_or_all(func)),
+        },
+    }
+}
+
 /// ERROR 3158.
 pub fn null_key() -> SqlError {
     SqlError::of(
@@ -371,13 +383,8 @@ pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
             let Some(d) = doc(&args[0], 1, name)? else {
                 return Ok(Some(Value::Null));
             };
-            let all = match &args[1] {
-                Value::Null => return Ok(Some(Value::Null)),
-                m => match m.to_string().to_ascii_lowercase().as_str() {
-                    "one" => false,
-                    "all" => true,
-                    _ => return Err(one_or_all(name)),
-                },
+            let Some(all) = all_arg(&args[1], name)? else {
+                return Ok(Some(Value::Null));
             };
             let Some(ps) = paths(args, 2)? else {
                 return Ok(Some(Value::Null));
@@ -513,13 +520,8 @@ pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
             let Some(d) = doc(&args[0], 1, name)? else {
                 return Ok(Some(Value::Null));
             };
-            let all = match &args[1] {
-                Value::Null => return Ok(Some(Value::Null)),
-                m => match m.to_string().to_ascii_lowercase().as_str() {
-                    "one" => false,
-                    "all" => true,
-                    _ => return Err(one_or_all(name)),
-                },
+            let Some(all) = all_arg(&args[1], name)? else {
+                return Ok(Some(Value::Null));
             };
             if args[2].is_null() {
                 return Ok(Some(Value::Null));
