@@ -558,33 +558,28 @@ async fn alter(
             }
         }
         AlterTableOperation::ModifyColumn {
-            col_name,
+            col_name: old_name,
             data_type,
             options,
             column_position: None,
-        } => {
-            modify_column(
-                catalog,
-                (&db, &t),
-                &col_name.value,
-                &col_name.value,
-                data_type,
-                options,
-            )
-            .await
         }
-        AlterTableOperation::ChangeColumn {
+        | AlterTableOperation::ChangeColumn {
             old_name,
-            new_name,
             data_type,
             options,
             column_position: None,
+            ..
         } => {
+            // MODIFY keeps the name; CHANGE gives a new one.
+            let new_name = match op {
+                AlterTableOperation::ChangeColumn { new_name, .. } => &new_name.value,
+                _ => &old_name.value,
+            };
             modify_column(
                 catalog,
                 (&db, &t),
                 &old_name.value,
-                &new_name.value,
+                new_name,
                 data_type,
                 options,
             )

@@ -46,6 +46,9 @@ pub struct Writer<'a> {
     pub touched: Vec<Vec<u8>>,
     /// Rows the foreign keys must see, checked at the statement's end.
     pub fk_events: Vec<foreign_key::Event>,
+    /// Per table id: whether a foreign key references it (found once per
+    /// statement, not per row).
+    pub fk_referenced: HashMap<i64, bool>,
 }
 
 fn column_count_mismatch(row: usize) -> SqlError {
@@ -497,13 +500,23 @@ impl Writer<'_> {
             let (k, _) = table::index_entry(t, ix, row, handle);
             self.del(tx, k, ix.unique);
         }
-        if foreign_key::checks_on(self) && foreign_key::is_referenced(self, t) {
+        if foreign_key::checks_on(self) && self.is_referenced(t) {
             self.fk_events.push(foreign_key::Event::Parent {
                 table: t.id,
                 old: row.to_vec(),
                 new: None,
             });
         }
+    }
+
+    /// Whether a foreign key references `t` (cached for the statement).
+    fn is_referenced(&mut self, t: &TableInfo) -> bool {
+        if let Some(&r) = self.fk_referenced.get(&t.id) {
+            return r;
+        }
+        let r = foreign_key::is_referenced(self, t);
+        self.fk_referenced.insert(t.id, r);
+        r
     }
 
     /// Foreign-key checks, then the pessimistic locks: the end of every
@@ -623,7 +636,7 @@ impl Writer<'_> {
                 self.fk_events
                     .push(foreign_key::Event::Child(t.id, new.clone()));
             }
-            if foreign_key::is_referenced(self, t) {
+            if self.is_referenced(t) {
                 self.fk_events.push(foreign_key::Event::Parent {
                     table: t.id,
                     old: old.clone(),

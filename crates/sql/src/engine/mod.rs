@@ -1152,6 +1152,7 @@ impl Engine {
                     last_insert_id: 0,
                     touched: Vec::new(),
                     fk_events: Vec::new(),
+                    fk_referenced: std::collections::HashMap::new(),
                 };
                 let r = match statement {
                     Statement::Insert(i) => w.insert(txn, i).await,

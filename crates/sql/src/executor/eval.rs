@@ -25,7 +25,7 @@ use crate::engine::expr::arith::{self, round_fn};
 use crate::engine::expr::cast::cast;
 use crate::engine::expr::compare::{bool_val, in_list};
 use crate::engine::expr::string::{locate, substring, trim};
-use crate::engine::expr::time::{civil_from_days, days_from_civil};
+use crate::engine::expr::time::{add_seconds, days_from_civil};
 use crate::engine::expr::{self, info};
 use crate::error::{er, ErrorKind, SqlError};
 use crate::value::Value;
@@ -544,10 +544,7 @@ impl Ctx<'_> {
                     "MINUTE" => 60,
                     _ => 1,
                 };
-                let total = days_from_civil(y, mo, d) * 86_400 + secs + delta;
-                let (ny, nm, nd) = civil_from_days(total.div_euclid(86_400));
-                (y, mo, d) = (ny, nm, nd);
-                secs = total.rem_euclid(86_400);
+                ((y, mo, d), secs) = add_seconds((y, mo, d), secs, delta);
             }
             other => return Err(er::not_supported_yet(&format!("INTERVAL unit {other}"))),
         }

@@ -48,13 +48,11 @@ fn convert_tz(v: &Value, from: &Value, to: &Value) -> Value {
     else {
         return Value::Null;
     };
-    let secs = days_from_civil(year.into(), month.into(), day.into()) * 86400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second)
-        + (t - f);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86400));
-    let rem = secs.rem_euclid(86400);
+    let ((y, mo, d), rem) = add_seconds(
+        (year.into(), month.into(), day.into()),
+        i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second),
+        t - f,
+    );
     match u16::try_from(y) {
         Ok(year) if (1..=9999).contains(&year) => Value::DateTime {
             year,
@@ -67,6 +65,16 @@ fn convert_tz(v: &Value, from: &Value, to: &Value) -> Value {
         },
         _ => Value::Null,
     }
+}
+
+/// A date and a second of its day moved by `delta` seconds: the new date
+/// and second of the day.
+pub fn add_seconds(date: (i64, i64, i64), secs: i64, delta: i64) -> ((i64, i64, i64), i64) {
+    let total = days_from_civil(date.0, date.1, date.2) * 86_400 + secs + delta;
+    (
+        civil_from_days(total.div_euclid(86_400)),
+        total.rem_euclid(86_400),
+    )
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
