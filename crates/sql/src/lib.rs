@@ -10,6 +10,7 @@
 //!                                │                  └► executor::Interim   ├ Cluster (--store=tikv)
 //!                                ├► parser (sqlparser tokens + ours)      └ Embedded (--store=unistore)
 //!                                └► users::UserStore (accounts, REQUIRE)
+//!  value, json: the values rows carry (JSON documents: `json`)
 //!  tls: the MySQL-facing certificate set (ssl-ca/ssl-cert/ssl-key)
 //!  config: tidb-server's TOML file
 //! ```

@@ -10,7 +10,9 @@
 //!   ├─ expr     bound expressions, the binder, functions by family
 //!   ├─ memory   per-statement tracker: quota, deadline, KILL flag
 //!   ├─ dml      INSERT / REPLACE / UPDATE / DELETE, index maintenance
+//!   │  └─ foreign_key  checks and cascades at the statement's end
 //!   ├─ ddl      CREATE/DROP/ALTER/TRUNCATE, online index backfill
+//!   ├─ view, temporary  views; per-session temporary tables
 //!   ├─ show     SHOW ..., DESCRIBE, information_schema
 //!   ├─ table    row and index entries of one table   ┐ TiDB's table codec
 //!   ├─ codec    keys, memcomparable datums, row v2    ┘
