@@ -33,7 +33,11 @@ use tokio::sync::oneshot;
 
 use super::keys;
 use super::log::{PeerStorage, SnapGen};
-use super::peer::{Callback, Change, Peer, ReadCallback, TICK_MS};
+use super::peer::{Callback, Change, Peer, ReadCallback, ELECTION_TICKS, TICK_MS};
+
+/// How long a leader hears nothing from a peer before it reports the peer
+/// down to PD: two election timeouts.
+const DOWN_AFTER: Duration = Duration::from_millis(2 * ELECTION_TICKS as u64 * TICK_MS);
 use super::snap;
 use super::transport::{self, Transport};
 use crate::codec::{Reader, Writer};
@@ -1115,9 +1119,14 @@ impl<E: Engine> RaftLoop<E> {
                                     pending_peers.push(*x);
                                 }
                             }
-                            Some(_) => {
+                            // raft's check_quorum clears `recent_active` once
+                            // per election timeout and the next heartbeat
+                            // response sets it again: a peer is down only
+                            // after a silence longer than that round trip.
+                            Some(_) if now.duration_since(seen) >= DOWN_AFTER => {
                                 down_peers.push((*x, now.duration_since(seen).as_secs()));
                             }
+                            Some(_) => {}
                             None => pending_peers.push(*x),
                         }
                     }
