@@ -267,6 +267,60 @@ async fn pd_add_voter_joins_as_learner_gets_a_snapshot_and_is_promoted() {
     .await;
 }
 
+/// Healthy followers are never reported down to PD: raft's check_quorum
+/// clears their "recently active" mark once per election timeout and the
+/// next heartbeat reply sets it again, and a leader that published the
+/// cleared mark as a down peer kept the playground (which waits for a
+/// cluster with no down peers) waiting forever. A follower cut off is
+/// reported down once it has been silent for two election timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_reports_a_follower_down_only_after_it_has_been_silent() {
+    let net = three_voters().await;
+    net.wait("both followers caught up", |n| {
+        (1..=3).all(|s| n.has(s, "before"))
+    })
+    .await;
+    let leader = net.leader().unwrap().clone();
+    // Several election timeouts, sampled more often than heartbeats.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let r = leader.region(REGION).unwrap();
+        assert!(
+            r.down_peers.is_empty(),
+            "healthy followers reported down: {:?}",
+            r.down_peers
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let victim = *leader
+        .region(REGION)
+        .unwrap()
+        .region
+        .peers
+        .iter()
+        .find(|p| p.store_id != leader.store_id)
+        .unwrap();
+    net.cut.lock().unwrap().insert(victim.store_id);
+    net.wait("the cut-off follower reported down", |_| {
+        leader
+            .region(REGION)
+            .is_some_and(|r| r.down_peers.iter().any(|(p, _)| p.id == victim.id))
+    })
+    .await;
+    let r = leader.region(REGION).unwrap();
+    assert_eq!(r.down_peers.len(), 1, "only the cut-off follower is down");
+    net.cut.lock().unwrap().clear();
+    net.wait(
+        "the follower no longer down after the partition heals",
+        |_| {
+            leader
+                .region(REGION)
+                .is_some_and(|r| r.down_peers.is_empty())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_store_beyond_log_retention_rejoins_by_snapshot() {
     let net = three_voters().await;
